@@ -1,0 +1,35 @@
+"""Hypothesis profiles for the whole suite, chosen by HYPOTHESIS_PROFILE (default: ci).
+
+- ci: derandomized (fixed examples, reproducible in CI), no deadline, no example database, modest
+  max_examples so the default suite fits its CI budget.
+- dev: random examples with the database on, for local exploration.
+- thorough: many examples, for long runs (`HYPOTHESIS_PROFILE=thorough pytest`).
+"""
+
+import os
+
+import torch
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    database=None,
+    max_examples=12,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("dev", deadline=None, max_examples=30)
+settings.register_profile(
+    "thorough",
+    deadline=None,
+    max_examples=400,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# Reference numerics: no TF32 anywhere in the suite (CONVENTIONS: cuDNN TF32 gives ~1e-3 errors).
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False

@@ -1,0 +1,162 @@
+"""Exact scores ``s_t(x) = grad log p_t(x)`` for every target and every forward process.
+
+``exact_score(target, process)`` returns a callable ``s(x, t)``: ``x`` a float32/float64 tensor
+on any device, ``(*batch, *event)``; ``t`` a float, a 0-d tensor, or a tensor of shape
+``(batch,)`` (one time per leading batch entry; Gaussian field and mixtures).  The forms:
+
+- Gaussian field: Fourier-diagonal ``s_k = K_t(k) phi_k``, ``K_t = -1/C_t`` (THEORY 2).
+- Gaussian mixtures: responsibilities-weighted component scores; two peaks: tanh form (THEORY 6).
+- Two deltas, data sets: Tweedie / softmax ``(a <y> - x) / Xi`` (THEORY 7); needs ``t > 0``.
+- 0-D phi^4 and 1-D grid densities: quadrature of ``p_t = p_0 * N(a., Xi)`` (THEORY 8).
+- Lattice phi^4 at ``lam = 0``: its Gaussian free field (no closed form exists for ``lam > 0``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable
+
+import torch
+
+from . import lattice
+from .processes import Process, Time, check_time
+from .targets import (
+    Density1D,
+    EmpiricalDataset,
+    GaussianField,
+    GaussianMixture1D,
+    Phi4Lattice,
+    Phi4ZeroD,
+    TwoDeltas,
+    TwoGaussianMixture,
+)
+
+__all__ = ["exact_score", "fourier_score", "ScoreFn"]
+
+ScoreFn = Callable[[torch.Tensor, Time], torch.Tensor]
+
+
+def _check_x(x: torch.Tensor, event_shape: tuple[int, ...] = ()) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating tensor (float32 or float64), got dtype {x.dtype}")
+    n = len(event_shape)
+    if n and tuple(x.shape[x.ndim - n :]) != tuple(event_shape):
+        raise ValueError(f"x must have shape (*batch, {', '.join(map(str, event_shape))}), got {tuple(x.shape)}")
+
+
+def _time_factors(process: Process, t: Time, x: torch.Tensor, event_ndim: int) -> tuple:
+    """``(a, Xi)`` at t: floats for a scalar time, else tensors shaped to broadcast over the event axes."""
+    if isinstance(t, torch.Tensor) and t.ndim > 0:
+        check_time(process, t)
+        if t.ndim != 1 or t.shape[0] != x.shape[0]:
+            raise ValueError(f"a tensor t must have shape (batch,) = ({x.shape[0]},), got {tuple(t.shape)}")
+        tt = t.to(dtype=x.dtype, device=x.device).reshape(-1, *([1] * (x.ndim - 1)))
+        return process.a(tt), process.Xi(tt)
+    tf = float(t)
+    check_time(process, tf)
+    return float(process.a(tf)), float(process.Xi(tf))
+
+
+@functools.lru_cache(maxsize=64)
+def _c0_cached(target: GaussianField, dtype: torch.dtype, device: str) -> torch.Tensor:
+    return target.c0(dtype=dtype, device=device)
+
+
+def fourier_score(target: GaussianField, process: Process) -> ScoreFn:
+    """``s_t(phi) = F^-1[K_t(k) F[phi]]`` with ``K_t(k) = -1/(a^2 c0(k) + Xi)`` (THEORY 2)."""
+    d, mask_zero = target.d, target.zero_mode_removed
+
+    def score(x: torch.Tensor, t: Time) -> torch.Tensor:
+        _check_x(x, target.shape)
+        a, Xi = _time_factors(process, t, x, d)
+        c0 = _c0_cached(target, x.dtype, str(x.device))
+        C = a * a * c0 + Xi
+        if mask_zero:
+            # K(0) = 0: the zero mode is removed in the score (THEORY 0).  Every other C_t(k) > 0.
+            C[..., *([0] * d)] = math.inf
+        return lattice.ifft(lattice.fft(x, d) * (-1.0 / C), d).real
+
+    return score
+
+
+def _mixture_score(target: GaussianMixture1D, process: Process) -> ScoreFn:
+    w0, m0, s0 = target.weights, target.means, target.stds
+
+    def score(x: torch.Tensor, t: Time) -> torch.Tensor:
+        _check_x(x)
+        a, Xi = _time_factors(process, t, x, 0)
+        kw = dict(dtype=x.dtype, device=x.device)
+        w, m, s2 = torch.tensor(w0, **kw), torch.tensor(m0, **kw), torch.tensor(s0, **kw) ** 2
+        a_ = a.unsqueeze(-1) if isinstance(a, torch.Tensor) else a
+        Xi_ = Xi.unsqueeze(-1) if isinstance(Xi, torch.Tensor) else Xi
+        mean, var = a_ * m, a_ * a_ * s2 + Xi_
+        diff = x.unsqueeze(-1) - mean
+        logits = torch.log(w) - 0.5 * diff * diff / var - 0.5 * torch.log(var)
+        return (torch.softmax(logits, dim=-1) * (-diff / var)).sum(-1)
+
+    return score
+
+
+def _two_peak_score(target: TwoGaussianMixture, process: Process) -> ScoreFn:
+    def score(x: torch.Tensor, t: Time) -> torch.Tensor:
+        """``s_t(x) = (-x + a mu tanh(a mu x / v)) / v``, ``v = a^2 s^2 + Xi`` (THEORY 6)."""
+        _check_x(x)
+        a, Xi = _time_factors(process, t, x, 0)
+        v = a * a * target.s**2 + Xi
+        am = a * target.mu
+        return (-x + am * torch.tanh(am * x / v)) / v
+
+    return score
+
+
+def _scalar_time(t: Time, name: str) -> float:
+    if isinstance(t, torch.Tensor) and t.numel() != 1:
+        raise ValueError(f"{name} scores take a scalar time t, got shape {tuple(t.shape)}")
+    return float(t)
+
+
+def _dataset_score(target, process: Process) -> ScoreFn:
+    event = target.event_shape if isinstance(target, EmpiricalDataset) else ()
+
+    def score(x: torch.Tensor, t: Time) -> torch.Tensor:
+        _check_x(x, event)
+        return target.score(x, process, _scalar_time(t, type(target).__name__))
+
+    return score
+
+
+def _density_score(density: Density1D, process: Process) -> ScoreFn:
+    def score(x: torch.Tensor, t: Time) -> torch.Tensor:
+        _check_x(x)
+        return density.score(x, process, _scalar_time(t, "quadrature"))
+
+    return score
+
+
+def exact_score(target, process: Process) -> ScoreFn:
+    """The exact score ``s(x, t) = grad_x log p_t(x)`` of ``target`` under ``process``."""
+    if not isinstance(process, Process):
+        raise TypeError(f"process must implement a(t), Xi(t), gamma(t), g(t) and T, got {type(process).__name__}")
+    if isinstance(target, GaussianField):
+        return fourier_score(target, process)
+    if isinstance(target, TwoGaussianMixture):
+        return _two_peak_score(target, process)
+    if isinstance(target, GaussianMixture1D):
+        return _mixture_score(target, process)
+    if isinstance(target, (TwoDeltas, EmpiricalDataset)):
+        return _dataset_score(target, process)
+    if isinstance(target, Phi4ZeroD):
+        return _density_score(target.density(), process)
+    if isinstance(target, Density1D):
+        return _density_score(target, process)
+    if isinstance(target, Phi4Lattice):
+        if target.lam != 0.0:
+            raise ValueError(
+                f"lattice phi^4 has no closed-form diffusion score for lam > 0 (got lam={target.lam});"
+                " only lam = 0 (the free field) is exact"
+            )
+        return fourier_score(target.free_field(), process)
+    raise TypeError(f"no exact score for target of type {type(target).__name__}")
