@@ -1,0 +1,73 @@
+"""Unit tests of the lattice conventions (THEORY 0)."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from critdiff_ref import lattice
+from critdiff_ref.strategies import lattices, seeds
+from critdiff_ref.testing import assert_close
+
+
+@pytest.mark.parametrize("L,d", [(2, 1), (5, 1), (4, 2), (5, 2), (3, 3), (4, 3)])
+def test_khat2_equals_laplacian_eigenvalues(L, d):
+    """khat^2(k) are exactly the eigenvalues of the explicit periodic lattice Laplacian."""
+    eig = torch.linalg.eigvalsh(lattice.laplacian_matrix(L, d))
+    k2 = torch.sort(lattice.khat2(L, d).flatten()).values
+    # eigvalsh of a symmetric V x V matrix with entries O(d): backward error ~ V eps ||A||.
+    assert_close(k2, eig, atol=64 * L**d * 4 * d * 2.2e-16, rtol=0.0)
+
+
+def test_khat2_range():
+    k2 = lattice.khat2(6, 2)
+    assert k2[0, 0] == 0.0
+    assert math.isclose(float(k2.max()), 8.0, rel_tol=1e-15)  # 4d at the zone corner (L even)
+
+
+@given(lattices(), seeds())
+def test_parseval_and_real_round_trip(Ld, seed):
+    """The unitary FFT preserves the norm, and ifft(fft(x)) returns a real field unchanged."""
+    L, d = Ld
+    x = torch.randn((3,) + (L,) * d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    xk = lattice.fft(x, d)
+    # ~log2(V) butterfly stages each add O(eps) relative error.
+    assert_close(xk.abs().pow(2).sum(), x.pow(2).sum())
+    back = lattice.ifft(xk, d)
+    assert_close(back.real, x)
+    assert float(back.imag.abs().max()) < 64 * 2.2e-16 * float(x.abs().max())
+
+
+@given(lattices(), seeds())
+def test_white_noise_is_white_in_fourier_space(Ld, seed):
+    """Unitary convention: E|z_k|^2 = 1 for every mode (checked as an exact identity of the mean over modes)."""
+    L, d = Ld
+    z = torch.randn((L,) * d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    assert_close(lattice.fft(z, d).abs().pow(2).mean(), z.pow(2).mean())
+
+
+@given(lattices(), seeds())
+def test_remove_zero_mode(Ld, seed):
+    L, d = Ld
+    x = torch.randn((2,) + (L,) * d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    y = lattice.remove_zero_mode(x, d)
+    assert float(lattice.fft(y, d)[(slice(None),) + (0,) * d].abs().max()) < 1e-12 * L**d
+    assert_close(lattice.remove_zero_mode(y, d), y)
+
+
+def test_torus_distance_and_box_mask():
+    dist = lattice.torus_distance(7, 2)
+    assert int(dist[0, 0]) == 0 and int(dist[3, 1]) == 3 and int(dist[4, 6]) == 3 and int(dist[6, 6]) == 1
+    for ell in range(4):
+        assert int(lattice.box_mask(7, 2, ell).sum()) == (2 * ell + 1) ** 2
+    assert int(lattice.box_mask(8, 3, 1).sum()) == 27
+    with pytest.raises(ValueError, match="ell"):
+        lattice.box_mask(8, 2, -1)
+
+
+@pytest.mark.parametrize("L,d,exc", [(1, 2, ValueError), (4, 0, ValueError), (4.0, 2, TypeError), (4, 2.5, TypeError)])
+def test_bad_lattice(L, d, exc):
+    with pytest.raises(exc, match="L|d"):
+        lattice.khat2(L, d)
