@@ -1,0 +1,245 @@
+"""Reverse-time samplers (THEORY 1): probability-flow ODE and Euler–Maruyama reverse SDE.
+
+Both integrate from ``T`` down to ``t_min`` on a decreasing grid ``t_0 = T > ... > t_N = t_min``
+with signed step ``dt = t_{i+1} - t_i = -h < 0``:
+
+- PF-ODE ``dx/dt = -gamma x - (g^2/2) s_t(x)`` with Euler (order 1), Heun (2) or RK4 (4) steps;
+- reverse SDE, Euler–Maruyama: ``x <- x - h (-gamma x - g^2 s_t(x)) + g(t_i) sqrt(h) z``.
+
+The loop is visible in each sampler; the step is a small named function (k-diffusion style).
+Every step checks ``torch.isfinite(x).all()`` and raises :class:`FloatingPointError` naming the
+step and its times.  Shapes: ``x`` is ``(*batch, *event)``; dtype/device follow ``x_T``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..processes import Process, Time, ode_drift, sde_drift
+from .grids import resolve_grid
+
+__all__ = [
+    "METHODS",
+    "euler_step",
+    "heun_step",
+    "rk4_step",
+    "euler_maruyama_step",
+    "probability_flow",
+    "reverse_sde",
+    "pure_noise_start",
+    "standard_normal_start",
+    "reference_ode",
+]
+
+Score = Callable[[torch.Tensor, Time], torch.Tensor]
+Velocity = Callable[[torch.Tensor, float], torch.Tensor]
+Noise = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
+
+
+# -- steps ------------------------------------------------------------------------------------
+def euler_step(f: Velocity, x: torch.Tensor, t: float, dt: float) -> torch.Tensor:
+    """``x + dt f(x, t)`` (first order)."""
+    return x + dt * f(x, t)
+
+
+def heun_step(f: Velocity, x: torch.Tensor, t: float, dt: float) -> torch.Tensor:
+    """Heun / explicit trapezoid: ``k1 = f(x, t)``, ``k2 = f(x + dt k1, t + dt)``, ``x + dt (k1 + k2)/2``."""
+    k1 = f(x, t)
+    k2 = f(x + dt * k1, t + dt)
+    return x + 0.5 * dt * (k1 + k2)
+
+
+def rk4_step(f: Velocity, x: torch.Tensor, t: float, dt: float) -> torch.Tensor:
+    """Classical Runge–Kutta: stages at ``t, t + dt/2, t + dt/2, t + dt``; ``x + dt (k1 + 2k2 + 2k3 + k4)/6``."""
+    k1 = f(x, t)
+    k2 = f(x + 0.5 * dt * k1, t + 0.5 * dt)
+    k3 = f(x + 0.5 * dt * k2, t + 0.5 * dt)
+    k4 = f(x + dt * k3, t + dt)
+    return x + (dt / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+
+
+METHODS = {"euler": euler_step, "heun": heun_step, "rk4": rk4_step}
+
+
+def euler_maruyama_step(
+    process: Process, score: Score, x: torch.Tensor, t: float, dt: float, z: torch.Tensor
+) -> torch.Tensor:
+    """``x + dt (-gamma x - g^2 s_t(x)) + g(t) sqrt(|dt|) z`` with ``dt = -h < 0`` (THEORY 1)."""
+    return x + dt * sde_drift(process, score, x, t) + float(process.g(t)) * math.sqrt(-dt) * z
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _check_state(x_T: torch.Tensor) -> None:
+    if not isinstance(x_T, torch.Tensor):
+        raise TypeError(f"x_T must be a torch.Tensor, got {type(x_T).__name__}")
+    if not x_T.is_floating_point():
+        raise TypeError(f"x_T must be a floating tensor (float32 or float64), got dtype {x_T.dtype}")
+    if not bool(torch.isfinite(x_T).all()):
+        raise ValueError("x_T must be finite (it contains NaN or inf)")
+
+
+def _check_finite(x: torch.Tensor, i: int, t: float, t_next: float, name: str) -> None:
+    if not bool(torch.isfinite(x).all()):
+        raise FloatingPointError(
+            f"{name}: non-finite state after step {i} (t = {t:.6g} -> {t_next:.6g}); "
+            "the score returned NaN/inf or the step is unstable (use more steps or another grid)"
+        )
+
+
+def _grid_floats(times: torch.Tensor) -> list[float]:
+    return [float(t) for t in times]
+
+
+# -- samplers ---------------------------------------------------------------------------------
+def probability_flow(
+    score: Score,
+    process: Process,
+    x_T: torch.Tensor,
+    steps: int | None,
+    method: str = "rk4",
+    grid="uniform",
+    t_min: float = 0.0,
+    *,
+    return_trajectory: bool = False,
+):
+    """Integrate the PF-ODE ``dx/dt = -gamma x - (g^2/2) s_t(x)`` from ``T`` to ``t_min`` (THEORY 1).
+
+    ``method`` in ``("euler", "heun", "rk4")``; ``grid`` a kind (``"uniform"``, ``"log"``,
+    ``"karras"``) or an explicit decreasing 1-D tensor of times.  Returns ``x_0`` (the state at
+    ``t_min``), shape of ``x_T``; with ``return_trajectory=True`` also the ``(N + 1, *x_T.shape)`` states.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {tuple(METHODS)}, got method={method!r}")
+    _check_state(x_T)
+    step = METHODS[method]
+    times = _grid_floats(resolve_grid(process, steps, grid, t_min))
+
+    def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
+        return ode_drift(process, score, x, t)
+
+    x = x_T
+    trajectory = [x] if return_trajectory else None
+    for i in range(len(times) - 1):
+        x = step(velocity, x, times[i], times[i + 1] - times[i])
+        _check_finite(x, i, times[i], times[i + 1], f"probability_flow[{method}]")
+        if return_trajectory:
+            trajectory.append(x)
+    return (x, torch.stack(trajectory)) if return_trajectory else x
+
+
+def reverse_sde(
+    score: Score,
+    process: Process,
+    x_T: torch.Tensor,
+    steps: int | None,
+    generator: torch.Generator | None = None,
+    grid="uniform",
+    t_min: float = 0.0,
+    *,
+    noise: Noise | None = None,
+    return_trajectory: bool = False,
+):
+    """Euler–Maruyama for the reverse SDE ``dx = [-gamma x - g^2 s_t(x)] dt + g dW_bar`` (THEORY 1).
+
+    Step ``x <- x - h (-gamma x - g^2 s) + g(t_i) sqrt(h) z``, ``h = t_i - t_{i+1}``, ``z`` from
+    ``noise(x, generator)`` (default ``torch.randn``; pass ``GaussianField.noise`` at ``r = 0`` for
+    zero-mode-free noise).  Noise is added at every step, including the last.  Returns ``x_0``
+    (state at ``t_min``), optionally with the ``(N + 1, *x_T.shape)`` trajectory.
+    """
+    _check_state(x_T)
+    if noise is not None and not callable(noise):
+        raise TypeError(f"noise must be a callable (x, generator) -> tensor, got {type(noise).__name__}")
+    times = _grid_floats(resolve_grid(process, steps, grid, t_min))
+
+    def draw(x: torch.Tensor) -> torch.Tensor:
+        if noise is None:
+            return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        return noise(x, generator)
+
+    x = x_T
+    trajectory = [x] if return_trajectory else None
+    for i in range(len(times) - 1):
+        x = euler_maruyama_step(process, score, x, times[i], times[i + 1] - times[i], draw(x))
+        _check_finite(x, i, times[i], times[i + 1], "reverse_sde")
+        if return_trajectory:
+            trajectory.append(x)
+    return (x, torch.stack(trajectory)) if return_trajectory else x
+
+
+# -- start distributions ----------------------------------------------------------------------
+def _shape(shape) -> tuple[int, ...]:
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 for s in shape):
+        raise ValueError(f"shape must be ints >= 1, got shape={shape!r}")
+    return tuple(int(s) for s in shape)
+
+
+def pure_noise_start(
+    shape,
+    process: Process,
+    generator: torch.Generator | None = None,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+    noise: Noise | None = None,
+) -> torch.Tensor:
+    """``x_T ~ N(0, Xi(T))`` per degree of freedom, the usual "pure noise" start (THEORY 2).
+
+    ``noise(x, generator)`` replaces ``torch.randn`` (e.g. ``GaussianField.noise`` at ``r = 0``).
+    """
+    shape = _shape(shape)
+    if generator is not None and device is None:
+        device = generator.device
+    scale = math.sqrt(float(process.Xi(float(process.T))))
+    if noise is None:
+        z = torch.randn(shape, generator=generator, dtype=dtype, device=device)
+    else:
+        z = noise(torch.empty(shape, dtype=dtype, device=device), generator)
+    return scale * z
+
+
+def standard_normal_start(
+    shape,
+    generator: torch.Generator | None = None,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """``x_T ~ N(0, 1)``: the VP / OU convention (``Xi(T) -> 1``)."""
+    shape = _shape(shape)
+    if generator is not None and device is None:
+        device = generator.device
+    return torch.randn(shape, generator=generator, dtype=dtype, device=device)
+
+
+# -- adaptive reference -----------------------------------------------------------------------
+def reference_ode(
+    score: Score, process: Process, x_T: torch.Tensor, t_min: float = 0.0, rtol: float = 1e-10
+) -> torch.Tensor:
+    """PF-ODE from ``T`` to ``t_min`` with scipy's adaptive DOP853 (float64, CPU): a cross-check for
+    small problems (``x_T.numel()`` up to a few thousand).  ``atol = rtol * max(|x_T|, 1)``."""
+    from scipy.integrate import solve_ivp
+
+    _check_state(x_T)
+    if not (isinstance(rtol, float) and 1e-14 <= rtol < 1.0):
+        raise ValueError(f"rtol must be a float in [1e-14, 1), got rtol={rtol!r}")
+    t_min = float(t_min)
+    if not (0.0 <= t_min < process.T):
+        raise ValueError(f"t_min must lie in [0, T) = [0, {process.T}), got t_min={t_min}")
+    shape = x_T.shape
+    y0 = x_T.detach().to(dtype=torch.float64, device="cpu").reshape(-1).numpy()
+
+    def rhs(t: float, y: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(y).reshape(shape)
+        return ode_drift(process, score, x, float(t)).reshape(-1).numpy()
+
+    atol = rtol * max(float(np.abs(y0).max()), 1.0)
+    sol = solve_ivp(rhs, (float(process.T), t_min), y0, method="DOP853", rtol=rtol, atol=atol)
+    if not sol.success:
+        raise RuntimeError(f"reference_ode: solve_ivp failed: {sol.message}")
+    out = torch.from_numpy(sol.y[:, -1].copy()).reshape(shape)
+    return out.to(dtype=x_T.dtype, device=x_T.device)
