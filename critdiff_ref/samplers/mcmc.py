@@ -1,0 +1,330 @@
+"""Markov chain Monte Carlo for lattice phi^4 (THEORY 8): HMC, checkerboard Metropolis, Langevin.
+
+Every sampler runs a batch of independent chains at once: ``phi`` has shape
+``(n_chains, *lattice)``; dtype and device follow the start configuration. Randomness only
+through the ``generator`` argument. A target is anything with ``action(phi) -> (*batch,)`` and
+``force(phi) = -dS/dphi`` (:class:`~critdiff_ref.targets.Phi4Lattice`); local Metropolis needs
+the lattice action itself.
+
+- HMC: momenta ``pi ~ N(0, 1)``, ``H = S(phi) + sum pi^2 / 2``, leapfrog with step ``eps``
+  and ``n_steps`` steps, accept with ``min(1, exp(-dH))``.
+- Local Metropolis: ``phi_x -> phi_x + U(-step_size, step_size)`` on all even sites at once,
+  then all odd sites (no two same-parity sites are neighbours when L is even).
+- Langevin (stochastic quantisation): ``phi <- phi + dtau F(phi) + sqrt(2 dtau) xi`` (Euler;
+  O(dtau) bias), optionally Metropolis-corrected (MALA; exact).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import torch
+
+from .. import lattice
+from ..targets import Phi4Lattice
+
+__all__ = [
+    "Action",
+    "ChainResult",
+    "hamiltonian",
+    "leapfrog",
+    "hmc_step",
+    "hmc",
+    "checkerboard_masks",
+    "local_action_change",
+    "metropolis_sweep",
+    "metropolis",
+    "langevin_step",
+    "langevin",
+    "euler_langevin_variance",
+]
+
+Callback = Callable[[int, int, torch.Tensor], None]
+
+
+class Action(Protocol):
+    """A lattice action: ``action(phi) -> (*batch,)`` and ``force(phi) = -dS/dphi``."""
+
+    def action(self, phi: torch.Tensor) -> torch.Tensor: ...
+    def force(self, phi: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class ChainResult:
+    """Output of a sampler run.
+
+    ``samples`` ``(n_kept, n_chains, *lattice)`` (after burn-in, every ``thin``-th update);
+    ``acceptance`` ``(n_chains,)`` the accepted fraction after burn-in (site updates for
+    Metropolis); ``dH`` ``(n_updates_after_burn_in, n_chains)`` the HMC energy violations (None
+    otherwise); ``final`` the last state ``(n_chains, *lattice)``.
+    """
+
+    samples: torch.Tensor
+    acceptance: torch.Tensor
+    final: torch.Tensor
+    dH: torch.Tensor | None = None
+
+
+# -- argument checks ----------------------------------------------------------------------------
+def _positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number > 0, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be finite and > 0, got {name}={value}")
+    return value
+
+
+def _count(name: str, value, lower: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= {lower}, got {value!r}")
+    if value < lower:
+        raise ValueError(f"{name} must be >= {lower}, got {name}={value}")
+    return value
+
+
+def _check_state(target: Action, phi0: torch.Tensor) -> torch.Tensor:
+    if not (hasattr(target, "action") and hasattr(target, "force")):
+        raise TypeError(f"target must have action(phi) and force(phi), got {type(target).__name__}")
+    if not isinstance(phi0, torch.Tensor) or not phi0.is_floating_point():
+        raise TypeError("phi0 must be a floating torch.Tensor of shape (n_chains, *lattice)")
+    shape = getattr(target, "shape", None)
+    if shape is not None and (phi0.ndim != len(shape) + 1 or tuple(phi0.shape[1:]) != tuple(shape)):
+        raise ValueError(f"phi0 must have shape (n_chains, {', '.join(map(str, shape))}), got {tuple(phi0.shape)}")
+    if not bool(torch.isfinite(phi0).all()):
+        raise ValueError("phi0 must be finite")
+    return phi0.clone()
+
+
+def _site_sum(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(x.shape[0], -1).sum(dim=1)
+
+
+# -- HMC ------------------------------------------------------------------------------------------
+def hamiltonian(target: Action, phi: torch.Tensor, pi: torch.Tensor) -> torch.Tensor:
+    """``H = S(phi) + 1/2 sum_x pi_x^2`` per chain (THEORY 8), shape ``(n_chains,)``."""
+    return target.action(phi) + 0.5 * _site_sum(pi * pi)
+
+
+def leapfrog(
+    target: Action, phi: torch.Tensor, pi: torch.Tensor, eps: float, n_steps: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Leapfrog: ``pi += eps/2 F``; ``n_steps`` x (``phi += eps pi``; ``pi += eps F``) with the last
+    momentum kick halved. Time-reversible and volume-preserving; ``dH = O(eps^2)`` at fixed length."""
+    pi = pi + 0.5 * eps * target.force(phi)
+    for i in range(n_steps):
+        phi = phi + eps * pi
+        kick = eps if i < n_steps - 1 else 0.5 * eps
+        pi = pi + kick * target.force(phi)
+    return phi, pi
+
+
+def hmc_step(
+    target: Action, phi: torch.Tensor, generator: torch.Generator | None, *, eps: float, n_steps: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One HMC trajectory per chain: ``(phi_new, accepted (n_chains,) bool, dH (n_chains,))``."""
+    pi = torch.randn(phi.shape, generator=generator, dtype=phi.dtype, device=phi.device)
+    H0 = hamiltonian(target, phi, pi)
+    phi_new, pi_new = leapfrog(target, phi, pi, eps, n_steps)
+    dH = hamiltonian(target, phi_new, pi_new) - H0
+    u = torch.rand(dH.shape, generator=generator, dtype=phi.dtype, device=phi.device)
+    accept = torch.log(u) < -dH  # NaN dH (a diverged trajectory) is rejected
+    mask = accept.reshape((-1,) + (1,) * (phi.ndim - 1))
+    return torch.where(mask, phi_new, phi), accept, dH
+
+
+def _run(
+    update: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
+    phi: torch.Tensor,
+    n_updates: int,
+    burn_in: int,
+    thin: int,
+    callback: Callback | None,
+    name: str,
+) -> ChainResult:
+    """The shared chain loop: burn-in, thinning, acceptance bookkeeping, progress callback."""
+    kept, dHs = [], []
+    acc = torch.zeros(phi.shape[0], dtype=torch.float64, device=phi.device)
+    total = burn_in + n_updates
+    for it in range(total):
+        phi, accepted, dH = update(phi)
+        if not bool(torch.isfinite(phi).all()):
+            raise FloatingPointError(f"{name}: non-finite field after update {it} (step size too large?)")
+        if it >= burn_in:
+            acc += accepted.to(torch.float64)
+            if dH is not None:
+                dHs.append(dH)
+            if (it - burn_in) % thin == thin - 1:
+                kept.append(phi.clone())
+        if callback is not None:
+            callback(it + 1, total, phi)
+    samples = torch.stack(kept) if kept else phi.new_zeros((0, *phi.shape))
+    return ChainResult(samples, acc / max(n_updates, 1), phi, torch.stack(dHs) if dHs else None)
+
+
+def hmc(
+    target: Action,
+    phi0: torch.Tensor,
+    *,
+    n_traj: int,
+    eps: float,
+    n_steps: int,
+    burn_in: int = 0,
+    thin: int = 1,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> ChainResult:
+    """Batched HMC (THEORY 8): ``burn_in`` then ``n_traj`` trajectories, every ``thin``-th kept.
+
+    ``phi0`` ``(n_chains, *lattice)``; ``callback(done, total, phi)`` after each trajectory.
+    """
+    phi = _check_state(target, phi0)
+    eps = _positive("eps", eps)
+    n_steps, n_traj = _count("n_steps", n_steps, 1), _count("n_traj", n_traj, 1)
+    burn_in, thin = _count("burn_in", burn_in, 0), _count("thin", thin, 1)
+    return _run(
+        lambda p: hmc_step(target, p, generator, eps=eps, n_steps=n_steps), phi, n_traj, burn_in, thin, callback, "hmc"
+    )
+
+
+# -- local Metropolis -----------------------------------------------------------------------------
+def checkerboard_masks(L: int, d: int, *, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean masks of even and odd sites (``sum_mu x_mu`` mod 2), shape ``(L,)*d``; L must be even."""
+    lattice.check_lattice(L, d)
+    if L % 2:
+        raise ValueError(f"checkerboard updates need an even L (odd L makes wrap-around neighbours equal parity), got L={L}")
+    idx = torch.zeros((L,) * d, dtype=torch.long, device=device)
+    n = torch.arange(L, device=device)
+    for mu in range(d):
+        shape = [1] * d
+        shape[mu] = L
+        idx = idx + n.reshape(shape)
+    even = idx % 2 == 0
+    return even, ~even
+
+
+def local_action_change(target: Phi4Lattice, phi: torch.Tensor, phi_new: torch.Tensor) -> torch.Tensor:
+    """Per-site ``S(phi with phi_x -> phi_new_x) - S(phi)``, shape of ``phi`` (THEORY 8 action):
+    ``-2 kappa (phi'_x - phi_x) sum_mu (phi_{x+mu} + phi_{x-mu}) + (1 - 2 lam)(phi'^2 - phi^2) + lam (phi'^4 - phi^4)``.
+
+    Exact for any set of simultaneously changed sites of which no two are neighbours.
+    """
+    nn = sum(torch.roll(phi, s, dims=mu) for mu in lattice.lattice_dims(target.d) for s in (1, -1))
+    p2, q2 = phi * phi, phi_new * phi_new
+    return (
+        -2.0 * target.kappa * (phi_new - phi) * nn
+        + (1.0 - 2.0 * target.lam) * (q2 - p2)
+        + target.lam * (q2 * q2 - p2 * p2)
+    )
+
+
+def metropolis_sweep(
+    target: Phi4Lattice, phi: torch.Tensor, generator: torch.Generator | None, *, step_size: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One checkerboard sweep (even sites, then odd): ``(phi_new, accepted fraction (n_chains,))``."""
+    masks = checkerboard_masks(target.L, target.d, device=phi.device)
+    n_acc = torch.zeros(phi.shape[0], dtype=phi.dtype, device=phi.device)
+    for mask in masks:
+        u = torch.rand(phi.shape, generator=generator, dtype=phi.dtype, device=phi.device)
+        proposal = phi + step_size * (2.0 * u - 1.0)
+        dS = local_action_change(target, phi, proposal)
+        r = torch.rand(phi.shape, generator=generator, dtype=phi.dtype, device=phi.device)
+        accept = (torch.log(r) < -dS) & mask
+        phi = torch.where(accept, proposal, phi)
+        n_acc = n_acc + _site_sum(accept.to(phi.dtype))
+    return phi, n_acc / target.V
+
+
+def metropolis(
+    target: Phi4Lattice,
+    phi0: torch.Tensor,
+    *,
+    n_sweeps: int,
+    step_size: float,
+    burn_in: int = 0,
+    thin: int = 1,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> ChainResult:
+    """Batched local Metropolis with checkerboard sweeps (THEORY 8); acceptance per site update."""
+    if not isinstance(target, Phi4Lattice):
+        raise TypeError(f"metropolis needs a Phi4Lattice target (local action), got {type(target).__name__}")
+    phi = _check_state(target, phi0)
+    checkerboard_masks(target.L, target.d)  # validates even L
+    step_size = _positive("step_size", step_size)
+    n_sweeps = _count("n_sweeps", n_sweeps, 1)
+    burn_in, thin = _count("burn_in", burn_in, 0), _count("thin", thin, 1)
+
+    def update(p):
+        p, frac = metropolis_sweep(target, p, generator, step_size=step_size)
+        return p, frac, None
+
+    return _run(update, phi, n_sweeps, burn_in, thin, callback, "metropolis")
+
+
+# -- Langevin ---------------------------------------------------------------------------------------
+def langevin_step(
+    target: Action, phi: torch.Tensor, generator: torch.Generator | None, *, dtau: float, metropolize: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Euler Langevin ``phi' = phi + dtau F(phi) + sqrt(2 dtau) xi``; with ``metropolize`` (MALA)
+    accept with ``min(1, exp(-S(phi') + S(phi)) q(phi | phi') / q(phi' | phi))``,
+    ``q(y | x) ∝ exp(-|y - x - dtau F(x)|^2 / (4 dtau))``. Returns ``(phi_new, accepted)``."""
+    F = target.force(phi)
+    xi = torch.randn(phi.shape, generator=generator, dtype=phi.dtype, device=phi.device)
+    proposal = phi + dtau * F + math.sqrt(2.0 * dtau) * xi
+    if not metropolize:
+        return proposal, torch.ones(phi.shape[0], dtype=torch.bool, device=phi.device)
+    back = phi - proposal - dtau * target.force(proposal)
+    log_q_back = -_site_sum(back * back) / (4.0 * dtau)
+    log_q_fwd = -_site_sum(xi * xi) / 2.0  # |phi' - phi - dtau F|^2 / (4 dtau) = xi^2 / 2
+    log_alpha = target.action(phi) - target.action(proposal) + log_q_back - log_q_fwd
+    u = torch.rand(log_alpha.shape, generator=generator, dtype=phi.dtype, device=phi.device)
+    accept = torch.log(u) < log_alpha
+    mask = accept.reshape((-1,) + (1,) * (phi.ndim - 1))
+    return torch.where(mask, proposal, phi), accept
+
+
+def langevin(
+    target: Action,
+    phi0: torch.Tensor,
+    *,
+    n_steps: int,
+    dtau: float,
+    metropolize: bool = False,
+    burn_in: int = 0,
+    thin: int = 1,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> ChainResult:
+    """Batched Langevin / MALA chains (THEORY 8); without ``metropolize`` acceptance is 1."""
+    phi = _check_state(target, phi0)
+    dtau = _positive("dtau", dtau)
+    n_steps = _count("n_steps", n_steps, 1)
+    burn_in, thin = _count("burn_in", burn_in, 0), _count("thin", thin, 1)
+    if not isinstance(metropolize, bool):
+        raise TypeError(f"metropolize must be a bool, got {metropolize!r}")
+
+    def update(p):
+        p, acc = langevin_step(target, p, generator, dtau=dtau, metropolize=metropolize)
+        return p, acc, None
+
+    return _run(update, phi, n_steps, burn_in, thin, callback, "langevin")
+
+
+def euler_langevin_variance(c0: torch.Tensor, dtau: float) -> torch.Tensor:
+    """Stationary mode variance of uncorrected Euler Langevin on a Gaussian with variances ``c0``.
+
+    With stiffness ``lambda_k = 1/c0(k)`` the mode recursion ``phi' = (1 - dtau lambda) phi +
+    sqrt(2 dtau) xi`` has fixed point ``v = 2 dtau / (1 - (1 - dtau lambda)^2) = c0 / (1 - dtau / (2 c0))``:
+    an ``O(dtau)`` excess ``dtau / 2 + O(dtau^2)``, stable iff ``dtau < 2 min c0``. Modes with
+    ``c0 = 0`` (removed) stay 0.
+    """
+    dtau = _positive("dtau", dtau)
+    c0 = torch.as_tensor(c0)
+    pos = c0 > 0
+    if bool((dtau >= 2.0 * c0[pos]).any()):
+        raise ValueError(f"dtau must be < 2 min c0 = {2.0 * float(c0[pos].min())} for a stationary state, got {dtau}")
+    safe = torch.where(pos, c0, torch.ones_like(c0))
+    return torch.where(pos, safe / (1.0 - dtau / (2.0 * safe)), torch.zeros_like(c0))
