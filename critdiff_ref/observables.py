@@ -331,7 +331,8 @@ def gamma_method(
     """Wolff's Gamma method: mean (or ``f`` of means) with autocorrelation-aware error.
 
     ``x``: ``(N,)`` one chain, ``(N, R)`` R replica chains, or ``(N, R, A)`` with A primary
-    observables when ``f`` maps the A means (a float64 tensor) to a scalar. The fluctuations
+    observables when ``f`` maps the A means (a float64 tensor) to a scalar (with ``f``, a
+    ``(N,)`` or ``(N, R)`` input is one primary). The fluctuations
     are projected on the gradient of ``f`` (autograd), ``Gamma(t)`` is averaged over replicas,
     and the window ``W`` is the first with ``g(W) = exp(-W/tau) - tau / sqrt(W N) < 0``,
     ``tau = S / ln((2 tau_int(W) + 1)/(2 tau_int(W) - 1))``. ``Gamma`` gets the bias correction
@@ -347,8 +348,10 @@ def gamma_method(
         value = float(series.mean())
         delta = series - value
     else:
-        if arr.ndim == 2:
-            arr = arr[:, :, None] if arr.shape[1] != 1 else arr[:, :, None]
+        if arr.ndim == 1:
+            arr = arr[:, None, None]
+        elif arr.ndim == 2:
+            arr = arr[:, :, None]
         if arr.ndim != 3:
             raise ValueError(f"with f, x must have shape (N, R, A), got {arr.shape}")
         if not np.isfinite(arr).all():
@@ -360,7 +363,7 @@ def gamma_method(
         if not isinstance(fv, torch.Tensor) or fv.numel() != 1:
             raise TypeError("f must return a scalar tensor")
         (grad,) = torch.autograd.grad(fv.reshape(()), means)
-        value = float(fv)
+        value = float(fv.detach())
         delta = (arr - means.detach().numpy()) @ grad.numpy()
     N, R = delta.shape
     n_total = N * R
