@@ -1,0 +1,519 @@
+"""Linear score networks on a Gaussian lattice field and their training (THEORY 3, 4, 5).
+
+Models (all map a field ``(batch, *lattice)`` to a score of the same shape, ``d = 1..3`` for the
+convolutional ones):
+
+- :class:`OneLayerConv`: ``s = w * x``, one full-size circular convolution; the parameter is the
+  real-space kernel ``K(z)`` in lattice layout, ``s(x) = sum_y K(x - y) phi(y)``.
+- :class:`OneLayerFourier`: the same map diagonal in Fourier space, parameter ``w_k`` (real).
+- :class:`TwoLayerConv` / :class:`TwoLayerFourier`: ``s = -(b * a * x)``, product ``u_k = a_k b_k``.
+- :class:`LocalScoreNet`: three linear circular convolutions, 4 channels, receptive radius ``ell``.
+
+Loss normalisation (THEORY 4, last bullets).  The exact population loss of a linear score
+with Fourier multiplier ``w_k`` at diffusion time ``t`` is ``l = 1/2 sum_k C_t(k) |w_k - K_t(k)|^2``
+(unitary modes).  Fourier-diagonal models are trained on ``l``; real-space models on the
+per-site loss ``l / V = 1/2 E mean_x |s(x) - s_t(x)|^2`` (torch's ``mean`` reduction).  Gradient
+descent with rate ``eta`` on ``l / V`` over a real-space kernel moves every multiplier by
+``-eta C_k (w_k - K_k)``, exactly as GD with the same ``eta`` on ``l`` over ``w_k`` (the plain
+real-space sum would carry an extra factor ``V``).  So one ``eta`` means the same dynamics in both
+forms, and THEORY's per-mode closed forms apply to real-space training verbatim.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field as dc_field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import lattice
+from ..processes import OU, Process, check_time
+from ..targets import GaussianField
+
+__all__ = [
+    "OneLayerConv",
+    "OneLayerFourier",
+    "TwoLayerConv",
+    "TwoLayerFourier",
+    "LocalScoreNet",
+    "circular_conv",
+    "kaiming_kernels",
+    "effective_kernel",
+    "score_multiplier",
+    "population_loss",
+    "dsm_loss",
+    "TrainingReport",
+    "train",
+    "fourier_descent",
+    "heavy_ball_parameters",
+    "steps_to_accuracy",
+    "ScalingTable",
+    "scaling_table",
+    "format_scaling_table",
+]
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_MODULE = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+OPTIMIZERS = ("gd", "momentum", "adam")
+
+
+def _check_conv_lattice(L: int, d: int) -> None:
+    lattice.check_lattice(L, d)
+    if d > 3:
+        raise ValueError(f"convolutional models need d in 1..3, got d={d}")
+
+
+def circular_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Circular convolution ``(K * x)(x) = sum_y K(x - y) phi(y)`` with a full-size kernel ``(L,)*d``.
+
+    Implemented as ``torch.nn.functional.conv{d}d`` (a cross-correlation) of the circularly padded
+    field with the flipped kernel: padding ``L - 1`` on the low side gives ``W(j) = K(L - 1 - j)``.
+    ``x``: ``(batch, *lattice)``; returns the same shape.
+    """
+    d = kernel.ndim
+    L = kernel.shape[0]
+    xb = x.unsqueeze(1)
+    xb = F.pad(xb, (L - 1, 0) * d, mode="circular")
+    w = kernel.flip(tuple(range(d))).unsqueeze(0).unsqueeze(0)
+    return _CONV[d](xb, w).squeeze(1)
+
+
+class OneLayerConv(nn.Module):
+    """One-layer linear score ``s = w * x``: a full-size circular convolution (THEORY 3).
+
+    ``kernel`` (``(L,)*d``, lattice layout) defaults to zeros, the standard start.
+    """
+
+    loss_scale_is_per_site = True
+
+    def __init__(self, L: int, d: int = 2, kernel: torch.Tensor | None = None, *, dtype: torch.dtype = torch.float64):
+        super().__init__()
+        _check_conv_lattice(L, d)
+        self.L, self.d = L, d
+        k = torch.zeros((L,) * d, dtype=dtype) if kernel is None else kernel.detach().clone()
+        if tuple(k.shape) != (L,) * d:
+            raise ValueError(f"kernel must have shape {(L,) * d}, got {tuple(k.shape)}")
+        self.kernel = nn.Parameter(k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return circular_conv(x, self.kernel)
+
+
+class OneLayerFourier(nn.Module):
+    """Fourier-diagonal one-layer score ``s_k = w_k x_k`` with real multipliers ``w`` (THEORY 3)."""
+
+    loss_scale_is_per_site = False
+
+    def __init__(self, L: int, d: int = 2, w: torch.Tensor | None = None, *, dtype: torch.dtype = torch.float64):
+        super().__init__()
+        lattice.check_lattice(L, d)
+        self.L, self.d = L, d
+        w = torch.zeros((L,) * d, dtype=dtype) if w is None else torch.as_tensor(w, dtype=dtype).clone()
+        self.w = nn.Parameter(w.expand((L,) * d).clone())
+
+    def multiplier(self) -> torch.Tensor:
+        return self.w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return lattice.ifft(lattice.fft(x, self.d) * self.w, self.d).real
+
+
+class TwoLayerConv(nn.Module):
+    """Two-layer linear score ``s = -(b * a * x)``: two full-size circular convolutions (THEORY 4).
+
+    Defaults: ``a = b = 0.1 delta`` (balanced, product ``u_k = 0.01`` in every mode).
+    """
+
+    loss_scale_is_per_site = True
+
+    def __init__(
+        self, L: int, d: int = 2, a: torch.Tensor | None = None, b: torch.Tensor | None = None,
+        *, dtype: torch.dtype = torch.float64,
+    ):
+        super().__init__()
+        _check_conv_lattice(L, d)
+        self.L, self.d = L, d
+        delta = torch.zeros((L,) * d, dtype=dtype)
+        delta[(0,) * d] = 0.1
+        self.a = nn.Parameter(delta.clone() if a is None else a.detach().clone())
+        self.b = nn.Parameter(delta.clone() if b is None else b.detach().clone())
+        for name, p in (("a", self.a), ("b", self.b)):
+            if tuple(p.shape) != (L,) * d:
+                raise ValueError(f"{name} must have shape {(L,) * d}, got {tuple(p.shape)}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -circular_conv(circular_conv(x, self.a), self.b)
+
+
+class TwoLayerFourier(nn.Module):
+    """Fourier-diagonal two-layer score ``s_k = -a_k b_k x_k`` (THEORY 4); scalars broadcast to every mode."""
+
+    loss_scale_is_per_site = False
+
+    def __init__(self, L: int, d: int = 2, a=0.1, b=0.1, *, dtype: torch.dtype = torch.float64):
+        super().__init__()
+        lattice.check_lattice(L, d)
+        self.L, self.d = L, d
+        self.a = nn.Parameter(torch.as_tensor(a, dtype=dtype).expand((L,) * d).clone())
+        self.b = nn.Parameter(torch.as_tensor(b, dtype=dtype).expand((L,) * d).clone())
+
+    def multiplier(self) -> torch.Tensor:
+        return -self.a * self.b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return lattice.ifft(lattice.fft(x, self.d) * self.multiplier(), self.d).real
+
+
+def kaiming_kernels(L: int, d: int, generator: torch.Generator, *, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Kaiming-style real-space kernels ``a, b`` with iid ``N(0, 1/fan_in)`` entries, ``fan_in = V``.
+
+    Their Fourier multipliers have ``E |a_k|^2 = 1``, so the per-mode mismatch ``|a_k|^2 - |b_k|^2``
+    is O(1), not O(1/max C) (see THEORY 4 and the report).
+    """
+    _check_conv_lattice(L, d)
+    V = L**d
+    std = 1.0 / math.sqrt(V)
+    shape = (L,) * d
+    a = torch.randn(shape, generator=generator, dtype=dtype, device=generator.device) * std
+    b = torch.randn(shape, generator=generator, dtype=dtype, device=generator.device) * std
+    return a, b
+
+
+def _split_radius(ell: int) -> tuple[int, int, int]:
+    base, rem = divmod(ell, 3)
+    return tuple(base + (1 if i < rem else 0) for i in range(3))  # type: ignore[return-value]
+
+
+class LocalScoreNet(nn.Module):
+    """Three linear circular convolutions ``1 -> channels -> channels -> 1`` with receptive radius ``ell`` (THEORY 5).
+
+    Layer radii split ``ell`` as evenly as possible (kernel sizes ``2 ell_i + 1``, ``sum ell_i = ell``);
+    weights ``N(0, 1/fan_in)`` from ``generator``, no biases.
+    """
+
+    loss_scale_is_per_site = True
+
+    def __init__(
+        self, L: int, d: int, ell: int, *, channels: int = 4, generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float64,
+    ):
+        super().__init__()
+        _check_conv_lattice(L, d)
+        if isinstance(ell, bool) or not isinstance(ell, int) or ell < 0 or 2 * ell + 1 > L:
+            raise ValueError(f"ell must be an int with 0 <= 2 ell + 1 <= L = {L}, got ell={ell!r}")
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"channels must be an int >= 1, got channels={channels!r}")
+        self.L, self.d, self.ell = L, d, ell
+        sizes = [(1, channels), (channels, channels), (channels, 1)]
+        layers = []
+        for (cin, cout), r in zip(sizes, _split_radius(ell)):
+            conv = _CONV_MODULE[d](cin, cout, 2 * r + 1, padding=r, padding_mode="circular", bias=False, dtype=dtype)
+            fan_in = cin * (2 * r + 1) ** d
+            with torch.no_grad():
+                w = torch.randn(conv.weight.shape, generator=generator, dtype=dtype)
+                conv.weight.copy_(w / math.sqrt(fan_in))
+            layers.append(conv)
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.unsqueeze(1)
+        for conv in self.layers:
+            h = conv(h)
+        return h.squeeze(1)
+
+
+# --------------------------------------------------------------------------------------------
+# kernels, losses
+# --------------------------------------------------------------------------------------------
+def _model_dtype(model: nn.Module) -> torch.dtype:
+    return next(model.parameters()).dtype
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def effective_kernel(model: nn.Module) -> torch.Tensor:
+    """Real-space kernel ``K(z)`` of a linear translation-invariant model: its response to a delta at 0.
+
+    ``model(delta)(z) = sum_y K(z - y) delta(y) = K(z)``; shape ``(L,)*d``, differentiable.
+    """
+    L, d = model.L, model.d
+    delta = torch.zeros((1,) + (L,) * d, dtype=_model_dtype(model), device=_model_device(model))
+    delta[(0,) * (d + 1)] = 1.0
+    return model(delta)[0]
+
+
+def score_multiplier(model: nn.Module) -> torch.Tensor:
+    """Fourier multiplier ``w_k = sum_z K(z) e^{-i k z}`` of the model (complex for real-space models)."""
+    if hasattr(model, "multiplier"):
+        return model.multiplier()
+    return torch.fft.fftn(effective_kernel(model), dim=lattice.lattice_dims(model.d))
+
+
+def _check_model_field(model: nn.Module, target: GaussianField) -> None:
+    if not isinstance(target, GaussianField):
+        raise TypeError(f"field must be a GaussianField, got {type(target).__name__}")
+    if (model.L, model.d) != (target.L, target.d):
+        raise ValueError(f"model lattice (L={model.L}, d={model.d}) differs from field (L={target.L}, d={target.d})")
+
+
+def population_loss(model: nn.Module, target: GaussianField, process: Process, t: float) -> torch.Tensor:
+    """Exact population score-matching loss ``1/2 sum_k C_t(k) |w_k - K_t(k)|^2`` (THEORY 3, 4).
+
+    Divided by ``V`` for real-space models (per-site normalisation, module docstring).
+    """
+    _check_model_field(model, target)
+    dtype, device = _model_dtype(model), _model_device(model)
+    C = target.mode_variance(process, t, dtype=dtype, device=device)
+    K = target.score_kernel(process, t, dtype=dtype, device=device)
+    w = score_multiplier(model)
+    loss = 0.5 * (C * (w - K).abs() ** 2).sum()
+    return loss / target.V if model.loss_scale_is_per_site else loss
+
+
+def dsm_loss(
+    model: nn.Module, target: GaussianField, process: Process, t: float, n: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Monte-Carlo denoising score matching on ``n`` exact samples: ``1/2 mean_batch sum_x |s(x_t) + z/sqrt(Xi)|^2``.
+
+    ``x_0`` from the exact FFT sampler, ``x_t = a x_0 + sqrt(Xi) z`` (zero-mode-free noise at r = 0);
+    its expectation is :func:`population_loss` plus a constant (divided by ``V`` for real-space models).
+    """
+    _check_model_field(model, target)
+    check_time(process, t)
+    Xi = float(process.Xi(float(t)))
+    if Xi <= 0:
+        raise ValueError(f"t must be > 0 for denoising score matching (Xi(t) = 0), got t={t}")
+    dtype, device = _model_dtype(model), _model_device(model)
+    x0 = target.sample(n, generator, dtype=dtype, device=device)
+    z = target.noise(x0, generator)
+    xt = float(process.a(float(t))) * x0 + math.sqrt(Xi) * z
+    resid = model(xt) + z / math.sqrt(Xi)
+    per_sample = 0.5 * (resid**2).sum(dim=lattice.lattice_dims(target.d))
+    loss = per_sample.mean()
+    return loss / target.V if model.loss_scale_is_per_site else loss
+
+
+# --------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainingReport:
+    """Result of :func:`train`: per-mode relative errors ``|w_k - K_k| / |K_k|`` over fluctuating modes,
+    the relative score error ``sqrt(sum C |w - K|^2 / sum C |K|^2)`` per step (index 0 = start),
+    the population loss per step, and the first step at which every mode is below ``eps`` (or None)."""
+
+    mode_errors: torch.Tensor
+    score_errors: np.ndarray
+    losses: np.ndarray
+    steps_to_accuracy: int | None
+    multipliers: list = dc_field(default_factory=list)
+
+
+def _make_optimizer(params, optimizer: str, lr: float, momentum: float) -> torch.optim.Optimizer:
+    if optimizer == "gd":
+        return torch.optim.SGD(params, lr=lr)
+    if optimizer == "momentum":
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must lie in [0, 1), got momentum={momentum}")
+        return torch.optim.SGD(params, lr=lr, momentum=momentum)  # heavy ball: p' = p - lr g + beta (p - p_prev)
+    if optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+
+
+def train(
+    model: nn.Module,
+    target: GaussianField,
+    process: Process,
+    t: float,
+    *,
+    steps: int,
+    lr: float,
+    optimizer: str = "gd",
+    momentum: float = 0.0,
+    objective: str = "population",
+    batch_size: int = 64,
+    generator: torch.Generator | None = None,
+    eps: float = 1e-2,
+    record_multipliers: bool = False,
+) -> TrainingReport:
+    """Train a linear score at diffusion time ``t`` by GD / heavy-ball momentum / Adam (THEORY 3, 4, 5).
+
+    ``objective="population"``: full-batch on the exact loss (:func:`population_loss`);
+    ``"dsm"``: Monte-Carlo denoising score matching on fresh minibatches (:func:`dsm_loss`).
+    """
+    _check_model_field(model, target)
+    check_time(process, t)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got steps={steps!r}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be finite and > 0, got lr={lr!r}")
+    if objective not in ("population", "dsm"):
+        raise ValueError(f"objective must be 'population' or 'dsm', got {objective!r}")
+    opt = _make_optimizer(model.parameters(), optimizer, float(lr), float(momentum))
+    dtype, device = _model_dtype(model), _model_device(model)
+    C = target.mode_variance(process, t, dtype=dtype, device=device)
+    K = target.score_kernel(process, t, dtype=dtype, device=device)
+    mask = target.mode_mask(device=device)
+    norm = float((C * K.abs() ** 2).sum())
+    losses, score_errors, mults = [], [], []
+    reached: int | None = None
+
+    def observe(n: int) -> torch.Tensor:
+        nonlocal reached
+        with torch.no_grad():
+            w = score_multiplier(model)
+            sq = float((C * (w - K).abs() ** 2).sum())
+            losses.append(0.5 * sq / (target.V if model.loss_scale_is_per_site else 1.0))
+            score_errors.append(math.sqrt(sq / norm))
+            rel = ((w - K).abs() / K.abs().clamp_min(torch.finfo(dtype).tiny))[mask]
+            if reached is None and bool((rel < eps).all()):
+                reached = n
+            if record_multipliers:
+                mults.append(w.detach().clone())
+            return rel
+
+    rel = observe(0)
+    for n in range(1, steps + 1):
+        opt.zero_grad()
+        if objective == "population":
+            loss = population_loss(model, target, process, t)
+        else:
+            loss = dsm_loss(model, target, process, t, batch_size, generator)
+        loss.backward()
+        opt.step()
+        rel = observe(n)
+    return TrainingReport(rel, np.asarray(score_errors), np.asarray(losses), reached, mults)
+
+
+# --------------------------------------------------------------------------------------------
+# per-mode (Fourier) descent without autograd: steps to accuracy
+# --------------------------------------------------------------------------------------------
+def fourier_descent(
+    arch: str, C: torch.Tensor, eta: float, eps: float, *, beta: float = 0.0, a0=0.1, b0=0.1, max_steps: int = 10**6
+) -> int:
+    """Steps of per-mode full-batch descent until every mode has ``|w_k - K_k| / |K_k| < eps``.
+
+    ``arch="one-layer"``: ``w <- w - eta C (w - K) + beta (w - w_prev)`` from ``w = 0`` (heavy ball for
+    ``beta > 0``; THEORY 3).  ``arch="two-layer"``: ``a <- a - eta b (C a b - 1)``,
+    ``b <- b - eta a (C a b - 1)`` (THEORY 4).  ``C``: the fluctuating mode variances (any shape).
+    Raises RuntimeError after ``max_steps`` (divergence or too slow).
+    """
+    C = C.to(torch.float64).flatten()
+    K = -1.0 / C
+    if arch == "one-layer":
+        w = torch.zeros_like(C)
+        w_prev = w.clone()
+        for n in range(1, max_steps + 1):
+            w, w_prev = w - eta * C * (w - K) + beta * (w - w_prev), w
+            if bool(((w * C + 1.0).abs() < eps).all()):
+                return n
+            if not bool(torch.isfinite(w).all()):
+                break
+    elif arch == "two-layer":
+        a = torch.as_tensor(a0, dtype=torch.float64).expand_as(C).clone()
+        b = torch.as_tensor(b0, dtype=torch.float64).expand_as(C).clone()
+        for n in range(1, max_steps + 1):
+            g = C * a * b - 1.0
+            a, b = a - eta * b * g, b - eta * a * g
+            if bool(((C * a * b - 1.0).abs() < eps).all()):
+                return n
+            if not bool(torch.isfinite(a).all()):
+                break
+    else:
+        raise ValueError(f"arch must be 'one-layer' or 'two-layer', got {arch!r}")
+    raise RuntimeError(f"{arch} descent did not reach eps={eps} within {max_steps} steps (eta={eta}, beta={beta})")
+
+
+def heavy_ball_parameters(C: torch.Tensor) -> tuple[float, float]:
+    """Optimal heavy-ball ``(eta, beta)`` for curvatures in ``[min C, max C]``:
+    ``eta = 4 / (sqrt(max) + sqrt(min))^2``, ``beta = ((sqrt(max) - sqrt(min)) / (sqrt(max) + sqrt(min)))^2``."""
+    hi, lo = math.sqrt(float(C.max())), math.sqrt(float(C.min()))
+    return 4.0 / (hi + lo) ** 2, ((hi - lo) / (hi + lo)) ** 2
+
+
+ARCHS = ("one-layer", "one-layer-momentum", "two-layer")
+
+
+def steps_to_accuracy(
+    arch: str, L: int, d: int = 2, r: float = 0.0, t: float = 0.01, eps: float = 1e-2,
+    process: Process | None = None, *, eta: float | None = None, u0: float = 0.01, max_steps: int = 10**6,
+) -> int:
+    """Full-batch GD steps on the exact population loss until every mode's relative error is below ``eps``.
+
+    THEORY 3/4.  ``arch``: ``"one-layer"`` (start ``w = 0``, ``eta = 1/max C`` unless given),
+    ``"one-layer-momentum"`` (optimal heavy ball, :func:`heavy_ball_parameters`), ``"two-layer"``
+    (balanced start ``a = b = sqrt(u0)``, default ``u0 = 0.01``, ``eta = 0.25`` independent of L).
+    ``process`` defaults to ``OU()``.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
+    if not (isinstance(eps, (int, float)) and 0 < eps < 1):
+        raise ValueError(f"eps must lie in (0, 1), got eps={eps!r}")
+    process = OU() if process is None else process
+    target = GaussianField(L, d, r)
+    check_time(process, t)
+    if t <= 0:
+        raise ValueError(f"t must be > 0, got t={t}")
+    C = target.mode_variance(process, t)[target.mode_mask()]
+    if eta is not None and not (math.isfinite(eta) and eta > 0):
+        raise ValueError(f"eta must be finite and > 0, got eta={eta}")
+    if arch == "one-layer":
+        return fourier_descent("one-layer", C, 1.0 / float(C.max()) if eta is None else eta, eps, max_steps=max_steps)
+    if arch == "one-layer-momentum":
+        hb_eta, beta = heavy_ball_parameters(C)
+        return fourier_descent("one-layer", C, hb_eta if eta is None else eta, eps, beta=beta, max_steps=max_steps)
+    if not u0 > 0:
+        raise ValueError(f"u0 must be > 0, got u0={u0}")
+    s = math.sqrt(u0)
+    return fourier_descent("two-layer", C, 0.25 if eta is None else eta, eps, a0=s, b0=s, max_steps=max_steps)
+
+
+@dataclass(frozen=True)
+class ScalingTable:
+    """Rows ``{"L": L, arch: steps, ...}`` and fitted exponents ``z`` of ``steps ~ L^z`` per arch."""
+
+    rows: tuple
+    exponents: dict
+    d: int
+    r: float
+    t: float
+    eps: float
+
+
+def _fit_exponent(Ls, ns) -> float:
+    return float(np.polyfit(np.log(np.asarray(Ls, float)), np.log(np.asarray(ns, float)), 1)[0])
+
+
+def scaling_table(
+    Ls=(8, 16, 32, 64), d: int = 2, r: float = 0.0, t: float = 0.01, eps: float = 1e-2,
+    process: Process | None = None, archs=ARCHS,
+) -> ScalingTable:
+    """Steps to accuracy for each ``arch`` and ``L`` (see :func:`steps_to_accuracy`), with ``z`` from a log-log fit."""
+    Ls = [int(L) for L in Ls]
+    if len(Ls) < 1:
+        raise ValueError("Ls must hold at least one lattice size")
+    rows = []
+    for L in Ls:
+        row = {"L": L}
+        for arch in archs:
+            row[arch] = steps_to_accuracy(arch, L, d, r, t, eps, process)
+        rows.append(row)
+    exps = {a: (_fit_exponent(Ls, [row[a] for row in rows]) if len(Ls) > 1 else float("nan")) for a in archs}
+    return ScalingTable(tuple(rows), exps, d, float(r), float(t), float(eps))
+
+
+def format_scaling_table(table: ScalingTable) -> str:
+    """Plain-text table of :func:`scaling_table` with an exponent row."""
+    archs = [k for k in table.rows[0] if k != "L"]
+    head = f"steps to relative accuracy {table.eps:g} (d={table.d}, r={table.r:g}, t={table.t:g})"
+    lines = [head, "L".rjust(6) + "".join(a.rjust(22) for a in archs)]
+    for row in table.rows:
+        lines.append(str(row["L"]).rjust(6) + "".join(str(row[a]).rjust(22) for a in archs))
+    lines.append("z".rjust(6) + "".join(f"{table.exponents[a]:.3f}".rjust(22) for a in archs))
+    return "\n".join(lines)
