@@ -29,6 +29,7 @@ __all__ = [
     "GammaResult",
     "kstat",
     "kstat_coefficients",
+    "kstat_bootstrap",
     "bootstrap",
     "jackknife",
     "autocorrelation",
@@ -189,6 +190,18 @@ def kstat_coefficients(n: int, N: int, centred: bool = True) -> dict[tuple[int, 
     return out
 
 
+def _kstat_from_power_sums(s: dict[int, torch.Tensor], n: int, N: int, centred: bool) -> torch.Tensor:
+    """Evaluate ``k_n`` from power sums ``s[r] = sum_i x_i^r`` (``r = 1..n``) of a size-``N`` sample."""
+    like = s[2] if n >= 2 else s[1]
+    out = torch.zeros_like(like)
+    for mono, c in kstat_coefficients(n, N, centred).items():
+        term = torch.ones_like(like)
+        for r in mono:
+            term = term * s[r]
+        out = out + float(c) * term
+    return out
+
+
 def kstat(x, n: int, *, axis: int = 0):
     """Unbiased k-statistic ``k_n`` (``E[k_n] = kappa_n``) along ``axis``, ``n = 1..8`` (THEORY 6).
 
@@ -213,13 +226,49 @@ def kstat(x, n: int, *, axis: int = 0):
         for r in range(2, n + 1):
             p = p * xc
             s[r] = p.sum(dim=axis)
-        out = torch.zeros_like(mean)
-        for mono, c in kstat_coefficients(n, N).items():
-            term = torch.ones_like(mean)
-            for r in mono:
-                term = term * s[r]
-            out = out + float(c) * term
+        out = _kstat_from_power_sums(s, n, N, centred=True)
     return out.numpy() if was_numpy else out
+
+
+def kstat_bootstrap(
+    x, orders: Sequence[int], *, n_boot: int = 200, generator: torch.Generator | None = None, chunk: int = 25
+) -> Estimate:
+    """k-statistics of several orders of a 1-D sample with bootstrap standard errors, vectorised.
+
+    Each resample is represented by its multiplicity vector ``c`` (``sum c = N``); its power sums are
+    ``c @ (x - mean)^r``, and :func:`kstat`'s polynomial (with the ``s_1`` terms, since a resample
+    is not centred) gives its k-statistics. ``value[j] = kstat(x, orders[j])``; ``err[j]`` the
+    standard deviation (ddof 1) over ``n_boot`` resamples drawn through ``generator``.
+    """
+    xt, _ = _as_float_tensor(x)
+    if xt.ndim != 1:
+        raise ValueError(f"x must be 1-D (flatten a lattice sample first), got shape {tuple(xt.shape)}")
+    orders = [_check_int("orders[j]", n, 1, MAX_KSTAT_ORDER) for n in orders]
+    if not orders:
+        raise ValueError("orders must be a non-empty sequence of ints in [1, 8]")
+    n_boot = _check_int("n_boot", n_boot, 2)
+    chunk = _check_int("chunk", chunk, 1)
+    N = xt.shape[0]
+    if N < max(orders):
+        raise ValueError(f"need N >= max(orders) = {max(orders)} samples, got N={N}")
+    n_max = max(orders)
+    mean = xt.mean()
+    xc = xt - mean
+    powers = torch.stack([xc**r for r in range(1, n_max + 1)], dim=1)  # (N, n_max)
+    value = torch.stack([kstat(xt, n) for n in orders])
+    gdev = generator.device if generator is not None else xt.device
+    reps = []
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        idx = torch.randint(0, N, (b, N), generator=generator, device=gdev).to(xt.device)
+        counts = torch.zeros((b, N), dtype=xt.dtype, device=xt.device)
+        counts.scatter_add_(1, idx, torch.ones_like(counts))
+        s_all = counts @ powers  # (b, n_max)
+        s = {r: s_all[:, r - 1] for r in range(1, n_max + 1)}
+        ks = [s[1] / N + mean if n == 1 else _kstat_from_power_sums(s, n, N, centred=False) for n in orders]
+        reps.append(torch.stack(ks, dim=1))
+    reps = torch.cat(reps)
+    return Estimate(value, reps.std(dim=0, correction=1))
 
 
 # --------------------------------------------------------------------------------------------
