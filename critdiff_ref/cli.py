@@ -1,18 +1,31 @@
-"""The ``critdiff`` command: thin argument parsing over library functions."""
+"""The ``critdiff`` command: thin argument parsing over library functions.
+
+Each sub-command lives next to the code it runs, as a pair ``add_<name>_parser(subparsers)`` /
+``run_<name>(args) -> int``; this module only lists them.  Modules are imported when the command
+line is parsed, so ``critdiff facts`` never pays for importing the trainers.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 
-from . import facts
+__all__ = ["main", "SUBCOMMANDS"]
 
-__all__ = ["main"]
+# (name, module, help) — the module defines add_<name>_parser and run_<name>.
+SUBCOMMANDS: list[tuple[str, str, str]] = [
+    ("facts", "critdiff_ref.cli", "print a target's exact facts (mode variances, cumulants, scores)"),
+]
+
+DEFAULT_COMMAND = "facts"
 
 
-def _add_facts(sub) -> None:
-    p = sub.add_parser("facts", help="print a target's exact facts (mode variances, cumulants, scores)")
+def add_facts_parser(sub) -> argparse.ArgumentParser:
+    from . import facts
+
+    p = sub.add_parser("facts", help=SUBCOMMANDS[0][2])
     p.add_argument("--target", choices=sorted(facts.TARGETS), default="gaussian-field")
     p.add_argument("--process", choices=sorted(facts.PROCESSES), default="VE")
     p.add_argument("--L", type=int, default=16, help="lattice size (gaussian-field)")
@@ -20,30 +33,41 @@ def _add_facts(sub) -> None:
     p.add_argument("--r", type=float, default=0.0, help="mass r >= 0 (gaussian-field; 0 is critical)")
     p.add_argument("--times", type=float, nargs="+", default=None, help="diffusion times (default: 0, T/4, T/2, T)")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the facts as JSON")
+    return p
+
+
+def run_facts(args: argparse.Namespace) -> int:
+    from . import facts
+
+    result = facts.target_facts(args.target, args.process, L=args.L, d=args.d, r=args.r, times=args.times)
+    print(facts.format_facts(result))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=2)
+    return 0
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="critdiff", description="Reference diffusion models with exact answers.")
+    sub = parser.add_subparsers(dest="command")
+    for name, module, _help in SUBCOMMANDS:
+        mod = importlib.import_module(module)
+        p = getattr(mod, f"add_{name}_parser")(sub)
+        p.set_defaults(run=getattr(mod, f"run_{name}"))
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="critdiff", description=__doc__)
-    sub = parser.add_subparsers(dest="command")
-    _add_facts(sub)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser()
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = [DEFAULT_COMMAND, *argv]
     args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["facts", *(argv or [])])
-    if args.command == "facts":
-        try:
-            result = facts.target_facts(
-                args.target, args.process, L=args.L, d=args.d, r=args.r, times=args.times
-            )
-        except (ValueError, TypeError) as err:
-            print(f"critdiff facts: error: {err}", file=sys.stderr)
-            return 2
-        print(facts.format_facts(result))
-        if args.json:
-            with open(args.json, "w") as fh:
-                json.dump(result, fh, indent=2)
-        return 0
-    parser.print_help()
-    return 2
+    try:
+        return int(args.run(args))
+    except (ValueError, TypeError) as err:
+        print(f"critdiff {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover
