@@ -34,6 +34,7 @@ __all__ = [
     "truncated_kernel",
     "local_truncation_error",
     "max_local_truncation_error",
+    "optimal_local_kernel",
     "trained_score_log_gain",
     "trained_score_log_gain_ou",
     "generation_std_error",
@@ -293,6 +294,33 @@ def max_local_truncation_error(
     return float(np.max(local_truncation_error(field, process, ts, ell)))
 
 
+def optimal_local_kernel(field: GaussianField, process: Process, t: float, ell: int) -> torch.Tensor:
+    """Best radius-``ell`` kernel for the population loss: argmin over box kernels of ``sum_k C_t |K_hat - K_t|^2``.
+
+    THEORY 5 network version: no box-supported network (the 3-layer net included) can reach a lower
+    loss.  Normal equations on the box: ``sum_z' G(z - z') K(z') = h(z)`` with ``G(z) = sum_k C_t(k) e^{ikz}``
+    (the forward-marginal covariance times V) and ``h(z) = sum_k C_t(k) K_t(k) e^{ikz}``.  Shape ``(L,)*d``.
+    """
+    _check_ell(ell, field.L)
+    if field.zero_mode_removed and 2 * ell + 1 >= field.L:
+        raise ValueError(f"need 2 ell + 1 < L at r = 0 (a full box has a free constant mode), got ell={ell}, L={field.L}")
+    check_time(process, t)
+    dims = lattice.lattice_dims(field.d)
+    C = field.mode_variance(process, t)
+    K = field.score_kernel(process, t)
+    G = torch.fft.ifftn(C, dim=dims).real * field.V
+    h = torch.fft.ifftn(C * K, dim=dims).real * field.V
+    box = lattice.box_mask(field.L, field.d, min(ell, field.L // 2))
+    sites = box.nonzero()  # (m, d)
+    diff = (sites[:, None, :] - sites[None, :, :]) % field.L
+    A = G[tuple(diff[..., mu] for mu in range(field.d))]
+    rhs = h[tuple(sites[:, mu] for mu in range(field.d))]
+    sol = torch.linalg.solve(A, rhs)
+    out = torch.zeros(field.shape, dtype=torch.float64)
+    out[tuple(sites[:, mu] for mu in range(field.d))] = sol
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # THEORY 3: generation with a score trained for a fixed time tau at every diffusion time
 # --------------------------------------------------------------------------------------------
@@ -300,23 +328,34 @@ def _c0_modes(field: GaussianField) -> np.ndarray:
     return field.c0()[field.mode_mask()].numpy()
 
 
-def trained_score_log_gain(field: GaussianField, process: Process, tau: float, *, epsrel: float = 1e-10) -> np.ndarray:
-    """Per-mode log PF-ODE gain ``int_0^T (gamma + (g^2/2) w_t(k)) dt`` of a one-layer score trained for ``tau``.
+def trained_score_log_gain(
+    field: GaussianField, process: Process, tau: float, *, arch: str = "one-layer", eta: float = 0.25,
+    u0: float = 0.01, epsrel: float = 1e-10,
+) -> np.ndarray:
+    """Per-mode log PF-ODE gain ``int_0^T (gamma + (g^2/2) w_t(k)) dt`` of a linear score trained for ``tau``.
 
-    THEORY 3: ``w_t = K_t (1 - exp(-eta_t C_t tau))`` (gradient flow from 0) with ``eta_t = 1/max_k C_t(k)``;
-    the exact score (``tau -> inf``) gives ``(1/2) ln(C_0/C_T)``.  Adaptive vector quadrature
-    (scipy ``quad_vec``) of the integrand; one value per fluctuating mode (mode-mask order).
+    THEORY 3: one layer, ``w_t = K_t (1 - exp(-eta_t C_t tau))`` (gradient flow from 0) with
+    ``eta_t = 1/max_k C_t(k)``.  THEORY 4 (``arch="two-layer"``): ``w_t = -u(tau)``, the balanced
+    logistic flow from ``u0`` with the L-independent ``eta``.  The exact score (``tau -> inf``) gives
+    ``(1/2) ln(C_0/C_T)``.  Adaptive vector quadrature (scipy ``quad_vec``); one value per
+    fluctuating mode (mode-mask order).
     """
     tau = float(tau)
     if not (math.isfinite(tau) and tau >= 0):
         raise ValueError(f"tau must be finite and >= 0, got tau={tau}")
+    if arch not in ("one-layer", "two-layer"):
+        raise ValueError(f"arch must be 'one-layer' or 'two-layer', got {arch!r}")
+    eta, u0 = _positive("eta", eta), _positive("u0", u0)
     c0 = _c0_modes(field)
     c0_max = float(c0.max())
 
     def integrand(t: float) -> np.ndarray:
         a2, Xi = float(process.a(t)) ** 2, float(process.Xi(t))
         C = a2 * c0 + Xi
-        w = -(1.0 / C) * -np.expm1(-tau * C / (a2 * c0_max + Xi))
+        if arch == "one-layer":
+            w = -(1.0 / C) * -np.expm1(-tau * C / (a2 * c0_max + Xi))
+        else:
+            w = -(1.0 / C) / (1.0 + (1.0 / (C * u0) - 1.0) * math.exp(-2.0 * eta * tau))
         return float(process.gamma(t)) + 0.5 * float(process.g(t)) ** 2 * w
 
     T = float(process.T)
@@ -377,24 +416,28 @@ def trained_score_log_gain_ou(field: GaussianField, T: float, tau: float) -> np.
     return exact + second
 
 
-def generation_std_error(field: GaussianField, tau: float, *, process: Process | None = None, method: str = "auto") -> dict:
+def generation_std_error(
+    field: GaussianField, tau: float, *, process: Process | None = None, method: str = "auto",
+    arch: str = "one-layer", eta: float = 0.25, u0: float = 0.01,
+) -> dict:
     """Relative std-dev error of generated modes, ``e_k = sqrt(v_gen(k)/c0(k)) - 1`` (THEORY 3).
 
     The PF-ODE starts from the exact ``N(0, C_T)`` and multiplies mode k by the gain of
     :func:`trained_score_log_gain`, so ``v_gen = C_T gain^2`` and ``e_k = expm1(log gain - (1/2) ln(c0/C_T))``.
-    ``method``: ``"closed"`` (OU only), ``"quadrature"`` or ``"auto"`` (closed form for OU).
+    ``method``: ``"closed"`` (OU, one layer only), ``"quadrature"`` or ``"auto"`` (closed form for OU, one layer).
+    ``arch``, ``eta``, ``u0``: as in :func:`trained_score_log_gain` (``eta``, ``u0`` for two layers only).
     Returns ``{"rms": sqrt(mean e_k^2), "max": max |e_k|, "per_mode": e_k}`` over fluctuating modes.
     """
     process = OU() if process is None else process
     if method not in ("auto", "closed", "quadrature"):
         raise ValueError(f"method must be 'auto', 'closed' or 'quadrature', got {method!r}")
-    use_closed = method == "closed" or (method == "auto" and isinstance(process, OU))
+    use_closed = method == "closed" or (method == "auto" and isinstance(process, OU) and arch == "one-layer")
     if use_closed:
-        if not isinstance(process, OU):
-            raise ValueError("method='closed' needs an OU process")
+        if not isinstance(process, OU) or arch != "one-layer":
+            raise ValueError("method='closed' needs an OU process and arch='one-layer'")
         log_gain = trained_score_log_gain_ou(field, process.T, tau)
     else:
-        log_gain = trained_score_log_gain(field, process, tau)
+        log_gain = trained_score_log_gain(field, process, tau, arch=arch, eta=eta, u0=u0)
     c0 = _c0_modes(field)
     T = float(process.T)
     C_T = float(process.a(T)) ** 2 * c0 + float(process.Xi(T))
