@@ -34,6 +34,7 @@ __all__ = [
     "truncated_kernel",
     "local_truncation_error",
     "max_local_truncation_error",
+    "local_normal_equations",
     "optimal_local_kernel",
     "trained_score_log_gain",
     "trained_score_log_gain_ou",
@@ -294,12 +295,15 @@ def max_local_truncation_error(
     return float(np.max(local_truncation_error(field, process, ts, ell)))
 
 
-def optimal_local_kernel(field: GaussianField, process: Process, t: float, ell: int) -> torch.Tensor:
-    """Best radius-``ell`` kernel for the population loss: argmin over box kernels of ``sum_k C_t |K_hat - K_t|^2``.
+def local_normal_equations(
+    field: GaussianField, process: Process, t: float, ell: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Population loss of a radius-``ell`` kernel as a quadratic form: ``(A, h, sites)`` (THEORY 5).
 
-    THEORY 5 network version: no box-supported network (the 3-layer net included) can reach a lower
-    loss.  Normal equations on the box: ``sum_z' G(z - z') K(z') = h(z)`` with ``G(z) = sum_k C_t(k) e^{ikz}``
-    (the forward-marginal covariance times V) and ``h(z) = sum_k C_t(k) K_t(k) e^{ikz}``.  Shape ``(L,)*d``.
+    For a kernel supported on the box sites ``z`` (``sites``, ``(m, d)``) with values ``kappa``,
+    ``sum_k C_t |K_hat - K_t|^2 = kappa^T A kappa - 2 h^T kappa + const`` with ``A(z, z') = G(z - z')``,
+    ``G(z) = sum_k C_t(k) e^{ikz}`` (the forward-marginal covariance times V) and
+    ``h(z) = sum_k C_t(k) K_t(k) e^{ikz}``.  ``A`` is ``(m, m)``, ``h`` is ``(m,)``, float64.
     """
     _check_ell(ell, field.L)
     if field.zero_mode_removed and 2 * ell + 1 >= field.L:
@@ -315,6 +319,16 @@ def optimal_local_kernel(field: GaussianField, process: Process, t: float, ell: 
     diff = (sites[:, None, :] - sites[None, :, :]) % field.L
     A = G[tuple(diff[..., mu] for mu in range(field.d))]
     rhs = h[tuple(sites[:, mu] for mu in range(field.d))]
+    return A, rhs, sites
+
+
+def optimal_local_kernel(field: GaussianField, process: Process, t: float, ell: int) -> torch.Tensor:
+    """Best radius-``ell`` kernel for the population loss: argmin over box kernels of ``sum_k C_t |K_hat - K_t|^2``.
+
+    THEORY 5 network version: no box-supported network (the 3-layer net included) can reach a lower
+    loss.  Solves the normal equations ``A kappa = h`` of :func:`local_normal_equations`.  Shape ``(L,)*d``.
+    """
+    A, rhs, sites = local_normal_equations(field, process, t, ell)
     sol = torch.linalg.solve(A, rhs)
     out = torch.zeros(field.shape, dtype=torch.float64)
     out[tuple(sites[:, mu] for mu in range(field.d))] = sol

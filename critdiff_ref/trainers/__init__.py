@@ -1,28 +1,46 @@
-"""Trainers for score networks (THEORY 3, 4, 5): linear one/two-layer and local convolutional scores."""
+"""Trainers for score networks (THEORY 3, 4, 5): linear one/two-layer and local convolutional scores.
 
+- ``linear``: the torch models, exact population / DSM losses, :func:`train`.
+- ``steps``: deterministic steps to accuracy (:func:`steps_to_accuracy`, the stable entry point).
+- ``experiment``: the one-layer vs two-layer vs local table and the ``critdiff train`` sub-command.
+"""
+
+from .experiment import (
+    ScalingTable,
+    add_train_parser,
+    fit_exponent,
+    format_scaling_table,
+    run_train,
+    scaling_table,
+)
 from .linear import (
     LocalScoreNet,
     OneLayerConv,
     OneLayerFourier,
-    ScalingTable,
     TrainingReport,
     TwoLayerConv,
     TwoLayerFourier,
     circular_conv,
     dsm_loss,
     effective_kernel,
-    format_scaling_table,
+    kaiming_kernels,
+    kernel_error,
+    population_loss,
+    score_multiplier,
+    train,
+)
+from .steps import (
+    ARCHS,
+    default_ell,
     fourier_descent,
     heavy_ball_parameters,
-    kaiming_kernels,
-    population_loss,
-    scaling_table,
-    score_multiplier,
+    local_descent,
+    mismatch_descent,
     steps_to_accuracy,
-    train,
 )
 
 __all__ = [
+    "ARCHS",
     "LocalScoreNet",
     "OneLayerConv",
     "OneLayerFourier",
@@ -30,14 +48,21 @@ __all__ = [
     "TrainingReport",
     "TwoLayerConv",
     "TwoLayerFourier",
+    "add_train_parser",
     "circular_conv",
+    "default_ell",
     "dsm_loss",
     "effective_kernel",
+    "fit_exponent",
     "format_scaling_table",
     "fourier_descent",
     "heavy_ball_parameters",
     "kaiming_kernels",
+    "kernel_error",
+    "local_descent",
+    "mismatch_descent",
     "population_loss",
+    "run_train",
     "scaling_table",
     "score_multiplier",
     "steps_to_accuracy",

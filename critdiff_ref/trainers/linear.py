@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import lattice
-from ..processes import OU, Process, check_time
+from ..processes import Process, check_time
 from ..targets import GaussianField
 
 __all__ = [
@@ -47,12 +47,7 @@ __all__ = [
     "dsm_loss",
     "TrainingReport",
     "train",
-    "fourier_descent",
-    "heavy_ball_parameters",
-    "steps_to_accuracy",
-    "ScalingTable",
-    "scaling_table",
-    "format_scaling_table",
+    "kernel_error",
 ]
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -391,129 +386,14 @@ def train(
     return TrainingReport(rel, np.asarray(score_errors), np.asarray(losses), reached, mults)
 
 
-# --------------------------------------------------------------------------------------------
-# per-mode (Fourier) descent without autograd: steps to accuracy
-# --------------------------------------------------------------------------------------------
-def fourier_descent(
-    arch: str, C: torch.Tensor, eta: float, eps: float, *, beta: float = 0.0, a0=0.1, b0=0.1, max_steps: int = 10**6
-) -> int:
-    """Steps of per-mode full-batch descent until every mode has ``|w_k - K_k| / |K_k| < eps``.
+def kernel_error(model: nn.Module, target: GaussianField, process: Process, t: float) -> float:
+    """Relative Euclidean kernel error ``||K_net - K_t|| / ||K_t||`` over all sites (THEORY 5, network version).
 
-    ``arch="one-layer"``: ``w <- w - eta C (w - K) + beta (w - w_prev)`` from ``w = 0`` (heavy ball for
-    ``beta > 0``; THEORY 3).  ``arch="two-layer"``: ``a <- a - eta b (C a b - 1)``,
-    ``b <- b - eta a (C a b - 1)`` (THEORY 4).  ``C``: the fluctuating mode variances (any shape).
-    Raises RuntimeError after ``max_steps`` (divergence or too slow).
+    ``K_net`` is :func:`effective_kernel`, ``K_t`` the exact real-space score kernel.
     """
-    C = C.to(torch.float64).flatten()
-    K = -1.0 / C
-    if arch == "one-layer":
-        w = torch.zeros_like(C)
-        w_prev = w.clone()
-        for n in range(1, max_steps + 1):
-            w, w_prev = w - eta * C * (w - K) + beta * (w - w_prev), w
-            if bool(((w * C + 1.0).abs() < eps).all()):
-                return n
-            if not bool(torch.isfinite(w).all()):
-                break
-    elif arch == "two-layer":
-        a = torch.as_tensor(a0, dtype=torch.float64).expand_as(C).clone()
-        b = torch.as_tensor(b0, dtype=torch.float64).expand_as(C).clone()
-        for n in range(1, max_steps + 1):
-            g = C * a * b - 1.0
-            a, b = a - eta * b * g, b - eta * a * g
-            if bool(((C * a * b - 1.0).abs() < eps).all()):
-                return n
-            if not bool(torch.isfinite(a).all()):
-                break
-    else:
-        raise ValueError(f"arch must be 'one-layer' or 'two-layer', got {arch!r}")
-    raise RuntimeError(f"{arch} descent did not reach eps={eps} within {max_steps} steps (eta={eta}, beta={beta})")
-
-
-def heavy_ball_parameters(C: torch.Tensor) -> tuple[float, float]:
-    """Optimal heavy-ball ``(eta, beta)`` for curvatures in ``[min C, max C]``:
-    ``eta = 4 / (sqrt(max) + sqrt(min))^2``, ``beta = ((sqrt(max) - sqrt(min)) / (sqrt(max) + sqrt(min)))^2``."""
-    hi, lo = math.sqrt(float(C.max())), math.sqrt(float(C.min()))
-    return 4.0 / (hi + lo) ** 2, ((hi - lo) / (hi + lo)) ** 2
-
-
-ARCHS = ("one-layer", "one-layer-momentum", "two-layer")
-
-
-def steps_to_accuracy(
-    arch: str, L: int, d: int = 2, r: float = 0.0, t: float = 0.01, eps: float = 1e-2,
-    process: Process | None = None, *, eta: float | None = None, u0: float = 0.01, max_steps: int = 10**6,
-) -> int:
-    """Full-batch GD steps on the exact population loss until every mode's relative error is below ``eps``.
-
-    THEORY 3/4.  ``arch``: ``"one-layer"`` (start ``w = 0``, ``eta = 1/max C`` unless given),
-    ``"one-layer-momentum"`` (optimal heavy ball, :func:`heavy_ball_parameters`), ``"two-layer"``
-    (balanced start ``a = b = sqrt(u0)``, default ``u0 = 0.01``, ``eta = 0.25`` independent of L).
-    ``process`` defaults to ``OU()``.
-    """
-    if arch not in ARCHS:
-        raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
-    if not (isinstance(eps, (int, float)) and 0 < eps < 1):
-        raise ValueError(f"eps must lie in (0, 1), got eps={eps!r}")
-    process = OU() if process is None else process
-    target = GaussianField(L, d, r)
+    _check_model_field(model, target)
     check_time(process, t)
-    if t <= 0:
-        raise ValueError(f"t must be > 0, got t={t}")
-    C = target.mode_variance(process, t)[target.mode_mask()]
-    if eta is not None and not (math.isfinite(eta) and eta > 0):
-        raise ValueError(f"eta must be finite and > 0, got eta={eta}")
-    if arch == "one-layer":
-        return fourier_descent("one-layer", C, 1.0 / float(C.max()) if eta is None else eta, eps, max_steps=max_steps)
-    if arch == "one-layer-momentum":
-        hb_eta, beta = heavy_ball_parameters(C)
-        return fourier_descent("one-layer", C, hb_eta if eta is None else eta, eps, beta=beta, max_steps=max_steps)
-    if not u0 > 0:
-        raise ValueError(f"u0 must be > 0, got u0={u0}")
-    s = math.sqrt(u0)
-    return fourier_descent("two-layer", C, 0.25 if eta is None else eta, eps, a0=s, b0=s, max_steps=max_steps)
-
-
-@dataclass(frozen=True)
-class ScalingTable:
-    """Rows ``{"L": L, arch: steps, ...}`` and fitted exponents ``z`` of ``steps ~ L^z`` per arch."""
-
-    rows: tuple
-    exponents: dict
-    d: int
-    r: float
-    t: float
-    eps: float
-
-
-def _fit_exponent(Ls, ns) -> float:
-    return float(np.polyfit(np.log(np.asarray(Ls, float)), np.log(np.asarray(ns, float)), 1)[0])
-
-
-def scaling_table(
-    Ls=(8, 16, 32, 64), d: int = 2, r: float = 0.0, t: float = 0.01, eps: float = 1e-2,
-    process: Process | None = None, archs=ARCHS,
-) -> ScalingTable:
-    """Steps to accuracy for each ``arch`` and ``L`` (see :func:`steps_to_accuracy`), with ``z`` from a log-log fit."""
-    Ls = [int(L) for L in Ls]
-    if len(Ls) < 1:
-        raise ValueError("Ls must hold at least one lattice size")
-    rows = []
-    for L in Ls:
-        row = {"L": L}
-        for arch in archs:
-            row[arch] = steps_to_accuracy(arch, L, d, r, t, eps, process)
-        rows.append(row)
-    exps = {a: (_fit_exponent(Ls, [row[a] for row in rows]) if len(Ls) > 1 else float("nan")) for a in archs}
-    return ScalingTable(tuple(rows), exps, d, float(r), float(t), float(eps))
-
-
-def format_scaling_table(table: ScalingTable) -> str:
-    """Plain-text table of :func:`scaling_table` with an exponent row."""
-    archs = [k for k in table.rows[0] if k != "L"]
-    head = f"steps to relative accuracy {table.eps:g} (d={table.d}, r={table.r:g}, t={table.t:g})"
-    lines = [head, "L".rjust(6) + "".join(a.rjust(22) for a in archs)]
-    for row in table.rows:
-        lines.append(str(row["L"]).rjust(6) + "".join(str(row[a]).rjust(22) for a in archs))
-    lines.append("z".rjust(6) + "".join(f"{table.exponents[a]:.3f}".rjust(22) for a in archs))
-    return "\n".join(lines)
+    with torch.no_grad():
+        K_net = effective_kernel(model).to(torch.float64).cpu()
+    K_t = target.real_space_score_kernel(process, t)
+    return float(torch.linalg.vector_norm(K_net - K_t) / torch.linalg.vector_norm(K_t))
