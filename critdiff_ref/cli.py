@@ -1,8 +1,8 @@
 """The ``critdiff`` command: thin argument parsing over library functions.
 
 Each sub-command lives next to the code it runs, as a pair ``add_<name>_parser(subparsers)`` /
-``run_<name>(args) -> int``; this module only lists them.  Modules are imported when the command
-line is parsed, so ``critdiff facts`` never pays for importing the trainers.
+``run_<name>(args) -> int``; this module only lists them.  ``ValueError``/``TypeError`` from the
+library (bad input) become exit code 2 with the message on stderr.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ __all__ = ["main", "SUBCOMMANDS"]
 # (name, module, help) — the module defines add_<name>_parser and run_<name>.
 SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("facts", "critdiff_ref.cli", "print a target's exact facts (mode variances, cumulants, scores)"),
+    ("report", "critdiff_ref.report", "reproduce the papers' phenomena: figures, numbers, pass/fail"),
 ]
 
 DEFAULT_COMMAND = "facts"
