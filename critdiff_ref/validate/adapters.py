@@ -1,0 +1,394 @@
+"""Adapters: turn a user's sampler into one uniform runner for the validation checks (THEORY 1, 2).
+
+Every adapter returns a :class:`Runner`: ``runner(target, steps, z, generator) -> x_0`` maps
+white noise ``z`` (``(n, *event)``, unit variance per Fourier mode, zero mode removed for a critical
+field) to samples, by building the start ``x_T`` the convention needs, the exact model the sampler
+expects, and calling the sampler.  ``runner.schedule(target, steps)`` describes, in exact terms,
+which continuous flow the run discretises (:class:`Schedule`): a process, the start variance
+``v_T`` and the end time ``t_min``, so that the error the schedule's endpoints imply (finite
+``T``/``sigma_max``, ``t_min``/``sigma_min > 0``, ``abar_T > 0``) is computed exactly
+(``ode_variance_limit`` / ``sde_variance_limit``) and separated from the sampler's own error.
+
+Conventions (all handled here, documented once):
+
+- ``score``: ``sampler(score, process, x_T, steps=N, **kw)`` (``generator=`` passed when the
+  sampler accepts it) with ``score(x, t)`` the exact score; start ``x_T ~ N(0, Xi(T))`` per mode
+  (``start="noise"``, the usual one) or ``N(0, C_T)`` (``start="exact"``); ``t_min`` read from
+  ``sampler_kwargs`` (default 0).
+- ``denoiser`` (alias ``k-diffusion``): ``sampler(model, x, sigmas, **kw)`` with the EDM /
+  k-diffusion denoiser ``model(x, sigma) = D(x, sigma) = x + sigma^2 score`` of the VE-in-sigma
+  marginal ``p_0 * N(0, sigma^2)``; ``x = sigma_max z``; Karras sigmas (rho = 7) with a 0 appended.
+  Internally the score is ``exact_score(target, Brownian(1, sigma_max^2))`` at time ``t = sigma^2``.
+- ``diffusers``: a diffusers scheduler (instance or class) run with the standard loop
+  (``set_timesteps``, ``init_noise_sigma``, ``scale_model_input``, ``step(...).prev_sample``)
+  on an exact ``epsilon`` / ``v_prediction`` / ``sample`` model for the scheduler's own
+  ``alphas_cumprod``: at an integer timestep ``sigma^2 = (1 - abar_t)/abar_t``; at a fractional one
+  (Euler/Heun/LMS "linspace" spacing, Karras sigmas) the scheduler's own ``sigmas[step_index]``.
+  The model input is the VP-scaled sample ``x_t = sqrt(abar) x~`` for every scheduler (Euler-type
+  schedulers divide their VE-in-sigma state ``x~`` by ``sqrt(1 + sigma^2)`` in ``scale_model_input``).
+- ``generator``: ``sampler(n, generator) -> x_0`` (a user's trained model plus sampler), checked
+  against the data law itself (its schedule is unknown: no floor).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+from dataclasses import dataclass, field as dc_field
+from typing import Any, Callable
+
+import torch
+
+from .. import lattice
+from ..processes import VE, Brownian, Process
+from ..scores import exact_score
+from ..targets import GaussianField
+
+__all__ = [
+    "ADAPTERS",
+    "Schedule",
+    "Runner",
+    "make_runner",
+    "load_object",
+    "karras_sigmas",
+    "edm_euler",
+    "edm_heun",
+    "exact_denoiser",
+    "DIFFUSERS_ORDERS",
+]
+
+ADAPTERS = ("score", "denoiser", "k-diffusion", "diffusers", "generator")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The continuous flow a run discretises: exact end law from ``N(0, v_T)`` at ``process.T`` to ``t_min``.
+
+    ``v_T`` is a float or a per-mode tensor (``(L,)*d``) in the process's own units; ``sde`` selects
+    the reverse-SDE limit (start memory ``(C/C_T)^2``) instead of the PF-ODE one (``C/C_T``).
+    ``None`` fields (generator adapter) mean "unknown": the floor is the data law itself.
+    """
+
+    process: Process | None
+    v_T: Any
+    t_min: float
+    sde: bool = False
+
+
+@dataclass
+class Runner:
+    """A sampler wrapped to ``(target, steps, z, generator) -> x_0`` (module docstring)."""
+
+    name: str
+    adapter: str
+    run: Callable[[Any, int, torch.Tensor, torch.Generator | None], torch.Tensor]
+    schedule: Callable[[Any, int], Schedule]
+    order: float | None = None
+    deterministic: bool | None = None
+    info: dict = dc_field(default_factory=dict)
+
+    def __call__(self, target, steps: int, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.run(target, steps, z, generator)
+
+
+def load_object(spec: str) -> Any:
+    """Import ``"pkg.module:attr"`` (``attr`` may be dotted)."""
+    if not isinstance(spec, str) or ":" not in spec:
+        raise ValueError(f"sampler must be given as 'pkg.module:attr', got {spec!r}")
+    mod_name, attr = spec.split(":", 1)
+    obj = importlib.import_module(mod_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _accepts(fn: Callable, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _name(obj) -> str:
+    return getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__name__
+
+
+# -- exact models ------------------------------------------------------------------------------
+def _brownian(sigma_max: float) -> Brownian:
+    return Brownian(sigma=1.0, T=max(float(sigma_max), 1e-12) ** 2)
+
+
+def exact_denoiser(target, sigma_max: float) -> Callable[[torch.Tensor, Any], torch.Tensor]:
+    """EDM denoiser ``D(x, sigma) = x + sigma^2 s(x)`` of ``p_0 * N(0, sigma^2)`` for ``sigma <= sigma_max``."""
+    process = _brownian(sigma_max)
+    score = exact_score(target, process)
+
+    def model(x: torch.Tensor, sigma) -> torch.Tensor:
+        s = float(sigma.reshape(-1)[0]) if isinstance(sigma, torch.Tensor) else float(sigma)
+        if s == 0.0:
+            return x
+        return x + s * s * score(x, min(s * s, process.T))
+
+    return model
+
+
+def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
+    """Karras et al. (2022, eq. 5) noise levels, ``n`` decreasing values then a final 0 (float64)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got n={n!r}")
+    if not (0.0 < sigma_min < sigma_max):
+        raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    sig = (hi + ramp * (lo - hi)) ** rho
+    return torch.cat([sig, sig.new_zeros(1)])
+
+
+def edm_euler(model, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """k-diffusion ``sample_euler``: ``d = (x - D(x, s_i)) / s_i``, ``x += d (s_{i+1} - s_i)`` (order 1)."""
+    for i in range(len(sigmas) - 1):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        x = x + (x - model(x, s)) / s * (s_next - s)
+    return x
+
+
+def edm_heun(model, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """EDM Algorithm 1 (Heun, order 2); the last step to ``sigma = 0`` is an Euler step."""
+    for i in range(len(sigmas) - 1):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        d = (x - model(x, s)) / s
+        x_next = x + d * (s_next - s)
+        if s_next > 0:
+            d2 = (x_next - model(x_next, s_next)) / s_next
+            x_next = x + 0.5 * (d + d2) * (s_next - s)
+        x = x_next
+    return x
+
+
+# -- start laws ---------------------------------------------------------------------------------
+def _start_variance(target, process: Process, start: str):
+    if start == "noise":
+        return float(process.Xi(float(process.T)))
+    if start == "exact":
+        if isinstance(target, GaussianField):
+            return target.mode_variance(process, float(process.T))
+        a, Xi = float(process.a(float(process.T))), float(process.Xi(float(process.T)))
+        return a * a * _target_variance(target) + Xi
+    raise ValueError(f"start must be 'noise' or 'exact', got start={start!r}")
+
+
+def _target_variance(target) -> float:
+    if hasattr(target, "cumulant"):
+        return float(target.cumulant(2))
+    return float(target.moment(2)) - float(target.moment(1)) ** 2
+
+
+def _scale(target, z: torch.Tensor, v) -> torch.Tensor:
+    """``z`` (white) coloured to per-mode variance ``v`` (a float or a ``(L,)*d`` tensor)."""
+    if isinstance(v, torch.Tensor) and isinstance(target, GaussianField):
+        gain = v.to(dtype=z.dtype, device=z.device).sqrt()
+        return lattice.ifft(lattice.fft(z, target.d) * gain, target.d).real.to(z.dtype)
+    return math.sqrt(float(v)) * z
+
+
+# -- score adapter ------------------------------------------------------------------------------
+def _score_runner(sampler, *, process: Process | None, start: str, sampler_kwargs: dict, order, name) -> Runner:
+    process = VE(sigma=25.0, T=1.0) if process is None else process
+    if not isinstance(process, Process):
+        raise TypeError(f"process must implement the Process protocol, got {type(process).__name__}")
+    if start not in ("noise", "exact"):
+        raise ValueError(f"start must be 'noise' or 'exact', got start={start!r}")
+    t_min = float(sampler_kwargs.get("t_min", 0.0))
+    takes_gen = _accepts(sampler, "generator")
+    scores: dict = {}
+
+    def run(target, steps, z, generator):
+        key = id(target)
+        if key not in scores:
+            scores[key] = (target, exact_score(target, process))
+        x_T = _scale(target, z, _start_variance(target, process, start))
+        kw = dict(sampler_kwargs)
+        if takes_gen:
+            kw.setdefault("generator", generator)
+        return sampler(scores[key][1], process, x_T, steps=steps, **kw)
+
+    def schedule(target, steps):
+        return Schedule(process, _start_variance(target, process, start), t_min)
+
+    return Runner(name or _name(sampler), "score", run, schedule, order, info={"process": repr(process), "start": start})
+
+
+# -- denoiser (k-diffusion / EDM) adapter --------------------------------------------------------
+def _denoiser_runner(sampler, *, sigma_min: float, sigma_max: float, rho: float, sampler_kwargs: dict, order, name) -> Runner:
+    if not (0.0 < sigma_min < sigma_max and math.isfinite(sigma_max)):
+        raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+    takes_gen = _accepts(sampler, "generator")
+    models: dict = {}
+
+    def run(target, steps, z, generator):
+        key = id(target)
+        if key not in models:
+            models[key] = (target, exact_denoiser(target, sigma_max))
+        sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho).to(dtype=z.dtype, device=z.device)
+        kw = dict(sampler_kwargs)
+        if takes_gen:
+            kw.setdefault("generator", generator)
+        return sampler(models[key][1], sigma_max * z, sigmas, **kw)
+
+    def schedule(target, steps):
+        # VE in sigma: time t = sigma^2 of Brownian(1); start N(0, sigma_max^2) = Xi(T); ends at sigma = 0.
+        return Schedule(_brownian(sigma_max), sigma_max**2, 0.0)
+
+    info = {"sigma_min": sigma_min, "sigma_max": sigma_max, "rho": rho}
+    return Runner(name or _name(sampler), "denoiser", run, schedule, order, info=info)
+
+
+# -- diffusers adapter ---------------------------------------------------------------------------
+# Documented orders of diffusers schedulers with their default configs (their docstrings/papers).
+DIFFUSERS_ORDERS = {
+    "DDIMScheduler": 1.0,
+    "EulerDiscreteScheduler": 1.0,
+    "HeunDiscreteScheduler": 2.0,
+    "LMSDiscreteScheduler": 4.0,
+    "DPMSolverMultistepScheduler": 2.0,
+    "DPMSolverSinglestepScheduler": 2.0,
+    "UniPCMultistepScheduler": 3.0,  # solver_order = 2 predictor + UniC corrector: order p + 1
+    "DEISMultistepScheduler": 2.0,
+    "PNDMScheduler": 4.0,  # PLMS (skip_prk_steps) is a 4th-order linear multistep method
+    "IPNDMScheduler": 4.0,
+    "KDPM2DiscreteScheduler": 2.0,
+    "EDMEulerScheduler": 1.0,
+    "EDMDPMSolverMultistepScheduler": 2.0,
+    "SASolverScheduler": 2.0,
+    "DDPMScheduler": 1.0,
+    "EulerAncestralDiscreteScheduler": 1.0,
+}
+
+
+def _timestep_sigma(scheduler, t, sigma_table: torch.Tensor) -> float:
+    tf = float(t.reshape(-1)[0]) if isinstance(t, torch.Tensor) else float(t)
+    if tf == round(tf) and 0 <= round(tf) < len(sigma_table):
+        return float(sigma_table[int(round(tf))])
+    idx = getattr(scheduler, "step_index", None)
+    sig = getattr(scheduler, "sigmas", None)
+    if idx is not None and sig is not None:
+        return float(sig[idx])
+    # linear interpolation in t (the convention of Euler/Heun/LMS "linspace" spacing)
+    i = min(max(int(math.floor(tf)), 0), len(sigma_table) - 2)
+    w = tf - i
+    return float((1 - w) * sigma_table[i] + w * sigma_table[i + 1])
+
+
+def _diffusers_runner(scheduler, *, prediction_type: str | None, sampler_kwargs: dict, order, name) -> Runner:
+    if isinstance(scheduler, type):
+        scheduler = scheduler()
+    if not (hasattr(scheduler, "set_timesteps") and hasattr(scheduler, "step") and hasattr(scheduler, "config")):
+        raise TypeError(f"the diffusers adapter needs a diffusers scheduler, got {type(scheduler).__name__}")
+    cls = type(scheduler)
+    config = dict(scheduler.config)
+    if prediction_type is not None:
+        if prediction_type not in ("epsilon", "v_prediction", "sample"):
+            raise ValueError(f"prediction_type must be 'epsilon', 'v_prediction' or 'sample', got {prediction_type!r}")
+        config["prediction_type"] = prediction_type
+    pred = config.get("prediction_type", "epsilon")
+    abar = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float64)
+    sigma_table = ((1 - abar) / abar).sqrt()
+    sigma_max = float(sigma_table.max())
+    takes_gen = _accepts(cls.step, "generator")
+    record: dict = {}
+    denoisers: dict = {}
+
+    def run(target, steps, z, generator):
+        sched = cls.from_config(config)
+        key = id(target)
+        if key not in denoisers:
+            denoisers[key] = (target, exact_denoiser(target, sigma_max * 1.001))
+        D = denoisers[key][1]
+        sched.set_timesteps(steps)
+        x = z * float(sched.init_noise_sigma)
+        first = None
+        for t in sched.timesteps:
+            x_in = sched.scale_model_input(x, t)
+            sig = _timestep_sigma(sched, t, sigma_table)
+            if first is None:
+                first = sig
+                record["vp_internal"] = bool(torch.equal(x_in, x))
+            x_tilde = x_in * math.sqrt(1.0 + sig * sig)
+            x0 = D(x_tilde, sig)
+            eps = (x_tilde - x0) / sig if sig > 0 else torch.zeros_like(x0)
+            if pred == "epsilon":
+                out = eps
+            elif pred == "sample":
+                out = x0
+            else:
+                out = (eps - sig * x0) / math.sqrt(1.0 + sig * sig)
+            kw = dict(sampler_kwargs)
+            if takes_gen:
+                kw.setdefault("generator", generator)
+            x = sched.step(out.to(x.dtype), t, x, **kw).prev_sample
+        record[(key, steps)] = (first, float(sched.init_noise_sigma), record["vp_internal"])
+        return x
+
+    def schedule(target, steps):
+        if (id(target), steps) not in record:
+            run(target, steps, torch.zeros((1, *_event_shape(target)), dtype=torch.float64), torch.Generator().manual_seed(0))
+        first, init, vp = record[(id(target), steps)]
+        # start law in x~ (VE-in-sigma) units: VP-internal x_T = sqrt(abar_T) x~, else x_T = x~
+        v_T = init**2 * (1.0 + first * first) if vp else init**2
+        return Schedule(_brownian(first), v_T, 0.0, sde=not bool(runner.deterministic is not False))
+
+    runner = Runner(name or cls.__name__, "diffusers", run, schedule,
+                    DIFFUSERS_ORDERS.get(cls.__name__) if order is None else order,
+                    info={"prediction_type": pred, "sigma_max": sigma_max})
+    return runner
+
+
+# -- black-box generator -------------------------------------------------------------------------
+def _generator_runner(sampler, *, sampler_kwargs: dict, order, name) -> Runner:
+    def run(target, steps, z, generator):
+        return sampler(z.shape[0], generator, **sampler_kwargs)
+
+    def schedule(target, steps):
+        return Schedule(None, None, 0.0)
+
+    return Runner(name or _name(sampler), "generator", run, schedule, order, deterministic=False)
+
+
+def _event_shape(target) -> tuple[int, ...]:
+    return target.shape if isinstance(target, GaussianField) else ()
+
+
+def make_runner(
+    sampler,
+    adapter: str = "score",
+    *,
+    process: Process | None = None,
+    start: str = "noise",
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+    prediction_type: str | None = None,
+    sampler_kwargs: dict | None = None,
+    order: float | None = None,
+    name: str | None = None,
+) -> Runner:
+    """Wrap ``sampler`` (an object or a ``"pkg.module:attr"`` string) with the named adapter."""
+    if isinstance(sampler, str):
+        sampler = load_object(sampler)
+    if adapter not in ADAPTERS:
+        raise ValueError(f"adapter must be one of {ADAPTERS}, got adapter={adapter!r}")
+    if order is not None and not (isinstance(order, (int, float)) and order > 0):
+        raise ValueError(f"order must be a number > 0 or None, got order={order!r}")
+    kw = dict(sampler_kwargs or {})
+    if adapter == "diffusers":
+        return _diffusers_runner(sampler, prediction_type=prediction_type, sampler_kwargs=kw, order=order, name=name)
+    if not callable(sampler):
+        raise TypeError(f"sampler must be callable for the {adapter!r} adapter, got {type(sampler).__name__}")
+    if adapter == "score":
+        return _score_runner(sampler, process=process, start=start, sampler_kwargs=kw, order=order, name=name)
+    if adapter in ("denoiser", "k-diffusion"):
+        return _denoiser_runner(sampler, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
+                                sampler_kwargs=kw, order=order, name=name)
+    return _generator_runner(sampler, sampler_kwargs=kw, order=order, name=name)
