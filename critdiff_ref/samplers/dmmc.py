@@ -1,0 +1,444 @@
+"""Probability-flow likelihoods and diffusion-model MCMC (THEORY 8, "Diffusion-model MCMC"; THEORY 1).
+
+- Divergence of a score ``div_x s_t(x)``: exact (autograd over all sites, small V) or Hutchinson
+  ``E_eps[eps^T J eps]`` with Rademacher probes.
+- PF-ODE log-density: along ``dx/dt = f(x, t) = -gamma x - (g^2/2) s_t(x)``,
+  ``d/dt log p_t(x_t) = -div f``, so ``log q(x_0) = log p_T(x_T) + int_0^T div f(x_t, t) dt``.
+  :func:`pf_log_likelihood` integrates the augmented state ``(x, ell)``, ``d ell/dt = div f``, from
+  ``x_0`` up to ``T``; :func:`pf_sample` draws ``x_T`` from a prior and integrates down to ``t_min``,
+  returning the proposal and its ``log q``.  Both use the Euler / Heun / RK4 steps of
+  :mod:`critdiff_ref.samplers.reverse`, so ``log q`` has the order of the ODE method.
+- Independence Metropolis (DM-MCMC): proposals ``x' ~ q`` accepted with
+  ``min(1, q(x) p(x') / (p(x) q(x')))``, ``p ∝ exp(-S)``.  ``log q`` of the current state is the one
+  computed when it was proposed (the chain starts at a proposal), so no ODE inversion is needed.
+
+``log_q="jacobian"`` replaces the ODE estimate by the exact log-density of the *discretised* flow map
+``x_T -> x_0`` (``log p_T(x_T) - log|det dx_0/dx_T|``, full Jacobian by autograd, small V): the
+chain is then exact for any step count and any score.  With ``"exact"``/``"hutchinson"`` divergences
+the acceptance uses the ODE-integrated ``log q``, exact up to the ODE discretisation error (Hutchinson
+adds noise to ``log q``, which biases the chain slightly; use it for likelihoods and R^2, not for exact MCMC).
+
+Shapes: configurations ``(batch, *lattice)``; dtype/device follow the input.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .. import lattice
+from ..processes import Process, Time
+from .grids import resolve_grid
+from .mcmc import Action, _count
+from .reverse import METHODS
+
+__all__ = [
+    "ModePrior",
+    "isotropic_prior",
+    "exact_prior",
+    "divergence_exact",
+    "divergence_hutchinson",
+    "rademacher_probes",
+    "pf_log_likelihood",
+    "pf_sample",
+    "flow_jacobian_log_density",
+    "independence_metropolis",
+    "DMMCResult",
+    "dm_mcmc",
+    "action_r2",
+]
+
+Score = Callable[[torch.Tensor, Time], torch.Tensor]
+DIVERGENCES = ("exact", "hutchinson")
+LOG_Q = ("exact", "hutchinson", "jacobian")
+# elements (chunk x batch x sites) of one batched vector-Jacobian product in divergence_exact
+_VJP_ELEMENTS = 1 << 22
+
+
+# -- priors ----------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class ModePrior:
+    """Gaussian ``N(0, Sigma)`` diagonal in the unitary Fourier basis: ``<|x_k|^2> = mode_variance(k)``.
+
+    ``mode_variance`` ``(L,)*d``, > 0 and symmetric under ``k -> -k`` (true for functions of khat^2);
+    a constant is white noise of that variance.  ``log_prob`` is exact and normalised (THEORY 2).
+    """
+
+    mode_variance: torch.Tensor
+    d: int
+
+    def __post_init__(self) -> None:
+        v = torch.as_tensor(self.mode_variance, dtype=torch.float64)
+        lattice.check_lattice(v.shape[0] if v.ndim else 0, self.d)
+        if v.ndim != self.d or len(set(v.shape)) != 1:
+            raise ValueError(f"mode_variance must have shape (L,)*d with d={self.d}, got {tuple(v.shape)}")
+        if not bool(torch.isfinite(v).all()) or bool((v <= 0).any()):
+            raise ValueError("mode_variance must be finite and > 0 for every mode")
+        object.__setattr__(self, "mode_variance", v)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.mode_variance.shape)
+
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, *, dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """``n`` draws, shape ``(n, *lattice)``: white noise coloured by ``sqrt(mode_variance)``."""
+        n = _count("n", n, 1)
+        if generator is not None and device is None:
+            device = generator.device
+        z = torch.randn((n, *self.shape), generator=generator, dtype=dtype, device=device)
+        v = self.mode_variance.to(dtype=dtype, device=z.device)
+        return lattice.ifft(lattice.fft(z, self.d) * v.sqrt(), self.d).real
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """``-1/2 sum_k |x_k|^2 / v(k) - 1/2 sum_k log(2 pi v(k))``, shape ``(batch,)``."""
+        v = self.mode_variance.to(dtype=x.dtype, device=x.device)
+        quad = (lattice.fft(x, self.d).abs() ** 2 / v).sum(dim=lattice.lattice_dims(self.d))
+        return -0.5 * quad - 0.5 * torch.log(2.0 * math.pi * v).sum()
+
+
+def isotropic_prior(process: Process, L: int, d: int, data_variance: float = 0.0) -> ModePrior:
+    """The usual start ``N(0, a(T)^2 data_variance + Xi(T))`` per site (``data_variance = 0``: pure noise)."""
+    if not (isinstance(data_variance, (int, float)) and math.isfinite(data_variance) and data_variance >= 0):
+        raise ValueError(f"data_variance must be finite and >= 0, got data_variance={data_variance!r}")
+    T = float(process.T)
+    var = float(process.a(T)) ** 2 * float(data_variance) + float(process.Xi(T))
+    lattice.check_lattice(L, d)
+    return ModePrior(torch.full((L,) * d, var, dtype=torch.float64), d)
+
+
+def exact_prior(field, process: Process) -> ModePrior:
+    """The exact forward marginal at ``T`` of a Gaussian field, ``C_T(k) = a^2 c0(k) + Xi(T)`` (THEORY 2).
+
+    ``field`` a :class:`~critdiff_ref.targets.GaussianField` with ``r > 0`` (every mode fluctuates).
+    """
+    if getattr(field, "zero_mode_removed", True):
+        raise ValueError("exact_prior needs a GaussianField with r > 0 (a removed zero mode has no density)")
+    return ModePrior(field.mode_variance(process, float(process.T)), field.d)
+
+
+# -- divergences -----------------------------------------------------------------------------------
+def _leaf(x: torch.Tensor) -> torch.Tensor:
+    return x.detach().requires_grad_(True)
+
+
+def divergence_exact(score: Score, x: torch.Tensor, t: float) -> torch.Tensor:
+    """``div_x s_t(x) = sum_i d s_i / d x_i`` per configuration by autograd over every site, ``(batch,)``.
+
+    One vector-Jacobian product per site (batched, in chunks): cost ``V`` backward passes. The score
+    must act independently on each batch entry (no batch statistics).
+    """
+    B = x.shape[0]
+    n = x[0].numel()
+    with torch.enable_grad():
+        xg = _leaf(x)
+        y = score(xg, t).reshape(B, n)
+        div = torch.zeros(B, dtype=x.dtype, device=x.device)
+        chunk = max(1, min(n, _VJP_ELEMENTS // max(B * n, 1)))
+        eye = torch.eye(n, dtype=x.dtype, device=x.device)
+        for start in range(0, n, chunk):
+            idx = torch.arange(start, min(start + chunk, n), device=x.device)
+            v = eye[idx].unsqueeze(1).expand(len(idx), B, n)
+            try:
+                (g,) = torch.autograd.grad(y, xg, grad_outputs=v, retain_graph=True, is_grads_batched=True)
+                g = g.reshape(len(idx), B, n)
+                div = div + g[torch.arange(len(idx)), :, idx].sum(dim=0)
+            except RuntimeError:  # an op without a batching rule: one site at a time
+                for i in idx.tolist():
+                    (g,) = torch.autograd.grad(y[:, i].sum(), xg, retain_graph=True)
+                    div = div + g.reshape(B, n)[:, i]
+    return div.detach()
+
+
+def rademacher_probes(
+    n_probes: int, like: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``(n_probes, *like.shape)`` independent +-1 entries (``E[eps eps^T] = I``)."""
+    n_probes = _count("n_probes", n_probes, 1)
+    gdev = generator.device if generator is not None else like.device
+    bits = torch.randint(0, 2, (n_probes, *like.shape), generator=generator, device=gdev)
+    return (2.0 * bits - 1.0).to(dtype=like.dtype, device=like.device)
+
+
+def divergence_hutchinson(score: Score, x: torch.Tensor, t: float, probes: torch.Tensor) -> torch.Tensor:
+    """Hutchinson estimate ``mean_p eps_p . (J eps_p)`` of ``div_x s_t(x)``, ``(batch,)``; unbiased
+    for probes with ``E[eps eps^T] = I`` (:func:`rademacher_probes`); ``probes`` ``(P, batch, *lattice)``."""
+    if probes.shape[1:] != x.shape:
+        raise ValueError(f"probes must have shape (n_probes, {tuple(x.shape)}), got {tuple(probes.shape)}")
+    B = x.shape[0]
+    with torch.enable_grad():
+        xg = _leaf(x)
+        y = score(xg, t)
+        try:
+            (g,) = torch.autograd.grad(y, xg, grad_outputs=probes, is_grads_batched=True)
+        except RuntimeError:
+            g = torch.stack([torch.autograd.grad(y, xg, grad_outputs=p, retain_graph=True)[0] for p in probes])
+    return (g * probes).reshape(probes.shape[0], B, -1).sum(-1).mean(0).detach()
+
+
+def _divergence_fn(score: Score, divergence: str, probes: torch.Tensor | None):
+    if divergence == "exact":
+        return lambda x, t: divergence_exact(score, x, t)
+    return lambda x, t: divergence_hutchinson(score, x, t, probes)
+
+
+# -- PF-ODE with the log-density ---------------------------------------------------------------------
+def _augmented_flow(
+    score: Score, process: Process, x: torch.Tensor, times: list[float], method: str, div_fn
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integrate ``(x, ell)`` with ``dx/dt = f``, ``d ell/dt = div f`` over ``times``; returns ``(x_end, ell)``."""
+    B, shape = x.shape[0], x.shape
+    n = x[0].numel()
+    step = METHODS[method]
+
+    def velocity(state: torch.Tensor, t: float) -> torch.Tensor:
+        xs = state[:, :n].reshape(shape)
+        gam, g2 = float(process.gamma(t)), float(process.g(t)) ** 2
+        with torch.no_grad():
+            s = score(xs, t)
+        f = -gam * xs - 0.5 * g2 * s
+        div_f = -gam * n - 0.5 * g2 * div_fn(xs, t)
+        return torch.cat([f.reshape(B, n), div_f.unsqueeze(1)], dim=1)
+
+    state = torch.cat([x.detach().reshape(B, n), x.new_zeros(B, 1)], dim=1)
+    for i in range(len(times) - 1):
+        state = step(velocity, state, times[i], times[i + 1] - times[i])
+        if not bool(torch.isfinite(state).all()):
+            raise FloatingPointError(f"pf flow: non-finite state after step {i} (t = {times[i]:.6g} -> {times[i + 1]:.6g})")
+    return state[:, :n].reshape(shape), state[:, n]
+
+
+def _check_common(x: torch.Tensor, prior: ModePrior, method: str, divergence: str) -> None:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError("configurations must be a floating torch.Tensor of shape (batch, *lattice)")
+    if not isinstance(prior, ModePrior):
+        raise TypeError(f"prior must be a ModePrior, got {type(prior).__name__}")
+    if tuple(x.shape[1:]) != prior.shape:
+        raise ValueError(f"configurations must have shape (batch, {prior.shape}), got {tuple(x.shape)}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {tuple(METHODS)}, got method={method!r}")
+    if divergence not in DIVERGENCES:
+        raise ValueError(f"divergence must be one of {DIVERGENCES}, got divergence={divergence!r}")
+
+
+def pf_log_likelihood(
+    score: Score,
+    process: Process,
+    x0: torch.Tensor,
+    prior: ModePrior,
+    *,
+    steps: int = 50,
+    method: str = "rk4",
+    grid="uniform",
+    t_min: float = 0.0,
+    divergence: str = "exact",
+    n_probes: int = 1,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """PF-ODE log-density ``log q(x_0) = log p_T(x_T) + int_{t_min}^T div f(x_t, t) dt`` (THEORY 8), ``(batch,)``.
+
+    Integrates the augmented ODE from ``x_0`` at ``t_min`` up to ``T`` on the reversed sampler grid
+    (``steps``, ``grid`` as in :func:`~critdiff_ref.samplers.reverse.probability_flow`); ``prior`` is
+    the model density at ``T``. Hutchinson probes are drawn once per trajectory (``n_probes`` per
+    configuration), so ``E[log q]`` over probes equals the exact-divergence value on the same grid.
+    """
+    _check_common(x0, prior, method, divergence)
+    times = [float(t) for t in resolve_grid(process, steps, grid, t_min).flip(0)]
+    probes = rademacher_probes(n_probes, x0, generator) if divergence == "hutchinson" else None
+    xT, ell = _augmented_flow(score, process, x0, times, method, _divergence_fn(score, divergence, probes))
+    return prior.log_prob(xT) + ell
+
+
+def pf_sample(
+    score: Score,
+    process: Process,
+    n: int,
+    prior: ModePrior,
+    *,
+    steps: int = 50,
+    method: str = "rk4",
+    grid="uniform",
+    t_min: float = 0.0,
+    divergence: str = "exact",
+    n_probes: int = 1,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw ``x_T ~ prior``, integrate the PF-ODE down to ``t_min``: ``(x_0 (n, *lattice), log q(x_0) (n,))``.
+
+    ``log q(x_0) = log p_T(x_T) - int_{t_min}^T div f dt``, accumulated on the way down (same order as
+    the ODE method).
+    """
+    xT = prior.sample(n, generator, dtype=dtype, device=device)
+    _check_common(xT, prior, method, divergence)
+    times = [float(t) for t in resolve_grid(process, steps, grid, t_min)]
+    probes = rademacher_probes(n_probes, xT, generator) if divergence == "hutchinson" else None
+    x0, ell = _augmented_flow(score, process, xT, times, method, _divergence_fn(score, divergence, probes))
+    return x0, prior.log_prob(xT) - ell  # ell = int_T^{t_min} div f dt = -int_{t_min}^T div f dt
+
+
+def flow_jacobian_log_density(
+    score: Score,
+    process: Process,
+    xT: torch.Tensor,
+    prior: ModePrior,
+    *,
+    steps: int = 50,
+    method: str = "rk4",
+    grid="uniform",
+    t_min: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact density of the discretised PF-ODE map ``Phi: x_T -> x_0``: ``(x_0, log p_T(x_T) - log|det dPhi|)``.
+
+    Full ``V x V`` Jacobian per configuration by autograd through every step (``V`` backward passes
+    through the sampler per batch; small V only). Exact for any step count and any score that acts
+    on each batch entry separately.
+    """
+    _check_common(xT, prior, method, "exact")
+    times = [float(t) for t in resolve_grid(process, steps, grid, t_min)]
+    step = METHODS[method]
+
+    def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
+        return -float(process.gamma(t)) * x - 0.5 * float(process.g(t)) ** 2 * score(x, t)
+
+    B, n = xT.shape[0], xT[0].numel()
+    with torch.enable_grad():
+        z = _leaf(xT)
+        x = z
+        for i in range(len(times) - 1):
+            x = step(velocity, x, times[i], times[i + 1] - times[i])
+        y = x.reshape(B, n)
+        # the score acts on each batch entry separately, so grad of sum_b y[b, i] gives row i of
+        # every configuration's Jacobian: V backward passes for the whole batch
+        rows = [torch.autograd.grad(y[:, i].sum(), z, retain_graph=i < n - 1)[0].reshape(B, n) for i in range(n)]
+    J = torch.stack(rows, dim=1)  # (B, n, n): J[b, i, j] = d x0_i / d xT_j
+    x0 = x.detach()
+    if not bool(torch.isfinite(x0).all()) or not bool(torch.isfinite(J).all()):
+        raise FloatingPointError("flow_jacobian_log_density: non-finite x_0 or Jacobian (unstable steps or score)")
+    logdet = torch.linalg.slogdet(J)[1]
+    return x0, prior.log_prob(xT) - logdet
+
+
+# -- independence Metropolis -------------------------------------------------------------------------
+def independence_metropolis(
+    log_w: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Independence Metropolis over a stream of proposals with importance log-weights ``log p - log q``.
+
+    ``log_w`` ``(n_iter, n_chains)``: proposal ``i`` of chain ``c`` has ``log_w[i, c]``. The chain
+    starts at proposal 0 and at step ``i >= 1`` accepts proposal ``i`` with
+    ``min(1, exp(log_w[i] - log_w[current]))``. Returns ``(index, accepted)``, both ``(n_iter, n_chains)``:
+    the proposal index held after step ``i``, and whether proposal ``i`` was accepted (step 0: True).
+    """
+    if not isinstance(log_w, torch.Tensor) or log_w.ndim != 2 or log_w.shape[0] < 1:
+        raise ValueError("log_w must be a tensor of shape (n_iter >= 1, n_chains)")
+    n_iter, n_chains = log_w.shape
+    gdev = generator.device if generator is not None else log_w.device
+    u = torch.rand((n_iter, n_chains), generator=generator, dtype=torch.float64, device=gdev).to(log_w.device)
+    lw = log_w.to(torch.float64)
+    cur = torch.zeros(n_chains, dtype=torch.long, device=log_w.device)
+    index = torch.zeros((n_iter, n_chains), dtype=torch.long, device=log_w.device)
+    accepted = torch.zeros((n_iter, n_chains), dtype=torch.bool, device=log_w.device)
+    accepted[0] = True
+    ar = torch.arange(n_chains, device=log_w.device)
+    for i in range(1, n_iter):
+        acc = torch.log(u[i]) < lw[i] - lw[cur, ar]  # NaN weights are rejected
+        cur = torch.where(acc, torch.full_like(cur, i), cur)
+        index[i], accepted[i] = cur, acc
+    return index, accepted
+
+
+@dataclass(frozen=True)
+class DMMCResult:
+    """Output of :func:`dm_mcmc`: ``samples`` ``(n_kept, n_chains, *lattice)``, ``acceptance``
+    ``(n_chains,)`` after burn-in, ``log_q`` and ``action`` ``(n_iter, n_chains)`` of every proposal."""
+
+    samples: torch.Tensor
+    acceptance: torch.Tensor
+    log_q: torch.Tensor
+    action: torch.Tensor
+
+    @property
+    def log_w(self) -> torch.Tensor:
+        """Importance log-weights ``-S - log q`` of the proposals, ``(n_iter, n_chains)``."""
+        return -self.action - self.log_q
+
+
+def dm_mcmc(
+    target: Action,
+    score: Score,
+    process: Process,
+    prior: ModePrior,
+    *,
+    n_chains: int,
+    n_iter: int,
+    steps: int = 50,
+    method: str = "rk4",
+    grid="uniform",
+    t_min: float = 0.0,
+    log_q: str = "exact",
+    n_probes: int = 1,
+    burn_in: int = 0,
+    thin: int = 1,
+    batch_size: int = 256,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> DMMCResult:
+    """Diffusion-model MCMC (THEORY 8): independence Metropolis for ``p ∝ exp(-S)`` with PF-ODE proposals.
+
+    ``n_chains x n_iter`` proposals (iid, generated in batches of ``batch_size``) with ``log q`` from
+    ``log_q`` in ``("exact", "hutchinson")`` (ODE-integrated divergence) or ``"jacobian"`` (exact
+    density of the discretised flow, see module docstring); accept with
+    ``min(1, q(old) p(new) / (p(old) q(new)))``. Keeps every ``thin``-th state after ``burn_in``.
+    """
+    if not hasattr(target, "action"):
+        raise TypeError(f"target must have action(phi), got {type(target).__name__}")
+    if log_q not in LOG_Q:
+        raise ValueError(f"log_q must be one of {LOG_Q}, got log_q={log_q!r}")
+    n_chains, n_iter = _count("n_chains", n_chains, 1), _count("n_iter", n_iter, 1)
+    burn_in, thin, batch_size = _count("burn_in", burn_in, 0), _count("thin", thin, 1), _count("batch_size", batch_size, 1)
+    if burn_in >= n_iter:
+        raise ValueError(f"burn_in must be < n_iter = {n_iter}, got burn_in={burn_in}")
+    total = n_chains * n_iter
+    xs, lqs = [], []
+    for start in range(0, total, batch_size):
+        b = min(batch_size, total - start)
+        if log_q == "jacobian":
+            xT = prior.sample(b, generator, dtype=dtype, device=device)
+            x, lq = flow_jacobian_log_density(score, process, xT, prior, steps=steps, method=method, grid=grid, t_min=t_min)
+        else:
+            x, lq = pf_sample(score, process, b, prior, steps=steps, method=method, grid=grid, t_min=t_min,
+                              divergence=log_q, n_probes=n_probes, generator=generator, dtype=dtype, device=device)
+        xs.append(x)
+        lqs.append(lq)
+    x = torch.cat(xs).reshape(n_iter, n_chains, *prior.shape)
+    lq = torch.cat(lqs).reshape(n_iter, n_chains)
+    S = target.action(x)
+    index, accepted = independence_metropolis(-S - lq, generator)
+    keep = torch.arange(burn_in + thin - 1, n_iter, thin, device=x.device)
+    ar = torch.arange(n_chains, device=x.device)
+    samples = x[index[keep], ar]  # (n_kept, n_chains, *lattice)
+    # step 0 is the start (no accept/reject): acceptance over steps max(burn_in, 1) .. n_iter - 1
+    acceptance = accepted[max(burn_in, 1):].to(torch.float64).mean(dim=0) if n_iter > 1 else accepted[0].double()
+    return DMMCResult(samples, acceptance, lq, S)
+
+
+def action_r2(log_q: torch.Tensor, action: torch.Tensor) -> float:
+    """``R^2`` of the linear fit of ``S_eff = -log q`` against the true action ``S``: the squared Pearson
+    correlation (1 when the model density is ``exp(-S) / Z`` up to a constant)."""
+    a = torch.as_tensor(log_q, dtype=torch.float64).reshape(-1)
+    b = torch.as_tensor(action, dtype=torch.float64).reshape(-1)
+    if a.shape != b.shape or a.numel() < 3:
+        raise ValueError(f"log_q and action need equal sizes >= 3, got {a.numel()} and {b.numel()}")
+    a, b = a - a.mean(), b - b.mean()
+    den = float((a * a).sum() * (b * b).sum())
+    if den == 0.0:
+        raise ValueError("log_q or action is constant: R^2 undefined")
+    return float((a * b).sum()) ** 2 / den
