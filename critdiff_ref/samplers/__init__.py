@@ -6,11 +6,16 @@ from .exact import (
     exact_flow,
     exact_start,
     fourier_sample,
+    measured_order,
     ode_gain,
+    ode_log_gain,
+    ode_step_factors,
     ode_variance_limit,
     sde_gain,
     sde_variance,
     sde_variance_limit,
+    score_kernel_fn,
+    stiffness,
 )
 from .grids import GRID_KINDS, resolve_grid, time_grid
 from .reverse import (
@@ -44,9 +49,14 @@ __all__ = [
     "fourier_sample",
     "exact_flow",
     "apply_gain",
+    "score_kernel_fn",
+    "stiffness",
+    "ode_step_factors",
     "ode_gain",
+    "ode_log_gain",
     "sde_gain",
     "sde_variance",
+    "measured_order",
     "ode_variance_limit",
     "sde_variance_limit",
 ]

@@ -32,9 +32,14 @@ __all__ = [
     "fourier_sample",
     "exact_flow",
     "apply_gain",
+    "score_kernel_fn",
+    "stiffness",
+    "ode_step_factors",
     "ode_gain",
+    "ode_log_gain",
     "sde_gain",
     "sde_variance",
+    "measured_order",
     "ode_variance_limit",
     "sde_variance_limit",
 ]
@@ -109,71 +114,148 @@ def exact_flow(field: GaussianField, process: Process, x_s: torch.Tensor, s: flo
 
 
 # -- per-mode gains of the discretised samplers -----------------------------------------------
-def _rate(kernel: Kernel, process: Process, t: float, factor: float) -> torch.Tensor:
-    """``-gamma(t) - factor g(t)^2 K_t`` in float64 (factor 1/2 for the ODE, 1 for the SDE)."""
-    K = torch.as_tensor(kernel(t), dtype=torch.float64)
-    return -float(process.gamma(t)) - factor * float(process.g(t)) ** 2 * K
+def score_kernel_fn(field: GaussianField, process: Process) -> Kernel:
+    """``t -> K_t(k) = -1 / (a(t)^2 c0(k) + Xi(t))`` per mode (float64, 0 on a removed zero mode) (THEORY 2).
+
+    The same values as ``field.score_kernel(process, t)`` with ``c0`` computed once.  ``t`` a float
+    gives ``(L,)*d``; a 1-D float64 tensor of times gives ``(len(t), *lattice)`` (the kernel is marked
+    ``vectorized`` so :func:`ode_gain` / :func:`sde_variance` evaluate a whole grid in one call).
+    """
+    _check_field(field)
+    c0 = field.c0()
+    mask = field.mode_mask()
+
+    def kernel(t) -> torch.Tensor:
+        if isinstance(t, torch.Tensor) and t.ndim == 1:
+            tt = t.to(torch.float64).reshape(-1, *([1] * field.d))
+            C = process.a(tt) ** 2 * c0 + process.Xi(tt)
+        else:
+            C = float(process.a(float(t))) ** 2 * c0 + float(process.Xi(float(t)))
+        return torch.where(mask, -1.0 / torch.where(mask, C, torch.ones_like(C)), torch.zeros_like(C))
+
+    kernel.vectorized = True
+    return kernel
+
+
+def _rates(kernel: Kernel, process: Process, times: torch.Tensor, factor: float) -> torch.Tensor:
+    """``-gamma(t) - factor g(t)^2 K_t`` in float64 for a 1-D tensor of times: ``(len(times), *modes)``.
+
+    ``factor`` is 1/2 for the PF-ODE and 1 for the reverse SDE.  A kernel marked ``vectorized`` is
+    called once with the whole tensor; any other callable once per time.
+    """
+    if getattr(kernel, "vectorized", False):
+        K = torch.as_tensor(kernel(times), dtype=torch.float64)
+    else:
+        K = torch.stack([torch.as_tensor(kernel(float(t)), dtype=torch.float64) for t in times])
+    shape = (-1,) + (1,) * (K.ndim - 1)
+    gamma = torch.as_tensor(process.gamma(times), dtype=torch.float64).reshape(shape)
+    g2 = torch.as_tensor(process.g(times), dtype=torch.float64).reshape(shape) ** 2
+    return -gamma - factor * g2 * K
+
+
+def _grid(process: Process, grid_times) -> torch.Tensor:
+    return resolve_grid(process, None, grid_times)
+
+
+def stiffness(kernel: Kernel, process: Process, *, sde: bool = False, t_min: float = 0.0, n_probe: int = 257) -> float:
+    """``max_{t, k} |gamma(t) + f g(t)^2 K_t(k)|``, the largest per-mode rate of the linear sampler ODE/SDE
+    (``f = 1/2`` PF-ODE, ``f = 1`` reverse SDE), probed at ``n_probe`` uniform times in ``[t_min, T]``.
+
+    Step sizes with ``h * stiffness << 1`` put the discretised samplers in their asymptotic regime.
+    """
+    check_time(process, t_min, name="t_min")
+    if isinstance(n_probe, bool) or not isinstance(n_probe, int) or n_probe < 2:
+        raise ValueError(f"n_probe must be an int >= 2, got n_probe={n_probe!r}")
+    ts = torch.linspace(float(t_min), float(process.T), n_probe, dtype=torch.float64)
+    return float(_rates(kernel, process, ts, 1.0 if sde else 0.5).abs().max())
+
+
+def _ode_increments(kernel: Kernel, process: Process, grid_times, method: str) -> torch.Tensor:
+    """``factor - 1`` of every PF-ODE step, ``(N, *modes)``, without the rounding of adding 1."""
+    if method not in ("euler", "heun", "rk4"):
+        raise ValueError(f"method must be one of ('euler', 'heun', 'rk4'), got method={method!r}")
+    t = _grid(process, grid_times)
+    rate = _rates(kernel, process, t[:-1], 0.5)
+    dt = torch.diff(t).reshape((-1,) + (1,) * (rate.ndim - 1))
+    a = dt * rate
+    if method == "euler":
+        return a
+    c = dt * _rates(kernel, process, t[1:], 0.5)
+    if method == "heun":
+        return 0.5 * (a + c) + 0.5 * a * c
+    b = dt * _rates(kernel, process, 0.5 * (t[:-1] + t[1:]), 0.5)
+    return (a + 4.0 * b + c) / 6.0 + (a * b + b * b + b * c) / 6.0 + b * b * (a + c) / 12.0 + a * b * b * c / 24.0
+
+
+def ode_step_factors(kernel: Kernel, process: Process, grid_times, method: str = "rk4") -> torch.Tensor:
+    """Per-step, per-mode multipliers of the discretised PF-ODE (module docstring): ``(N, *modes)``."""
+    return 1.0 + _ode_increments(kernel, process, grid_times, method)
 
 
 def ode_gain(kernel: Kernel, process: Process, grid_times, method: str = "rk4") -> torch.Tensor:
     """Exact per-mode multiplier of the discretised PF-ODE sampler on the grid (module docstring).
 
-    ``kernel(t)`` gives ``K_t(k)`` per mode (e.g. ``lambda t: field.score_kernel(process, t)``);
-    ``grid_times`` a decreasing 1-D tensor.  The sampler maps ``F[x_T] -> gain * F[x_T]``.
+    ``kernel(t)`` gives ``K_t(k)`` per mode (:func:`score_kernel_fn`, or any callable
+    ``float -> tensor``); ``grid_times`` a decreasing 1-D tensor.  The sampler maps
+    ``F[x_T] -> gain * F[x_T]``; the generated mode variance from ``N(0, v_T)`` is ``gain^2 v_T``.
     """
-    times = [float(t) for t in resolve_grid(process, None, grid_times)]
-    if method not in ("euler", "heun", "rk4"):
-        raise ValueError(f"method must be one of ('euler', 'heun', 'rk4'), got method={method!r}")
-    gain = None
-    for t, t_next in zip(times[:-1], times[1:]):
-        dt = t_next - t
-        a = dt * _rate(kernel, process, t, 0.5)
-        if method == "euler":
-            factor = 1.0 + a
-        elif method == "heun":
-            c = dt * _rate(kernel, process, t_next, 0.5)
-            factor = 1.0 + 0.5 * (a + c) + 0.5 * a * c
-        else:
-            b = dt * _rate(kernel, process, t + 0.5 * dt, 0.5)
-            c = dt * _rate(kernel, process, t_next, 0.5)
-            factor = (
-                1.0 + (a + 4.0 * b + c) / 6.0 + (a * b + b * b + b * c) / 6.0
-                + b * b * (a + c) / 12.0 + a * b * b * c / 24.0
-            )
-        gain = factor if gain is None else gain * factor
-    return gain
+    return torch.prod(ode_step_factors(kernel, process, grid_times, method), dim=0)
 
 
-def _em_factors(kernel: Kernel, process: Process, grid_times):
-    times = [float(t) for t in resolve_grid(process, None, grid_times)]
-    for t, t_next in zip(times[:-1], times[1:]):
-        h = t - t_next
-        # x <- x - h (-gamma x - g^2 K x) + g sqrt(h) z  =>  m = 1 - h (-gamma - g^2 K)
-        yield 1.0 - h * _rate(kernel, process, t, 1.0), float(process.g(t)) ** 2 * h
+def ode_log_gain(kernel: Kernel, process: Process, grid_times, method: str = "rk4") -> torch.Tensor:
+    """``log ode_gain`` as ``sum_i log1p(factor_i - 1)``: accurate to ~``eps * sum_i |log factor_i|``
+    instead of ``N eps``, so tiny (RK4) discretisation errors stay measurable against the exact
+    ``log sqrt(C_tmin / C_T)``.  Needs every factor > 0 (NaN otherwise: an unstable step size)."""
+    return torch.log1p(_ode_increments(kernel, process, grid_times, method)).sum(dim=0)
+
+
+def _em_factors(kernel: Kernel, process: Process, grid_times) -> tuple[torch.Tensor, torch.Tensor]:
+    """Euler–Maruyama mean factors ``m_i = 1 + h_i (gamma + g^2 K)(t_i)`` ``(N, *modes)`` and noise
+    variances ``q_i = g(t_i)^2 h_i`` ``(N,)``: the step ``x <- x - h (-gamma x - g^2 K x) + g sqrt(h) z``."""
+    t = _grid(process, grid_times)
+    h = -torch.diff(t)
+    rate = _rates(kernel, process, t[:-1], 1.0)
+    m = 1.0 - h.reshape((-1,) + (1,) * (rate.ndim - 1)) * rate
+    q = torch.as_tensor(process.g(t[:-1]), dtype=torch.float64) ** 2 * h
+    return m, q
 
 
 def sde_gain(kernel: Kernel, process: Process, grid_times) -> torch.Tensor:
     """Per-mode product ``prod_i m_i`` of the Euler–Maruyama mean map (the sampler with zero noise)."""
-    gain = None
-    for m, _ in _em_factors(kernel, process, grid_times):
-        gain = m if gain is None else gain * m
-    return gain
+    return torch.prod(_em_factors(kernel, process, grid_times)[0], dim=0)
 
 
 def sde_variance(
     kernel: Kernel, process: Process, grid_times, v_T, mode_mask: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Exact per-mode variance after Euler–Maruyama from ``N(0, v_T)``: ``v <- m_i^2 v + g(t_i)^2 h``.
+    """Exact per-mode variance after Euler–Maruyama from ``N(0, v_T)``: ``v <- m_i^2 v + g(t_i)^2 h_i``.
 
     ``mode_mask`` (bool, per mode) marks modes that receive noise (the zero mode at ``r = 0`` does not).
     """
-    v = None
-    for m, q in _em_factors(kernel, process, grid_times):
-        if v is None:
-            v = torch.as_tensor(v_T, dtype=torch.float64) * torch.ones_like(m)
-            noise = torch.ones_like(m) if mode_mask is None else mode_mask.to(torch.float64)
-        v = m * m * v + q * noise
-    return v
+    m, q = _em_factors(kernel, process, grid_times)
+    noise = torch.ones_like(m[0]) if mode_mask is None else mode_mask.to(torch.float64)
+    # unrolled recursion: v_N = P_0 v_T + sum_i q_i P_{i+1} noise, P_i = prod_{j >= i} m_j^2, P_N = 1
+    P = torch.flip(torch.cumprod(torch.flip(m * m, (0,)), dim=0), (0,))
+    P_next = torch.cat([P[1:], torch.ones_like(P[:1])])
+    q = q.reshape((-1,) + (1,) * (m.ndim - 1))
+    return torch.as_tensor(v_T, dtype=torch.float64) * P[0] + (q * P_next).sum(dim=0) * noise
+
+
+def measured_order(errors, steps) -> float:
+    """Convergence order from global errors at several step counts: the least-squares slope of
+    ``log error`` against ``log(1/steps)`` (diffrax-style).  ``errors`` and ``steps`` are equal-length
+    sequences (>= 2 entries) of positive numbers; for a method of order ``p``, ``error ~ C N^-p`` gives ``p``."""
+    e = torch.as_tensor(errors, dtype=torch.float64).reshape(-1)
+    n = torch.as_tensor(steps, dtype=torch.float64).reshape(-1)
+    if e.numel() != n.numel() or e.numel() < 2:
+        raise ValueError(f"errors and steps must have the same length >= 2, got {e.numel()} and {n.numel()}")
+    if not bool(((e > 0) & torch.isfinite(e)).all()):
+        raise ValueError(f"errors must be finite and > 0, got {e.tolist()}")
+    if not bool(((n > 0) & torch.isfinite(n)).all()) or torch.unique(n).numel() != n.numel():
+        raise ValueError(f"steps must be distinct positive numbers, got {n.tolist()}")
+    x, y = -torch.log(n), torch.log(e)
+    x, y = x - x.mean(), y - y.mean()
+    return float((x * y).sum() / (x * x).sum())
 
 
 # -- exact continuous limits ------------------------------------------------------------------
