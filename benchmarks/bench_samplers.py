@@ -1,0 +1,172 @@
+"""Sampler cost and sampler errors (THEORY 1, 2): the exact FFT Gaussian-field sampler, PF-ODE RK4
+and Euler–Maruyama reverse SDE with the exact score over N steps, and the exact generated-variance
+errors at fixed step counts (from per-mode gains: no sampling noise, so a correctness regression
+shows in the history as a changed number).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from critdiff_ref import VP, GaussianField, exact_score, lattice
+from critdiff_ref.observables import relative_frobenius_error
+from critdiff_ref import samplers  # module access: a bare `time_grid` name would be collected by asv as a benchmark
+from critdiff_ref.samplers import exact_start, ode_gain, probability_flow, reverse_sde, sde_variance
+
+from .common import (
+    DEVICES,
+    DIMS,
+    DTYPES,
+    LATTICE_SIZES,
+    VERSION,
+    ell_for,
+    local_conv_score,
+    median_seconds,
+    require_sites,
+    resolve,
+    synchronize,
+)
+
+BATCH = 8
+STEPS = 16
+
+
+def _setup_field(L: int, d: int, device: str, dtype: str, batch: int = BATCH):
+    dev, dt = resolve(device, dtype)
+    require_sites(L, d, batch, device)
+    field, process = GaussianField(L, d, 0.0), VP()
+    gen = torch.Generator(device=dev).manual_seed(0)
+    return field, process, dev, dt, gen
+
+
+class ExactSampler:
+    """Exact Gaussian-field sampler ``field.sample``: white noise -> FFT -> ``sqrt(c0)`` -> inverse FFT."""
+
+    params = (list(LATTICE_SIZES), list(DIMS), list(DEVICES), list(DTYPES))
+    param_names = ["L", "d", "device", "dtype"]
+    version = VERSION
+
+    def setup(self, L, d, device, dtype):
+        self.field, _, self.device, self.dtype, self.gen = _setup_field(L, d, device, dtype)
+        self.field.sample(BATCH, self.gen, dtype=self.dtype, device=self.device)
+        synchronize(self.device)
+
+    def time_sample(self, L, d, device, dtype):
+        self.field.sample(BATCH, self.gen, dtype=self.dtype, device=self.device)
+        synchronize(self.device)
+
+
+class ExactSamplerRatios:
+    """Exact sampler against the FFT pair it needs (target <= 1.2) and its throughput, d = 2, float32."""
+
+    params = ([64, 256], list(DEVICES))
+    param_names = ["L", "device"]
+    version = VERSION
+
+    def setup(self, L, device):
+        self.field, _, self.device, self.dtype, self.gen = _setup_field(L, 2, device, "float32")
+        self.x = torch.randn((BATCH, L, L), generator=self.gen, dtype=self.dtype, device=self.device)
+
+    def _sample_seconds(self) -> float:
+        return median_seconds(lambda: self.field.sample(BATCH, self.gen, dtype=self.dtype, device=self.device), self.device)
+
+    def track_sampler_over_fft_pair(self, L, device):
+        pair = median_seconds(lambda: lattice.ifft(lattice.fft(self.x, 2), 2), self.device)
+        return self._sample_seconds() / pair
+
+    track_sampler_over_fft_pair.unit = "ratio"
+
+    def track_sites_per_second(self, L, device):
+        return BATCH * self.field.V / self._sample_seconds() / 1e9
+
+    track_sites_per_second.unit = "G sites/s"
+
+
+class ReverseSamplers:
+    """PF-ODE RK4 and Euler–Maruyama reverse SDE with the exact FFT score, ``N = 16`` uniform steps under VP."""
+
+    params = (list(LATTICE_SIZES), list(DIMS), list(DEVICES), list(DTYPES))
+    param_names = ["L", "d", "device", "dtype"]
+    version = VERSION
+    timeout = 300
+
+    def setup(self, L, d, device, dtype):
+        self.field, self.process, self.device, self.dtype, gen = _setup_field(L, d, device, dtype)
+        self.score = exact_score(self.field, self.process)
+        self.x_T = exact_start(self.field, self.process, BATCH, gen, dtype=self.dtype, device=self.device)
+        self.gen = gen
+        synchronize(self.device)
+
+    def time_pf_ode_rk4(self, L, d, device, dtype):
+        probability_flow(self.score, self.process, self.x_T, STEPS, method="rk4")
+        synchronize(self.device)
+
+    def time_reverse_sde(self, L, d, device, dtype):
+        reverse_sde(self.score, self.process, self.x_T, STEPS, self.gen, noise=self.field.noise)
+        synchronize(self.device)
+
+
+class SamplerOverhead:
+    """Per-step cost of the PF-ODE RK4 sampler at small L, d = 2, float32, relative to its kernels.
+
+    ``track_rk4_step_over_score_evals``: time per RK4 step / (4 x one exact score evaluation) -- the
+    launch and bookkeeping overhead of the visible Python loop (issue target: within 2x at L = 32).
+    ``track_local_over_fft_sampler``: the whole sampler with the local conv score (ell = round(ln L))
+    over the sampler with the exact FFT score, side by side.
+    """
+
+    params = ([32, 128], list(DEVICES))
+    param_names = ["L", "device"]
+    version = VERSION
+    timeout = 300
+
+    def setup(self, L, device):
+        self.field, self.process, self.device, self.dtype, gen = _setup_field(L, 2, device, "float32")
+        self.score = exact_score(self.field, self.process)
+        self.local = local_conv_score(self.field, self.process, ell_for(L))
+        self.x_T = exact_start(self.field, self.process, BATCH, gen, dtype=self.dtype, device=self.device)
+
+    def _sampler_seconds(self, score) -> float:
+        return median_seconds(lambda: probability_flow(score, self.process, self.x_T, STEPS, method="rk4"), self.device, repeats=5)
+
+    def track_rk4_step_over_score_evals(self, L, device):
+        one_eval = median_seconds(lambda: self.score(self.x_T, 0.5), self.device)
+        return self._sampler_seconds(self.score) / STEPS / (4.0 * one_eval)
+
+    track_rk4_step_over_score_evals.unit = "ratio"
+
+    def track_local_over_fft_sampler(self, L, device):
+        return self._sampler_seconds(self.local) / self._sampler_seconds(self.score)
+
+    track_local_over_fft_sampler.unit = "ratio"
+
+
+class SamplerErrors:
+    """Exact relative Frobenius covariance error of the generated field (THEORY 2) after ``steps``
+    uniform steps from the exact start ``N(0, C_T)`` under VP, L = 32, d = 2 (float64, per-mode gains).
+
+    Deterministic: the value changes only when the sampler maths changes.  Orders: Euler 1, Heun 2,
+    RK4 4, Euler–Maruyama 1.
+    """
+
+    params = (["euler", "heun", "rk4", "euler-maruyama"], [8, 32])
+    param_names = ["method", "steps"]
+    version = VERSION
+
+    def setup(self, method, steps):
+        if method not in self.params[0]:
+            raise ValueError(f"method must be one of {tuple(self.params[0])}, got method={method!r}")
+        self.field, self.process = GaussianField(32, 2, 0.0), VP()
+
+    def track_covariance_error(self, method, steps):
+        field, process = self.field, self.process
+        kernel = lambda t: field.score_kernel(process, float(t))  # noqa: E731
+        grid = samplers.time_grid(process, steps)
+        C_T = field.mode_variance(process, float(process.T))
+        if method == "euler-maruyama":
+            v = sde_variance(kernel, process, grid, C_T, field.mode_mask())
+        else:
+            v = ode_gain(kernel, process, grid, method) ** 2 * C_T
+        return relative_frobenius_error(v, field.c0())
+
+    track_covariance_error.unit = "relative Frobenius error"
