@@ -357,10 +357,12 @@ def independence_metropolis(
 @dataclass(frozen=True)
 class DMMCResult:
     """Output of :func:`dm_mcmc`: ``samples`` ``(n_kept, n_chains, *lattice)``, ``acceptance``
-    ``(n_chains,)`` after burn-in, ``log_q`` and ``action`` ``(n_iter, n_chains)`` of every proposal."""
+    ``(n_chains,)`` after burn-in, the raw ``proposals`` ``(n_iter, n_chains, *lattice)`` (the diffusion
+    model's own samples), and ``log_q`` and ``action`` ``(n_iter, n_chains)`` of every proposal."""
 
     samples: torch.Tensor
     acceptance: torch.Tensor
+    proposals: torch.Tensor
     log_q: torch.Tensor
     action: torch.Tensor
 
@@ -427,7 +429,7 @@ def dm_mcmc(
     samples = x[index[keep], ar]  # (n_kept, n_chains, *lattice)
     # step 0 is the start (no accept/reject): acceptance over steps max(burn_in, 1) .. n_iter - 1
     acceptance = accepted[max(burn_in, 1):].to(torch.float64).mean(dim=0) if n_iter > 1 else accepted[0].double()
-    return DMMCResult(samples, acceptance, lq, S)
+    return DMMCResult(samples, acceptance, x, lq, S)
 
 
 def action_r2(log_q: torch.Tensor, action: torch.Tensor) -> float:
