@@ -53,7 +53,7 @@ def test_pf_likelihood_with_exact_score_converges_at_the_method_order(target, pr
     field = target.free_field()
     score = exact_score(target, process)
     prior = dmmc.exact_prior(field, process)
-    x0 = field.sample(4, torch.Generator().manual_seed(seed), dtype=torch.float64)
+    x0 = field.sample(2, torch.Generator().manual_seed(seed), dtype=torch.float64)
     exact = field.log_density(x0)
     errs = []
     for steps in STEPS[method]:
