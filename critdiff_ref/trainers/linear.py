@@ -219,6 +219,20 @@ class LocalScoreNet(nn.Module):
             h = conv(h)
         return h.squeeze(1)
 
+    def box_kernel(self) -> torch.Tensor:
+        """The composed kernel on its support, ``K(z)`` for ``z in [-ell, ell]^d`` (index ``z + ell``), differentiable.
+
+        Response of the layers, zero-padded, to a delta at the centre of a ``(2 ell + 1)^d`` grid: every
+        intermediate response stays inside the grid (radii add up to ``ell``), so it equals the circular one.
+        """
+        n = 2 * self.ell + 1
+        w0 = self.layers[0].weight
+        h = torch.zeros((1, 1) + (n,) * self.d, dtype=w0.dtype, device=w0.device)
+        h[(0, 0) + (self.ell,) * self.d] = 1.0
+        for conv in self.layers:
+            h = _CONV[self.d](h, conv.weight, padding=conv.padding)
+        return h[0, 0]
+
 
 # --------------------------------------------------------------------------------------------
 # kernels, losses
@@ -237,6 +251,11 @@ def effective_kernel(model: nn.Module) -> torch.Tensor:
     ``model(delta)(z) = sum_y K(z - y) delta(y) = K(z)``; shape ``(L,)*d``, differentiable.
     """
     L, d = model.L, model.d
+    if hasattr(model, "box_kernel"):  # local nets: embed the composed support kernel (same values, no full-lattice conv)
+        box = model.box_kernel()
+        idx = torch.arange(-model.ell, model.ell + 1, device=box.device) % L
+        out = torch.zeros((L,) * d, dtype=box.dtype, device=box.device)
+        return out.index_put(torch.meshgrid(*([idx] * d), indexing="ij"), box)
     delta = torch.zeros((1,) + (L,) * d, dtype=_model_dtype(model), device=_model_device(model))
     delta[(0,) * (d + 1)] = 1.0
     return model(delta)[0]
@@ -389,11 +408,15 @@ def train(
 def kernel_error(model: nn.Module, target: GaussianField, process: Process, t: float) -> float:
     """Relative Euclidean kernel error ``||K_net - K_t|| / ||K_t||`` over all sites (THEORY 5, network version).
 
-    ``K_net`` is :func:`effective_kernel`, ``K_t`` the exact real-space score kernel.
+    ``K_net`` is :func:`effective_kernel`, ``K_t`` the exact real-space score kernel.  At ``r = 0`` the constant
+    (k = 0) part of ``K_net`` is removed first (``K_t`` has none, and it does not act on the field), so by Parseval
+    this is ``sqrt(sum_{k != 0} |w_k - K_t(k)|^2 / sum_k |K_t(k)|^2)``.
     """
     _check_model_field(model, target)
     check_time(process, t)
     with torch.no_grad():
         K_net = effective_kernel(model).to(torch.float64).cpu()
+    if target.zero_mode_removed:  # a constant kernel shift does not act on a zero-mode-free field: project it out
+        K_net = K_net - K_net.mean()
     K_t = target.real_space_score_kernel(process, t)
     return float(torch.linalg.vector_norm(K_net - K_t) / torch.linalg.vector_norm(K_t))
