@@ -1,4 +1,4 @@
-"""Diffusion as equilibrium statistical mechanics (THEORY 7).
+"""Diffusion as equilibrium statistical mechanics (THEORY 7): posterior ensemble and Curie–Weiss.
 
 Three pictures of the same posterior ``p(y | x_t = x)`` over the clean data:
 
@@ -23,24 +23,21 @@ Three pictures of the same posterior ``p(y | x_t = x)`` over the clean data:
    constant.  Expanding, ``f = (1 - K) m^2/2 + K^3 m^4/12 + O(m^6)``: ``m^2 -> 3 (K - 1)`` and
    ``chi = K (1 - m^2) / (1 - K (1 - m^2))`` diverges as ``|K - 1|^{-1}`` (amplitude 1 above,
    1/2 below).
-3. **Random energy model** of ``N = 2^M`` points on a sphere: energies ``-x.y_j`` are Gaussian
-   with variance ``|x|^2 R^2 / d_amb``; THEORY 7's variance ``|x|^2 nu^2 M / 2`` (and hence
-   ``beta_c = 2 sqrt(ln 2)`` in ``beta_tilde = nu beta a |x|``) needs ``R = nu sqrt(M d_amb / 2)``
-   (THEORY's ``nu sqrt(M / (2 d_amb))`` is off by a factor ``d_amb``), and ``d_amb >> M`` for
-   the energies to be Gaussian in the tail that matters.
+3. The random-energy (condensation) picture of finite data sets lives in
+   :mod:`critdiff_ref.condensation`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence, Union
+from typing import Union
 
 import numpy as np
 import torch
 from scipy import optimize
 
-from .processes import Process, check_time
+from .processes import Process
 from .targets.discrete import EmpiricalDataset, TwoDeltas, noise_level
 
 __all__ = [
@@ -61,20 +58,10 @@ __all__ = [
     "curie_weiss_susceptibility",
     "landau_free_energy",
     "two_delta_fixed_points",
-    "REM_BETA_C",
-    "rem_radius",
-    "sphere_dataset",
-    "rescaled_beta",
-    "rem_participation_ratio",
-    "condensation_time",
-    "reverse_em_path",
 ]
 
 Discrete = Union[EmpiricalDataset, TwoDeltas]
 Array = Union[float, np.ndarray, torch.Tensor]
-
-REM_BETA_C: float = 2.0 * math.sqrt(math.log(2.0))
-"""Critical rescaled inverse temperature of the random energy model, ``2 sqrt(ln 2)`` (THEORY 7)."""
 
 
 def _check_target(target: object) -> None:
@@ -101,6 +88,12 @@ def _real(name: str, value: object, *, positive: bool = False) -> float:
 # --------------------------------------------------------------------------------------------
 
 
+def _log_cosh(u: Array) -> Array:
+    """``ln cosh u = logaddexp(u, -u) - ln 2``: no overflow, no threshold cut-off, smooth at 0 under autograd."""
+    xp = torch if isinstance(u, torch.Tensor) else np
+    return xp.logaddexp(u, -u) - math.log(2.0)
+
+
 def inverse_temperature(process: Process, t: float) -> float:
     """``beta = 1 / Xi(t)`` (THEORY 7; Brownian ``1/(t sigma^2)``); ``t > 0``."""
     return 1.0 / noise_level(process, t)[1]
@@ -124,8 +117,7 @@ def log_partition_function(target: Discrete, x: torch.Tensor, process: Process, 
     a, Xi = noise_level(process, t)
     if isinstance(target, TwoDeltas):
         u = (a * target.mu / Xi) * x
-        logcosh = u.abs() + torch.log1p(torch.exp(-2 * u.abs())) - math.log(2.0)
-        return logcosh - 0.5 * a * a * target.mu**2 / Xi
+        return _log_cosh(u) - 0.5 * a * a * target.mu**2 / Xi
     return torch.logsumexp(-_energies(target, x, a) / Xi, dim=-1) - math.log(target.N)
 
 
@@ -242,9 +234,7 @@ def landau_free_energy(m: Array, beta: float, h: float = 0.0) -> Array:
     """
     beta = _real("beta", beta, positive=True)
     h = _real("h", h)
-    xp = torch if isinstance(m, torch.Tensor) else np
-    u = xp.abs(beta * (m + h))
-    return 0.5 * m * m - (u + xp.log1p(xp.exp(-2 * u)) - math.log(2.0)) / beta
+    return 0.5 * m * m - _log_cosh(beta * (m + h)) / beta
 
 
 def _fixed_point(m: float, beta: float, h: float) -> FixedPoint:
@@ -286,9 +276,14 @@ def curie_weiss_fixed_points(beta: float, h: float = 0.0) -> tuple[FixedPoint, .
 
 
 def curie_weiss_magnetisation(beta: float, h: float = 0.0) -> float:
-    """Equilibrium ``m(beta, h)``: the stable fixed point of least ``f``; at ``h = 0`` the ``m >= 0`` one."""
-    fps = [fp for fp in curie_weiss_fixed_points(beta, h) if fp.stable] or list(curie_weiss_fixed_points(beta, h))
-    return min(fps, key=lambda fp: (fp.free_energy, -fp.m)).m
+    """Equilibrium ``m(beta, h)``: the global minimum of ``f``, i.e. the outermost root on the side of ``h``.
+
+    ``f(m; h) - f(-m; h) = -beta^{-1} [ln cosh(beta (m + h)) - ln cosh(beta (m - h))] < 0`` for
+    ``m h > 0``, so the largest root (``h >= 0``; at ``h = 0`` the ``m >= 0`` branch) or the smallest
+    (``h < 0``) is the minimum; no comparison of nearly equal ``f`` values is needed.
+    """
+    fps = curie_weiss_fixed_points(beta, h)
+    return fps[-1].m if float(h) >= 0 else fps[0].m
 
 
 def curie_weiss_susceptibility(beta: float, h: float = 0.0) -> float:
@@ -304,104 +299,3 @@ def two_delta_fixed_points(process: Process, t: float, mu: float = 1.0) -> tuple
     a = noise_level(process, t)[0]
     mu = _real("mu", mu, positive=True)
     return tuple(a * mu * fp.m for fp in curie_weiss_fixed_points(coupling(process, t, mu)))
-
-
-# --------------------------------------------------------------------------------------------
-# 3. Random energy model of a finite data set
-# --------------------------------------------------------------------------------------------
-
-
-def rem_radius(M: int, nu: float, d_amb: int) -> float:
-    """Sphere radius ``R = nu sqrt(M d_amb / 2)`` giving energies ``-x.y ~ N(0, |x|^2 nu^2 M / 2)``.
-
-    For ``y`` uniform on the sphere, ``Var(x.y) = |x|^2 R^2 / d_amb``; see the module docstring for
-    why this differs from THEORY 7's ``nu sqrt(M / (2 d_amb))``.
-    """
-    if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 1:
-        raise ValueError(f"M must be an integer >= 1, got M={M!r}")
-    if isinstance(d_amb, bool) or not isinstance(d_amb, (int, np.integer)) or d_amb < 1:
-        raise ValueError(f"d_amb must be an integer >= 1, got d_amb={d_amb!r}")
-    nu = _real("nu", nu, positive=True)
-    return nu * math.sqrt(M * d_amb / 2.0)
-
-
-def sphere_dataset(
-    M: int,
-    nu: float,
-    d_amb: int,
-    generator: torch.Generator | None = None,
-    *,
-    dtype: torch.dtype = torch.float64,
-    device: torch.device | str | None = None,
-) -> EmpiricalDataset:
-    """``N = 2^M`` points uniform on the sphere of radius :func:`rem_radius` in ``d_amb`` dims (THEORY 7)."""
-    R = rem_radius(M, nu, d_amb)
-    if M > 24:
-        raise ValueError(f"M must be <= 24 (N = 2^M points in memory), got M={M}")
-    if generator is not None and device is None:
-        device = generator.device
-    z = torch.randn(2**M, d_amb, generator=generator, dtype=dtype, device=device)
-    return EmpiricalDataset(R * z / z.norm(dim=-1, keepdim=True))
-
-
-def rescaled_beta(nu: float, x_norm: float, process: Process, t: float) -> float:
-    """``beta_tilde = nu a |x| / Xi`` (Brownian: ``nu |x| / (t sigma^2)``), the REM inverse temperature."""
-    nu = _real("nu", nu, positive=True)
-    x_norm = _real("x_norm", x_norm, positive=True)
-    a, Xi = noise_level(process, t)
-    return nu * a * x_norm / Xi
-
-
-def rem_participation_ratio(beta_tilde: Array) -> Array:
-    """``M -> inf`` limit ``E[Y] = max(0, 1 - beta_c / beta_tilde)``, ``beta_c = 2 sqrt(ln 2)`` (THEORY 7)."""
-    if isinstance(beta_tilde, torch.Tensor):
-        if bool((beta_tilde <= 0).any()):
-            raise ValueError("beta_tilde must be > 0")
-        return (1.0 - REM_BETA_C / beta_tilde).clamp(min=0.0)
-    b = np.asarray(beta_tilde, dtype=np.float64)
-    if np.any(~(b > 0)):
-        raise ValueError(f"beta_tilde must be > 0, got {beta_tilde!r}")
-    out = np.clip(1.0 - REM_BETA_C / b, 0.0, None)
-    return float(out) if out.ndim == 0 else out
-
-
-def condensation_time(nu: float, x_norm: float, sigma: float) -> float:
-    """Brownian condensation (memorisation-onset) time ``t_cond = nu |x| / (2 sigma^2 sqrt(ln 2))``
-    (THEORY 7): ``beta_tilde(t_cond) = beta_c``.  At fixed data radius ``R``,
-    ``nu = R sqrt(2/(M d_amb))`` so ``t_cond = R |x| / (sigma^2 sqrt(2 d_amb ln N))`` decreases with N."""
-    nu = _real("nu", nu, positive=True)
-    x_norm = _real("x_norm", x_norm, positive=True)
-    sigma = _real("sigma", sigma, positive=True)
-    return nu * x_norm / (2 * sigma**2 * math.sqrt(math.log(2.0)))
-
-
-# --------------------------------------------------------------------------------------------
-# Reverse dynamics along a time grid (for trajectory observables)
-# --------------------------------------------------------------------------------------------
-
-
-def reverse_em_path(
-    score: Callable[[torch.Tensor, float], torch.Tensor],
-    process: Process,
-    x_T: torch.Tensor,
-    times: Sequence[float] | torch.Tensor,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Euler–Maruyama for the reverse SDE on a decreasing grid ``times[0] > ... > times[-1] > 0``
-    (THEORY 1: ``x <- x + (gamma x + g^2 s) h + g sqrt(h) z``, coefficients at the left end ``t_k``).
-
-    Returns every state, shape ``(len(times), *x_T.shape)``; ``path[k]`` approximates ``x_{times[k]}``.
-    """
-    ts = [float(t) for t in times]
-    if len(ts) < 2 or any(not (t0 > t1) for t0, t1 in zip(ts[:-1], ts[1:])):
-        raise ValueError("times must be strictly decreasing with at least two entries")
-    check_time(process, np.asarray(ts))
-    _check_x(x_T)
-    x, path = x_T, [x_T]
-    for t0, t1 in zip(ts[:-1], ts[1:]):
-        h = t0 - t1
-        g = float(process.g(t0))
-        z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        x = x + (float(process.gamma(t0)) * x + g * g * score(x, t0)) * h + g * math.sqrt(h) * z
-        path.append(x)
-    return torch.stack(path)
