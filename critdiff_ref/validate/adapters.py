@@ -32,6 +32,7 @@ Conventions (all handled here, documented once):
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
 import math
@@ -74,6 +75,7 @@ class Schedule:
     v_T: Any
     t_min: float
     sde: bool = False
+    sigma_last: float | None = None  # diffusers: last noise level before the final jump to sigma = 0
 
 
 @dataclass
@@ -267,27 +269,46 @@ DIFFUSERS_ORDERS = {
 }
 
 
-def _timestep_sigma(scheduler, t, sigma_table: torch.Tensor) -> float:
+def _timestep_sigma(scheduler, t, sigma_table: torch.Tensor, ratio: float, vp: bool) -> float:
+    """The noise level the scheduler assumes at this model call (module docstring).
+
+    ``ratio = scale_model_input(1, t)``.  Integer timesteps of a VP-internal scheduler: the
+    ``alphas_cumprod`` table.  Otherwise the candidate ``sigmas[step_index]`` (or, for two-stage
+    schedulers like KDPM2, ``sigmas_interpol[step_index]``) whose input scaling ``1/sqrt(1 + sigma^2)``
+    matches ``ratio``; last resort: ``sigma^2 = 1/ratio^2 - 1``.
+    """
     tf = float(t.reshape(-1)[0]) if isinstance(t, torch.Tensor) else float(t)
-    if tf == round(tf) and 0 <= round(tf) < len(sigma_table):
+    if vp and tf == round(tf) and 0 <= round(tf) < len(sigma_table):
         return float(sigma_table[int(round(tf))])
     idx = getattr(scheduler, "step_index", None)
-    sig = getattr(scheduler, "sigmas", None)
-    if idx is not None and sig is not None:
-        return float(sig[idx])
-    # linear interpolation in t (the convention of Euler/Heun/LMS "linspace" spacing)
-    i = min(max(int(math.floor(tf)), 0), len(sigma_table) - 2)
-    w = tf - i
-    return float((1 - w) * sigma_table[i] + w * sigma_table[i + 1])
+    idx = 0 if idx is None else idx
+    cands = [float(arr[idx]) for arr in (getattr(scheduler, k, None) for k in ("sigmas", "sigmas_interpol"))
+             if isinstance(arr, torch.Tensor) and idx < len(arr)]
+    if vp:
+        if cands:
+            return cands[0]
+        i = min(max(int(math.floor(tf)), 0), len(sigma_table) - 2)
+        w = tf - i
+        return float((1 - w) * sigma_table[i] + w * sigma_table[i + 1])
+    if cands:
+        return min(cands, key=lambda c: abs(1.0 / math.sqrt(1.0 + c * c) - ratio))
+    return math.sqrt(max(1.0 / (ratio * ratio) - 1.0, 0.0))
 
 
 def _diffusers_runner(scheduler, *, prediction_type: str | None, sampler_kwargs: dict, order, name) -> Runner:
     if isinstance(scheduler, type):
+        # A class gets its default config, minus the image-range assumptions (clip x0 to [-1, 1],
+        # dynamic thresholding): they are not part of the solver and make it non-linear.
+        # Pass an instance to validate a config exactly as it is.
         scheduler = scheduler()
+        off = {k: False for k in ("clip_sample", "thresholding") if scheduler.config.get(k)}
+        if off:
+            scheduler = type(scheduler).from_config(scheduler.config, **off)
     if not (hasattr(scheduler, "set_timesteps") and hasattr(scheduler, "step") and hasattr(scheduler, "config")):
         raise TypeError(f"the diffusers adapter needs a diffusers scheduler, got {type(scheduler).__name__}")
     cls = type(scheduler)
-    config = dict(scheduler.config)
+    # "_use_default_values" would make from_config silently drop our overrides
+    config = {k: v for k, v in scheduler.config.items() if k != "_use_default_values"}
     if prediction_type is not None:
         if prediction_type not in ("epsilon", "v_prediction", "sample"):
             raise ValueError(f"prediction_type must be 'epsilon', 'v_prediction' or 'sample', got {prediction_type!r}")
@@ -301,7 +322,11 @@ def _diffusers_runner(scheduler, *, prediction_type: str | None, sampler_kwargs:
     denoisers: dict = {}
 
     def run(target, steps, z, generator):
-        sched = cls.from_config(config)
+        if z.ndim == 1:  # schedulers index sample.shape[1] (e.g. DDPM's learned-variance test): use (n, 1)
+            return run(target, steps, z[:, None], generator)[:, 0]
+        if "template" not in record:
+            record["template"] = cls.from_config(config)
+        sched = copy.deepcopy(record["template"])  # fresh state; __init__ can be slow (KDPM2: ~0.4 s)
         key = id(target)
         if key not in denoisers:
             denoisers[key] = (target, exact_denoiser(target, sigma_max * 1.001))
@@ -311,10 +336,14 @@ def _diffusers_runner(scheduler, *, prediction_type: str | None, sampler_kwargs:
         first = None
         for t in sched.timesteps:
             x_in = sched.scale_model_input(x, t)
-            sig = _timestep_sigma(sched, t, sigma_table)
+            probe = torch.ones((1,), dtype=torch.float64)
+            ratio = float(sched.scale_model_input(probe, t).reshape(-1)[0])
+            if first is None:
+                # VP-internal schedulers (DDIM, DPM-Solver, UniPC, ...) do not rescale the input
+                record["vp_internal"] = ratio == 1.0
+            sig = _timestep_sigma(sched, t, sigma_table, ratio, record["vp_internal"])
             if first is None:
                 first = sig
-                record["vp_internal"] = bool(torch.equal(x_in, x))
             x_tilde = x_in * math.sqrt(1.0 + sig * sig)
             x0 = D(x_tilde, sig)
             eps = (x_tilde - x0) / sig if sig > 0 else torch.zeros_like(x0)
@@ -328,20 +357,22 @@ def _diffusers_runner(scheduler, *, prediction_type: str | None, sampler_kwargs:
             if takes_gen:
                 kw.setdefault("generator", generator)
             x = sched.step(out.to(x.dtype), t, x, **kw).prev_sample
-        record[(key, steps)] = (first, float(sched.init_noise_sigma), record["vp_internal"])
+            last = sig
+        record[(key, steps)] = (first, float(sched.init_noise_sigma), record["vp_internal"], last)
         return x
 
     def schedule(target, steps):
         if (id(target), steps) not in record:
-            run(target, steps, torch.zeros((1, *_event_shape(target)), dtype=torch.float64), torch.Generator().manual_seed(0))
-        first, init, vp = record[(id(target), steps)]
+            run(target, steps, torch.ones((1, *_event_shape(target)), dtype=torch.float64), torch.Generator().manual_seed(0))
+        first, init, vp, last = record[(id(target), steps)]
         # start law in x~ (VE-in-sigma) units: VP-internal x_T = sqrt(abar_T) x~, else x_T = x~
         v_T = init**2 * (1.0 + first * first) if vp else init**2
-        return Schedule(_brownian(first), v_T, 0.0, sde=not bool(runner.deterministic is not False))
+        return Schedule(_brownian(first), v_T, 0.0, sde=runner.deterministic is False, sigma_last=last)
 
     runner = Runner(name or cls.__name__, "diffusers", run, schedule,
                     DIFFUSERS_ORDERS.get(cls.__name__) if order is None else order,
-                    info={"prediction_type": pred, "sigma_max": sigma_max})
+                    info={"prediction_type": pred, "sigma_max": sigma_max,
+                          "config": {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool, type(None)))}})
     return runner
 
 
