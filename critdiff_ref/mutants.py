@@ -1,0 +1,359 @@
+"""Planted-bug samplers: the validator's own power test (issue 10; THEORY 1, 2).
+
+Each mutant is a correct reference sampler below with exactly one line changed (marked ``# BUG``),
+a bug of a kind real diffusion libraries have shipped.  ``validate()`` must fail every mutant and
+pass every correct sampler; :func:`power_matrix` runs that matrix and names the check that caught
+each mutant and by how much.
+
+Conventions (those of :mod:`critdiff_ref.validate.adapters`):
+
+- ``"score"``: ``sampler(score, process, x_T, steps, **kw) -> x_0`` integrating ``T -> t_min`` on the
+  uniform grid ``t_i = T - i (T - t_min)/N`` with the PF-ODE ``dx/dt = -gamma x - (g^2/2) s`` or the
+  reverse SDE ``dx = [-gamma x - g^2 s] dt + g dW_bar`` (THEORY 1).
+- ``"denoiser"``: ``sampler(model, x, sigmas) -> x_0`` with ``model(x, sigma) = x + sigma^2 s``
+  (k-diffusion / EDM, VE in sigma).
+
+Registry entries are :class:`Entry` ``(sampler, adapter, description, options)``; ``options`` are
+the ``validate()`` keyword arguments the sampler is written for (its documented ``order``, and
+``process=VP()`` for the samplers whose formulas hold for VP only).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable, NamedTuple
+
+import torch
+
+from .processes import VP, Process
+from .samplers import probability_flow, reverse_sde
+from .sde_order import reverse_sde_heun
+
+__all__ = [
+    "Entry",
+    "MUTANTS",
+    "CORRECT",
+    "power_matrix",
+    "ref_pf_euler",
+    "ref_pf_heun",
+    "ref_pf_rk4",
+    "ref_em",
+    "ref_ddim",
+    "ref_edm_heun",
+]
+
+
+class Entry(NamedTuple):
+    """A registry row: the sampler, its adapter name, one line on what it is, and validate() options."""
+
+    sampler: Callable
+    adapter: str
+    description: str
+    options: dict = {}
+
+
+def _grid(process: Process, steps: int, t_min: float) -> list[float]:
+    """Uniform decreasing float64 grid ``T = t_0 > ... > t_N = t_min`` (``samplers.time_grid``'s "uniform")."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got steps={steps!r}")
+    T = float(process.T)
+    if not (0.0 <= float(t_min) < T):
+        raise ValueError(f"t_min must lie in [0, T) = [0, {T}), got t_min={t_min}")
+    return [T + i * (float(t_min) - T) / steps for i in range(steps)] + [float(t_min)]
+
+
+def _ode(process: Process, score, x: torch.Tensor, t: float) -> torch.Tensor:
+    """PF-ODE velocity ``-gamma x - (g^2/2) s_t(x)`` (THEORY 1)."""
+    return -float(process.gamma(t)) * x - 0.5 * float(process.g(t)) ** 2 * score(x, t)
+
+
+def _noise(x: torch.Tensor, generator) -> torch.Tensor:
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+
+# -- correct references (score convention) ---------------------------------------------------------
+def ref_pf_euler(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """PF-ODE, Euler (order 1)."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        x = x + (t[i + 1] - t[i]) * _ode(process, score, x, t[i])
+    return x
+
+
+def ref_pf_heun(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """PF-ODE, Heun (order 2): ``k1`` at ``t_i``, ``k2`` at ``t_{i+1}`` from the Euler predictor."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        dt = t[i + 1] - t[i]
+        k1 = _ode(process, score, x, t[i])
+        k2 = _ode(process, score, x + dt * k1, t[i + 1])
+        x = x + 0.5 * dt * (k1 + k2)
+    return x
+
+
+def ref_pf_rk4(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """PF-ODE, classical RK4 (order 4) with the time advanced step by step in float64."""
+    T, h = float(process.T), (float(process.T) - float(t_min)) / steps
+    _grid(process, steps, t_min)  # validates steps and t_min
+    x, t = x_T, T
+    for _ in range(steps):
+        k1 = _ode(process, score, x, t)
+        k2 = _ode(process, score, x - 0.5 * h * k1, t - 0.5 * h)
+        k3 = _ode(process, score, x - 0.5 * h * k2, t - 0.5 * h)
+        k4 = _ode(process, score, x - h * k3, max(t - h, float(t_min)))
+        x = x - (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        t = max(t - h, float(t_min))
+    return x
+
+
+def ref_em(score, process: Process, x_T: torch.Tensor, steps: int, generator=None, t_min: float = 0.0) -> torch.Tensor:
+    """Reverse SDE, Euler–Maruyama (weak order 1): ``x <- x - h (-gamma x - g^2 s) + g sqrt(h) z``."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        h, g = t[i] - t[i + 1], float(process.g(t[i]))
+        drift = -float(process.gamma(t[i])) * x - g * g * score(x, t[i])
+        x = x - h * drift + g * math.sqrt(h) * _noise(x, generator)
+    return x
+
+
+def ref_ddim(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """DDIM (eta = 0, order 1) for a VP process, ``abar = a^2``, ``1 - abar = Xi``:
+    ``eps = -sqrt(1 - abar) s``, ``x0 = (x - sqrt(1 - abar) eps) / sqrt(abar)``, ``x <- sqrt(abar') x0 + sqrt(1 - abar') eps``."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        abar, abar_next = float(process.a(t[i])) ** 2, float(process.a(t[i + 1])) ** 2
+        sqrt_abar, sqrt_abar_next = math.sqrt(abar), math.sqrt(abar_next)
+        eps = -math.sqrt(1.0 - abar) * score(x, t[i])
+        x0 = (x - math.sqrt(1.0 - abar) * eps) / sqrt_abar
+        x = sqrt_abar_next * x0 + math.sqrt(1.0 - abar_next) * eps
+    return x
+
+
+# -- correct reference (denoiser convention) -------------------------------------------------------
+def ref_edm_heun(model, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """EDM Heun (Karras et al. 2022, Alg. 1; order 2), Euler for the last step to ``sigma = 0``."""
+    for i in range(len(sigmas) - 1):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        d = (x - model(x, s)) / s
+        x_next = x + d * (s_next - s)
+        if s_next > 0:
+            d2 = (x_next - model(x_next, s_next)) / s_next
+            x_next = x + 0.5 * (d + d2) * (s_next - s)
+        x = x_next
+    return x
+
+
+# -- mutants ---------------------------------------------------------------------------------------
+def mut_heun_previous_time(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """ref_pf_heun with the model told the previous timestep (off-by-one time index)."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        dt = t[i + 1] - t[i]
+        k1 = _ode(process, score, x, t[max(i - 1, 0)])  # BUG: t[i - 1] (previous timestep) instead of t[i]
+        k2 = _ode(process, score, x + dt * k1, t[i + 1])
+        x = x + 0.5 * dt * (k1 + k2)
+    return x
+
+
+def mut_heun_dropped_stage(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """ref_pf_heun with the corrector dropped: an Euler step sold as Heun."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        dt = t[i + 1] - t[i]
+        k1 = _ode(process, score, x, t[i])
+        k2 = k1  # BUG: second stage dropped (should be _ode(process, score, x + dt * k1, t[i + 1]))
+        x = x + 0.5 * dt * (k1 + k2)
+    return x
+
+
+def mut_heun_no_final_step(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """ref_pf_heun that stops one step early: no denoise from ``t_{N-1}`` to ``t_min``."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps - 1):  # BUG: range(steps - 1), the last step to t_min is never taken
+        dt = t[i + 1] - t[i]
+        k1 = _ode(process, score, x, t[i])
+        k2 = _ode(process, score, x + dt * k1, t[i + 1])
+        x = x + 0.5 * dt * (k1 + k2)
+    return x
+
+
+def mut_euler_flow_sign(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """ref_pf_euler with the sign of the score term of the probability-flow drift flipped."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        g2 = float(process.g(t[i])) ** 2
+        x = x + (t[i + 1] - t[i]) * (-float(process.gamma(t[i])) * x + 0.5 * g2 * score(x, t[i]))  # BUG: + (g^2/2) s
+    return x
+
+
+def mut_euler_vp_drift_factor(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """ref_pf_euler with the VP drift -beta x / 2 written -beta x (gamma = beta/2 doubled)."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        g2 = float(process.g(t[i])) ** 2
+        x = x + (t[i + 1] - t[i]) * (-2.0 * float(process.gamma(t[i])) * x - 0.5 * g2 * score(x, t[i]))  # BUG: 2 gamma
+    return x
+
+
+def mut_em_g2_factor(score, process: Process, x_T: torch.Tensor, steps: int, generator=None, t_min: float = 0.0) -> torch.Tensor:
+    """ref_em with the reverse-SDE score term g^2 s halved (the PF-ODE's g^2/2 in the SDE)."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        h, g = t[i] - t[i + 1], float(process.g(t[i]))
+        drift = -float(process.gamma(t[i])) * x - 0.5 * g * g * score(x, t[i])  # BUG: g^2/2 instead of g^2
+        x = x - h * drift + g * math.sqrt(h) * _noise(x, generator)
+    return x
+
+
+def mut_em_noise_scale(score, process: Process, x_T: torch.Tensor, steps: int, generator=None, t_min: float = 0.0) -> torch.Tensor:
+    """ref_em with the noise scaled by g instead of g sqrt(h)."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        h, g = t[i] - t[i + 1], float(process.g(t[i]))
+        drift = -float(process.gamma(t[i])) * x - g * g * score(x, t[i])
+        x = x - h * drift + g * _noise(x, generator)  # BUG: g z instead of g sqrt(h) z
+    return x
+
+
+def mut_ddim_abar_swapped(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """ref_ddim with the schedule's abar and sqrt(abar) swapped."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        abar, abar_next = float(process.a(t[i])) ** 2, float(process.a(t[i + 1])) ** 2
+        sqrt_abar, sqrt_abar_next = abar, abar_next  # BUG: abar where sqrt(abar) belongs
+        eps = -math.sqrt(1.0 - abar) * score(x, t[i])
+        x0 = (x - math.sqrt(1.0 - abar) * eps) / sqrt_abar
+        x = sqrt_abar_next * x0 + math.sqrt(1.0 - abar_next) * eps
+    return x
+
+
+def mut_rk4_float32_time(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """ref_pf_rk4 with the time accumulated in float32 (``t -= h`` rounds every step)."""
+    T, h = float(process.T), (float(process.T) - float(t_min)) / steps
+    _grid(process, steps, t_min)
+    x, t = x_T, T
+    for _ in range(steps):
+        k1 = _ode(process, score, x, t)
+        k2 = _ode(process, score, x - 0.5 * h * k1, t - 0.5 * h)
+        k3 = _ode(process, score, x - 0.5 * h * k2, t - 0.5 * h)
+        k4 = _ode(process, score, x - h * k3, max(t - h, float(t_min)))
+        x = x - (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        t = max(float(torch.tensor(t, dtype=torch.float32) - torch.tensor(h, dtype=torch.float32)), float(t_min))  # BUG
+    return x
+
+
+def mut_edm_heun_wrong_time(model, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """ref_edm_heun with the corrector's denoiser evaluated at the start of the step."""
+    for i in range(len(sigmas) - 1):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        d = (x - model(x, s)) / s
+        x_next = x + d * (s_next - s)
+        if s_next > 0:
+            d2 = (x_next - model(x_next, s)) / s_next  # BUG: model(x_next, s) instead of model(x_next, s_next)
+            x_next = x + 0.5 * (d + d2) * (s_next - s)
+        x = x_next
+    return x
+
+
+_VP = {"process": VP()}
+
+MUTANTS: dict[str, Entry] = {
+    "heun_previous_timestep": Entry(mut_heun_previous_time, "score",
+                                    "PF-ODE Heun, first stage told the previous timestep (off-by-one index)", {"order": 2.0}),
+    "heun_dropped_second_stage": Entry(mut_heun_dropped_stage, "score",
+                                       "PF-ODE Heun with the corrector stage dropped (Euler sold as Heun)", {"order": 2.0}),
+    "heun_no_final_step": Entry(mut_heun_no_final_step, "score",
+                                "PF-ODE Heun stopping one step early (no denoise to t_min)", {"order": 2.0}),
+    "euler_flow_sign": Entry(mut_euler_flow_sign, "score",
+                             "PF-ODE Euler with +g^2/2 s (sign error in the probability-flow drift)", {"order": 1.0}),
+    "euler_vp_drift_factor_2": Entry(mut_euler_vp_drift_factor, "score",
+                                     "PF-ODE Euler with the VP drift -beta x instead of -beta x / 2", {"order": 1.0, **_VP}),
+    "em_g2_factor_2": Entry(mut_em_g2_factor, "score",
+                            "Euler-Maruyama with g^2/2 s in the reverse drift (missing factor 2 in g^2)", {"order": 1.0}),
+    "em_noise_g_not_g_sqrt_h": Entry(mut_em_noise_scale, "score",
+                                     "Euler-Maruyama with noise g z instead of g sqrt(h) z", {"order": 1.0}),
+    "ddim_abar_sqrt_swapped": Entry(mut_ddim_abar_swapped, "score",
+                                    "DDIM (VP) with abar and sqrt(abar) swapped in the schedule", {"order": 1.0, **_VP}),
+    "rk4_float32_time": Entry(mut_rk4_float32_time, "score",
+                              "PF-ODE RK4 accumulating its time in float32", {"order": 4.0}),
+    "edm_heun_corrector_wrong_sigma": Entry(mut_edm_heun_wrong_time, "denoiser",
+                                            "EDM Heun with the corrector's denoiser at the step's start sigma", {"order": 2.0}),
+}
+
+CORRECT: dict[str, Entry] = {
+    "probability_flow[euler]": Entry(functools.partial(probability_flow, method="euler"), "score",
+                                     "samplers.probability_flow, Euler", {"order": 1.0}),
+    "probability_flow[heun]": Entry(functools.partial(probability_flow, method="heun"), "score",
+                                    "samplers.probability_flow, Heun", {"order": 2.0}),
+    "probability_flow[rk4]": Entry(functools.partial(probability_flow, method="rk4"), "score",
+                                   "samplers.probability_flow, RK4", {"order": 4.0}),
+    "reverse_sde": Entry(reverse_sde, "score", "samplers.reverse_sde (Euler-Maruyama)", {"order": 1.0}),
+    "reverse_sde_heun": Entry(reverse_sde_heun, "score", "sde_order.reverse_sde_heun (stochastic Heun)", {"order": 2.0}),
+    "ref_pf_euler": Entry(ref_pf_euler, "score", "reference PF-ODE Euler (parent of euler_* mutants)", {"order": 1.0}),
+    "ref_pf_euler[VP]": Entry(ref_pf_euler, "score", "reference PF-ODE Euler on VP", {"order": 1.0, **_VP}),
+    "ref_pf_heun": Entry(ref_pf_heun, "score", "reference PF-ODE Heun (parent of heun_* mutants)", {"order": 2.0}),
+    "ref_pf_rk4": Entry(ref_pf_rk4, "score", "reference PF-ODE RK4 (parent of rk4_float32_time)", {"order": 4.0}),
+    "ref_em": Entry(ref_em, "score", "reference Euler-Maruyama (parent of em_* mutants)", {"order": 1.0}),
+    "ref_ddim[VP]": Entry(ref_ddim, "score", "reference DDIM eta = 0 on VP (parent of ddim_* mutants)", {"order": 1.0, **_VP}),
+    "ref_edm_heun": Entry(ref_edm_heun, "denoiser", "reference EDM Heun (parent of edm_* mutants)", {"order": 2.0}),
+}
+
+
+def power_matrix(names=None, *, include_correct: bool = True, **validate_kwargs: Any) -> list[tuple]:
+    """Validate mutants (and correct samplers) and return rows ``(name, caught, check, margin)``.
+
+    ``caught`` is True when validate() failed the sampler; ``check`` names the failed check with the
+    largest margin (for a correct sampler: the check closest to failing); ``margin`` is
+    ``|measured - reference| / tolerance`` of that check for an order check measured as
+    ``(reference - measured)/tolerance`` shortfall ratio; > 1 means failed.  Extra keyword
+    arguments go to ``validate()`` on top of each entry's own options.
+    """
+    from .validate import validate
+
+    rows = []
+    entries = dict(MUTANTS)
+    if include_correct:
+        entries.update(CORRECT)
+    if names is not None:
+        entries = {n: entries[n] for n in names}
+    for name, entry in entries.items():
+        report = validate(entry.sampler, entry.adapter, name=name, **{**entry.options, **validate_kwargs})
+        check, margin = _worst_check(report)
+        rows.append((name, not report.passed, check, margin))
+    return rows
+
+
+def _margin(result) -> float:
+    """How far a check is from its limit in units of its tolerance (> 1 fails, NaN counts as inf)."""
+    if result.passed is None:
+        return -math.inf
+    m, ref, tol = float(result.measured), float(result.reference), float(result.tolerance)
+    if not math.isfinite(m):
+        return math.inf
+    if result.name.endswith("/order"):
+        # order checks pass when measured >= reference - tol: margin = shortfall / tol + 1
+        return (ref - m) / tol if tol > 0 else (math.inf if m < ref else 0.0)
+    return abs(m - ref) / tol if tol > 0 else (math.inf if m != ref else 0.0)
+
+
+def _worst_check(report) -> tuple[str, float]:
+    results = [r for r in report.results if r.passed is not None]
+    if not results:
+        return "no checks ran", math.inf
+    failed = [r for r in results if r.passed is False]
+    pool = failed or results
+    worst = max(pool, key=_margin)
+    return worst.name, _margin(worst)
