@@ -114,7 +114,7 @@ def test_steps_grow_as_L_squared_at_criticality(d):
         assert n == int(theory.one_layer_steps(C, 1 / C.max(), 1e-2).max())
 
 
-@given(masses(allow_critical=False, max_r=4.0).filter(lambda r: r >= 0.05))
+@given(st.floats(0.05, 4.0))
 def test_steps_bounded_in_L_off_criticality(r):
     """At fixed r > 0 the steps to accuracy converge as L grows (the condition number tends to (4d + r)/r)."""
     Ls = [8, 16, 32, 64]

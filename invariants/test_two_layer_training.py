@@ -237,3 +237,26 @@ def test_mismatch_crossover():
     # C_max ~ L^2 and steps ~ C_max Delta: exponent 2 asymptotically, 1.8 observed with the balanced-like
     # L = 8 point; band [1.4, 2.3]
     assert 1.4 <= fit_exponent(Ls, ns) <= 2.3
+
+
+def test_kaiming_start_is_above_the_crossover():
+    """A Kaiming-style start (iid N(0, 1/V) kernel entries) has per-mode mismatch |Delta_k| = O(1) >> 1/max C, so steps grow ~L^2 again."""
+    Ls, ns = [8, 16, 32], []
+    for L in Ls:
+        f = GaussianField(L, 2)
+        C, mask = f.mode_variance(OU(), 0.01), f.mode_mask()
+        a, b = kaiming_kernels(L, 2, torch.Generator().manual_seed(L))
+        A, B = torch.fft.fftn(a)[mask], torch.fft.fftn(b)[mask]
+        Delta = A.abs() ** 2 - B.abs() ** 2
+        if L == 32:
+            # |a_k|^2, |b_k|^2 ~ Exp(1) (complex Gaussian multipliers of variance V * 1/V = 1): |Delta_k| is
+            # Laplace-distributed with mean 1 and sd 1; over ~V/2 = 512 independent modes the mean has
+            # se 0.044, so the band +-0.3 is ~7 sigma (false-failure rate < 1e-11, fixed seed anyway)
+            assert abs(float(Delta.abs().mean()) - 1.0) < 0.3
+        # the learning rate must respect the fixed-point bound of the stiffest mismatched mode
+        eta = 0.5 / math.sqrt(4.0 + (float(C.max()) * float(Delta.abs().max())) ** 2)
+        ns.append(fourier_descent("two-layer", C[mask], eta, 1e-2, a0=A, b0=B))
+    # C_max |Delta| ~ L^2 |Delta|_max: observed z ~ 2.4 (max |Delta| also grows slowly with the number of
+    # modes); band [1.6, 3.0] around the z = 2 of a fixed mismatch, versus the balanced z ~ 0
+    assert 1.6 <= fit_exponent(Ls, ns) <= 3.0
+    assert ns[0] > steps_to_accuracy("two-layer", 8)

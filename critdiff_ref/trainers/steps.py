@@ -48,7 +48,9 @@ def fourier_descent(
 
     ``arch="one-layer"``: ``w <- w - eta C (w - K) + beta (w - w_prev)`` from ``w = 0`` (heavy ball for
     ``beta > 0``; THEORY 3).  ``arch="two-layer"``: ``a <- a - eta b (C a b - 1)``,
-    ``b <- b - eta a (C a b - 1)`` from ``(a0, b0)`` (scalars or per-mode tensors; THEORY 4).
+    ``b <- b - eta a (C a b - 1)`` from ``(a0, b0)`` (scalars or per-mode tensors; THEORY 4).  Complex
+    per-mode starts (the multipliers of real-space kernels, e.g. :func:`kaiming_kernels`) use
+    ``a <- a - eta conj(b) (C a b - 1)``, the exact image of real-space GD; ``|a|^2 - |b|^2`` is conserved.
     ``C``: the fluctuating mode variances (any shape).  Raises RuntimeError after ``max_steps``
     (divergence or too slow).
     """
@@ -72,13 +74,13 @@ def fourier_descent(
             if not bool(torch.isfinite(w).all()):
                 break
     elif arch == "two-layer":
-        a = torch.as_tensor(a0, dtype=torch.float64)
-        b = torch.as_tensor(b0, dtype=torch.float64)
-        a = (a.flatten() if a.ndim else a).expand_as(C).clone()
-        b = (b.flatten() if b.ndim else b).expand_as(C).clone()
+        a, b = torch.as_tensor(a0), torch.as_tensor(b0)
+        dtype = torch.complex128 if (a.is_complex() or b.is_complex()) else torch.float64
+        a = (a.flatten() if a.ndim else a).to(dtype).expand_as(C).clone()
+        b = (b.flatten() if b.ndim else b).to(dtype).expand_as(C).clone()
         for n in range(1, max_steps + 1):
             g = C * a * b - 1.0
-            a, b = a - eta * b * g, b - eta * a * g
+            a, b = a - eta * b.conj() * g, b - eta * a.conj() * g
             if bool(((C * a * b - 1.0).abs() < eps).all()):
                 return n
             if not bool(torch.isfinite(a).all()):
