@@ -1,0 +1,179 @@
+"""``critdiff validate``: check a sampler (``module:attr`` plus an adapter) or, with no sampler, our own
+reference samplers and every fitting diffusers scheduler (when diffusers is installed)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+import warnings
+
+import torch
+
+__all__ = ["add_validate_parser", "run_validate", "DEFAULT_DIFFUSERS", "default_runners", "convergence_table",
+           "format_convergence_table"]
+
+# (scheduler class name, prediction_type or None for the config's own): schedulers that fit the standard
+# loop on alphas_cumprod.  Three prediction types are exercised through DDIM and DPM-Solver++.
+DEFAULT_DIFFUSERS = (
+    ("DDIMScheduler", None),
+    ("DDIMScheduler", "v_prediction"),
+    ("DDIMScheduler", "sample"),
+    ("DDPMScheduler", None),
+    ("EulerDiscreteScheduler", None),
+    ("EulerAncestralDiscreteScheduler", None),
+    ("HeunDiscreteScheduler", None),
+    ("LMSDiscreteScheduler", None),
+    ("KDPM2DiscreteScheduler", None),
+    ("KDPM2AncestralDiscreteScheduler", None),
+    ("DPMSolverMultistepScheduler", None),
+    ("DPMSolverMultistepScheduler", "v_prediction"),
+    ("DPMSolverSinglestepScheduler", None),
+    ("UniPCMultistepScheduler", None),
+    ("DEISMultistepScheduler", None),
+    ("PNDMScheduler", None),
+    ("SASolverScheduler", None),
+)
+
+
+def default_runners(include_diffusers: bool = True) -> tuple[list, str]:
+    """Our reference samplers, plus the DEFAULT_DIFFUSERS schedulers when diffusers imports; and a note."""
+    from . import make_runner, reference_samplers
+
+    runners = reference_samplers()
+    if not include_diffusers:
+        return runners, "diffusers schedulers skipped (--no-diffusers)"
+    try:
+        import diffusers
+    except ImportError:
+        return runners, "diffusers is not installed: only the reference samplers ran (pip install 'critdiff-ref[diffusers]')"
+    note = f"diffusers {diffusers.__version__}"
+    for cls_name, pred in DEFAULT_DIFFUSERS:
+        cls = getattr(diffusers, cls_name, None)
+        if cls is None:
+            note += f"; {cls_name} not in this diffusers version"
+            continue
+        label = cls_name + (f"[{pred}]" if pred else "")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runners.append(make_runner(cls, "diffusers", prediction_type=pred, name=label))
+    return runners, note
+
+
+def convergence_table(runners, field=None, steps=(10, 20, 50, 100), n_samples: int = 2000) -> list[dict]:
+    """Per runner: own relative covariance error at each step count on ``field`` (default: critical 2-D
+    L = 16), the observed order over the two largest counts, the documented order, the schedule floor
+    and the last-step jump error."""
+    from ..targets import GaussianField
+    from . import validate_runner
+
+    field = GaussianField(16, 2, 0.0) if field is None else field
+    rows = []
+    for r in runners:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rep = validate_runner(r, fields=[field], steps=steps, targets=("gaussian",), n_samples=n_samples)
+        cov = [x for x in rep.results if "/covariance@" in x.name]
+        order = [x for x in rep.results if x.name.endswith("/order")]
+        rows.append({
+            "sampler": r.name,
+            "deterministic": rep.info.get("deterministic"),
+            "errors": {int(x.name.rsplit("@", 1)[1]): x.measured for x in cov},
+            "observed_order": order[0].measured if order else math.nan,
+            "documented_order": r.order,
+            "floor_error": cov[-1].data.get("floor_error") if cov and cov[-1].data else math.nan,
+            "endpoint_jump_error": cov[-1].data.get("endpoint_jump_error") if cov and cov[-1].data else None,
+            "passed": rep.passed,
+        })
+    return rows
+
+
+def format_convergence_table(rows: list[dict], steps=(10, 20, 50, 100)) -> str:
+    """Markdown table of :func:`convergence_table` rows."""
+    def f(v):
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2g}"
+
+    head = ["sampler", *[f"err@{n}" for n in steps], "observed order", "documented", "schedule floor", "last-step jump"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["sampler"] + ("" if r["deterministic"] else " (MC)"), *[f(r["errors"].get(n)) for n in steps],
+                 f(r["observed_order"]), f(r["documented_order"]), f(r["floor_error"]), f(r["endpoint_jump_error"])]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def add_validate_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("validate", help="validate a diffusion sampler against exact answers (default: ours + diffusers)")
+    p.add_argument("sampler", nargs="?", default=None, help="the sampler as pkg.module:attr (default: reference samplers)")
+    p.add_argument("--adapter", default="score", choices=["score", "denoiser", "k-diffusion", "diffusers", "generator"])
+    p.add_argument("--steps", type=int, nargs="+", default=[10, 20, 50, 100], help="increasing step counts")
+    p.add_argument("--rtol", type=float, default=0.1, help="accuracy target at the largest step count")
+    p.add_argument("--order", type=float, default=None, help="the sampler's documented order")
+    p.add_argument("--prediction-type", default=None, choices=["epsilon", "v_prediction", "sample"])
+    p.add_argument("--targets", nargs="+", default=["gaussian", "mixture", "phi4"], choices=["gaussian", "mixture", "phi4"])
+    p.add_argument("--n-samples", type=int, default=2000, help="Monte Carlo samples for stochastic samplers")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-diffusers", action="store_true", help="with no sampler: skip the diffusers schedulers")
+    p.add_argument("--strict", action="store_true", help="with no sampler: a failing diffusers scheduler fails the run")
+    p.add_argument("--table", action="store_true", help="print the error-vs-steps table on the critical 2-D field (L=16)")
+    p.add_argument("--verbose", "-v", action="store_true", help="print every check of every sampler")
+    p.add_argument("--json", metavar="FILE", default=None, help="write all reports as JSON")
+    p.add_argument("--plots", metavar="DIR", default=None, help="write plots (needs matplotlib)")
+    return p
+
+
+def _summary_line(rep) -> str:
+    crit = [r for r in rep.results if r.name.startswith("gauss[d=2,L=8,r=0]/covariance@") and r.passed is not None]
+    order = [r for r in rep.results if r.name.startswith("gauss[d=2,L=8,r=0]/order")]
+    err = f"{crit[0].measured:.2g}" if crit and not math.isnan(crit[0].measured) else "-"
+    o = order[0] if order else None
+    otxt = "-" if o is None or math.isnan(o.measured) else f"{o.measured:.2f} (doc {o.reference:g})"
+    fails = ", ".join(r.name for r in rep.failures())
+    return (f"{'PASS' if rep.passed else 'FAIL'}  {rep.sampler:<44} {rep.adapter:<9} err {err:<8} order {otxt:<16}"
+            + (f"  failed: {fails}" if fails else ""))
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from . import make_runner, validate_runner
+
+    t0 = time.time()
+    steps = tuple(args.steps)
+    if args.sampler is None:
+        runners, note = default_runners(include_diffusers=not args.no_diffusers)
+        n_ref = 6
+    else:
+        runners = [make_runner(args.sampler, args.adapter, prediction_type=args.prediction_type, order=args.order)]
+        note, n_ref = "", 1
+    if args.table:
+        rows = convergence_table(runners, steps=steps, n_samples=args.n_samples)
+        print(format_convergence_table(rows, steps))
+        if note:
+            print(f"\n{note}")
+        return 0
+    reports = []
+    for r in runners:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rep = validate_runner(r, steps=steps, rtol=args.rtol, targets=tuple(args.targets),
+                                  n_samples=args.n_samples, seed=args.seed)
+        reports.append(rep)
+        print(rep.table() if args.verbose else _summary_line(rep), flush=True)
+    if note:
+        print(note)
+    print(f"{sum(r.passed for r in reports)}/{len(reports)} samplers passed in {time.time() - t0:.0f} s "
+          "(err: own relative covariance error at the largest step count on the critical 2-D field)")
+    if args.json:
+        import json
+
+        with open(args.json, "w") as fh:
+            json.dump([r.to_dict() for r in reports], fh, indent=2, default=str)
+    if args.plots:
+        for r in reports:
+            files, msg = r.plot(os.path.join(args.plots, r.sampler.replace("/", "_").replace("[", "_").replace("]", "")))
+            if msg:
+                print(msg, file=sys.stderr)
+                break
+    counted = reports if args.strict or args.sampler is not None else reports[:n_ref]
+    return 0 if all(r.passed for r in counted) else 1
