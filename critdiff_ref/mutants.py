@@ -29,11 +29,13 @@ import torch
 from .processes import VP, Process
 from .samplers import probability_flow, reverse_sde
 from .sde_order import reverse_sde_heun
+from .validate.adapters import edm_euler
 
 __all__ = [
     "Entry",
     "MUTANTS",
     "CORRECT",
+    "PARENTS",
     "power_matrix",
     "ref_pf_euler",
     "ref_pf_heun",
@@ -241,7 +243,8 @@ def mut_ddim_abar_swapped(score, process: Process, x_T: torch.Tensor, steps: int
 
 
 def mut_rk4_float32_time(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
-    """ref_pf_rk4 with the time accumulated in float32 (``t -= h`` rounds every step)."""
+    """ref_pf_rk4 with the time accumulated in float32 (``t -= h`` rounds every step; exact, hence
+    harmless, when ``h`` is a short binary fraction such as ``T / 2^k``)."""
     T, h = float(process.T), (float(process.T) - float(t_min)) / steps
     _grid(process, steps, t_min)
     x, t = x_T, T
@@ -293,6 +296,20 @@ MUTANTS: dict[str, Entry] = {
                                             "EDM Heun with the corrector's denoiser at the step's start sigma", {"order": 2.0}),
 }
 
+# mutant -> the CORRECT entry it deviates from by one line
+PARENTS: dict[str, str] = {
+    "heun_previous_timestep": "ref_pf_heun",
+    "heun_dropped_second_stage": "ref_pf_heun",
+    "heun_no_final_step": "ref_pf_heun",
+    "euler_flow_sign": "ref_pf_euler",
+    "euler_vp_drift_factor_2": "ref_pf_euler[VP]",
+    "em_g2_factor_2": "ref_em",
+    "em_noise_g_not_g_sqrt_h": "ref_em",
+    "ddim_abar_sqrt_swapped": "ref_ddim[VP]",
+    "rk4_float32_time": "ref_pf_rk4",
+    "edm_heun_corrector_wrong_sigma": "ref_edm_heun",
+}
+
 CORRECT: dict[str, Entry] = {
     "probability_flow[euler]": Entry(functools.partial(probability_flow, method="euler"), "score",
                                      "samplers.probability_flow, Euler", {"order": 1.0}),
@@ -309,6 +326,7 @@ CORRECT: dict[str, Entry] = {
     "ref_em": Entry(ref_em, "score", "reference Euler-Maruyama (parent of em_* mutants)", {"order": 1.0}),
     "ref_ddim[VP]": Entry(ref_ddim, "score", "reference DDIM eta = 0 on VP (parent of ddim_* mutants)", {"order": 1.0, **_VP}),
     "ref_edm_heun": Entry(ref_edm_heun, "denoiser", "reference EDM Heun (parent of edm_* mutants)", {"order": 2.0}),
+    "edm_euler": Entry(edm_euler, "denoiser", "validate.adapters.edm_euler (k-diffusion sample_euler)", {"order": 1.0}),
 }
 
 
@@ -316,10 +334,11 @@ def power_matrix(names=None, *, include_correct: bool = True, **validate_kwargs:
     """Validate mutants (and correct samplers) and return rows ``(name, caught, check, margin)``.
 
     ``caught`` is True when validate() failed the sampler; ``check`` names the failed check with the
-    largest margin (for a correct sampler: the check closest to failing); ``margin`` is
-    ``|measured - reference| / tolerance`` of that check for an order check measured as
-    ``(reference - measured)/tolerance`` shortfall ratio; > 1 means failed.  Extra keyword
-    arguments go to ``validate()`` on top of each entry's own options.
+    largest margin (for a correct sampler: the check closest to failing); ``margin`` is that check's
+    ``|measured - reference| / tolerance`` (for an order check the shortfall
+    ``(documented - measured) / band``): > 1 fails, <= 1 passes.  ``names`` selects entries of
+    ``MUTANTS`` / ``CORRECT`` (KeyError for others); extra keyword arguments go to ``validate()``
+    on top of each entry's own options.
     """
     from .validate import validate
 
