@@ -1,0 +1,252 @@
+"""Unit tests for critdiff_ref.validate: adapters, checks, report, CLI (THEORY 2, 6, 8).
+
+Each planted bug below must turn a passing sampler into a failing report with a message naming
+what was off; correct samplers must pass.  Small fields and few step counts keep this file fast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from critdiff_ref import VE, VP, GaussianField, TwoGaussianMixture, exact_score
+from critdiff_ref.samplers import probability_flow, reverse_sde
+from critdiff_ref.validate import (
+    Report,
+    edm_euler,
+    edm_heun,
+    load_object,
+    make_runner,
+    reference_samplers,
+    validate,
+    validate_runner,
+)
+from critdiff_ref.validate.adapters import exact_denoiser, karras_sigmas
+from critdiff_ref.validate.checks import check_output, SamplerOutputError
+
+FIELDS = (GaussianField(8, 1, 0.0), GaussianField(4, 2, 0.5))
+FAST = dict(fields=FIELDS, steps=(20, 40), targets=("gaussian",))
+
+
+def rk4(score, process, x_T, steps, t_min=0.0):
+    return probability_flow(score, process, x_T, steps, method="rk4", t_min=t_min)
+
+
+def _failed(report: Report) -> list[str]:
+    return [r.name for r in report.failures()]
+
+
+# -- correct samplers pass --------------------------------------------------------------------
+@pytest.mark.parametrize("runner_index, order", [(0, 1.0), (1, 2.0), (2, 4.0), (4, 1.0), (5, 2.0)])
+def test_reference_samplers_pass_with_their_order(runner_index, order):
+    runner = reference_samplers()[runner_index]
+    report = validate_runner(runner, fields=FIELDS, steps=(20, 40), targets=("gaussian",), rtol=0.2)
+    assert report.passed, report.diff()
+    orders = [r.measured for r in report.results if r.name.endswith("/order")]
+    # deterministic (no noise): between 20 and 40 steps the fitted slope is within 0.3 of the order
+    # (measured: euler 0.93-0.98, heun 1.98-2.06, rk4 3.96-4.05 on these fields)
+    assert all(abs(p - order) < 0.3 for p in orders), orders
+
+
+def test_own_error_separates_sampler_from_schedule_floor():
+    """With many RK4 steps the sampler's own error vanishes while the total error equals the floor."""
+    f = GaussianField(8, 2, 0.0)
+    report = validate(rk4, fields=[f], steps=(50, 100), targets=("gaussian",))
+    last = report[f"gauss[d=2,L=8,r=0]/covariance@100"]
+    # RK4 at 100 steps: ~1e-7 (observed 2.7e-8); the floor is the pure-noise start under VE, ~1e-2
+    assert last.measured < 1e-6
+    assert last.data["floor_error"] > 1e-3
+    # total = floor + own up to the (negligible) own error (triangle inequality in the Frobenius norm)
+    assert abs(last.data["total_error"] - last.data["floor_error"]) <= 2 * last.measured + 1e-12
+
+
+def test_exact_start_has_no_floor():
+    f = GaussianField(8, 1, 0.0)
+    report = validate(rk4, fields=[f], steps=(50, 100), targets=("gaussian",), start="exact", process=VP())
+    last = report["gauss[d=1,L=8,r=0]/covariance@100"]
+    # start N(0, C_T) exactly: floor error is rounding (~1e-16 per mode, 64 eps margin)
+    assert last.data["floor_error"] < 64 * torch.finfo(torch.float64).eps
+    assert report.passed, report.diff()
+
+
+def test_reverse_sde_monte_carlo_passes():
+    report = validate(reverse_sde, fields=[GaussianField(4, 2, 0.5)], steps=(20, 40), targets=("gaussian",),
+                      n_samples=1000)
+    assert report.info["deterministic"] is False
+    assert report.passed, report.diff()
+
+
+def test_denoiser_adapter_and_exact_denoiser():
+    f = GaussianField(8, 1, 0.0)
+    D = exact_denoiser(f, 80.0)
+    x = f.sample(3, torch.Generator().manual_seed(0), dtype=torch.float64)
+    sigma = 1.7
+    c0 = f.c0()
+    expected = torch.fft.ifftn(torch.fft.fftn(x, dim=(-1,)) * (c0 / (c0 + sigma**2)), dim=(-1,)).real
+    # D(x, sigma) = x + sigma^2 s = F^-1[c0 / (c0 + sigma^2) F x]: a few FFTs, 64 eps
+    torch.testing.assert_close(D(x, sigma), expected, rtol=64 * 2.2e-16, atol=64 * 2.2e-16 * float(x.abs().max()))
+    report = validate(edm_heun, "denoiser", **FAST)
+    assert report.passed, report.diff()
+
+
+def test_karras_sigmas():
+    s = karras_sigmas(5, 0.002, 80.0)
+    assert s.shape == (6,) and float(s[-1]) == 0.0
+    assert math.isclose(float(s[0]), 80.0, rel_tol=1e-12) and math.isclose(float(s[4]), 0.002, rel_tol=1e-12)
+    assert bool((torch.diff(s) < 0).all())
+    with pytest.raises(ValueError, match="sigma_min"):
+        karras_sigmas(5, 1.0, 0.5)
+    with pytest.raises(ValueError, match="n must be"):
+        karras_sigmas(0, 0.1, 1.0)
+
+
+def test_generator_adapter():
+    f = GaussianField(4, 2, 0.5)
+
+    def exact(n, generator):
+        return f.sample(n, generator, dtype=torch.float64)
+
+    assert validate(exact, "generator", target=f, n_samples=2000).passed
+    mix = TwoGaussianMixture(1.0, 0.5)
+    good = validate(lambda n, g: mix.sample(n, g), "generator", target=mix, n_samples=2000)
+    assert good.passed, good.diff()
+    wrong = TwoGaussianMixture(1.3, 0.5)
+    bad = validate(lambda n, g: wrong.sample(n, g), "generator", target=mix, n_samples=2000)
+    assert "two-peak[mu=1,s=0.5]/kappa_2@100" in _failed(bad)
+
+
+# -- planted bugs fail ------------------------------------------------------------------------
+def test_scaled_score_fails():
+    def bad(score, process, x_T, steps, **kw):
+        return probability_flow(lambda x, t: 0.8 * score(x, t), process, x_T, steps, method="rk4")
+
+    report = validate(bad, **FAST)
+    assert "gauss[d=1,L=8,r=0]/covariance@40" in _failed(report)
+
+
+def test_wrong_endpoint_fails_order():
+    """Stopping at t_min = 0.02 while claiming 0: converges to the wrong limit, order ~ 0."""
+    def bad(score, process, x_T, steps, **kw):
+        return probability_flow(score, process, x_T, steps, method="rk4", t_min=0.02)
+
+    report = validate(bad, **FAST, rtol=0.5)
+    assert "gauss[d=1,L=8,r=0]/order" in _failed(report)
+
+
+def test_nonlinear_sampler_fails_linearity():
+    def clipped(score, process, x_T, steps, **kw):
+        return probability_flow(score, process, x_T, steps, method="heun").clamp(-1.0, 1.0)
+
+    report = validate(clipped, **FAST, rtol=0.9)
+    assert "gauss[d=1,L=8,r=0]/linearity@40" in _failed(report)
+
+
+def test_too_much_sde_noise_fails():
+    def noisy(score, process, x_T, steps, generator=None, **kw):
+        x = reverse_sde(score, process, x_T, steps, generator)
+        return x + 0.5 * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+
+    report = validate(noisy, fields=[GaussianField(4, 2, 0.5)], steps=(20, 40), targets=("gaussian",), n_samples=1000)
+    assert "gauss[d=2,L=4,r=0.5]/covariance@40" in _failed(report)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda x: x[..., :-1], "output shape"),
+    (lambda x: x.float(), "output dtype"),
+    (lambda x: x * float("nan"), "NaN"),
+    (lambda x: x.numpy(), "expected a torch.Tensor"),
+])
+def test_bad_output_is_a_failed_check_not_a_crash(mutate, message):
+    def bad(score, process, x_T, steps, **kw):
+        return mutate(rk4(score, process, x_T, steps))
+
+    report = validate(bad, deterministic=True, **FAST)
+    assert not report.passed
+    assert any(message in r.detail for r in report.failures()), report.diff()
+
+
+def test_raising_sampler_is_reported():
+    def boom(score, process, x_T, steps, **kw):
+        raise RuntimeError("kaboom")
+
+    report = validate(boom, **FAST)
+    assert not report.passed and "kaboom" in report.diff()
+
+
+def test_check_output():
+    like = torch.zeros(2, 3, dtype=torch.float64)
+    assert check_output(torch.ones(2, 3, dtype=torch.float64), like, "x") is not None
+    with pytest.raises(SamplerOutputError, match="shape"):
+        check_output(torch.ones(3, 2, dtype=torch.float64), like, "x")
+
+
+# -- report -----------------------------------------------------------------------------------
+def test_report_json_table_plot(tmp_path):
+    report = validate(rk4, **FAST)
+    d = json.loads(report.to_json())
+    assert d["passed"] is True and len(d["results"]) == len(report.results)
+    assert {"name", "measured", "reference", "tolerance", "tolerance_source", "passed"} <= set(d["results"][0])
+    assert "covariance@40" in report.table()
+    files, note = report.plot(str(tmp_path))
+    try:
+        import matplotlib  # noqa: F401
+        assert len(files) == 2 and all((tmp_path / p.split("/")[-1]).exists() for p in files)
+    except ImportError:
+        assert files == [] and "matplotlib" in note
+
+
+# -- bad input --------------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(adapter="nope"), ValueError, "adapter"),
+    (dict(steps=(20, 10)), ValueError, "steps"),
+    (dict(steps=()), ValueError, "steps"),
+    (dict(rtol=2.0), ValueError, "rtol"),
+    (dict(n_samples=5), ValueError, "n_samples"),
+    (dict(targets=("nope",)), ValueError, "targets"),
+    (dict(order=-1.0), ValueError, "order"),
+    (dict(start="middle"), ValueError, "start"),
+])
+def test_bad_arguments(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        validate(rk4, **{**FAST, **kwargs})
+
+
+def test_bad_sampler_arguments():
+    with pytest.raises(ValueError, match="target="):
+        validate(lambda n, g: None, "generator")
+    with pytest.raises(TypeError, match="callable"):
+        validate(42, "score")
+    with pytest.raises(ValueError, match="pkg.module:attr"):
+        load_object("no_colon_here")
+    assert load_object("critdiff_ref.samplers:probability_flow") is probability_flow
+    with pytest.raises(TypeError, match="diffusers scheduler"):
+        make_runner(object(), "diffusers")
+
+
+# -- CLI --------------------------------------------------------------------------------------
+def _cli(argv):
+    import argparse
+
+    from critdiff_ref.validate.cli import add_validate_parser, run_validate
+
+    parser = argparse.ArgumentParser()
+    add_validate_parser(parser.add_subparsers())
+    return run_validate(parser.parse_args(["validate", *argv]))
+
+
+def test_cli_module_attr(capsys, tmp_path):
+    out = tmp_path / "r.json"
+    rc = _cli(["critdiff_ref.validate:edm_heun", "--adapter", "denoiser", "--steps", "20", "40",
+               "--targets", "gaussian", "--json", str(out)])
+    assert rc == 0
+    assert "PASS" in capsys.readouterr().out
+    assert json.loads(out.read_text())[0]["passed"] is True
+
+
+def test_cli_failing_sampler_exit_code(capsys):
+    rc = _cli(["critdiff_ref.samplers:probability_flow", "--steps", "2", "4", "--targets", "gaussian", "--rtol", "0.01"])
+    assert rc == 1
+    assert "FAIL" in capsys.readouterr().out
