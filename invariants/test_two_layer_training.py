@@ -156,26 +156,30 @@ def test_decay_rate_near_the_fixed_point(start):
 
 @given(st.floats(0.1, 100.0), st.floats(-3.0, 3.0), st.floats(1.05, 1.5), st.floats(0.3, 0.95))
 def test_fixed_point_stability_bound(C, Delta_scaled, above, below):
-    """GD at the fixed point ab = 1/C is unstable for eta above 2/sqrt(4 + C^2 Delta^2) and stable below."""
+    """GD at the fixed point ab = 1/C is linearly unstable for eta above 2/sqrt(4 + C^2 Delta^2) and stable below."""
     Delta = Delta_scaled / C
     bound = float(theory.two_layer_stability_bound(C, Delta))
     a, b = _start(Delta, 1.0 / C)
     s = math.hypot(a, b)
-    ends = {}
+    # perturb along the Hessian's non-zero eigenvector (b, a); the zero direction is the valley ab = const
+    x0, y0 = a + 1e-9 * b / s, b + 1e-9 * a / s
+    start_err = abs(C * x0 * y0 - 1.0)
+    n = 10
     for factor in (above, below):
         eta = factor * bound
-        # perturb along the Hessian's non-zero eigenvector (b, a); the zero direction is the valley ab = const
-        x, y = a + 1e-8 * b / s, b + 1e-8 * a / s
-        for _ in range(60):
+        x, y = x0, y0
+        for _ in range(n):
             g = C * x * y - 1.0
             x, y = x - eta * y * g, y - eta * x * g
-        ends[factor] = abs(C * x * y - 1.0)
-    start_err = abs(C * (a + 1e-8 * b / s) * (b + 1e-8 * a / s) - 1.0)
-    # linearised factor per step |1 - eta C (a^2 + b^2)| = |1 - 2 factor|: >= 1.1 above (factor >= 1.05),
-    # in [0.4, 0.9] below (0.3 <= factor <= 0.95); after 60 steps >= 1.1^60 ~ 300 vs <= 0.9^60 ~ 2e-3
-    # (the 1e-8 perturbation keeps the quadratic terms ~1e-8 relative)
-    assert ends[above] > 5 * start_err
-    assert ends[below] < 0.2 * start_err
+        ratio = abs(C * x * y - 1.0) / start_err
+        # linearised factor per step: 1 - eta C (a^2 + b^2) = 1 - 2 factor (Hessian eigenvalue sqrt(4 + C^2 Delta^2)).
+        # After n = 10 steps the perturbation is <= 1e-9 * 2^10 ~ 1e-6: still linear, quadratic corrections
+        # ~1e-6 relative; 10% slack covers them.  (Beyond the linear regime GD can slide along the valley to a
+        # flatter fixed point -- discrete GD does not conserve Delta -- so only the local claim is tested.)
+        if factor > 1:
+            assert ratio >= 0.9 * (2 * factor - 1) ** n > 2.0
+        else:
+            assert ratio <= 1.1 * abs(1 - 2 * factor) ** n + 1e-5 < 0.5
 
 
 @pytest.mark.parametrize("d", [1, 2, 3])

@@ -3,6 +3,7 @@
 - ``linear``: the torch models, exact population / DSM losses, :func:`train`.
 - ``steps``: deterministic steps to accuracy (:func:`steps_to_accuracy`, the stable entry point).
 - ``experiment``: the one-layer vs two-layer vs local table and the ``critdiff train`` sub-command.
+- ``dsm``: neural denoising score matching (import the module: ``from critdiff_ref.trainers import dsm``).
 """
 
 from .experiment import (
