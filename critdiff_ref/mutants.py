@@ -43,6 +43,7 @@ __all__ = [
     "ref_em",
     "ref_ddim",
     "ref_edm_heun",
+    "DDIMLikeScheduler",
 ]
 
 
@@ -271,6 +272,75 @@ def mut_edm_heun_wrong_time(model, x: torch.Tensor, sigmas: torch.Tensor) -> tor
     return x
 
 
+# -- diffusers-like scheduler (the standard loop: set_timesteps, scale_model_input, step) ----------
+class _Output(NamedTuple):
+    prev_sample: torch.Tensor
+
+
+class DDIMLikeScheduler:
+    """A minimal DDIM scheduler (eta = 0, epsilon prediction, order 1) with diffusers' interface and
+    conventions: linear betas 1e-4..0.02 over 1000 training steps, ``abar = cumprod(1 - beta)``,
+    "leading" timesteps ``t_i = (N - 1 - i) * (1000 // N)``, final ``abar = 1`` (denoise to sigma = 0).
+
+    ``step`` moves the sample from ``timesteps[i]`` to ``timesteps[i + 1]`` (its step index is
+    counted internally, as in diffusers): ``x0 = (x - sqrt(1 - abar) eps) / sqrt(abar)``,
+    ``x <- sqrt(abar') x0 + sqrt(1 - abar') eps``.
+    """
+
+    order = 1
+    init_noise_sigma = 1.0
+
+    def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
+        if isinstance(num_train_timesteps, bool) or not isinstance(num_train_timesteps, int) or num_train_timesteps < 2:
+            raise ValueError(f"num_train_timesteps must be an int >= 2, got {num_train_timesteps!r}")
+        if not (0.0 < beta_start < beta_end < 1.0):
+            raise ValueError(f"need 0 < beta_start < beta_end < 1, got beta_start={beta_start}, beta_end={beta_end}")
+        self.config = {"num_train_timesteps": num_train_timesteps, "beta_start": beta_start, "beta_end": beta_end,
+                       "prediction_type": "epsilon"}
+        betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
+        self.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+        self.timesteps = torch.zeros(0, dtype=torch.long)
+        self._step_index = 0
+
+    @classmethod
+    def from_config(cls, config: dict, **overrides):
+        kw = {k: v for k, v in {**config, **overrides}.items() if k in ("num_train_timesteps", "beta_start", "beta_end")}
+        return cls(**kw)
+
+    def set_timesteps(self, num_inference_steps: int) -> None:
+        n_train = self.config["num_train_timesteps"]
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= n_train:
+            raise ValueError(f"num_inference_steps must be an int in [1, {n_train}], got {num_inference_steps!r}")
+        ratio = n_train // num_inference_steps
+        self.timesteps = torch.arange(num_inference_steps - 1, -1, -1, dtype=torch.long) * ratio
+        self._step_index = 0
+
+    def scale_model_input(self, sample: torch.Tensor, timestep=None) -> torch.Tensor:
+        return sample
+
+    def _abar(self, index: int) -> float:
+        """``abar`` at ``timesteps[index]``; 1 past the end (the final step denoises to sigma = 0)."""
+        return float(self.alphas_cumprod[int(self.timesteps[index])]) if index < len(self.timesteps) else 1.0
+
+    def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor, **kwargs) -> _Output:
+        i = self._step_index
+        abar, abar_prev = self._abar(i), self._abar(i + 1)
+        x0 = (sample - math.sqrt(1.0 - abar) * model_output) / math.sqrt(abar)
+        self._step_index += 1
+        return _Output(math.sqrt(abar_prev) * x0 + math.sqrt(1.0 - abar_prev) * model_output)
+
+
+class DDIMLikeSchedulerPrevIndexBug(DDIMLikeScheduler):
+    """DDIMLikeScheduler whose step looks up the previous timestep one index too far."""
+
+    def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor, **kwargs) -> _Output:
+        i = self._step_index
+        abar, abar_prev = self._abar(i), self._abar(i + 2)  # BUG: timesteps[i + 2] instead of timesteps[i + 1]
+        x0 = (sample - math.sqrt(1.0 - abar) * model_output) / math.sqrt(abar)
+        self._step_index += 1
+        return _Output(math.sqrt(abar_prev) * x0 + math.sqrt(1.0 - abar_prev) * model_output)
+
+
 _VP = {"process": VP()}
 
 MUTANTS: dict[str, Entry] = {
@@ -294,6 +364,9 @@ MUTANTS: dict[str, Entry] = {
                               "PF-ODE RK4 accumulating its time in float32", {"order": 4.0}),
     "edm_heun_corrector_wrong_sigma": Entry(mut_edm_heun_wrong_time, "denoiser",
                                             "EDM Heun with the corrector's denoiser at the step's start sigma", {"order": 2.0}),
+    "ddim_scheduler_prev_index": Entry(DDIMLikeSchedulerPrevIndexBug, "diffusers",
+                                       "diffusers-like DDIM stepping to timesteps[i + 2] (previous-timestep index off by one)",
+                                       {"order": 1.0}),
 }
 
 # mutant -> the CORRECT entry it deviates from by one line
@@ -308,6 +381,7 @@ PARENTS: dict[str, str] = {
     "ddim_abar_sqrt_swapped": "ref_ddim[VP]",
     "rk4_float32_time": "ref_pf_rk4",
     "edm_heun_corrector_wrong_sigma": "ref_edm_heun",
+    "ddim_scheduler_prev_index": "ddim_scheduler",
 }
 
 CORRECT: dict[str, Entry] = {
@@ -327,6 +401,8 @@ CORRECT: dict[str, Entry] = {
     "ref_ddim[VP]": Entry(ref_ddim, "score", "reference DDIM eta = 0 on VP (parent of ddim_* mutants)", {"order": 1.0, **_VP}),
     "ref_edm_heun": Entry(ref_edm_heun, "denoiser", "reference EDM Heun (parent of edm_* mutants)", {"order": 2.0}),
     "edm_euler": Entry(edm_euler, "denoiser", "validate.adapters.edm_euler (k-diffusion sample_euler)", {"order": 1.0}),
+    "ddim_scheduler": Entry(DDIMLikeScheduler, "diffusers", "diffusers-like DDIM scheduler (parent of ddim_scheduler_*)",
+                            {"order": 1.0}),
 }
 
 

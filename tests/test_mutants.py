@@ -11,6 +11,7 @@ import torch
 from critdiff_ref import VE, VP, GaussianField, exact_score
 from critdiff_ref.mutants import (
     CORRECT,
+    DDIMLikeScheduler,
     MUTANTS,
     PARENTS,
     Entry,
@@ -23,7 +24,7 @@ from critdiff_ref.mutants import (
 )
 from critdiff_ref.samplers import probability_flow, reverse_sde
 from critdiff_ref.testing import assert_close
-from critdiff_ref.validate import ADAPTERS, validate
+from critdiff_ref.validate import ADAPTERS, make_runner, validate
 from critdiff_ref.validate.adapters import edm_heun, exact_denoiser, karras_sigmas
 
 FIELD = GaussianField(6, 1, 0.0)
@@ -66,22 +67,19 @@ def test_reference_edm_heun_equals_the_validate_edm_heun():
 
 @pytest.mark.parametrize("name", sorted(MUTANTS))
 def test_every_mutant_changes_its_parents_output(name):
-    """Same input, same generator: the mutant's output differs from its parent's (the bug has an effect)."""
+    """Same start noise and generator through the same adapter: the mutant's output differs from its
+    parent's (the bug has an effect)."""
     mutant, parent = MUTANTS[name], CORRECT[PARENTS[name]]
-    assert mutant.options == parent.options  # validated under the same settings as its parent
     assert mutant.adapter == parent.adapter
-    if mutant.adapter == "denoiser":
-        model, sigmas = exact_denoiser(FIELD, 80.0), karras_sigmas(8, 0.002, 80.0)
-        x = 80.0 * torch.randn((2, *FIELD.shape), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-        a, b = mutant.sampler(model, x, sigmas), parent.sampler(model, x, sigmas)
-    else:
-        process = mutant.options.get("process", VE())
-        score, x_T = exact_score(FIELD, process), _start(process)
-        kw = lambda fn: {"generator": torch.Generator().manual_seed(3)} if "generator" in inspect.signature(fn).parameters else {}  # noqa: E731
-        # 12 steps: h = T/12 is not a binary fraction (with h = 1/16 float32 time accumulation is exact)
-        a = mutant.sampler(score, process, x_T, 12, **kw(mutant.sampler))
-        b = parent.sampler(score, process, x_T, 12, **kw(parent.sampler))
-    # a relative change far above rounding (<= 16 steps, 64 eps each): the deviation is real
+    assert mutant.options == parent.options  # validated under the same settings as its parent
+    z = FIELD.noise(torch.zeros(3, *FIELD.shape, dtype=torch.float64), torch.Generator().manual_seed(2))
+    out = []
+    for entry in (mutant, parent):
+        runner = make_runner(entry.sampler, entry.adapter, **entry.options)
+        # 12 steps: h = T/12 is not a binary fraction (with h = T/16 float32 time accumulation is exact)
+        out.append(runner(FIELD, 12, z, torch.Generator().manual_seed(3)))
+    a, b = out
+    # a relative change far above rounding (12 steps, 64 eps each): the deviation is real
     assert float((a - b).abs().max()) > 1e-10 * float(b.abs().max()), name
 
 
@@ -99,6 +97,15 @@ def test_registries_are_well_formed():
     bugs = " ".join(e.description for e in MUTANTS.values()).lower()
     for phrase in ("previous timestep", "corrector", "sign", "drift", "g^2", "sqrt(h)", "abar", "float32", "t_min"):
         assert phrase in bugs, phrase
+
+
+def test_ddim_like_scheduler_rejects_bad_config():
+    with pytest.raises(ValueError, match="num_train_timesteps"):
+        DDIMLikeScheduler(num_train_timesteps=1)
+    with pytest.raises(ValueError, match="beta_start"):
+        DDIMLikeScheduler(beta_start=0.1, beta_end=0.01)
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        DDIMLikeScheduler().set_timesteps(0)
 
 
 def test_references_reject_bad_steps_and_t_min():
