@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Union
+from typing import Sequence, Union
 
 import numpy as np
 import torch
@@ -58,6 +58,10 @@ __all__ = [
     "curie_weiss_susceptibility",
     "landau_free_energy",
     "two_delta_fixed_points",
+    "thermo_report",
+    "format_thermo_report",
+    "add_thermo_parser",
+    "run_thermo",
 ]
 
 Discrete = Union[EmpiricalDataset, TwoDeltas]
@@ -299,3 +303,95 @@ def two_delta_fixed_points(process: Process, t: float, mu: float = 1.0) -> tuple
     a = noise_level(process, t)[0]
     mu = _real("mu", mu, positive=True)
     return tuple(a * mu * fp.m for fp in curie_weiss_fixed_points(coupling(process, t, mu)))
+
+
+# --------------------------------------------------------------------------------------------
+# `critdiff thermo`: Curie–Weiss bifurcation data and REM participation ratios
+# --------------------------------------------------------------------------------------------
+
+
+def thermo_report(
+    sigma: float = 1.0,
+    times: Sequence[float] | None = None,
+    Ms: Sequence[int] = (4, 8, 12, 16),
+    ratios: Sequence[float] = (0.5, 0.8, 1.5, 2.0, 3.0),
+) -> dict:
+    """Two deltas ``±1`` under Brownian noise and the REM, as plain data (THEORY 7).
+
+    ``t_c`` from :func:`critical_time`; ``curie_weiss``: per time ``t`` (default ``t_c`` times 0.25,
+    0.5, 0.9, 0.99, 1.01, 1.1, 2) the coupling ``K = 1/(t sigma^2)``, all fixed points ``x* = m``
+    (``a = mu = 1``) with stability, and ``m``, ``chi`` of the
+    equilibrium branch.  ``rem``: per ``M`` and ``beta_tilde = ratio beta_c`` the exact finite-M
+    ``E[Y]``, the ``M -> inf`` limit and the Gumbel-corrected ``1 - beta_c(M)/beta_tilde``.
+    """
+    from . import condensation
+    from .processes import Brownian
+
+    sigma = _real("sigma", sigma, positive=True)
+    t_c = 1.0 / sigma**2
+    times = [t_c * f for f in (0.25, 0.5, 0.9, 0.99, 1.01, 1.1, 2.0)] if times is None else [_real("times", t, positive=True) for t in times]
+    p = Brownian(sigma, T=max(max(times), 2 * t_c))
+    rows = []
+    for t in times:
+        K = coupling(p, t)
+        rows.append(
+            {
+                "t": t,
+                "K": K,
+                "fixed_points": [{"x": fp.m, "stable": fp.stable, "free_energy": fp.free_energy} for fp in curie_weiss_fixed_points(K)],
+                "m": curie_weiss_magnetisation(K),
+                "chi": curie_weiss_susceptibility(K),
+            }
+        )
+    rem = []
+    for M in Ms:
+        for r in ratios:
+            bt = _real("ratios", r, positive=True) * condensation.REM_BETA_C
+            rem.append(
+                {
+                    "M": int(M),
+                    "beta_tilde_over_beta_c": float(r),
+                    "E_Y": condensation.rem_participation_ratio_exact(bt, M),
+                    "limit": condensation.rem_participation_ratio(bt),
+                    "gumbel": max(0.0, 1.0 - condensation.rem_beta_c_finite(M) / bt),
+                }
+            )
+    return {"sigma": sigma, "t_c": critical_time(p), "curie_weiss": rows, "rem": rem}
+
+
+def format_thermo_report(report: dict) -> str:
+    """Human-readable tables of :func:`thermo_report`."""
+    out = [f"Curie-Weiss (two deltas +-1, Brownian sigma={report['sigma']:g}): t_c = 1/sigma^2 = {report['t_c']:.12g}"]
+    out.append(f"{'t':>12} {'K':>10} {'m':>12} {'chi':>12}  fixed points x* (s = stable, u = unstable)")
+    for row in report["curie_weiss"]:
+        fps = "  ".join(f"{fp['x']:+.6f}{'s' if fp['stable'] else 'u'}" for fp in row["fixed_points"])
+        out.append(f"{row['t']:12.6g} {row['K']:10.6g} {row['m']:12.6g} {row['chi']:12.6g}  {fps}")
+    out.append("")
+    out.append("REM participation ratio E[Y] of N = 2^M points (exact finite M; limit 1 - beta_c/beta_tilde)")
+    out.append(f"{'M':>4} {'bt/bc':>7} {'E[Y]':>10} {'limit':>10} {'1-bc(M)/bt':>11}")
+    for row in report["rem"]:
+        out.append(f"{row['M']:4d} {row['beta_tilde_over_beta_c']:7.3g} {row['E_Y']:10.6f} {row['limit']:10.6f} {row['gumbel']:11.6f}")
+    return "\n".join(out)
+
+
+def add_thermo_parser(sub) -> "argparse.ArgumentParser":
+    """``critdiff thermo``: Curie–Weiss bifurcation data and REM participation ratios (THEORY 7)."""
+    p = sub.add_parser("thermo", help="print Curie-Weiss fixed points / exponents data and REM participation ratios")
+    p.add_argument("--sigma", type=float, default=1.0, help="Brownian noise scale (t_c = 1/sigma^2)")
+    p.add_argument("--times", type=float, nargs="+", default=None, help="diffusion times (default: multiples of t_c)")
+    p.add_argument("--M", type=int, nargs="+", default=[4, 8, 12, 16], help="log2 of the number of data points")
+    p.add_argument("--ratios", type=float, nargs="+", default=[0.5, 0.8, 1.5, 2.0, 3.0], help="beta_tilde / beta_c")
+    p.add_argument("--json", metavar="FILE", default=None, help="also write the report as JSON")
+    return p
+
+
+def run_thermo(args) -> int:
+    """Run ``critdiff thermo``; returns the exit status."""
+    import json
+
+    report = thermo_report(args.sigma, args.times, args.M, args.ratios)
+    print(format_thermo_report(report))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=2)
+    return 0
