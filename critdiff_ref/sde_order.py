@@ -59,12 +59,6 @@ Noise = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
 Kernel = Callable[[float], torch.Tensor]
 
 
-def _sde_rate(kernel: Kernel, process: Process, t: float) -> torch.Tensor:
-    """Per-mode rate ``-gamma(t) - g(t)^2 K_t`` of the linear reverse SDE ``dx/dt = rate x + ...`` (THEORY 1)."""
-    K = torch.as_tensor(kernel(t), dtype=torch.float64)
-    return -float(process.gamma(t)) - float(process.g(t)) ** 2 * K
-
-
 def _kernels(kernel: Kernel, times: torch.Tensor) -> torch.Tensor:
     """``K_t`` for a 1-D tensor of times, ``(len(times), *modes)``: one call if the kernel is marked
     ``vectorized`` (as ``samplers.score_kernel_fn`` may be), else one call per time."""
