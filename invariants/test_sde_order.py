@@ -35,8 +35,10 @@ from critdiff_ref.sde_order import (
     replay_noise,
     reverse_sde_heun,
     strong_error,
+    strong_order,
     weak_error,
     weak_order,
+    weak_order_check,
 )
 from critdiff_ref.strategies import masses, processes, seeds
 from critdiff_ref.testing import assert_close
@@ -214,6 +216,31 @@ def test_euler_maruyama_strong_order_half_multiplicative_one_additive(additive, 
     # GBM 0.47 at N = 8..64 and 0.53 at 16..128; additive 0.97-1.0)
     assert abs(fit.order - order) <= 0.1 + K_SIGMA * slope_se, (fit, slope_se)
     assert K_SIGMA * slope_se < 0.15  # enough paths for 1/2 and 1 to be told apart
+
+
+def test_monte_carlo_strong_order_of_the_sampler_code():
+    """strong_order() on reverse_sde and reverse_sde_heun (same-path fine references): both order 1."""
+    field, process = GaussianField(6, 1, 0.5), VE()
+    gen = torch.Generator().manual_seed(11)
+    x_T = exact_start(field, process, 200, gen)
+    score = exact_score(field, process)
+    for sampler in (reverse_sde, reverse_sde_heun):
+        fit = strong_order(sampler, score, process, x_T, [16, 32, 64], 8, gen, noise=field.noise)
+        # relative SE of each rms 2.5% at 200 paths (measured se/rms); worst-case slope SE (any correlation)
+        # sum|w| max(rel SE) = 1.44 * 0.025 = 0.036, K_SIGMA of it 0.15, plus 0.15 for the pre-asymptotic
+        # drift and the O(1/factor) bias of the fine reference: SLOPE_TOL = 0.3 (measured 1.02 and 1.06)
+        assert abs(fit.order - 1.0) <= SLOPE_TOL, (sampler.__name__, fit)
+
+
+def test_weak_order_check_row_for_reports():
+    """weak_order_check gives a report row: EM passes as order 1, fails when documented as order 2."""
+    field, process = GaussianField(6, 1, 0.0), VE()
+    row = weak_order_check(reverse_sde, field, process, (64, 128, 256), order=1.0)
+    assert row["passed"] and row["name"].endswith("/weak_order") and abs(row["measured"] - 1.0) <= SLOPE_TOL
+    wrong = weak_order_check(reverse_sde, field, process, (64, 128, 256), order=2.0)
+    assert not wrong["passed"]
+    with pytest.raises(ValueError, match="band"):
+        weak_order_check(reverse_sde, field, process, (64, 128), band=0)
 
 
 # -- Brownian path plumbing -------------------------------------------------------------------------
