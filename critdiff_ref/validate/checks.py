@@ -38,6 +38,8 @@ __all__ = [
     "floor_variance",
     "probe_covariance",
     "covariance_metrics",
+    "mc_mode_variance",
+    "endpoint_jump_error",
     "gaussian_checks",
     "order_check",
     "observed_order",
@@ -170,12 +172,18 @@ def _fourier_matrix(f: GaussianField, S: torch.Tensor) -> torch.Tensor:
     return F @ S.to(torch.complex128) @ F.conj().T
 
 
-def _w2_full(S1: torch.Tensor, S2: torch.Tensor) -> float:
-    """Gaussian W2 for full covariances: ``tr S1 + tr S2 - 2 tr (S2^1/2 S1 S2^1/2)^1/2``."""
-    e, U = torch.linalg.eigh(S2)
-    r2 = (U * e.clamp_min(0).sqrt()) @ U.T
-    m = torch.linalg.eigvalsh(r2 @ S1 @ r2).clamp_min(0).sqrt().sum()
-    return float(max(float(torch.trace(S1) + torch.trace(S2) - 2 * m), 0.0)) ** 0.5
+def _w2_full(f: GaussianField, S_gen_k: torch.Tensor, c0: torch.Tensor) -> float:
+    """Gaussian W2 between ``N(0, S_gen)`` (Fourier basis, full) and ``N(0, diag c0)``:
+    ``W2^2 = tr S_gen + tr c0 - 2 tr (c0^1/2 S_gen c0^1/2)^1/2`` on the fluctuating modes (where the
+    matrix square root is well conditioned), plus any generated variance on a removed zero mode."""
+    mask = f.mode_mask().reshape(-1)
+    c = c0.reshape(-1)[mask].to(torch.complex128).sqrt()
+    S = S_gen_k[mask][:, mask]
+    M = c[:, None] * S * c[None, :]
+    root = torch.linalg.eigvalsh(0.5 * (M + M.conj().T)).clamp_min(0).sqrt().sum()
+    leak = float(S_gen_k.diagonal().real[~mask].sum())
+    w2sq = float(S.diagonal().real.sum()) + float(c0.sum()) - 2.0 * float(root) + leak
+    return max(w2sq, 0.0) ** 0.5
 
 
 def _kl_full(f: GaussianField, S_gen_k: torch.Tensor, c0: torch.Tensor) -> float:
@@ -228,7 +236,7 @@ def covariance_metrics(f: GaussianField, Sigma: torch.Tensor, floor: torch.Tenso
         "own_error": float((Sigma - S_floor).norm() / S_floor.norm()),
         "total_error": float((Sigma - S_ref).norm() / S_ref.norm()),
         "floor_error": relative_frobenius_error(floor, c0),
-        "w2": _w2_full(Sigma, S_ref),
+        "w2": _w2_full(f, Sk, c0),
         "kl": _kl_full(f, Sk, c0),
         "floor_w2": gaussian_w2(floor, c0),
         "floor_kl": gaussian_kl(floor, c0),
@@ -237,7 +245,7 @@ def covariance_metrics(f: GaussianField, Sigma: torch.Tensor, floor: torch.Tenso
     }
 
 
-def _mc_covariance(runner: Runner, f: GaussianField, steps: int, n: int, seed: int, dtype, device):
+def mc_mode_variance(runner: Runner, f: GaussianField, steps: int, n: int, seed: int, dtype, device):
     """Monte Carlo per-mode variances ``mean |x_k|^2`` and their standard errors (n samples)."""
     g = torch.Generator(device=device or "cpu").manual_seed(seed)
     z = white_noise(f, n, g, dtype, device)
@@ -288,7 +296,7 @@ def gaussian_checks(runner: Runner, f: GaussianField, steps: tuple[int, ...], *,
                         "sampler is not linear in its start (a bias, clipping, or state kept between calls)"
                         if resid > lin_tol else ""))
             else:
-                v, se, _ = _mc_covariance(runner, f, N, n_samples, seed + N, dtype, device)
+                v, se, _ = mc_mode_variance(runner, f, N, n_samples, seed + N, dtype, device)
                 noise = float(torch.sqrt((se**2).sum() / (floor**2).sum()))
                 # E ||v_hat - v||^2 = ||bias||^2 + sum se^2: subtract the Monte Carlo part (debiased estimate)
                 raw = relative_frobenius_error(v, floor)
