@@ -37,6 +37,10 @@ __all__ = [
     "CORRECT",
     "PARENTS",
     "power_matrix",
+    "format_power_matrix",
+    "QUICK_SETTINGS",
+    "add_mutants_parser",
+    "run_mutants",
     "ref_pf_euler",
     "ref_pf_heun",
     "ref_pf_rk4",
@@ -452,3 +456,49 @@ def _worst_check(report) -> tuple[str, float]:
     pool = failed or results
     worst = max(pool, key=_margin)
     return worst.name, _margin(worst)
+
+
+# validate() settings of the quick matrix (CI): one critical field, the Gaussian checks only.
+QUICK_SETTINGS: dict = {"targets": ("gaussian",), "n_samples": 1000}
+
+
+def format_power_matrix(rows) -> str:
+    """Markdown table of :func:`power_matrix` rows: mutants first (caught?), then correct samplers (passed?)."""
+    out = ["| sampler | kind | result | deciding check | margin |", "|---|---|---|---|---|"]
+    for name, caught, check, margin in rows:
+        kind = "mutant" if name in MUTANTS else "correct"
+        ok = caught if kind == "mutant" else not caught
+        result = ("caught" if caught else "MISSED") if kind == "mutant" else ("passed" if not caught else "FAILED")
+        out.append(f"| {name} | {kind} | {result}{'' if ok else ' (!)'} | {check} | {margin:.3g} |")
+    return "\n".join(out)
+
+
+def add_mutants_parser(sub):
+    """``critdiff mutants``: run the validator's power matrix (planted bugs must fail, correct samplers pass)."""
+    p = sub.add_parser("mutants", help="validator power matrix: planted-bug samplers must fail, correct ones pass")
+    p.add_argument("--names", nargs="+", default=None, help="entries of MUTANTS/CORRECT (default: all)")
+    p.add_argument("--quick", action="store_true", help="one d=1 L=8 critical field, Gaussian checks only")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", metavar="FILE", default=None, help="also write the rows as JSON")
+    return p
+
+
+def run_mutants(args) -> int:
+    """Print the power matrix; exit 1 if a mutant was missed or a correct sampler failed."""
+    import json
+
+    from .targets import GaussianField
+
+    unknown = [n for n in (args.names or []) if n not in MUTANTS and n not in CORRECT]
+    if unknown:
+        raise ValueError(f"names must be entries of MUTANTS or CORRECT, got unknown {unknown}")
+    kw = {"seed": args.seed}
+    if args.quick:
+        kw.update(QUICK_SETTINGS, fields=(GaussianField(8, 1, 0.0),))
+    rows = power_matrix(args.names, **kw)
+    print(format_power_matrix(rows))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump([list(r) for r in rows], fh, indent=2)
+    bad = [r for r in rows if (r[0] in MUTANTS) != r[1]]
+    return 1 if bad else 0

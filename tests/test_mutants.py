@@ -128,3 +128,22 @@ def test_power_matrix_rows_name_the_catching_check():
     assert not caught and margin <= 1.0, by_name
     with pytest.raises(KeyError):
         power_matrix(["no such sampler"])
+
+
+def test_run_mutants_prints_the_matrix_and_sets_the_exit_code(capsys, tmp_path):
+    import argparse
+    import json
+
+    from critdiff_ref.mutants import add_mutants_parser, run_mutants
+
+    parser = argparse.ArgumentParser()
+    add_mutants_parser(parser.add_subparsers(dest="command"))
+    out = tmp_path / "rows.json"
+    args = parser.parse_args(["mutants", "--quick", "--names", "heun_dropped_second_stage", "ref_pf_heun", "--json", str(out)])
+    assert run_mutants(args) == 0  # the mutant is caught and the correct sampler passes
+    text = capsys.readouterr().out
+    assert "| heun_dropped_second_stage | mutant | caught |" in text
+    assert "| ref_pf_heun | correct | passed |" in text
+    assert [r[0] for r in json.loads(out.read_text())] == ["heun_dropped_second_stage", "ref_pf_heun"]
+    with pytest.raises(ValueError, match="names"):
+        run_mutants(parser.parse_args(["mutants", "--names", "nope"]))
