@@ -35,7 +35,6 @@ from critdiff_ref.targets import Phi4ZeroD
 # The bootstrap SE itself carries ~5% relative noise (200 resamples), negligible at K = 4.
 K_SIGMA = 4.0
 PROCESSES = {"VE": VE(25.0, 1.0), "VP": VP(0.1, 20.0, 1.0)}
-SLOW = pytest.mark.skipif(os.environ.get("CRITDIFF_SLOW") != "1", reason="slow: set CRITDIFF_SLOW=1")
 
 # Two-peak mixture: n = 20000 samples (SE of kappa_4 ~ 0.03 at mu = 1).  Steps: RK4 50 (h * rate
 # <= 0.1; bias invisible, mean z over 6 seeds 0.1), Euler–Maruyama 1000 (mean z over 6 seeds
@@ -112,8 +111,9 @@ def test_phi4_zero_d_moments_sde_vp(well, seed):
     _check_phi4_moments(well, "VP", "sde", seed)
 
 
-@SLOW
 @pytest.mark.parametrize("well", ["single", "double"])
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("CRITDIFF_SLOW") != "1", reason="slow: set CRITDIFF_SLOW=1")
 @settings(max_examples=1)
 @given(seed=seeds())
 def test_phi4_zero_d_moments_sde_ve(well, seed):

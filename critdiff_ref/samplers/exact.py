@@ -11,6 +11,11 @@ For a Gaussian field the score is ``s_t(x)_k = K_t(k) x_k``, so every sampler of
 - Euler–Maruyama: ``x <- m_i x + g(t_i) sqrt(h) z`` with ``m_i = 1 + h (gamma + g^2 K)(t_i)``,
   ``h = -dt``; variance ``v_{i+1} = m_i^2 v_i + g(t_i)^2 h`` (noise only on fluctuating modes).
 
+The gains are computed for a whole grid at once (``(N, *modes)`` step factors) from a kernel
+``t -> K_t(k)``; :func:`score_kernel_fn` gives the exact one, vectorised over times.
+:func:`ode_log_gain` sums ``log1p`` of the step increments, so discretisation errors far below
+``N eps`` (RK4) stay measurable; :func:`measured_order` fits convergence orders from such errors.
+
 Exact continuous results with a start ``N(0, v_T)``, ``delta_T = v_T - C_T`` (THEORY 2):
 ODE ``C_tmin + delta_T C_tmin / C_T``; SDE ``C_tmin + delta_T (C_tmin / C_T)^2 exp(-2 (Gamma(T) - Gamma(t_min)))``.
 """

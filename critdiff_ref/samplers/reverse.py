@@ -68,8 +68,10 @@ METHODS = {"euler": euler_step, "heun": heun_step, "rk4": rk4_step}
 def euler_maruyama_step(
     process: Process, score: Score, x: torch.Tensor, t: float, dt: float, z: torch.Tensor
 ) -> torch.Tensor:
-    """``x + dt (-gamma x - g^2 s_t(x)) + g(t) sqrt(|dt|) z`` with ``dt = -h < 0`` (THEORY 1)."""
-    return x + dt * sde_drift(process, score, x, t) + float(process.g(t)) * math.sqrt(-dt) * z
+    """``x + dt (-gamma x - g^2 s_t(x)) + g(t) sqrt(|dt|) z`` with ``dt = -h < 0`` (THEORY 1): the
+    deterministic part is :func:`euler_step` on the SDE drift, shared with the ODE path."""
+    drift = lambda y, s: sde_drift(process, score, y, s)  # noqa: E731
+    return euler_step(drift, x, t, dt) + float(process.g(t)) * math.sqrt(-dt) * z
 
 
 # -- helpers ----------------------------------------------------------------------------------
