@@ -2,7 +2,7 @@
 
 Three pictures of the same posterior ``p(y | x_t = x)`` over the clean data:
 
-1. **Boltzmann ensemble** (any discrete ``p_0``, any process).  Completing the square in
+1. **Boltzmann ensemble** (data sets, two deltas, 1-D Gaussian mixtures; any process).  Completing the square in
    ``-|x - a y|^2 / (2 Xi)`` gives ``p(y | x) ∝ p_0(y) exp(-beta H(y; x))`` with the inverse
    temperature ``beta = 1/Xi(t)`` (Brownian: ``1/(t sigma^2)``) and the energy
    ``H(y; x) = a^2 |y|^2 / 2 - a x.y``.  The partition function ``Z = sum_j p_0(y_j) e^{-beta H_j}``
@@ -13,16 +13,11 @@ Three pictures of the same posterior ``p(y | x_t = x)`` over the clean data:
        F = U - beta^{-1} (S - ln N)  with U = <H>, S = -sum w ln w   (empirical data, p_0 = 1/N).
 
    At ``a = 1`` (Brownian) this is THEORY 7's ``H = beta (|y|^2/2 - x.y)`` and ``<y> = -grad F``.
-2. **Curie–Weiss** (two deltas ``±mu``).  ``<y> = mu tanh(beta a mu x)``; in ``m = x/(a mu)`` the
-   zeros of the score (the modes of ``p_t``; for ``gamma = 0`` the fixed points of the reverse
-   drift) solve ``m = tanh(K m)`` with the coupling ``K = a^2 mu^2 / Xi`` (Brownian, ``mu = 1``:
-   ``K = 1/(t sigma^2)``, critical at ``t_c = 1/sigma^2``).  With a field,
-   ``m = tanh(K (m + h))``; these are the stationary points of the Landau landscape
-   ``f(m) = m^2/2 - K^{-1} ln cosh(K (m + h))``  (``f'(m) = m - tanh(K (m + h))``,
-   ``f'' = 1 - K (1 - m^2)`` at a fixed point), which at ``h = 0`` is ``-K^{-1} ln p_t`` up to a
-   constant.  Expanding, ``f = (1 - K) m^2/2 + K^3 m^4/12 + O(m^6)``: ``m^2 -> 3 (K - 1)`` and
-   ``chi = K (1 - m^2) / (1 - K (1 - m^2))`` diverges as ``|K - 1|^{-1}`` (amplitude 1 above,
-   1/2 below).
+   Gaussian mixtures have a sampleable posterior (a Gaussian mixture again, :func:`mixture_posterior`),
+   with ``sum_j`` replaced by ``int dy``; :func:`posterior_sample` draws from every posterior here.
+2. **Curie–Weiss** (two deltas ``±mu``): ``<y> = mu tanh(beta a mu x)``; the modes of ``p_t`` solve
+   ``m = tanh(K m)``, ``K = a^2 mu^2 / Xi``, branching at ``K = 1`` (Brownian: ``t_c = 1/sigma^2``).
+   Fixed points, Landau landscape and exponents: :mod:`critdiff_ref.curie_weiss` (re-exported here).
 3. The random-energy (condensation) picture of finite data sets lives in
    :mod:`critdiff_ref.condensation`.
 """
@@ -30,15 +25,25 @@ Three pictures of the same posterior ``p(y | x_t = x)`` over the clean data:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Sequence, Union
 
 import numpy as np
 import torch
-from scipy import optimize
 
+from .curie_weiss import (
+    FixedPoint,
+    _log_cosh,
+    coupling,
+    critical_time,
+    curie_weiss_fixed_points,
+    curie_weiss_magnetisation,
+    curie_weiss_susceptibility,
+    landau_free_energy,
+    two_delta_fixed_points,
+)
 from .processes import Process
 from .targets.discrete import EmpiricalDataset, TwoDeltas, noise_level
+from .targets.mixtures import GaussianMixture1D, TwoGaussianMixture
 
 __all__ = [
     "inverse_temperature",
@@ -50,6 +55,8 @@ __all__ = [
     "posterior_covariance",
     "susceptibility",
     "participation_ratio",
+    "mixture_posterior",
+    "posterior_sample",
     "FixedPoint",
     "coupling",
     "critical_time",
@@ -65,12 +72,15 @@ __all__ = [
 ]
 
 Discrete = Union[EmpiricalDataset, TwoDeltas]
-Array = Union[float, np.ndarray, torch.Tensor]
+Mixture = Union[GaussianMixture1D, TwoGaussianMixture]
+Target = Union[EmpiricalDataset, TwoDeltas, GaussianMixture1D, TwoGaussianMixture]
+_TARGETS = (EmpiricalDataset, TwoDeltas, GaussianMixture1D, TwoGaussianMixture)
 
 
-def _check_target(target: object) -> None:
-    if not isinstance(target, (EmpiricalDataset, TwoDeltas)):
-        raise TypeError(f"target must be an EmpiricalDataset or TwoDeltas (a discrete p_0), got {type(target).__name__}")
+def _check_target(target: object, kinds: tuple[type, ...] = _TARGETS) -> None:
+    if not isinstance(target, kinds):
+        names = ", ".join(k.__name__ for k in kinds)
+        raise TypeError(f"target must be one of {names}, got {type(target).__name__}")
 
 
 def _check_x(x: object) -> None:
@@ -92,12 +102,6 @@ def _real(name: str, value: object, *, positive: bool = False) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def _log_cosh(u: Array) -> Array:
-    """``ln cosh u = logaddexp(u, -u) - ln 2``: no overflow, no threshold cut-off, smooth at 0 under autograd."""
-    xp = torch if isinstance(u, torch.Tensor) else np
-    return xp.logaddexp(u, -u) - math.log(2.0)
-
-
 def inverse_temperature(process: Process, t: float) -> float:
     """``beta = 1 / Xi(t)`` (THEORY 7; Brownian ``1/(t sigma^2)``); ``t > 0``."""
     return 1.0 / noise_level(process, t)[1]
@@ -115,10 +119,15 @@ def log_partition_function(target: Discrete, x: torch.Tensor, process: Process, 
 
     Empirical data: shape ``(*batch,)``.  Two deltas act per site: ``ln Z = ln cosh(beta a mu x) -
     beta a^2 mu^2 / 2`` elementwise, shape like ``x`` (sites are independent; sum for the total).
+    Gaussian mixtures (elementwise, ``ln Z = int p_0(y) e^{-beta H} dy``): ``ln Z = ln p_t(x) +
+    x^2/(2 Xi) + ln(2 pi Xi)/2`` from the exact marginal mixture.
     """
     _check_target(target)
     _check_x(x)
     a, Xi = noise_level(process, t)
+    if isinstance(target, (GaussianMixture1D, TwoGaussianMixture)):
+        log_pt = _as_mixture(target).marginal(process, t).log_density(x)
+        return log_pt + x * x / (2 * Xi) + 0.5 * math.log(2 * math.pi * Xi)
     if isinstance(target, TwoDeltas):
         u = (a * target.mu / Xi) * x
         return _log_cosh(u) - 0.5 * a * a * target.mu**2 / Xi
@@ -152,18 +161,50 @@ def posterior_entropy(target: EmpiricalDataset, x: torch.Tensor, process: Proces
     return -(lw.exp() * lw).sum(-1)
 
 
-def magnetisation(target: Discrete, x: torch.Tensor, process: Process, t: float) -> torch.Tensor:
-    """``<y>_{x,t}`` (THEORY 7): softmax mean for data sets, ``mu tanh(beta a mu x)`` for two deltas."""
+def _as_mixture(target: Mixture) -> GaussianMixture1D:
+    return target.as_mixture() if isinstance(target, TwoGaussianMixture) else target
+
+
+def mixture_posterior(target: Mixture, x: torch.Tensor, process: Process, t: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Exact posterior of a 1-D Gaussian mixture ``sum_k w_k N(m_k, s_k^2)`` given ``x_t = x`` (elementwise).
+
+    A mixture again: responsibilities ``r_k ∝ w_k N(x; a m_k, a^2 s_k^2 + Xi)``, component means
+    ``(m_k Xi + a s_k^2 x) / (Xi + a^2 s_k^2)`` and variances ``s_k^2 Xi / (Xi + a^2 s_k^2)``.
+    Returns ``(log r, means, variances)``, each ``(*x.shape, K)``.
+    """
+    _check_target(target, (GaussianMixture1D, TwoGaussianMixture))
+    _check_x(x)
+    a, Xi = noise_level(process, t)
+    mix = _as_mixture(target)
+    log_r = torch.log_softmax(mix.marginal(process, t).component_log_densities(x), dim=-1)
+    _, m, s = mix._params(x)
+    denom = Xi + a * a * s * s
+    means = (m * Xi + a * s * s * x.unsqueeze(-1)) / denom
+    return log_r, means, (s * s * Xi / denom).expand_as(means)
+
+
+def magnetisation(target: Target, x: torch.Tensor, process: Process, t: float) -> torch.Tensor:
+    """``<y>_{x,t}`` (THEORY 7): softmax mean for data sets, ``mu tanh(beta a mu x)`` for two deltas,
+    ``sum_k r_k m_k`` for Gaussian mixtures (:func:`mixture_posterior`)."""
     _check_target(target)
     _check_x(x)
+    if isinstance(target, (GaussianMixture1D, TwoGaussianMixture)):
+        log_r, means, _ = mixture_posterior(target, x, process, t)
+        return (log_r.exp() * means).sum(-1)
     return target.posterior_mean(x, process, t)
 
 
 def posterior_covariance(target: Discrete, x: torch.Tensor, process: Process, t: float) -> torch.Tensor:
     """``Cov_post(y | x)``: ``(*batch, D, D)`` for data sets; per-site variance ``mu^2 sech^2(beta a mu x)``
-    (shape like ``x``) for two deltas, whose sites are independent."""
+    (shape like ``x``) for two deltas and Gaussian mixtures (``sum_k r_k (v_k + m_k^2) - <y>^2``),
+    whose sites are independent."""
     _check_target(target)
     _check_x(x)
+    if isinstance(target, (GaussianMixture1D, TwoGaussianMixture)):
+        log_r, means, var = mixture_posterior(target, x, process, t)
+        r = log_r.exp()
+        mean = (r * means).sum(-1)
+        return (r * (var + (means - mean.unsqueeze(-1)) ** 2)).sum(-1)  # centred: no cancellation
     if isinstance(target, TwoDeltas):
         a, Xi = noise_level(process, t)
         return target.mu**2 / torch.cosh(a * target.mu * x / Xi) ** 2
@@ -179,130 +220,49 @@ def susceptibility(target: Discrete, x: torch.Tensor, process: Process, t: float
 
 def participation_ratio(target: Discrete, x: torch.Tensor, process: Process, t: float) -> torch.Tensor:
     """``Y = sum_j w_j^2`` (THEORY 7): ``(*batch,)`` for data sets; per site ``(1 + tanh^2(beta a mu x))/2``
-    for two deltas."""
-    _check_target(target)
+    for two deltas (discrete targets only)."""
+    _check_target(target, (EmpiricalDataset, TwoDeltas))
     _check_x(x)
     if isinstance(target, TwoDeltas):
         return 0.5 * (1 + (target.posterior_mean(x, process, t) / target.mu) ** 2)
     return target.participation_ratio(x, process, t)
 
 
-# --------------------------------------------------------------------------------------------
-# 2. Two deltas: Curie–Weiss mean field
-# --------------------------------------------------------------------------------------------
+def _count(n: object) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got n={n!r}")
+    return int(n)
 
 
-@dataclass(frozen=True)
-class FixedPoint:
-    """A solution of ``m = tanh(K (m + h))``: ``curvature = f''(m) = 1 - K sech^2(K (m + h))``
-    (stable iff > 0), Landau ``free_energy = f(m)``, ``susceptibility = dm/dh``."""
+def posterior_sample(
+    target: Target, x: torch.Tensor, process: Process, t: float, n: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``n`` exact draws of the clean data from ``p(y | x_t = x)`` (THEORY 7), shape ``(n, *x.shape)``.
 
-    m: float
-    stable: bool
-    curvature: float
-    free_energy: float
-    susceptibility: float
-
-
-def coupling(process: Process, t: float, mu: float = 1.0) -> float:
-    """Curie–Weiss coupling ``K = a(t)^2 mu^2 / Xi(t)`` of two deltas ``±mu`` (Brownian: ``mu^2/(t sigma^2)``)."""
-    mu = _real("mu", mu, positive=True)
-    a, Xi = noise_level(process, t)
-    return a * a * mu * mu / Xi
-
-
-def critical_time(process: Process, mu: float = 1.0) -> float:
-    """Symmetry-breaking time ``t_c``: ``K(t_c) = 1`` (Brownian: ``mu^2/sigma^2``, THEORY 7's ``1/sigma^2``).
-
-    ``K = a^2 mu^2 / Xi`` decreases in ``t`` for every process here, so the root is unique; brentq
-    on ``ln K``.  Returns ``inf`` when ``K > 1`` on all of ``(0, T]`` (symmetry never restored).
+    Data sets: indices from the posterior weights; two deltas: ``+mu`` with probability
+    ``(1 + tanh(beta a mu x))/2`` per site; Gaussian mixtures: a component from ``r_k`` then
+    ``N(m_k, v_k)`` (:func:`mixture_posterior`).  dtype/device follow ``x``.
     """
-    mu = _real("mu", mu, positive=True)
-
-    def log_K(t: float) -> float:
-        return 2 * math.log(float(process.a(t)) * mu) - math.log(float(process.Xi(t)))
-
-    if log_K(process.T) > 0:
-        return math.inf
-    lo = process.T
-    while log_K(lo) <= 0:  # K -> inf as t -> 0 since Xi -> 0
-        lo *= 0.5
-    return optimize.brentq(log_K, lo, process.T, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
-
-
-def landau_free_energy(m: Array, beta: float, h: float = 0.0) -> Array:
-    """Landau landscape ``f(m) = m^2/2 - beta^{-1} ln cosh(beta (m + h))`` (THEORY 7; module docstring).
-
-    Stationary points are the fixed points ``m = tanh(beta (m + h))``; ``f(0) = 0`` at ``h = 0`` (the
-    ``-beta^{-1} ln 2`` constant of ``-beta^{-1} ln p_t`` is dropped).  Elementwise, numpy or torch.
-    """
-    beta = _real("beta", beta, positive=True)
-    h = _real("h", h)
-    return 0.5 * m * m - _log_cosh(beta * (m + h)) / beta
-
-
-def _fixed_point(m: float, beta: float, h: float) -> FixedPoint:
-    sech2 = 1.0 - math.tanh(beta * (m + h)) ** 2
-    curv = 1.0 - beta * sech2
-    chi = beta * sech2 / curv if curv != 0 else math.inf
-    return FixedPoint(m, curv > 0, curv, float(landau_free_energy(m, beta, h)), chi)
-
-
-def curie_weiss_fixed_points(beta: float, h: float = 0.0) -> tuple[FixedPoint, ...]:
-    """All solutions of ``m = tanh(beta (m + h))`` in increasing ``m`` (THEORY 7).
-
-    ``G(m) = m - tanh(beta (m + h))`` has ``G(-1) < 0 < G(1)`` and, for ``beta > 1``, turning points
-    at ``m = -h ± arccosh(sqrt(beta))/beta``; brentq on each of the <= 3 monotone pieces with a sign
-    change (a tangent root at a turning point is kept).  One root for ``beta <= 1`` or a strong field.
-    """
-    beta = _real("beta", beta, positive=True)
-    h = _real("h", h)
-
-    def G(m: float) -> float:
-        return m - math.tanh(beta * (m + h))
-
-    edges = [-1.0, 1.0]
-    if beta > 1.0:
-        c = math.acosh(math.sqrt(beta)) / beta
-        edges = sorted({-1.0, 1.0, *(min(1.0, max(-1.0, -h + s * c)) for s in (-1, 1))})
-    tol = 4 * np.finfo(float).eps
-    roots: list[float] = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        g_lo, g_hi = G(lo), G(hi)
-        if g_lo == 0.0:
-            roots.append(lo)
-        elif g_lo * g_hi < 0:
-            roots.append(optimize.brentq(G, lo, hi, xtol=1e-300, rtol=tol, maxiter=500))
-    if G(edges[-1]) == 0.0:
-        roots.append(edges[-1])
-    roots = sorted(set(roots))
-    return tuple(_fixed_point(m, beta, h) for m in roots)
-
-
-def curie_weiss_magnetisation(beta: float, h: float = 0.0) -> float:
-    """Equilibrium ``m(beta, h)``: the global minimum of ``f``, i.e. the outermost root on the side of ``h``.
-
-    ``f(m; h) - f(-m; h) = -beta^{-1} [ln cosh(beta (m + h)) - ln cosh(beta (m - h))] < 0`` for
-    ``m h > 0``, so the largest root (``h >= 0``; at ``h = 0`` the ``m >= 0`` branch) or the smallest
-    (``h < 0``) is the minimum; no comparison of nearly equal ``f`` values is needed.
-    """
-    fps = curie_weiss_fixed_points(beta, h)
-    return fps[-1].m if float(h) >= 0 else fps[0].m
-
-
-def curie_weiss_susceptibility(beta: float, h: float = 0.0) -> float:
-    """``chi = dm/dh = beta (1 - m^2) / (1 - beta (1 - m^2))`` on the equilibrium branch (THEORY 7)."""
-    m = curie_weiss_magnetisation(beta, h)
-    q = float(beta) * (1.0 - m * m)
-    return q / (1.0 - q)
-
-
-def two_delta_fixed_points(process: Process, t: float, mu: float = 1.0) -> tuple[float, ...]:
-    """Zeros of the exact two-delta score at time ``t``: ``x* = a mu m`` with ``m = tanh(K m)``,
-    ``K = a^2 mu^2 / Xi`` (THEORY 7); for ``gamma = 0`` (Brownian, VE) the reverse-drift fixed points."""
-    a = noise_level(process, t)[0]
-    mu = _real("mu", mu, positive=True)
-    return tuple(a * mu * fp.m for fp in curie_weiss_fixed_points(coupling(process, t, mu)))
+    _check_target(target)
+    _check_x(x)
+    n = _count(n)
+    kw = dict(dtype=x.dtype, device=x.device)
+    if isinstance(target, TwoDeltas):
+        p_plus = 0.5 * (1 + target.posterior_mean(x, process, t) / target.mu)
+        u = torch.rand((n, *x.shape), generator=generator, **kw)
+        return torch.where(u < p_plus, target.mu, -target.mu).to(x.dtype)
+    if isinstance(target, EmpiricalDataset):
+        w = target.log_weights(x, process, t).exp().reshape(-1, target.N)
+        idx = torch.multinomial(w, n, replacement=True, generator=generator)  # (B, n)
+        y = target.points.to(**kw)[idx.T]  # (n, B, *event)
+        return y.reshape(n, *x.shape)
+    log_r, means, var = mixture_posterior(target, x, process, t)
+    K = log_r.shape[-1]
+    idx = torch.multinomial(log_r.exp().reshape(-1, K), n, replacement=True, generator=generator)  # (P, n)
+    m = means.reshape(-1, K).gather(1, idx)
+    v = var.reshape(-1, K).gather(1, idx)
+    y = m + v.sqrt() * torch.randn(m.shape, generator=generator, **kw)
+    return y.T.reshape(n, *x.shape)
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import torch
 from critdiff_ref import condensation as cond
 from critdiff_ref import thermo
 from critdiff_ref.processes import OU, VE, VP, Brownian
-from critdiff_ref.targets import EmpiricalDataset, GaussianMixture1D, TwoDeltas
+from critdiff_ref.targets import EmpiricalDataset, GaussianField, GaussianMixture1D, TwoDeltas, TwoGaussianMixture
 from critdiff_ref.testing import assert_close, eps
 
 P = Brownian(1.0, T=2.0)
@@ -23,8 +23,15 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 # -- thermo: bad input ------------------------------------------------------------------------
 def test_posterior_functions_reject_bad_targets_and_states():
     x = torch.zeros(4, 2, dtype=torch.float64)
-    with pytest.raises(TypeError, match="target"):
-        thermo.magnetisation(GaussianMixture1D([0.5, 0.5], [-1.0, 1.0], [0.1, 0.1]), x[:, 0], P, 0.5)
+    with pytest.raises(TypeError, match="target must be one of"):
+        thermo.magnetisation(GaussianField(4, 1, 0.5), x[:, 0], P, 0.5)
+    mix = GaussianMixture1D((0.5, 0.5), (-1.0, 1.0), (0.1, 0.1))
+    with pytest.raises(TypeError, match="target must be one of EmpiricalDataset, TwoDeltas"):
+        thermo.participation_ratio(mix, x[:, 0], P, 0.5)
+    with pytest.raises(TypeError, match="target must be one of GaussianMixture1D"):
+        thermo.mixture_posterior(DATA, x, P, 0.5)
+    with pytest.raises(ValueError, match="n must be an integer >= 1"):
+        thermo.posterior_sample(mix, x[:, 0], P, 0.5, 0)
     with pytest.raises(TypeError, match="x must be a floating-point"):
         thermo.free_energy(DATA, [[0.0, 0.0]], P, 0.5)
     with pytest.raises(TypeError, match="x must be a floating-point"):
@@ -67,7 +74,14 @@ def test_dtype_and_device_follow_input(device, dtype):
     for f in (thermo.magnetisation, thermo.free_energy, thermo.posterior_covariance, thermo.susceptibility, thermo.participation_ratio):
         out = f(TwoDeltas(1.5), x, P, 0.3)
         assert out.dtype == dtype and out.device.type == device and out.shape == x.shape
+    for target in (GaussianMixture1D((0.2, 0.8), (-1.0, 0.5), (0.3, 1.0)), TwoGaussianMixture(1.0, 0.4)):
+        for f in (thermo.magnetisation, thermo.log_partition_function, thermo.posterior_covariance):
+            out = f(target, x, P, 0.3)
+            assert out.dtype == dtype and out.device.type == device and out.shape == x.shape
+        y = thermo.posterior_sample(target, x, P, 0.3, 7, torch.Generator(device=device).manual_seed(0))
+        assert y.dtype == dtype and y.device.type == device and y.shape == (7, 5)
     xe = torch.zeros(3, 2, dtype=dtype, device=device)
+    assert thermo.posterior_sample(DATA, xe, P, 0.3, 4).shape == (4, 3, 2)
     assert thermo.posterior_covariance(DATA, xe, P, 0.3).shape == (3, 2, 2)
     out = thermo.internal_energy(DATA, xe, P, 0.3)
     assert out.dtype == dtype and out.device.type == device and out.shape == (3,)
