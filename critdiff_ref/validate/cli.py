@@ -77,10 +77,12 @@ def convergence_table(runners, field=None, steps=(10, 20, 50, 100), n_samples: i
             rep = validate_runner(r, fields=[field], steps=steps, targets=("gaussian",), n_samples=n_samples)
         cov = [x for x in rep.results if "/covariance@" in x.name]
         order = [x for x in rep.results if x.name.endswith("/order")]
+        series = next(iter(rep.series.values()), {})
         rows.append({
             "sampler": r.name,
             "deterministic": rep.info.get("deterministic"),
             "errors": {int(x.name.rsplit("@", 1)[1]): x.measured for x in cov},
+            "noise": dict(zip(series.get("steps", []), series.get("noise", []))),
             "observed_order": order[0].measured if order else math.nan,
             "documented_order": r.order,
             "floor_error": cov[-1].data.get("floor_error") if cov and cov[-1].data else math.nan,
@@ -98,7 +100,12 @@ def format_convergence_table(rows: list[dict], steps=(10, 20, 50, 100)) -> str:
     head = ["sampler", *[f"err@{n}" for n in steps], "observed order", "documented", "schedule floor", "last-step jump"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["sampler"] + ("" if r["deterministic"] else " (MC)"), *[f(r["errors"].get(n)) for n in steps],
+        def err(n):
+            e, noise = r["errors"].get(n), r.get("noise", {}).get(n, 0.0)
+            # Monte Carlo: debiased estimate and its standard error (0 means "below the noise")
+            return f(e) if not noise else f"{f(e)} ± {noise:.1g}"
+
+        cells = [r["sampler"] + ("" if r["deterministic"] else " (MC)"), *[err(n) for n in steps],
                  f(r["observed_order"]), f(r["documented_order"]), f(r["floor_error"]), f(r["endpoint_jump_error"])]
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
@@ -128,10 +135,13 @@ def _summary_line(rep) -> str:
     crit = [r for r in rep.results if r.name.startswith("gauss[d=2,L=8,r=0]/covariance@") and r.passed is not None]
     order = [r for r in rep.results if r.name.startswith("gauss[d=2,L=8,r=0]/order")]
     err = f"{crit[0].measured:.2g}" if crit and not math.isnan(crit[0].measured) else "-"
+    series = rep.series.get("gauss[d=2,L=8,r=0]", {})
+    if series.get("noise") and series["noise"][-1]:
+        err += f"±{series['noise'][-1]:.1g}"
     o = order[0] if order else None
     otxt = "-" if o is None or math.isnan(o.measured) else f"{o.measured:.2f} (doc {o.reference:g})"
     fails = ", ".join(r.name for r in rep.failures())
-    return (f"{'PASS' if rep.passed else 'FAIL'}  {rep.sampler:<44} {rep.adapter:<9} err {err:<8} order {otxt:<16}"
+    return (f"{'PASS' if rep.passed else 'FAIL'}  {rep.sampler:<42} {rep.adapter:<9} err {err:<13} order {otxt:<16}"
             + (f"  failed: {fails}" if fails else ""))
 
 
