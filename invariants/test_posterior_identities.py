@@ -1,6 +1,7 @@
 """THEORY 7: the exact score and its Jacobian are posterior (Boltzmann-ensemble) averages.
 
-For any discrete p_0 and any linear forward process, with beta = 1/Xi:
+For any discrete p_0 (and 1-D Gaussian mixtures, whose posterior is a sampleable mixture) and any
+linear forward process, with beta = 1/Xi:
 score = grad ln p_t = (a <y> - x)/Xi, grad grad ln p_t = -I/Xi + a^2 Cov_post/Xi^2,
 -grad_x F = a <y>, ln p_t = -|x|^2/(2 Xi) - beta F - (D/2) ln(2 pi Xi) and d<y>/dx = beta a Cov_post.
 Each side is computed independently: autograd of ``log_marginal`` (cdist/logsumexp) or of the
@@ -16,17 +17,21 @@ all with c = 64 (``K_EPS``).  Sizes stay N, batch <= 25 so ``torch.cdist`` uses 
 
 import math
 
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy import stats
 
 from critdiff_ref import thermo
-from critdiff_ref.strategies import diffusion_times, processes
-from critdiff_ref.targets import EmpiricalDataset, TwoDeltas
+from critdiff_ref.processes import VP
+from critdiff_ref.strategies import diffusion_times, gaussian_mixtures, processes
+from critdiff_ref.targets import EmpiricalDataset, GaussianMixture1D, TwoDeltas
 from critdiff_ref.testing import assert_close, eps
 
 K_EPS = 64  # operation-count factor in every eps bound (module docstring)
 EPS = eps(torch.float64)
+ALPHA = 1e-3  # false-failure rate of the statistical test (posterior sampling)
 
 
 @st.composite
@@ -144,3 +149,56 @@ def test_two_deltas_is_a_two_point_data_set(mu, xs, data):
     J = torch.autograd.functional.jacobian(lambda z: deltas.score(z, p, t), x)
     expected = torch.diag(-1 / Xi + a * a * thermo.posterior_covariance(deltas, x, p, t) / Xi**2)
     assert_close(J, expected, rtol=0.0, atol=tol * (S * S / Xi**2 + 1 / Xi))
+
+
+# -- continuous targets with a sampleable posterior: 1-D Gaussian mixtures ---------------------
+@given(gaussian_mixtures(), st.lists(st.floats(-4.0, 4.0), min_size=1, max_size=6), st.data())
+def test_mixture_score_and_jacobian_are_posterior_moments(mix, xs, data):
+    """For a Gaussian-mixture p_0 the autograd score and its derivative equal (a <y> - x)/Xi and
+    -1/Xi + a^2 Var_post/Xi^2, with <y>, Var_post from the exact posterior mixture; -dF/dx = a <y>."""
+    p = data.draw(processes())
+    t = data.draw(diffusion_times(p, 0.05, 1.0))
+    a, Xi = float(p.a(t)), float(p.Xi(t))
+    x = torch.tensor(xs, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(mix.marginal(p, t).log_density(x).sum(), x, create_graph=True)
+    (hess,) = torch.autograd.grad(grad.sum(), x)  # elementwise target: the Jacobian is diagonal
+    xd = x.detach()
+    mean = thermo.magnetisation(mix, xd, p, t)
+    var = thermo.posterior_covariance(mix, xd, p, t)
+    # logits |x - a m_k|^2 / (2 (a^2 s_k^2 + Xi)) <= L with s_k >= 0.2, |m_k| <= 3: the responsibilities
+    # carry K eps (1 + L) relative error (module docstring); the averaged quantities have scale
+    # S = |x| + a (max|m_k| + 3 max s_k) for the mean and S^2 for the variance
+    S = max(float(xd.abs().max()) + a * (max(map(abs, mix.means)) + 3 * max(mix.stds)), 1.0)
+    one_plus_L = 1.0 + S * S / (2 * (a * a * min(mix.stds) ** 2 + Xi))
+    tol = K_EPS * EPS * one_plus_L
+    assert_close(grad.detach(), (a * mean - xd) / Xi, rtol=0.0, atol=tol * S / Xi)
+    assert_close(hess, -1 / Xi + a * a * var / Xi**2, rtol=0.0, atol=tol * (S * S / Xi**2 + 1 / Xi))
+    xr = xd.clone().requires_grad_(True)
+    (dF,) = torch.autograd.grad(thermo.free_energy(mix, xr, p, t).sum(), xr)
+    assert_close(-dF, a * mean, rtol=0.0, atol=tol * a * S)
+
+
+@pytest.mark.parametrize("kind", ["data", "deltas", "mixture"])
+def test_posterior_samples_have_the_posterior_moments(kind):
+    """posterior_sample draws from p(y | x): its sample mean and variance match <y> and Cov_post."""
+    p, t, n = VP(), 0.4, 40_000
+    gen = torch.Generator().manual_seed(11)
+    if kind == "data":
+        target = EmpiricalDataset(torch.tensor([[-1.0, 0.5], [0.3, 0.2], [2.0, -1.0], [0.0, 1.5]], dtype=torch.float64))
+        x = torch.tensor([[0.1, 0.4], [1.2, -0.5]], dtype=torch.float64)
+        var = torch.diagonal(thermo.posterior_covariance(target, x, p, t), dim1=-2, dim2=-1)
+    else:
+        target = TwoDeltas(1.3) if kind == "deltas" else GaussianMixture1D((0.3, 0.7), (-1.0, 2.0), (0.5, 0.3))
+        x = torch.tensor([-1.0, 0.2, 1.5], dtype=torch.float64)
+        var = thermo.posterior_covariance(target, x, p, t)
+    y = thermo.posterior_sample(target, x, p, t, n, gen)
+    mean = thermo.magnetisation(target, x, p, t)
+    k = mean.numel()
+    # two-sided z-tests, Bonferroni over the 2k coordinates: false-failure rate ALPHA in total.
+    # The mean's standard error is exact (sqrt(Var_post / n)); the variance's is estimated from the
+    # fourth central moment (CLT at n = 40000)
+    z = stats.norm.isf(ALPHA / (4 * k))
+    assert bool(((y.mean(0) - mean).abs() <= z * (var / n).sqrt()).all())
+    dev2 = (y - mean) ** 2
+    se_var = dev2.std(0) / math.sqrt(n)
+    assert bool(((dev2.mean(0) - var).abs() <= z * se_var).all())
