@@ -111,6 +111,10 @@ def _dmmc_module():
     return module
 
 
+# The exact divergence takes V autograd probes of a V-site score per stage: cost ~ batch * V^2.
+EXACT_DIVERGENCE_COST = {"cpu": 2**14, "cuda": 2**26}
+
+
 class DiffusionMCMCProposal:
     """One batch of 4 DM-MCMC proposals (THEORY 8): exact-prior draw, 16 RK4 PF-ODE steps with the
     exact score and the accumulated log q, divergence exact (V autograd probes) or Hutchinson (1 probe).
@@ -125,6 +129,8 @@ class DiffusionMCMCProposal:
         dmmc = _dmmc_module()
         self.device, self.dtype = resolve(device, "float64")
         require_sites(L, 2, 4, device)
+        if divergence == "exact" and 4 * L**4 > EXACT_DIVERGENCE_COST[device]:
+            raise NotImplementedError(f"exact divergence: 4 V^2 = {4 * L**4} over the cap on {device}")
         field, self.process = GaussianField(L, 2, 0.5), VP()
         self.score = exact_score(field, self.process)
         self.prior = dmmc.exact_prior(field, self.process)

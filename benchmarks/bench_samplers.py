@@ -115,7 +115,7 @@ class SamplerOverhead:
     over the sampler with the exact FFT score, side by side.
     """
 
-    params = ([32, 128], list(DEVICES))
+    params = ([32, 64], list(DEVICES))
     param_names = ["L", "device"]
     version = VERSION
     timeout = 300

@@ -24,7 +24,7 @@ class TrainingEpoch:
     model's effective kernel, backward, the optimiser step and the per-mode error bookkeeping.
     """
 
-    params = (["one-layer", "two-layer"], [8, 16, 32, 64], list(DIMS), list(DEVICES), list(DTYPES))
+    params = (["one-layer", "two-layer"], [8, 32], list(DIMS), list(DEVICES), list(DTYPES))
     param_names = ["arch", "L", "d", "device", "dtype"]
     version = VERSION
 
