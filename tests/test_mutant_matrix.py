@@ -81,6 +81,26 @@ def test_correct_sampler_passes_validation(name):
     assert report.passed, f"correct sampler {name} failed:\n{report.diff()}"
 
 
+# Real diffusers schedulers (default configs) that must pass; the rest of diffusers is the validate suite's.
+DIFFUSERS_CI = ["EulerDiscreteScheduler", "DPMSolverMultistepScheduler"]
+DIFFUSERS_SLOW = ["DDIMScheduler", "HeunDiscreteScheduler"]
+
+
+@pytest.mark.parametrize("cls_name", DIFFUSERS_CI)
+def test_real_diffusers_scheduler_passes_validation(cls_name):
+    diffusers = pytest.importorskip("diffusers")
+    report = validate(getattr(diffusers, cls_name), "diffusers", **CI_SETTINGS)
+    assert report.passed, f"{cls_name} failed:\n{report.diff()}"
+
+
+@SLOW
+@pytest.mark.parametrize("cls_name", DIFFUSERS_CI + DIFFUSERS_SLOW)
+def test_real_diffusers_scheduler_passes_default_validation(cls_name):
+    diffusers = pytest.importorskip("diffusers")
+    report = validate(getattr(diffusers, cls_name), "diffusers")
+    assert report.passed, f"{cls_name} failed:\n{report.diff()}"
+
+
 @SLOW
 @pytest.mark.parametrize("name", sorted(MUTANTS))
 def test_mutant_fails_default_validation(name):
