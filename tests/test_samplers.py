@@ -244,6 +244,15 @@ def test_reverse_sde_reproducible_and_trajectory(seed):
     assert torch.equal(a, b) and traj.shape == (21, 50) and torch.equal(traj[0], x_T) and torch.equal(traj[-1], b)
     x, traj = probability_flow(score, process, x_T + 1.0, 5, "heun", return_trajectory=True)
     assert traj.shape == (6, 50) and torch.equal(traj[-1], x)
+    _, snaps = probability_flow(score, process, x_T + 1.0, 5, "heun", snapshots=[5, 0, 2])
+    assert torch.equal(snaps, traj[[5, 0, 2]])
+    _, snaps = reverse_sde(score, process, x_T, 20, torch.Generator().manual_seed(seed), snapshots=range(0, 21, 10))
+    assert torch.equal(snaps[-1], b)
+    for bad in ([], [21], [1.0], 3):
+        with pytest.raises(ValueError, match="snapshots"):
+            reverse_sde(score, process, x_T, 20, snapshots=bad)
+    with pytest.raises(ValueError, match="not both"):
+        probability_flow(score, process, x_T, 5, return_trajectory=True, snapshots=[1])
 
 
 @pytest.mark.parametrize("device", ["cpu", *CUDA])

@@ -96,6 +96,31 @@ def _grid_floats(times: torch.Tensor) -> list[float]:
     return [float(t) for t in times]
 
 
+def _kept_steps(n_steps: int, return_trajectory: bool, snapshots) -> list[int] | None:
+    """Step indices whose states are returned (0 = x_T, n_steps = x_0), or None for x_0 only."""
+    if snapshots is None:
+        return list(range(n_steps + 1)) if return_trajectory else None
+    if return_trajectory:
+        raise ValueError("pass either return_trajectory=True or snapshots, not both")
+    idx = list(snapshots) if isinstance(snapshots, (list, tuple, range)) else None
+    if not idx or any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i <= n_steps for i in idx):
+        raise ValueError(f"snapshots must be a non-empty sequence of step indices in [0, {n_steps}], got {snapshots!r}")
+    return [int(i) for i in idx]
+
+
+def _record(saved: dict, i: int, x: torch.Tensor) -> None:
+    if i in saved:  # the keys are the kept step indices, filled in as the loop reaches them
+        saved[i] = x
+
+
+def _result(x: torch.Tensor, saved: dict, keep: list[int] | None):
+    return x if keep is None else (x, torch.stack([saved[i] for i in keep]))
+
+
+def _slots(keep: list[int] | None) -> dict:
+    return {} if keep is None else dict.fromkeys(keep)
+
+
 # -- samplers ---------------------------------------------------------------------------------
 def probability_flow(
     score: Score,
@@ -107,12 +132,14 @@ def probability_flow(
     t_min: float = 0.0,
     *,
     return_trajectory: bool = False,
+    snapshots=None,
 ):
     """Integrate the PF-ODE ``dx/dt = -gamma x - (g^2/2) s_t(x)`` from ``T`` to ``t_min`` (THEORY 1).
 
     ``method`` in ``("euler", "heun", "rk4")``; ``grid`` a kind (``"uniform"``, ``"log"``,
     ``"karras"``) or an explicit decreasing 1-D tensor of times.  Returns ``x_0`` (the state at
-    ``t_min``), shape of ``x_T``; with ``return_trajectory=True`` also the ``(N + 1, *x_T.shape)`` states.
+    ``t_min``), shape of ``x_T``; with ``return_trajectory=True`` also the ``(N + 1, *x_T.shape)`` states,
+    with ``snapshots`` (step indices in ``[0, N]``; 0 is ``x_T``) only those, ``(len, *x_T.shape)``.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {tuple(METHODS)}, got method={method!r}")
@@ -123,14 +150,15 @@ def probability_flow(
     def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
         return ode_drift(process, score, x, t)
 
+    keep = _kept_steps(len(times) - 1, return_trajectory, snapshots)
+    saved = _slots(keep)
     x = x_T
-    trajectory = [x] if return_trajectory else None
+    _record(saved, 0, x)
     for i in range(len(times) - 1):
         x = step(velocity, x, times[i], times[i + 1] - times[i])
         _check_finite(x, i, times[i], times[i + 1], f"probability_flow[{method}]")
-        if return_trajectory:
-            trajectory.append(x)
-    return (x, torch.stack(trajectory)) if return_trajectory else x
+        _record(saved, i + 1, x)
+    return _result(x, saved, keep)
 
 
 def reverse_sde(
@@ -144,13 +172,15 @@ def reverse_sde(
     *,
     noise: Noise | None = None,
     return_trajectory: bool = False,
+    snapshots=None,
 ):
     """Euler–Maruyama for the reverse SDE ``dx = [-gamma x - g^2 s_t(x)] dt + g dW_bar`` (THEORY 1).
 
     Step ``x <- x - h (-gamma x - g^2 s) + g(t_i) sqrt(h) z``, ``h = t_i - t_{i+1}``, ``z`` from
     ``noise(x, generator)`` (default ``torch.randn``; pass ``GaussianField.noise`` at ``r = 0`` for
     zero-mode-free noise).  Noise is added at every step, including the last.  Returns ``x_0``
-    (state at ``t_min``), optionally with the ``(N + 1, *x_T.shape)`` trajectory.
+    (state at ``t_min``), optionally with the ``(N + 1, *x_T.shape)`` trajectory or the states at the
+    step indices ``snapshots`` (as in :func:`probability_flow`).
     """
     _check_state(x_T)
     if noise is not None and not callable(noise):
@@ -162,14 +192,15 @@ def reverse_sde(
             return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         return noise(x, generator)
 
+    keep = _kept_steps(len(times) - 1, return_trajectory, snapshots)
+    saved = _slots(keep)
     x = x_T
-    trajectory = [x] if return_trajectory else None
+    _record(saved, 0, x)
     for i in range(len(times) - 1):
         x = euler_maruyama_step(process, score, x, times[i], times[i + 1] - times[i], draw(x))
         _check_finite(x, i, times[i], times[i + 1], "reverse_sde")
-        if return_trajectory:
-            trajectory.append(x)
-    return (x, torch.stack(trajectory)) if return_trajectory else x
+        _record(saved, i + 1, x)
+    return _result(x, saved, keep)
 
 
 # -- start distributions ----------------------------------------------------------------------
