@@ -36,6 +36,7 @@ from critdiff_ref.trainers import (
     score_multiplier,
     steps_to_accuracy,
     train,
+    train_per_time,
 )
 
 
@@ -245,3 +246,17 @@ def test_train_subcommand_prints_the_table(capsys):
     out = capsys.readouterr().out
     assert "local ell=1" in out and str(steps_to_accuracy("one-layer", 16, d=1)) in out
     np.testing.assert_equal(args.func, run_train)
+
+
+def test_train_per_time_gives_one_model_per_time():
+    f, p = GaussianField(6, 2, 0.5), OU()
+    gen = torch.Generator().manual_seed(0)
+    runs = train_per_time(lambda: LocalScoreNet(6, 2, 1, generator=gen), f, p, [0.1, 1.0], steps=100, lr=0.05)
+    assert [t for t, _, _ in runs] == [0.1, 1.0]
+    assert runs[0][1] is not runs[1][1]
+    for t, net, rep in runs:
+        # each net is fit to its own time: 100 Adam steps cut the loss well below the start
+        assert rep.losses[-1] < 0.5 * rep.losses[0]
+        assert float(population_loss(net, f, p, t).detach()) == pytest.approx(rep.losses[-1], rel=1e-12)
+    with pytest.raises(ValueError, match="times"):
+        train_per_time(lambda: LocalScoreNet(6, 2, 1), f, p, [], steps=1, lr=0.1)

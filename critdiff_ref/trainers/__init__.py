@@ -29,6 +29,7 @@ from .linear import (
     population_loss,
     score_multiplier,
     train,
+    train_per_time,
 )
 from .steps import (
     ARCHS,
@@ -68,4 +69,5 @@ __all__ = [
     "score_multiplier",
     "steps_to_accuracy",
     "train",
+    "train_per_time",
 ]

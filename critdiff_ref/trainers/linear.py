@@ -48,6 +48,7 @@ __all__ = [
     "TrainingReport",
     "train",
     "kernel_error",
+    "train_per_time",
 ]
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -420,3 +421,21 @@ def kernel_error(model: nn.Module, target: GaussianField, process: Process, t: f
         K_net = K_net - K_net.mean()
     K_t = target.real_space_score_kernel(process, t)
     return float(torch.linalg.vector_norm(K_net - K_t) / torch.linalg.vector_norm(K_t))
+
+
+def train_per_time(
+    make_model, target: GaussianField, process: Process, times, *, steps: int, lr: float, optimizer: str = "adam", **kwargs
+) -> list:
+    """Train a fresh model at each diffusion time, no time embedding (THEORY 5 network version).
+
+    ``make_model()`` returns a new model (e.g. ``lambda: LocalScoreNet(L, d, ell, generator=g)``); the remaining
+    arguments go to :func:`train`.  Returns ``[(t, model, TrainingReport), ...]`` in the order of ``times``.
+    """
+    times = [float(t) for t in times]
+    if not times:
+        raise ValueError("times must hold at least one diffusion time")
+    out = []
+    for t in times:
+        model = make_model()
+        out.append((t, model, train(model, target, process, t, steps=steps, lr=lr, optimizer=optimizer, **kwargs)))
+    return out
