@@ -250,3 +250,26 @@ def test_cli_failing_sampler_exit_code(capsys):
     rc = _cli(["critdiff_ref.samplers:probability_flow", "--steps", "2", "4", "--targets", "gaussian", "--rtol", "0.01"])
     assert rc == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_lattice_phi4_generator_against_hmc():
+    """A generator of lattice phi^4 configurations is compared with an HMC ensemble (|M|, chi_2, U_L)."""
+    from critdiff_ref import Phi4Lattice
+    from critdiff_ref.ensemble import EnsembleParams, generate_ensemble, run_hmc_experiment
+
+    target = Phi4Lattice(4, 2, 0.2, 0.022)
+    reference = run_hmc_experiment(4, 2, 0.2, 0.022, n_chains=16, n_traj=200, burn_in=50, seed=3)
+
+    def hmc_generator(kappa):
+        def generate(n, generator):
+            seed = int(torch.randint(0, 2**30, (1,), generator=generator))
+            params = EnsembleParams(L=4, d=2, kappa=kappa, lam=0.022, n_chains=n, n_updates=4, burn_in=60, seed=seed)
+            return generate_ensemble(params)[0][-1]  # the last configuration of n independent chains
+
+        return generate
+
+    good = validate(hmc_generator(0.2), "generator", target=target, n_samples=400, reference=reference)
+    assert good.passed, good.diff()
+    # kappa 0.23 instead of 0.2: |M| 0.39 vs 0.29 (observed), > 4 combined standard errors
+    bad = validate(hmc_generator(0.23), "generator", target=target, n_samples=400, reference=reference)
+    assert "phi4-lattice[d=2,L=4,kappa=0.2,lam=0.022]/absM" in _failed(bad)

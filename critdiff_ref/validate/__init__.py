@@ -7,12 +7,14 @@ Stable API (other modules and users build on it)::
              deterministic=None, process=None, start="noise", sigma_min=0.002,
              sigma_max=80.0, rho=7.0, prediction_type=None, sampler_kwargs=None,
              target=None, n_samples=4000, seed=0, dtype=torch.float64, device=None,
-             name=None) -> Report
+             name=None, reference=None) -> Report
 
 - ``sampler``: the object to check, or ``"pkg.module:attr"``; ``adapter`` one of
   ``"score"`` (``sampler(score, process, x_T, steps=N, **kw)``), ``"denoiser"`` / ``"k-diffusion"``
   (``sampler(model, x, sigmas)``), ``"diffusers"`` (a scheduler instance or class), ``"generator"``
-  (``sampler(n, generator) -> x_0`` for the single ``target=``).  Conventions: :mod:`.adapters`.
+  (``sampler(n, generator) -> x_0`` for the single ``target=``: a GaussianField, TwoGaussianMixture,
+  Phi4ZeroD, or Phi4Lattice -- the last against an HMC ensemble, or the ``reference=`` summary of
+  :func:`critdiff_ref.ensemble.run_hmc_experiment`).  Conventions: :mod:`.adapters`.
 - ``fields``: Gaussian fields (default: d = 1 L = 16 r = 0; d = 2 L = 8 r = 0; d = 2 L = 8 r = 0.5);
   ``steps``: increasing step counts; ``order``: the documented order (default: known for our
   references and diffusers schedulers; otherwise only convergence is required).
@@ -35,7 +37,7 @@ import torch
 
 from ..processes import Process
 from ..samplers import probability_flow, reverse_sde
-from ..targets import GaussianField, Phi4ZeroD, TwoGaussianMixture
+from ..targets import GaussianField, Phi4Lattice, Phi4ZeroD, TwoGaussianMixture
 from .adapters import ADAPTERS, Runner, Schedule, edm_euler, edm_heun, karras_sigmas, load_object, make_runner
 from .checks import (
     CheckResult,
@@ -45,6 +47,7 @@ from .checks import (
     mixture_check,
     order_check,
     phi4_check,
+    phi4_lattice_check,
 )
 from .report import Report
 
@@ -97,6 +100,7 @@ def validate_runner(
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
     device=None,
+    reference: dict | None = None,
 ) -> Report:
     """Run every check on an already wrapped :class:`Runner` (see :func:`validate`)."""
     steps = _check_steps(steps)
@@ -111,6 +115,13 @@ def validate_runner(
     if runner.adapter == "generator":
         if target is None:
             raise ValueError("the generator adapter needs target= (the distribution the generator samples)")
+        if isinstance(target, Phi4Lattice):
+            report.results.extend(phi4_lattice_check(runner, target, n_samples=n_samples, seed=seed,
+                                                     reference=reference, dtype=dtype, device=device))
+            return report
+        if not isinstance(target, (GaussianField, TwoGaussianMixture, Phi4ZeroD)):
+            raise TypeError("target must be a GaussianField, TwoGaussianMixture, Phi4ZeroD or Phi4Lattice, "
+                            f"got {type(target).__name__}")
         fields_ = [target] if isinstance(target, GaussianField) else []
         targets = ("gaussian",) if fields_ else ("mixture",) if isinstance(target, TwoGaussianMixture) else ("phi4",)
         steps = steps[-1:]
@@ -173,12 +184,14 @@ def validate(
     dtype: torch.dtype = torch.float64,
     device=None,
     name: str | None = None,
+    reference: dict | None = None,
 ) -> Report:
     """Validate ``sampler`` through ``adapter`` against exact answers; returns a :class:`Report` (module docstring)."""
     runner = make_runner(sampler, adapter, process=process, start=start, sigma_min=sigma_min, sigma_max=sigma_max,
                          rho=rho, prediction_type=prediction_type, sampler_kwargs=sampler_kwargs, order=order, name=name)
     return validate_runner(runner, fields=fields, steps=steps, targets=targets, rtol=rtol, deterministic=deterministic,
-                           target=target, n_samples=n_samples, seed=seed, dtype=dtype, device=device)
+                           target=target, n_samples=n_samples, seed=seed, dtype=dtype, device=device,
+                           reference=reference)
 
 
 def reference_samplers() -> list[Runner]:

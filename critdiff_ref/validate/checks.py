@@ -45,6 +45,7 @@ __all__ = [
     "observed_order",
     "mixture_check",
     "phi4_check",
+    "phi4_lattice_check",
     "is_deterministic",
 ]
 
@@ -423,4 +424,38 @@ def phi4_check(runner: Runner, target: Phi4ZeroD, steps: int, *, rtol: float, n_
         tol = 4.0 * se + rtol * abs(ref)
         out.append(CheckResult(f"{label}/moment_{n}@{steps}", val, ref, tol, MOMENT_SOURCE, abs(val - ref) <= tol,
                                f"se {se:.3g}, n = {n_samples}"))
+    return out
+
+
+LATTICE_SOURCE = "4 combined standard errors sqrt(err_gen^2 + err_ref^2) (jackknife / Gamma method; false-failure 6e-5)"
+
+
+def phi4_lattice_check(runner: Runner, target, *, n_samples: int, seed: int, reference: dict | None = None,
+                       dtype=torch.float64, device=None, hmc_kwargs: dict | None = None) -> list[CheckResult]:
+    """Observables ``|M|, chi_2, U_L`` of generated lattice phi^4 configurations against an HMC reference
+    ensemble (THEORY 8), with combined errors.  ``reference``: a :func:`~critdiff_ref.ensemble.run_hmc_experiment`
+    summary (computed here with ``hmc_kwargs`` when None)."""
+    from ..ensemble import run_hmc_experiment
+    from ..observables import phi4_observables
+
+    label = f"phi4-lattice[d={target.d},L={target.L},kappa={target.kappa:g},lam={target.lam:g}]"
+    try:
+        g = torch.Generator(device=device or "cpu").manual_seed(seed)
+        z = torch.randn((n_samples, *target.shape), generator=g, dtype=dtype, device=device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            phi = check_output(runner(target, 0, z, g), z, runner.name).to(torch.float64).cpu()
+        gen = phi4_observables(phi, target.d)
+        if reference is None:
+            reference = run_hmc_experiment(target.L, target.d, target.kappa, target.lam, seed=seed + 1,
+                                           **(hmc_kwargs or {}))
+    except Exception as err:  # noqa: BLE001
+        return [_fail(f"{label}/observables", err, LATTICE_SOURCE)]
+    out = []
+    for key in ("absM", "chi2", "binder"):
+        val, err = float(gen[key].value), float(gen[key].err)
+        ref, ref_err = float(reference[key]), float(reference[f"{key}_err"])
+        tol = 4.0 * math.hypot(err, ref_err)
+        out.append(CheckResult(f"{label}/{key}", val, ref, tol, LATTICE_SOURCE, abs(val - ref) <= tol,
+                               f"generated {val:.4g} +- {err:.2g} (n = {n_samples}), HMC {ref:.4g} +- {ref_err:.2g}"))
     return out
