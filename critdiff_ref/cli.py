@@ -17,6 +17,8 @@ __all__ = ["main", "SUBCOMMANDS"]
 # (name, module, help) — the module defines add_<name>_parser and run_<name>.
 SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("facts", "critdiff_ref.cli", "print a target's exact facts (mode variances, cumulants, scores)"),
+    ("train", "critdiff_ref.trainers.experiment",
+     "steps to accuracy: one-layer vs two-layer vs local linear scores (THEORY 3-5)"),
     ("report", "critdiff_ref.report", "reproduce the papers' phenomena: figures, numbers, pass/fail"),
 ]
 
