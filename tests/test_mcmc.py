@@ -1,0 +1,150 @@
+"""Unit tests for critdiff_ref.samplers.mcmc: local action changes, checkerboards, chain bookkeeping,
+reproducibility, small-step limits and input validation (the statistical invariants live in
+invariants/test_mcmc_free_field.py)."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from critdiff_ref.samplers import mcmc
+from critdiff_ref.strategies import seeds
+from critdiff_ref.targets import Phi4Lattice
+from critdiff_ref.testing import assert_close
+
+
+@st.composite
+def theories(draw):
+    d = draw(st.integers(1, 3))
+    L = draw(st.sampled_from([4, 6] if d < 3 else [4]))
+    return Phi4Lattice(L, d, draw(st.floats(0.0, 0.4 / d)), draw(st.floats(0.0, 1.0)))
+
+
+@given(theories(), seeds())
+def test_local_action_change_is_the_exact_difference_on_a_checkerboard(target, seed):
+    """Changing all even (or odd) sites at once: sum of the per-site changes = S(new) - S(old)."""
+    gen = torch.Generator().manual_seed(seed)
+    phi = torch.randn((2, *target.shape), generator=gen, dtype=torch.float64)
+    proposal = phi + torch.randn(phi.shape, generator=gen, dtype=torch.float64)
+    for mask in mcmc.checkerboard_masks(target.L, target.d):
+        new = torch.where(mask, proposal, phi)
+        dS = mcmc.local_action_change(target, phi, new)
+        assert bool((dS[:, ~mask] == 0).all())
+        # sums of V terms of size |S|/V: a few hundred ulps of the action's scale
+        scale = float(target.action(phi).abs().max() + target.action(new).abs().max())
+        assert_close(dS.reshape(2, -1).sum(1), target.action(new) - target.action(phi), rtol=0.0,
+                     atol=256 * torch.finfo(torch.float64).eps * scale)
+
+
+@pytest.mark.parametrize("L, d", [(4, 1), (6, 2), (4, 3)])
+def test_checkerboard_masks_partition_into_non_neighbours(L, d):
+    even, odd = mcmc.checkerboard_masks(L, d)
+    assert int(even.sum()) == int(odd.sum()) == L**d // 2 and bool((even ^ odd).all())
+    for mu in range(d):
+        for s in (1, -1):
+            # no even site has an even neighbour (periodic, L even)
+            assert not bool((even & torch.roll(even, s, dims=mu)).any())
+
+
+def test_chain_bookkeeping_burn_in_thin_and_callback():
+    target = Phi4Lattice(4, 2, 0.2, 0.1)
+    phi0 = torch.zeros((3, 4, 4), dtype=torch.float64)
+    calls = []
+    res = mcmc.hmc(target, phi0, n_traj=10, eps=0.1, n_steps=5, burn_in=4, thin=3,
+                   generator=torch.Generator().manual_seed(0), callback=lambda done, total, phi: calls.append((done, total)))
+    assert res.samples.shape == (3, 3, 4, 4)  # updates 3, 6, 9 after burn-in
+    assert res.dH.shape == (10, 3) and res.acceptance.shape == (3,)
+    assert bool(((res.acceptance >= 0) & (res.acceptance <= 1)).all())
+    assert calls == [(i, 14) for i in range(1, 15)]
+    assert res.final.shape == (3, 4, 4)
+    assert torch.equal(phi0, torch.zeros_like(phi0))  # the start is not modified in place
+
+
+@pytest.mark.parametrize("sampler", ["hmc", "metropolis", "langevin", "mala"])
+def test_same_seed_same_chain(sampler):
+    target = Phi4Lattice(4, 2, 0.2, 0.5)
+
+    def run(seed):
+        gen = torch.Generator().manual_seed(seed)
+        phi0 = torch.zeros((2, 4, 4), dtype=torch.float64)
+        if sampler == "hmc":
+            return mcmc.hmc(target, phi0, n_traj=5, eps=0.1, n_steps=3, generator=gen).samples
+        if sampler == "metropolis":
+            return mcmc.metropolis(target, phi0, n_sweeps=5, step_size=1.0, generator=gen).samples
+        return mcmc.langevin(target, phi0, n_steps=5, dtau=0.05, metropolize=sampler == "mala", generator=gen).samples
+
+    assert torch.equal(run(1), run(1))
+    assert not torch.equal(run(1), run(2))
+
+
+def test_small_steps_accept_almost_everything():
+    """dH = O(eps^2) and the MALA log-ratio = O(dtau^{3/2}): tiny steps are (almost) always accepted."""
+    target = Phi4Lattice(4, 2, 0.2, 0.3)
+    gen = torch.Generator().manual_seed(3)
+    phi0 = torch.randn((8, 4, 4), generator=gen, dtype=torch.float64) * 0.5
+    hmc = mcmc.hmc(target, phi0, n_traj=20, eps=0.01, n_steps=10, generator=gen)
+    # |dH| ~ eps^2 x O(V) = 1e-4 x O(10): rejection probability ~1e-3 per trajectory
+    assert float(hmc.acceptance.mean()) > 0.97 and float(hmc.dH.abs().max()) < 0.05
+    mala = mcmc.langevin(target, phi0, n_steps=20, dtau=1e-4, metropolize=True, generator=gen)
+    assert float(mala.acceptance.mean()) > 0.97
+    lang = mcmc.langevin(target, phi0, n_steps=3, dtau=0.5, generator=gen)
+    assert bool((lang.acceptance == 1).all())  # uncorrected Langevin never rejects
+
+
+def test_metropolis_acceptance_falls_with_the_step_size():
+    target = Phi4Lattice(4, 2, 0.2, 0.1)
+    phi0 = torch.zeros((8, 4, 4), dtype=torch.float64)
+    acc = [float(mcmc.metropolis(target, phi0, n_sweeps=20, step_size=s, generator=torch.Generator().manual_seed(0))
+                 .acceptance.mean()) for s in (0.1, 1.0, 5.0)]
+    assert acc[0] > acc[1] > acc[2] and acc[0] > 0.9
+
+
+def test_diverging_trajectories_raise():
+    target = Phi4Lattice(4, 2, 0.2, 1.0)
+    phi0 = torch.full((2, 4, 4), 50.0, dtype=torch.float64)
+    with pytest.raises(FloatingPointError, match="langevin"):
+        mcmc.langevin(target, phi0, n_steps=50, dtau=1.0, generator=torch.Generator().manual_seed(0))
+
+
+def test_euler_langevin_variance_small_step_expansion():
+    """c0 / (1 - dtau/(2 c0)) = c0 + dtau/2 + O(dtau^2)."""
+    c0 = torch.tensor([0.5, 1.0, 3.0], dtype=torch.float64)
+    for dtau in (1e-2, 1e-3):
+        excess = mcmc.euler_langevin_variance(c0, dtau) - c0
+        # next term dtau^2 / (4 c0) <= 0.5 dtau^2
+        assert_close(excess, torch.full_like(c0, dtau / 2), rtol=0.0, atol=0.51 * dtau**2)
+    with pytest.raises(ValueError, match="dtau must be < 2 min c0"):
+        mcmc.euler_langevin_variance(c0, 1.0)
+
+
+def test_invalid_arguments_are_rejected():
+    target = Phi4Lattice(4, 2, 0.2, 0.1)
+    phi0 = torch.zeros((2, 4, 4), dtype=torch.float64)
+    with pytest.raises(ValueError, match="eps"):
+        mcmc.hmc(target, phi0, n_traj=1, eps=0.0, n_steps=1)
+    with pytest.raises(ValueError, match="n_steps"):
+        mcmc.hmc(target, phi0, n_traj=1, eps=0.1, n_steps=0)
+    with pytest.raises(TypeError, match="n_traj"):
+        mcmc.hmc(target, phi0, n_traj=True, eps=0.1, n_steps=1)
+    with pytest.raises(ValueError, match="phi0 must have shape"):
+        mcmc.hmc(target, torch.zeros((2, 4, 5), dtype=torch.float64), n_traj=1, eps=0.1, n_steps=1)
+    with pytest.raises(ValueError, match="finite"):
+        mcmc.hmc(target, torch.full((2, 4, 4), math.nan, dtype=torch.float64), n_traj=1, eps=0.1, n_steps=1)
+    with pytest.raises(TypeError, match="floating"):
+        mcmc.hmc(target, torch.zeros((2, 4, 4), dtype=torch.long), n_traj=1, eps=0.1, n_steps=1)
+    with pytest.raises(TypeError, match="action"):
+        mcmc.hmc(object(), phi0, n_traj=1, eps=0.1, n_steps=1)
+    with pytest.raises(ValueError, match="even L"):
+        mcmc.metropolis(Phi4Lattice(5, 2, 0.2, 0.1), torch.zeros((2, 5, 5), dtype=torch.float64), n_sweeps=1, step_size=1.0)
+    with pytest.raises(TypeError, match="Phi4Lattice"):
+        mcmc.metropolis(object(), phi0, n_sweeps=1, step_size=1.0)
+    with pytest.raises(ValueError, match="step_size"):
+        mcmc.metropolis(target, phi0, n_sweeps=1, step_size=-1.0)
+    with pytest.raises(ValueError, match="burn_in"):
+        mcmc.metropolis(target, phi0, n_sweeps=1, step_size=1.0, burn_in=-1)
+    with pytest.raises(TypeError, match="metropolize"):
+        mcmc.langevin(target, phi0, n_steps=1, dtau=0.1, metropolize=1)
+    with pytest.raises(ValueError, match="thin"):
+        mcmc.langevin(target, phi0, n_steps=1, dtau=0.1, thin=0)
