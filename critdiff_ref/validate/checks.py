@@ -335,6 +335,14 @@ def gaussian_checks(runner: Runner, f: GaussianField, steps: tuple[int, ...], *,
                                                       * f.mode_mask()).reshape(-1).tolist()}
         results.append(CheckResult(name, m["own_error"], 0.0, tol if last else math.inf, src if last else "informational (not the largest step count)",
                                    (m["own_error"] <= tol) if last else None, detail, data))
+        if last and runner.schedule(f, N).process is not None:
+            sch = runner.schedule(f, N)
+            results.append(CheckResult(
+                f"{label}/schedule_floor@{N}", m["floor_error"], 0.0, rtol,
+                "user accuracy target: the error the schedule's endpoints alone imply must fit in it",
+                m["floor_error"] <= rtol,
+                f"exact flow from N(0, v_T) at Xi(T) = {float(sch.process.Xi(sch.process.T)):.4g} to t_min = {sch.t_min:.3g}: "
+                f"relative covariance error {m['floor_error']:.3g}, W2 {m['floor_w2'] if 'floor_w2' in m else float('nan'):.3g}"))
     return results, series
 
 
