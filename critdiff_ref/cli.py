@@ -19,6 +19,8 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("facts", "critdiff_ref.cli", "print a target's exact facts (mode variances, cumulants, scores)"),
     ("train", "critdiff_ref.trainers.experiment",
      "steps to accuracy: one-layer vs two-layer vs local linear scores (THEORY 3-5)"),
+    ("thermo", "critdiff_ref.thermo",
+     "Curie-Weiss fixed points, m, chi and exact REM participation ratios (THEORY 7)"),
     ("report", "critdiff_ref.report", "reproduce the papers' phenomena: figures, numbers, pass/fail"),
 ]
 

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import observables, theory, thermo
+from . import condensation, observables, theory, thermo
 from .processes import OU, VE, VP, Brownian
 from .samplers import reverse_sde
 from .scores import exact_score
@@ -344,7 +344,7 @@ def section_symmetry(ctx: Context) -> Section:
     Y = {}
     for M in Ms:
         ctx.progress(f"symmetry: participation ratio M={M}")
-        data = thermo.sphere_dataset(M, nu, d_amb, gen)
+        data = condensation.sphere_dataset(M, nu, d_amb, gen)
         x = torch.randn(64, d_amb, generator=gen, dtype=torch.float64)
         x = x / x.norm(dim=-1, keepdim=True)  # |x| = 1, so beta_tilde = nu beta
         vals = []
@@ -352,9 +352,11 @@ def section_symmetry(ctx: Context) -> Section:
             t = nu / (b * sigma**2)  # Brownian: beta_tilde = nu |x| / (t sigma^2)
             vals.append(float(thermo.participation_ratio(data, x, process, min(t, 1.0)).mean()))
         Y[M] = vals
-    limit = thermo.rem_participation_ratio(bt)
+    limit = condensation.rem_participation_ratio(bt)
+    exact = {M: [condensation.rem_participation_ratio_exact(float(b), M, d_amb) for b in bt] for M in Ms}
     sec.numbers.update(t_c=t_c, t_branch=t_branch, beta_exponent=beta_exp, gamma_exponent=gamma_exp,
-                       participation={str(M): v for M, v in Y.items()}, beta_tilde=bt.tolist())
+                       participation={str(M): v for M, v in Y.items()},
+                       participation_exact={str(M): v for M, v in exact.items()}, beta_tilde=bt.tolist())
     lo = int(np.argmax(bt >= 1.0))  # beta_tilde = 1 < beta_c = 1.665: the M -> inf limit is Y = 0
     sec.checks.append(Check(f"Y at beta_tilde={bt[lo]:.2f} < beta_c decreases with M (1 = yes)",
                             float(all(np.diff([Y[M][lo] for M in Ms]) < 0)), 1.0, 0.0,
@@ -370,7 +372,8 @@ def section_symmetry(ctx: Context) -> Section:
         ax[1].axvline(t_c, ls=":")
         ax[1].set(xlabel="t", ylabel="chi", title="susceptibility")
         for M, v in Y.items():
-            ax[2].plot(bt, v, "o-", label=f"N=2^{M}")
+            ax[2].plot(bt, v, "o", label=f"N=2^{M} (one data set)")
+            ax[2].plot(bt, exact[M], "-", label=f"N=2^{M} exact E[Y]")
         ax[2].plot(bt, limit, "k--", label="M -> inf")
         ax[2].set(xlabel="beta_tilde", ylabel="participation ratio Y", title="condensation")
         ax[2].legend()
