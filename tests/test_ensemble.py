@@ -1,0 +1,147 @@
+"""Unit tests for critdiff_ref.ensemble (parameters, generation, summaries, atomic .npz files) and the
+``phi4`` experiment / sub-command built on it (critdiff_ref.phi4_experiment)."""
+
+import argparse
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from critdiff_ref import ensemble
+from critdiff_ref import phi4_experiment as pe
+from critdiff_ref.observables import binder_cumulant, susceptibility
+
+
+def small_params(**kw):
+    base = dict(L=4, d=2, kappa=0.2, lam=0.1, n_chains=3, n_updates=8, burn_in=2, step=0.2, n_steps=4, seed=1)
+    base.update(kw)
+    return ensemble.EnsembleParams(**base)
+
+
+@pytest.mark.parametrize("sampler", ensemble.SAMPLERS)
+def test_generate_ensemble_shapes_and_reproducibility(sampler):
+    step = {"hmc": 0.2, "metropolis": 1.0, "langevin": 0.05, "mala": 0.05}[sampler]
+    params = small_params(sampler=sampler, step=step, thin=2)
+    configs, info = ensemble.generate_ensemble(params)
+    assert configs.shape == (4, 3, 4, 4) and configs.dtype == torch.float64
+    assert 0.0 <= info["acceptance"] <= 1.0 and len(info["acceptance_per_chain"]) == 3
+    again, _ = ensemble.generate_ensemble(params)
+    assert torch.equal(configs, again)
+
+
+def test_summarize_chains_is_the_plug_in_estimate():
+    gen = torch.Generator().manual_seed(0)
+    configs = torch.randn((50, 4, 3, 3), generator=gen, dtype=torch.float64) + 0.2
+    s = ensemble.summarize_chains(configs, 2)
+    M = configs.mean(dim=(2, 3)).reshape(-1)
+    assert s["n_configs"] == 200
+    assert math.isclose(s["M"], float(M.mean()), rel_tol=1e-12)
+    assert math.isclose(s["absM"], float(M.abs().mean()), rel_tol=1e-12)
+    assert math.isclose(s["chi2"], float(susceptibility(M, 9)), rel_tol=1e-12)
+    assert math.isclose(s["binder"], float(binder_cumulant(M)), rel_tol=1e-12)
+    # independent configurations: tau_int ~ 1/2 (Gamma method, err ~ sqrt(4 W / N) tau ~ 0.1 here)
+    assert abs(s["tau_int_absM"] - 0.5) < 0.25
+    with pytest.raises(ValueError, match="lattice axes"):
+        ensemble.summarize_chains(configs[0], 2)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    params = small_params()
+    configs, info = ensemble.generate_ensemble(params)
+    summary = {**ensemble.summarize_chains(configs, 2), **info}
+    path = ensemble.save_ensemble(tmp_path / "run.npz", configs, params, summary)
+    loaded, p2, s2 = ensemble.load_ensemble(path)
+    assert np.array_equal(loaded, configs.numpy()) and p2 == params
+    assert s2["M"] == summary["M"] and s2["n_configs"] == summary["n_configs"]
+    assert os.listdir(tmp_path) == ["run.npz"]  # no temporary file left behind
+
+
+def test_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):
+    params = small_params()
+    configs, _ = ensemble.generate_ensemble(params)
+    path = tmp_path / "run.npz"
+    ensemble.save_ensemble(path, configs, params, {"tag": "old"})
+    before = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("simulated interruption while writing")
+
+    monkeypatch.setattr(ensemble.np, "savez", crash)
+    with pytest.raises(KeyboardInterrupt):
+        ensemble.save_ensemble(path, configs * 2, params, {"tag": "new"})
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["run.npz"]
+    assert ensemble.load_ensemble(path)[2] == {"tag": "old"}
+
+
+def test_ensemble_parameters_are_validated(tmp_path):
+    with pytest.raises(ValueError, match="sampler"):
+        small_params(sampler="gibbs")
+    with pytest.raises(ValueError, match="n_chains"):
+        small_params(n_chains=1)
+    with pytest.raises(TypeError, match="seed"):
+        small_params(seed=1.5)
+    with pytest.raises(ValueError, match="step"):
+        small_params(step=0.0)
+    with pytest.raises(ValueError, match="dtype"):
+        small_params(dtype="float16")
+    with pytest.raises(ValueError, match="kept configurations"):
+        small_params(n_updates=8, thin=4)
+    with pytest.raises(ValueError, match="kappa"):
+        small_params(kappa=-0.1)
+    with pytest.raises(TypeError, match="EnsembleParams"):
+        ensemble.generate_ensemble({"L": 4})
+    with pytest.raises(ValueError, match=".npz"):
+        ensemble.save_ensemble(tmp_path / "x.txt", torch.zeros(1), small_params(), {})
+
+
+def test_progress_reports_go_to_stderr(capsys):
+    ensemble.generate_ensemble(small_params(), progress=True)
+    err = capsys.readouterr().err
+    assert "[critdiff] 10/10 updates (100%)" in err
+
+
+# -- the phi4 experiment and its sub-command ------------------------------------------------------
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    pe.add_phi4_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["phi4", *argv])
+
+
+def test_phi4_command_prints_and_writes_exactly_the_documented_json(tmp_path, capsys):
+    path = tmp_path / "phi4.json"
+    args = _parse(["--L", "4", "--kappa", "0.2", "--lam", "0.1", "--chains", "4", "--traj", "40", "--burn-in", "10",
+                   "--json", str(path), "--quiet"])
+    assert pe.run_phi4(args) == 0
+    out = capsys.readouterr().out
+    assert "HMC" in out and "<|M|>" in out and "tau_int" in out
+    data = json.loads(path.read_text())
+    assert tuple(data) == pe.JSON_KEYS
+    assert data["n_configs"] == 160 and 0 < data["acceptance"] <= 1
+    assert data["absM_err"] > 0 and data["tau_int_absM"] >= 0.5 - 1e-12
+
+
+def test_phi4_experiment_with_a_diffusion_model_runs_end_to_end():
+    """Tiny settings: every section is present, finite, and DM-MCMC's acceptance is a probability."""
+    res = pe.run_phi4_experiment(4, 2, 0.2, 0.1, n_chains=4, n_traj=24, burn_in=4, train_dm=True, dm_channels=(4, 8),
+                                 dm_steps=5, dm_batch=16, ode_steps=4, dm_chains=4, dm_iter=8)
+    assert set(res) == set(pe.JSON_KEYS) | {"metropolis", "dm"}
+    dm = res["dm"]
+    assert dm["divergence"] == "exact"  # V = 16: the exact divergence is the default
+    assert 0.0 <= dm["r2_action"] <= 1.0 and 0.0 <= dm["dm_mcmc"]["acceptance"] <= 1.0
+    assert dm["generated"]["n_configs"] == 32
+    assert all(math.isfinite(v) for v in dm["generated"].values())
+    assert "tau_int_absM" in res["metropolis"] and "tau_int_absM" in dm["dm_mcmc"]
+    text = pe.format_report(res)
+    assert "DM-MCMC" in text and "R^2" in text and "Metropolis" in text
+
+
+def test_phi4_rejects_bad_parameters():
+    with pytest.raises(ValueError, match="kappa"):
+        pe.run_phi4_experiment(4, 2, 0.3, 0.0)  # lam = 0 needs kappa < 1/(2d)
+    with pytest.raises(ValueError, match="divergence"):
+        pe.run_phi4_experiment(4, 2, 0.2, 0.1, divergence="fast")
+    with pytest.raises(ValueError, match="dm_dtype"):
+        pe.run_phi4_experiment(4, 2, 0.2, 0.1, dm_dtype="half")
