@@ -107,14 +107,20 @@ def test_euler_maruyama_variance_is_first_order(kind, critical, data):
 
 
 def test_ode_gain_and_log_gain_agree():
-    """exp(ode_log_gain) is ode_gain: the two exact gain calculators are the same product."""
+    """exp(ode_log_gain) is |ode_gain|: the two exact gain calculators are the same product."""
     field, process = GaussianField(6, 2, 0.3), VP()
     kernel = score_kernel_fn(field, process)
     for method in ORDERS:
         grid = time_grid(process, 200)
         gain, log_gain = ode_gain(kernel, process, grid, method), ode_log_gain(kernel, process, grid, method)
         # 200 factors: the product has relative rounding <= 200 eps; 1e3 eps leaves a margin of 5
-        torch.testing.assert_close(log_gain.exp(), gain, rtol=1e3 * EPS, atol=0.0)
+        torch.testing.assert_close(log_gain.exp(), gain.abs(), rtol=1e3 * EPS, atol=0.0)
+    # 24 Heun steps on OU(T=6) overshoot (factor < 0) on the stiff modes: the log-gain is log |gain| there
+    field, process = GaussianField(4, 2, 3.0), OU(T=6.0)
+    kernel, grid = score_kernel_fn(field, process), time_grid(process, 24)
+    gain = ode_gain(kernel, process, grid, "heun")
+    assert bool((gain < 0).any())
+    torch.testing.assert_close(ode_log_gain(kernel, process, grid, "heun").exp(), gain.abs(), rtol=1e3 * EPS, atol=0.0)
 
 
 def _lowest_mode_errors(process, steps: int, Ls) -> list[float]:

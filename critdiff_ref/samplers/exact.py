@@ -208,10 +208,12 @@ def ode_gain(kernel: Kernel, process: Process, grid_times, method: str = "rk4") 
 
 
 def ode_log_gain(kernel: Kernel, process: Process, grid_times, method: str = "rk4") -> torch.Tensor:
-    """``log ode_gain`` as ``sum_i log1p(factor_i - 1)``: accurate to ~``eps * sum_i |log factor_i|``
-    instead of ``N eps``, so tiny (RK4) discretisation errors stay measurable against the exact
-    ``log sqrt(C_tmin / C_T)``.  Needs every factor > 0 (NaN otherwise: an unstable step size)."""
-    return torch.log1p(_ode_increments(kernel, process, grid_times, method)).sum(dim=0)
+    """``log |ode_gain|`` as ``sum_i log|1 + (factor_i - 1)|`` with ``log1p`` for small increments: accurate
+    to ~``eps * sum_i |log |factor_i||`` instead of ``N eps``, so tiny (RK4) discretisation errors stay
+    measurable against the exact ``log sqrt(C_tmin / C_T)``.  The generated variance from ``N(0, v_T)``
+    is ``exp(2 log_gain) v_T`` (the sign of an overshooting step, factor < 0, does not matter there)."""
+    inc = _ode_increments(kernel, process, grid_times, method)
+    return torch.where(inc > -0.5, torch.log1p(inc.clamp(min=-0.5)), torch.log((1.0 + inc).abs())).sum(dim=0)
 
 
 def _em_factors(kernel: Kernel, process: Process, grid_times) -> tuple[torch.Tensor, torch.Tensor]:
