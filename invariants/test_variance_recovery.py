@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -150,21 +149,25 @@ def _mc_cases(draw):
     process = draw(processes(kinds=("OU", "VE", "VP")))
     d = draw(dimensions(1, 2))
     field = GaussianField(draw(lattice_sizes(d, min_L=3, max_L=6)), d, draw(masses()))
-    start = draw(st.sampled_from(["exact", "pure_noise"]))
-    return field, process, start, draw(seeds())
+    starts = ["exact", "pure_noise"] + (["standard_normal"] if not isinstance(process, VE) else [])
+    return field, process, draw(st.sampled_from(starts)), draw(seeds())
 
 
 @settings(max_examples=min(settings.default.max_examples, 6))
 @given(case=_mc_cases())
 def test_sampled_mode_variances_match_exact_gains(case):
-    """probability_flow (Heun, 24 steps) and reverse_sde (48 steps) reproduce gain^2 v_T and the EM variance recursion."""
+    """probability_flow (Heun, 24 steps) and reverse_sde (48 steps) reproduce gain^2 v_T and the EM variance
+    recursion from the exact, pure-noise and N(0, 1) starts."""
     field, process, start, seed = case
     g = torch.Generator().manual_seed(seed)
     score, kernel, mask = exact_score(field, process), score_kernel_fn(field, process), field.mode_mask()
     if start == "exact":
         x_T = exact_start(field, process, N_MC, g)
-    else:
+    elif start == "pure_noise":
         x_T = pure_noise_start((N_MC, *field.shape), process, g, noise=field.noise)
+    else:
+        x_T = standard_normal_start((N_MC, *field.shape), g)
+        x_T = lattice.remove_zero_mode(x_T, field.d) if field.zero_mode_removed else x_T
     v_T = _v_T(field, process, start)
 
     grid = time_grid(process, 24)
