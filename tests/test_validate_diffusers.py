@@ -81,12 +81,15 @@ def test_default_runners_include_diffusers():
     assert len(runners) == 6 + len(DEFAULT_DIFFUSERS)
 
 
-def test_ddim_trailing_spacing_with_non_divisor_steps_misbehaves():
-    """DDIM's step() takes prev_timestep = t - 1000 // N: with "trailing" spacing and N not dividing
-    1000 the timesteps are 3 or 4 apart at N = 300 but each step goes to t - 3, so the state and the
-    model's noise level drift apart: the error at 300 steps is 4.5x the error at 250 (observed 0.063 vs 0.014)."""
-    sched = diffusers.DDIMScheduler.from_config(diffusers.DDIMScheduler().config, timestep_spacing="trailing",
-                                                clip_sample=False)
+@pytest.mark.parametrize("name", ["DDIMScheduler", "PNDMScheduler"])
+def test_trailing_spacing_with_non_divisor_steps_misbehaves(name):
+    """DDIM's and PNDM's step() take prev_timestep = t - 1000 // N: with "trailing" spacing and N not
+    dividing 1000 the timesteps are 3 or 4 apart at N = 300 but each step goes to t - 3, so the state and
+    the model's noise level drift apart.  Observed errors at 250 -> 300 steps: DDIM 0.014 -> 0.063,
+    PNDM 8e-5 -> 0.058 (Euler, DPM-Solver++, UniPC, DEIS, Heun keep decreasing)."""
+    cls = getattr(diffusers, name)
+    sched = cls.from_config(cls().config, timestep_spacing="trailing",
+                            **({"clip_sample": False} if "clip_sample" in cls().config else {}))
     report = validate(sched, "diffusers", fields=[GaussianField(8, 1, 0.0)], steps=(250, 300), targets=("gaussian",))
     e250 = report["gauss[d=1,L=8,r=0]/covariance@250"].measured
     e300 = report["gauss[d=1,L=8,r=0]/covariance@300"].measured
