@@ -10,7 +10,6 @@ import sys
 import time
 import warnings
 
-import torch
 
 __all__ = ["add_validate_parser", "run_validate", "DEFAULT_DIFFUSERS", "default_runners", "convergence_table",
            "format_convergence_table"]
