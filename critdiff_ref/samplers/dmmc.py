@@ -42,6 +42,7 @@ __all__ = [
     "divergence_exact",
     "divergence_hutchinson",
     "rademacher_probes",
+    "reference_score",
     "pf_log_likelihood",
     "pf_sample",
     "flow_jacobian_log_density",
@@ -167,10 +168,37 @@ def divergence_hutchinson(score: Score, x: torch.Tensor, t: float, probes: torch
     return (g * probes).reshape(P, B, -1).sum(-1).mean(0).detach()
 
 
-def _divergence_fn(score: Score, divergence: str, probes: torch.Tensor | None):
+def _reference_kernel(reference: ModePrior, process: Process, t: float, like: torch.Tensor) -> torch.Tensor:
+    """Score kernel ``-1 / (a(t)^2 c_ref(k) + Xi(t))`` of the Gaussian with mode variances ``c_ref``."""
+    a, Xi = float(process.a(t)), float(process.Xi(t))
+    return -1.0 / (a * a * reference.mode_variance.to(dtype=like.dtype, device=like.device) + Xi)
+
+
+def reference_score(reference: ModePrior, process: Process) -> Score:
+    """The exact diffusion score of ``N(0, reference)`` (THEORY 2): ``F^-1[K_t(k) F[x]]``,
+    ``K_t = -1/(a^2 c_ref + Xi)``; its divergence is ``sum_k K_t(k)`` exactly."""
+
+    def score(x: torch.Tensor, t) -> torch.Tensor:
+        K = _reference_kernel(reference, process, float(t), x)
+        return lattice.ifft(lattice.fft(x, reference.d) * K, reference.d).real
+
+    return score
+
+
+def _divergence_fn(score: Score, divergence: str, probes: torch.Tensor | None, process: Process,
+                   control_variate: ModePrior | None):
     if divergence == "exact":
         return lambda x, t: divergence_exact(score, x, t)
-    return lambda x, t: divergence_hutchinson(score, x, t, probes)
+    if control_variate is None:
+        return lambda x, t: divergence_hutchinson(score, x, t, probes)
+    ref = reference_score(control_variate, process)
+
+    def div(x: torch.Tensor, t: float) -> torch.Tensor:
+        # Hutchinson on the residual s - s_ref only; the Gaussian part's trace is exact
+        resid = divergence_hutchinson(lambda y, tt: score(y, tt) - ref(y, tt), x, t, probes)
+        return resid + _reference_kernel(control_variate, process, t, x).sum()
+
+    return div
 
 
 # -- PF-ODE with the log-density ---------------------------------------------------------------------
@@ -199,7 +227,13 @@ def _augmented_flow(
     return state[:, :n].reshape(shape), state[:, n]
 
 
-def _check_common(x: torch.Tensor, prior: ModePrior, method: str, divergence: str) -> None:
+def _check_common(
+    x: torch.Tensor, prior: ModePrior, method: str, divergence: str, control_variate: ModePrior | None = None
+) -> None:
+    if control_variate is not None and (
+        not isinstance(control_variate, ModePrior) or control_variate.shape != prior.shape
+    ):
+        raise TypeError(f"control_variate must be None or a ModePrior of shape {prior.shape}")
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise TypeError("configurations must be a floating torch.Tensor of shape (batch, *lattice)")
     if not isinstance(prior, ModePrior):
@@ -224,6 +258,7 @@ def pf_log_likelihood(
     t_min: float = 0.0,
     divergence: str = "exact",
     n_probes: int = 1,
+    control_variate: ModePrior | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """PF-ODE log-density ``log q(x_0) = log p_T(x_T) + int_{t_min}^T div f(x_t, t) dt`` (THEORY 8), ``(batch,)``.
@@ -232,11 +267,14 @@ def pf_log_likelihood(
     (``steps``, ``grid`` as in :func:`~critdiff_ref.samplers.reverse.probability_flow`); ``prior`` is
     the model density at ``T``. Hutchinson probes are drawn once per trajectory (``n_probes`` per
     configuration), so ``E[log q]`` over probes equals the exact-divergence value on the same grid.
+    ``control_variate`` (a Gaussian ``ModePrior``, e.g. the data's measured ``<|phi_k|^2>``): Hutchinson
+    estimates only the divergence of ``s - s_ref`` and adds ``sum_k K_ref(k)`` exactly (still unbiased;
+    zero variance when the score is that Gaussian's).
     """
-    _check_common(x0, prior, method, divergence)
+    _check_common(x0, prior, method, divergence, control_variate)
     times = [float(t) for t in resolve_grid(process, steps, grid, t_min).flip(0)]
     probes = rademacher_probes(n_probes, x0, generator) if divergence == "hutchinson" else None
-    xT, ell = _augmented_flow(score, process, x0, times, method, _divergence_fn(score, divergence, probes))
+    xT, ell = _augmented_flow(score, process, x0, times, method, _divergence_fn(score, divergence, probes, process, control_variate))
     return prior.log_prob(xT) + ell
 
 
@@ -252,6 +290,7 @@ def pf_sample(
     t_min: float = 0.0,
     divergence: str = "exact",
     n_probes: int = 1,
+    control_variate: ModePrior | None = None,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
@@ -262,10 +301,10 @@ def pf_sample(
     the ODE method).
     """
     xT = prior.sample(n, generator, dtype=dtype, device=device)
-    _check_common(xT, prior, method, divergence)
+    _check_common(xT, prior, method, divergence, control_variate)
     times = [float(t) for t in resolve_grid(process, steps, grid, t_min)]
     probes = rademacher_probes(n_probes, xT, generator) if divergence == "hutchinson" else None
-    x0, ell = _augmented_flow(score, process, xT, times, method, _divergence_fn(score, divergence, probes))
+    x0, ell = _augmented_flow(score, process, xT, times, method, _divergence_fn(score, divergence, probes, process, control_variate))
     return x0, prior.log_prob(xT) - ell  # ell = int_T^{t_min} div f dt = -int_{t_min}^T div f dt
 
 
@@ -372,6 +411,7 @@ def dm_mcmc(
     t_min: float = 0.0,
     log_q: str = "exact",
     n_probes: int = 1,
+    control_variate: ModePrior | None = None,
     burn_in: int = 0,
     thin: int = 1,
     batch_size: int = 256,
@@ -403,7 +443,8 @@ def dm_mcmc(
             x, lq = flow_jacobian_log_density(score, process, xT, prior, steps=steps, method=method, grid=grid, t_min=t_min)
         else:
             x, lq = pf_sample(score, process, b, prior, steps=steps, method=method, grid=grid, t_min=t_min,
-                              divergence=log_q, n_probes=n_probes, generator=generator, dtype=dtype, device=device)
+                              divergence=log_q, n_probes=n_probes, control_variate=control_variate, generator=generator,
+                              dtype=dtype, device=device)
         xs.append(x)
         lqs.append(lq)
     x = torch.cat(xs).reshape(n_iter, n_chains, *prior.shape)
