@@ -107,3 +107,18 @@ def test_leading_spacing_floor_is_reported():
     floor = report["gauss[d=2,L=8,r=0]/schedule_floor@600"]
     assert floor.passed is False and 0.01 < floor.measured < 0.05
     assert report["gauss[d=2,L=8,r=0]/covariance@600"].passed  # the solver itself is fine
+
+
+def test_edm_euler_scheduler_equals_our_edm_euler():
+    """diffusers' EDMEulerScheduler (Karras sigmas 0.002..80, rho 7) is k-diffusion's sample_euler: through the
+    EDM preconditioning of the diffusers adapter it reproduces our denoiser-adapter edm_euler's errors."""
+    from critdiff_ref.validate import edm_euler
+
+    kw = dict(fields=[GaussianField(8, 1, 0.0)], steps=(10, 20), targets=("gaussian",))
+    ours = validate(edm_euler, "denoiser", **kw)
+    theirs = validate(diffusers.EDMEulerScheduler, "diffusers", **kw)
+    for n in (10, 20):
+        a = ours[f"gauss[d=1,L=8,r=0]/covariance@{n}"].measured
+        b = theirs[f"gauss[d=1,L=8,r=0]/covariance@{n}"].measured
+        # diffusers stores sigmas in float32 (relative 6e-8) and steps in float32: 1e-5 relative leaves a x100 margin
+        assert math.isclose(a, b, rel_tol=1e-5), (a, b)

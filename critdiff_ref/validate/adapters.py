@@ -24,6 +24,8 @@ Conventions (all handled here, documented once):
   on an exact ``epsilon`` / ``v_prediction`` / ``sample`` model for the scheduler's own
   ``alphas_cumprod``: at an integer timestep ``sigma^2 = (1 - abar_t)/abar_t``; at a fractional one
   (Euler/Heun/LMS "linspace" spacing, Karras sigmas) the scheduler's own ``sigmas[step_index]``.
+  EDM schedulers (no ``alphas_cumprod``): the network ``F`` with ``D = c_skip x + c_out F`` taken from
+  the scheduler's own ``precondition_inputs`` / ``precondition_outputs`` at ``sigmas[step_index]``.
   The model input is the VP-scaled sample ``x_t = sqrt(abar) x~`` for every scheduler (Euler-type
   schedulers divide their VE-in-sigma state ``x~`` by ``sqrt(1 + sigma^2)`` in ``scale_model_input``).
 - ``generator``: ``sampler(n, generator) -> x_0`` (a user's trained model plus sampler), checked
@@ -314,12 +316,27 @@ def _diffusers_runner(scheduler, *, prediction_type: str | None, sampler_kwargs:
             raise ValueError(f"prediction_type must be 'epsilon', 'v_prediction' or 'sample', got {prediction_type!r}")
         config["prediction_type"] = prediction_type
     pred = config.get("prediction_type", "epsilon")
-    abar = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float64)
-    sigma_table = ((1 - abar) / abar).sqrt()
-    sigma_max = float(sigma_table.max())
+    # EDM schedulers (EDMEuler, EDMDPMSolverMultistep): VE in sigma, no alphas_cumprod; the model is the
+    # EDM network F with D = c_skip x + c_out F, both read from the scheduler's own precondition_outputs.
+    edm = hasattr(scheduler, "precondition_outputs") and not hasattr(scheduler, "alphas_cumprod")
+    if edm:
+        sigma_table = None
+        sigma_max = float(config["sigma_max"])
+    else:
+        if not hasattr(scheduler, "alphas_cumprod"):
+            raise TypeError(f"{cls.__name__} has no alphas_cumprod (not a diffusion-time scheduler this adapter fits)")
+        abar = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float64)
+        sigma_table = ((1 - abar) / abar).sqrt()
+        sigma_max = float(sigma_table.max())
     takes_gen = _accepts(cls.step, "generator")
     record: dict = {}
     denoisers: dict = {}
+
+    def _step_kw(generator) -> dict:
+        kw = dict(sampler_kwargs)
+        if takes_gen:
+            kw.setdefault("generator", generator)
+        return kw
 
     def run(target, steps, z, generator):
         if z.ndim == 1:  # schedulers index sample.shape[1] (e.g. DDPM's learned-variance test): use (n, 1)
@@ -336,6 +353,19 @@ def _diffusers_runner(scheduler, *, prediction_type: str | None, sampler_kwargs:
         first = None
         for t in sched.timesteps:
             x_in = sched.scale_model_input(x, t)
+            if edm:
+                sig = float(sched.sigmas[sched.step_index])
+                c_in = float(sched.precondition_inputs(torch.ones(1, dtype=torch.float64), sig)[0])
+                x_tilde = x_in / c_in
+                base = sched.precondition_outputs(x_tilde, torch.zeros_like(x_tilde), sig)  # c_skip x
+                c_out = float(sched.precondition_outputs(torch.zeros(1, dtype=torch.float64),
+                                                         torch.ones(1, dtype=torch.float64), sig)[0])
+                out = (D(x_tilde, sig) - base) / c_out
+                if first is None:
+                    first, record["vp_internal"] = sig, False
+                x = sched.step(out.to(x.dtype), t, x, **_step_kw(generator)).prev_sample
+                last = sig
+                continue
             probe = torch.ones((1,), dtype=torch.float64)
             ratio = float(sched.scale_model_input(probe, t).reshape(-1)[0])
             if first is None:
@@ -353,10 +383,7 @@ def _diffusers_runner(scheduler, *, prediction_type: str | None, sampler_kwargs:
                 out = x0
             else:
                 out = (eps - sig * x0) / math.sqrt(1.0 + sig * sig)
-            kw = dict(sampler_kwargs)
-            if takes_gen:
-                kw.setdefault("generator", generator)
-            x = sched.step(out.to(x.dtype), t, x, **kw).prev_sample
+            x = sched.step(out.to(x.dtype), t, x, **_step_kw(generator)).prev_sample
             last = sig
         record[(key, steps)] = (first, float(sched.init_noise_sigma), record["vp_internal"], last)
         return x

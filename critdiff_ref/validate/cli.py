@@ -34,6 +34,8 @@ DEFAULT_DIFFUSERS = (
     ("DEISMultistepScheduler", None),
     ("PNDMScheduler", None),
     ("SASolverScheduler", None),
+    ("EDMEulerScheduler", None),
+    ("EDMDPMSolverMultistepScheduler", None),
 )
 
 
