@@ -353,7 +353,8 @@ def order_check(runner: Runner, label: str, series: dict, *, deterministic: bool
     steps, err, noise = series["steps"], series["own_error"], series["noise"]
     name = f"{label}/order"
     if len(steps) < 2:
-        return CheckResult(name, math.nan, runner.order or math.nan, 0.5, "needs >= 2 step counts", False,
+        # one step count asked for (or the runs failed, which the covariance rows already report)
+        return CheckResult(name, math.nan, runner.order or math.nan, 0.5, "needs >= 2 step counts", None,
                            "fewer than two step counts ran successfully")
     use = list(range(len(steps)))[-2:]
     s = [steps[i] for i in use]
