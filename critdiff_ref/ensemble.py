@@ -1,7 +1,7 @@
 """Ensemble generation for lattice phi^4 as a user runs it (THEORY 8): parameters in, configurations
 and a summary with honest errors out, saved atomically as ``.npz`` with the parameters as metadata.
 
-``run_hmc_experiment(L, d, kappa, lam, ...)`` is the one-call entry point (used by ``critdiff phi4``): batched
+``run_hmc_experiment(L, d, kappa, lam, ...)`` is the one-call library entry point (``critdiff phi4`` runs the same steps): batched
 independent HMC chains, observables ``M, |M|, chi_2, U_L`` with errors from Wolff's Gamma method
 over the replica chains (:func:`critdiff_ref.observables.gamma_method`).
 """
