@@ -12,6 +12,8 @@ Conventions (those of :mod:`critdiff_ref.validate.adapters`):
   reverse SDE ``dx = [-gamma x - g^2 s] dt + g dW_bar`` (THEORY 1).
 - ``"denoiser"``: ``sampler(model, x, sigmas) -> x_0`` with ``model(x, sigma) = x + sigma^2 s``
   (k-diffusion / EDM, VE in sigma).
+- ``"diffusers"``: a scheduler class with diffusers' interface (:class:`DDIMLikeScheduler`) run by the
+  adapter's standard loop (``set_timesteps``, ``scale_model_input``, ``step(...).prev_sample``).
 
 Registry entries are :class:`Entry` ``(sampler, adapter, description, options)``; ``options`` are
 the ``validate()`` keyword arguments the sampler is written for (its documented ``order``, and
