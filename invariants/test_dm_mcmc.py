@@ -13,7 +13,9 @@ the spread across chains / sqrt(R).
 """
 
 import math
+import os
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -108,3 +110,22 @@ def test_dm_mcmc_with_a_wrong_score_restores_the_exact_covariance(target, proces
     # so the 0.3 c0 offset is ~8 standard errors)
     pv, pse = mode_power(res.proposals[burn_in:], target.d)
     assert bool((((pv - c0) / pse).abs() > K_SIGMA).any())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("CRITDIFF_SLOW") != "1", reason="slow: set CRITDIFF_SLOW=1")
+@settings(max_examples=2)
+@given(small_free_theories(), seeds())
+def test_dm_mcmc_with_ode_log_q_and_a_wrong_score_restores_the_covariance(target, seed):
+    """The THEORY 8 recipe (log q from the PF-ODE divergence integral, RK4) with a wrong score: exact up
+    to the ODE error in log q (~1e-4 at 16 RK4 steps, far below the statistical resolution)."""
+    gen = torch.Generator().manual_seed(seed)
+    field = target.free_field()
+    wrong = GaussianField(field.L, field.d, field.r, amplitude=1.3 * field.amplitude)
+    process = VE()
+    prior = dmmc.isotropic_prior(process, target.L, target.d)
+    res = dmmc.dm_mcmc(target, exact_score(wrong, process), process, prior, n_chains=32, n_iter=120, steps=16,
+                       log_q="exact", burn_in=40, generator=gen)
+    v, se = mode_power(res.samples, target.d)
+    z = (v - field.c0()) / se
+    assert bool((z.abs() < K_SIGMA).all()), f"z-scores {z.flatten().tolist()}"
