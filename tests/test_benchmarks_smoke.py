@@ -244,3 +244,27 @@ def test_no_module_level_name_looks_like_a_benchmark(module):
     ``time_grid``) must not carry one; benchmarks live in classes."""
     names = [n for n in vars(importlib.import_module(f"benchmarks.{module}")) if n.startswith(PREFIXES)]
     assert names == []
+
+
+# -- the BENCHMARKS.md table reader ------------------------------------------------------------------
+def test_summary_unflattens_asv_results(tmp_path):
+    """asv stores one value per point of the cartesian product of the parameter lists, NaN for a skip."""
+    from benchmarks import summary
+
+    name = "bench_scores.ScoreRatios.track_fft_score_over_fft_pair"
+    columns = ["result", "params", "version"]
+    result = {
+        "commit_hash": "0123456789abcdef",
+        "date": 1,
+        "result_columns": columns,
+        "results": {name: [[1.5, float("nan"), 2.5, None], [["8", "16"], ["'cpu'", "'cuda'"]], "1"]},
+    }
+    assert summary.points(result, name) == [((8, "cpu"), 1.5), ((16, "cpu"), 2.5)]
+    assert summary.points(result, "bench_x.Missing.track_y") == []
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "0123456789-existing.json").write_text(__import__("json").dumps(result))
+    loaded = summary.latest_result("m", "01234567", results_dir=tmp_path)
+    table = summary.markdown(loaded, "m")
+    assert "| FFT score / FFT pair (d=2, f32, batch 8) | <= 1.2 | 8: 1.5; 16: 2.5 |" in table
+    with pytest.raises(ValueError, match="no asv results"):
+        summary.latest_result("m", "ffffffff", results_dir=tmp_path)
