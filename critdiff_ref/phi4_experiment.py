@@ -129,7 +129,7 @@ def run_phi4_experiment(
     train_dm: bool = False,
     metropolis_step: float = 1.0,
     dm_channels: tuple[int, ...] = (8, 16),
-    dm_steps: int = 300,
+    dm_steps: int = 1000,
     dm_batch: int = 64,
     dm_lr: float = 2e-3,
     ode_steps: int = 16,
@@ -218,7 +218,7 @@ def add_phi4_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--train-dm", action="store_true", help="train a DM on the HMC ensemble and run DM-MCMC")
     g.add_argument("--metropolis-step", type=float, default=1.0, help="local Metropolis proposal half-width")
     g.add_argument("--dm-channels", type=int, nargs="+", default=[8, 16], help="U-Net channels per level")
-    g.add_argument("--dm-steps", type=int, default=300, help="DSM training steps")
+    g.add_argument("--dm-steps", type=int, default=1000, help="DSM training steps")
     g.add_argument("--dm-batch", type=int, default=64)
     g.add_argument("--dm-lr", type=float, default=2e-3)
     g.add_argument("--ode-steps", type=int, default=16)
