@@ -45,6 +45,8 @@ def test_unet_shapes_and_dtype_follow_the_input(L, d):
     assert out.shape == x.shape and out.dtype == torch.float64
     out_t = model(x.float(), torch.tensor([0.1, 0.5, 0.9]))
     assert out_t.shape == x.shape and out_t.dtype == torch.float32
+    vp = dsm.ScoreUNet(L, d, VP(beta_min=0.1, beta_max=20.0), channels=(4, 8), embed_dim=8)
+    assert vp(x, torch.tensor([0.1, 0.5, 1.0])).shape == x.shape
 
 
 def test_unet_is_exactly_odd_and_generator_seeded():
@@ -169,7 +171,7 @@ def test_train_dsm_rejects_bad_arguments():
         dsm.denoising_loss(model, data, PROCESS, t_min=2.0)
 
 
-def test_trained_model_plugs_into_the_likelihood():
+def test_unet_divergences_agree():
     """The U-Net is a valid score for samplers.dmmc: exact and all-sign-vector Hutchinson divergences agree."""
     model = small_model(L=4, d=1, channels=(4, 8)).double()
     x = torch.randn(3, 4, dtype=torch.float64)
