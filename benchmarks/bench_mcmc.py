@@ -75,9 +75,14 @@ class PhiFourMCMC:
         synchronize(self.device)
 
 
-class LeapfrogBandwidth:
-    """Achieved fraction of the copy roofline by the leapfrog step (issue target: >= 0.8 for L >= 64),
-    d = 2, float32, 16 chains; and the roofline itself."""
+class MCMCBandwidth:
+    """Achieved fraction of the copy roofline by the phi^4 updates (issue target: >= 0.8 for L >= 64),
+    d = 2, float32, 16 chains; and the roofline itself.
+
+    Minimal traffic of a fused kernel per site: leapfrog step reads and writes ``phi`` and ``pi``
+    (4 itemsizes); Langevin step reads and writes ``phi`` with the noise generated in-kernel
+    (2 itemsizes); checkerboard Metropolis sweep reads and writes ``phi`` once per colour (4 itemsizes).
+    """
 
     params = ([64, 256], list(DEVICES))
     param_names = ["L", "device"]
@@ -86,13 +91,26 @@ class LeapfrogBandwidth:
 
     def setup(self, L, device):
         self.target, self.phi, self.pi, self.gen, self.device = _setup_chains(L, 2, device, "float32")
+        self.site_bytes = self.phi.element_size() * self.phi.numel()
+
+    def _fraction(self, fn, passes: int, per_call: int = 1) -> float:
+        seconds = median_seconds(fn, self.device) / per_call
+        return passes * self.site_bytes / seconds / copy_bandwidth(self.device)
 
     def track_leapfrog_bandwidth_fraction(self, L, device):
-        per_step = median_seconds(lambda: leapfrog(self.target, self.phi, self.pi, EPS, LEAPFROG_STEPS), self.device) / LEAPFROG_STEPS
-        bytes_per_step = 4 * self.phi.element_size() * self.phi.numel()
-        return bytes_per_step / per_step / copy_bandwidth(self.device)
+        return self._fraction(lambda: leapfrog(self.target, self.phi, self.pi, EPS, LEAPFROG_STEPS), 4, LEAPFROG_STEPS)
 
     track_leapfrog_bandwidth_fraction.unit = "fraction of copy bandwidth"
+
+    def track_langevin_bandwidth_fraction(self, L, device):
+        return self._fraction(lambda: langevin_step(self.target, self.phi, self.gen, dtau=0.01), 2)
+
+    track_langevin_bandwidth_fraction.unit = "fraction of copy bandwidth"
+
+    def track_metropolis_bandwidth_fraction(self, L, device):
+        return self._fraction(lambda: metropolis_sweep(self.target, self.phi, self.gen, step_size=0.5), 4)
+
+    track_metropolis_bandwidth_fraction.unit = "fraction of copy bandwidth"
 
     def track_copy_bandwidth(self, L, device):
         return copy_bandwidth(self.device) / 1e9

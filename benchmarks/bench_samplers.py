@@ -105,6 +105,35 @@ class ReverseSamplers:
         reverse_sde(self.score, self.process, self.x_T, STEPS, self.gen, noise=self.field.noise)
         synchronize(self.device)
 
+    def peakmem_pf_ode_rk4(self, L, d, device, dtype):
+        """Host peak memory (asv's peakmem_ sees the process RSS only; GPU memory: SamplerGPUMemory)."""
+        probability_flow(self.score, self.process, self.x_T, STEPS, method="rk4")
+
+
+class SamplerGPUMemory:
+    """Peak GPU memory of the PF-ODE RK4 sampler over the input size (``max_memory_allocated`` after a
+    reset; asv's ``peakmem_`` sees host memory only).  d = 2, float32, batch 8; CUDA only."""
+
+    params = ([64, 512, 4096], ["cuda"])
+    param_names = ["L", "device"]
+    version = VERSION
+
+    def setup(self, L, device):
+        self.field, self.process, self.device, self.dtype, gen = _setup_field(L, 2, device, "float32")
+        self.score = exact_score(self.field, self.process)
+        self.x_T = exact_start(self.field, self.process, BATCH, gen, dtype=self.dtype, device=self.device)
+
+    def track_peak_memory_over_input(self, L, device):
+        synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        base = torch.cuda.memory_allocated(self.device)
+        probability_flow(self.score, self.process, self.x_T, STEPS, method="rk4")
+        synchronize(self.device)
+        extra = torch.cuda.max_memory_allocated(self.device) - base
+        return extra / (self.x_T.element_size() * self.x_T.numel())
+
+    track_peak_memory_over_input.unit = "peak extra bytes / input bytes"
+
 
 class SamplerOverhead:
     """Per-step cost of the PF-ODE RK4 sampler at small L, d = 2, float32, relative to its kernels.
