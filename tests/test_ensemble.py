@@ -145,3 +145,14 @@ def test_phi4_rejects_bad_parameters():
         pe.run_phi4_experiment(4, 2, 0.2, 0.1, divergence="fast")
     with pytest.raises(ValueError, match="dm_dtype"):
         pe.run_phi4_experiment(4, 2, 0.2, 0.1, dm_dtype="half")
+
+
+def test_phi4_experiment_reproduces_the_free_field_susceptibility():
+    """lam = 0: chi_2 = V Var(M) = c0(k = 0) = 1 / (2 - 4 d kappa) exactly, <M> = 0 and U_L = 0 (Gaussian M)."""
+    kappa = 0.2
+    res = pe.run_phi4_experiment(4, 2, kappa, 0.0, n_chains=16, n_traj=300, burn_in=50)
+    exact_chi2 = 1.0 / (2.0 - 8.0 * kappa)
+    # Gamma-method errors over 16 independent chains x 300 trajectories; 5 sigma (normal tail 6e-7)
+    assert abs(res["chi2"] - exact_chi2) < 5 * res["chi2_err"], (res["chi2"], res["chi2_err"], exact_chi2)
+    assert abs(res["M"]) < 5 * res["M_err"]
+    assert abs(res["binder"]) < 5 * res["binder_err"]
