@@ -1,6 +1,6 @@
 """critdiff_ref: reference diffusion models on statistical-field-theory targets with exact answers."""
 
-from . import lattice, processes, scores, targets
+from . import lattice, processes, scores, targets, validate
 from .processes import OU, VE, VP, Brownian
 from .scores import exact_score
 from .targets import (
@@ -21,6 +21,7 @@ __all__ = [
     "processes",
     "scores",
     "targets",
+    "validate",
     "OU",
     "VE",
     "VP",

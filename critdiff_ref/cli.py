@@ -16,6 +16,8 @@ __all__ = ["main", "SUBCOMMANDS"]
 
 # (name, module, help) — the module defines add_<name>_parser and run_<name>.
 SUBCOMMANDS: list[tuple[str, str, str]] = [
+    ("validate", "critdiff_ref.validate.cli",
+     "validate a diffusion sampler against exact answers (default: ours + diffusers schedulers)"),
     ("facts", "critdiff_ref.cli", "print a target's exact facts (mode variances, cumulants, scores)"),
     ("train", "critdiff_ref.trainers.experiment",
      "steps to accuracy: one-layer vs two-layer vs local linear scores (THEORY 3-5)"),
@@ -24,13 +26,13 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("report", "critdiff_ref.report", "reproduce the papers' phenomena: figures, numbers, pass/fail"),
 ]
 
-DEFAULT_COMMAND = "facts"
+DEFAULT_COMMAND = "validate"
 
 
 def add_facts_parser(sub) -> argparse.ArgumentParser:
     from . import facts
 
-    p = sub.add_parser("facts", help=SUBCOMMANDS[0][2])
+    p = sub.add_parser("facts", help="print a target's exact facts (mode variances, cumulants, scores)")
     p.add_argument("--target", choices=sorted(facts.TARGETS), default="gaussian-field")
     p.add_argument("--process", choices=sorted(facts.PROCESSES), default="VE")
     p.add_argument("--L", type=int, default=16, help="lattice size (gaussian-field)")

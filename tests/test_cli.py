@@ -8,10 +8,19 @@ import sys
 from critdiff_ref.cli import main
 
 
-def test_default_runs(capsys):
-    assert main([]) == 0
+def test_facts_runs(capsys):
+    assert main(["facts"]) == 0
     out = capsys.readouterr().out
     assert "gaussian-field" in out and "condition_number" in out
+
+
+def test_default_command_is_validate(monkeypatch):
+    """Plain `critdiff` (and `critdiff --flag ...`) is the main job, `critdiff validate`."""
+    import critdiff_ref.validate.cli as vcli
+
+    seen = []
+    monkeypatch.setattr(vcli, "run_validate", lambda args: seen.append(args.command) or 0)
+    assert main([]) == 0 and seen == ["validate"]
 
 
 def test_json_output(tmp_path, capsys):

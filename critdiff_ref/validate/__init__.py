@@ -196,3 +196,16 @@ def reference_samplers() -> list[Runner]:
     out.append(make_runner(edm_euler, "denoiser", order=1.0, name="edm_euler"))
     out.append(make_runner(edm_heun, "denoiser", order=2.0, name="edm_heun"))
     return out
+
+
+class _CallableModule(type(math)):
+    """Lets ``critdiff_ref.validate(...)`` call :func:`validate` while ``critdiff_ref.validate.Report`` etc.
+    stay ordinary module attributes (the issue's public entry point is the package itself)."""
+
+    def __call__(self, *args, **kwargs) -> Report:
+        return validate(*args, **kwargs)
+
+
+import sys as _sys  # noqa: E402
+
+_sys.modules[__name__].__class__ = _CallableModule
