@@ -19,6 +19,8 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("validate", "critdiff_ref.validate.cli",
      "validate a diffusion sampler against exact answers (default: ours + diffusers schedulers)"),
     ("facts", "critdiff_ref.cli", "print a target's exact facts (mode variances, cumulants, scores)"),
+    ("mutants", "critdiff_ref.mutants",
+     "validator power matrix: planted-bug samplers must fail, correct ones pass"),
     ("train", "critdiff_ref.trainers.experiment",
      "steps to accuracy: one-layer vs two-layer vs local linear scores (THEORY 3-5)"),
     ("thermo", "critdiff_ref.thermo",
