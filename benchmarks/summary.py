@@ -21,6 +21,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # (benchmark, label, target) -- target None: tracked for information only
 ROWS = (
     ("bench_mcmc.MCMCBandwidth.track_leapfrog_bandwidth_fraction", "leapfrog step / copy roofline (d=2, f32, 16 chains)", ">= 0.8"),
+    ("bench_mcmc.CompiledLeapfrogBandwidth.track_compiled_leapfrog_bandwidth_fraction", "leapfrog step, torch.compile / copy roofline", ">= 0.8"),
     ("bench_mcmc.MCMCBandwidth.track_langevin_bandwidth_fraction", "Langevin step / copy roofline", ">= 0.8"),
     ("bench_mcmc.MCMCBandwidth.track_metropolis_bandwidth_fraction", "Metropolis sweep / copy roofline", ">= 0.8"),
     ("bench_mcmc.MCMCBandwidth.track_copy_bandwidth", "copy roofline, GB/s", None),
