@@ -25,6 +25,7 @@ from .common import (
     DTYPES,
     LATTICE_SIZES,
     VERSION,
+    best_seconds,
     copy_bandwidth,
     median_seconds,
     require_sites,
@@ -96,7 +97,7 @@ class MCMCBandwidth:
         self.site_bytes = self.phi.element_size() * self.phi.numel()
 
     def _fraction(self, fn, passes: int, per_call: int = 1) -> float:
-        seconds = median_seconds(fn, self.device) / per_call
+        seconds = best_seconds(fn, self.device) / per_call
         return passes * self.site_bytes / seconds / copy_bandwidth(self.device)
 
     def track_leapfrog_bandwidth_fraction(self, L, device):
@@ -156,7 +157,7 @@ class CompiledLeapfrogBandwidth:
         synchronize(self.device)
 
     def track_compiled_leapfrog_bandwidth_fraction(self, L, device):
-        seconds = median_seconds(lambda: self.step(self.phi, self.pi), self.device)
+        seconds = best_seconds(lambda: self.step(self.phi, self.pi), self.device)
         return 4 * self.phi.element_size() * self.phi.numel() / seconds / copy_bandwidth(self.device)
 
     track_compiled_leapfrog_bandwidth_fraction.unit = "fraction of copy bandwidth"

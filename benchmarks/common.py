@@ -39,6 +39,7 @@ __all__ = [
     "require_sites",
     "synchronize",
     "median_seconds",
+    "best_seconds",
     "copy_bandwidth",
     "fit_exponent",
     "ell_for",
@@ -98,13 +99,8 @@ def synchronize(device: torch.device | str) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_seconds(fn: Callable[[], object], device: torch.device | str, *, repeats: int = 7, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` in seconds over ``repeats`` calls after ``warmup`` calls.
-
-    On a GPU each call is bracketed by CUDA events recorded on the current stream after a
-    synchronisation, so queued work from before is not counted and the kernel time is (a bare
-    ``synchronize`` costs ~10 us, which dominates small kernels).  On the CPU: ``perf_counter``.
-    """
+def _seconds(fn: Callable[[], object], device: torch.device | str, repeats: int, warmup: int) -> list[float]:
+    """Wall times of ``repeats`` calls of ``fn()`` after ``warmup`` calls (see :func:`median_seconds`)."""
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be an int >= 1, got repeats={repeats!r}")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
@@ -127,18 +123,35 @@ def median_seconds(fn: Callable[[], object], device: torch.device | str, *, repe
             t0 = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
 
 
-def copy_bandwidth(device: torch.device | str, nbytes: int = 2**26, *, repeats: int = 7) -> float:
-    """Measured device-to-device copy bandwidth in bytes/s: ``dst.copy_(src)`` moves ``2 nbytes``
-    (one read, one write).  The roofline against which bandwidth-bound kernels are reported."""
+def median_seconds(fn: Callable[[], object], device: torch.device | str, *, repeats: int = 7, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeats`` calls after ``warmup`` calls.
+
+    On a GPU each call is bracketed by CUDA events recorded on the current stream after a
+    synchronisation, so queued work from before is not counted and the kernel time is (a bare
+    ``synchronize`` costs ~10 us, which dominates small kernels).  On the CPU: ``perf_counter``.
+    """
+    return statistics.median(_seconds(fn, device, repeats, warmup))
+
+
+def best_seconds(fn: Callable[[], object], device: torch.device | str, *, repeats: int = 15, warmup: int = 1) -> float:
+    """Shortest wall time of ``fn()`` over ``repeats`` calls (timed as :func:`median_seconds`): the
+    estimate of the uncontended time, used for roofline fractions on shared machines."""
+    return min(_seconds(fn, device, repeats, warmup))
+
+
+def copy_bandwidth(device: torch.device | str, nbytes: int = 2**26, *, repeats: int = 15) -> float:
+    """Measured device-to-device copy bandwidth in bytes/s from the best of ``repeats`` copies:
+    ``dst.copy_(src)`` moves ``2 nbytes`` (one read, one write).  The roofline against which
+    bandwidth-bound kernels are reported (both timed with :func:`best_seconds`)."""
     if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 2**10:
         raise ValueError(f"nbytes must be an int >= 1024, got nbytes={nbytes!r}")
     n = nbytes // 4
     src = torch.ones(n, dtype=torch.float32, device=device)
     dst = torch.empty_like(src)
-    seconds = median_seconds(lambda: dst.copy_(src), device, repeats=repeats, warmup=2)
+    seconds = best_seconds(lambda: dst.copy_(src), device, repeats=repeats, warmup=2)
     return 2.0 * n * 4 / seconds
 
 

@@ -199,6 +199,11 @@ def test_median_seconds_counts_calls_and_validates():
     calls = []
     seconds = common.median_seconds(lambda: calls.append(1), "cpu", repeats=5, warmup=2)
     assert len(calls) == 7 and seconds >= 0.0
+    calls.clear()
+    best = common.best_seconds(lambda: calls.append(1), "cpu", repeats=4, warmup=0)
+    assert len(calls) == 4 and best >= 0.0
+    with pytest.raises(ValueError, match="repeats"):
+        common.best_seconds(lambda: None, "cpu", repeats=0)
     with pytest.raises(ValueError, match="repeats"):
         common.median_seconds(lambda: None, "cpu", repeats=0)
     with pytest.raises(ValueError, match="warmup"):
