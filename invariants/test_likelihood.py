@@ -30,8 +30,9 @@ from critdiff_ref.testing import assert_close
 # ODE integrations are the expensive part: a quarter of the profile's examples (3 under ci).
 FEW = settings(max_examples=max(2, settings.default.max_examples // 4))
 ORDER = {"euler": 1, "heun": 2, "rk4": 4}
-# step counts in the asymptotic regime for VE (sigma = 25) and VP (beta_max = 20): observed slopes
-# 0.93-1.02 (Euler), 1.93-2.10 (Heun), 3.80-4.07 (RK4) over L in {4, 6}, d in {1, 2}
+# step counts near the asymptotic regime for VE (sigma = 25) and VP (beta_max = 20): slopes observed on a
+# grid of 64 cases (L in {4, 6}, d in {1, 2}, 4 kappas, both processes): Euler 0.91-1.03, Heun 1.91-2.30,
+# RK4 3.78-4.64 (VP: partially cancelling error constants make RK4 look faster than h^4 at these h)
 STEPS = {"euler": [64, 128, 256], "heun": [16, 32, 64], "rk4": [8, 16, 32]}
 
 
@@ -60,8 +61,9 @@ def test_pf_likelihood_with_exact_score_converges_at_the_method_order(target, pr
         log_q = dmmc.pf_log_likelihood(score, process, x0, prior, steps=steps, method=method)
         errs.append(float((log_q - exact).abs().max()))
     slope = -np.polyfit(np.log(STEPS[method]), np.log(errs), 1)[0]
-    # window +-0.3 around p: the observed spread (see STEPS) is within +-0.2
-    assert abs(slope - ORDER[method]) < 0.3, f"{method}: slope {slope}, errors {errs}"
+    # window [p - 0.3, p + 0.8] around the order p: covers the observed spread (see STEPS) and still
+    # rejects an implementation one order lower
+    assert ORDER[method] - 0.3 < slope < ORDER[method] + 0.8, f"{method}: slope {slope}, errors {errs}"
     # and the finest grid is actually close (not a converging-to-the-wrong-value artefact)
     assert errs[-1] < {"euler": 1.0, "heun": 0.06, "rk4": 1e-4}[method]
 
