@@ -12,6 +12,7 @@ from critdiff_ref import VP, GaussianField, exact_score, lattice
 from critdiff_ref.observables import relative_frobenius_error
 from critdiff_ref import samplers  # module access: a bare `time_grid` name would be collected by asv as a benchmark
 from critdiff_ref.samplers import exact_start, ode_gain, probability_flow, reverse_sde, sde_variance
+from critdiff_ref.trainers.dsm import ScoreUNet
 
 from .common import (
     DEVICES,
@@ -168,6 +169,36 @@ class SamplerOverhead:
         return self._sampler_seconds(self.local) / self._sampler_seconds(self.score)
 
     track_local_over_fft_sampler.unit = "ratio"
+
+
+class LocalVersusUNet:
+    """Issue-8 target: diffusion sampling with the local linear score at least 100x faster than with
+    the default U-Net score (``trainers.dsm.ScoreUNet`` defaults, untrained: the cost does not depend
+    on the weights), side by side in one process.  PF-ODE RK4, 16 steps to ``t_min = 1e-3`` (the
+    U-Net needs ``Xi(t) > 0``), d = 2, float32, batch 8, no autograd."""
+
+    params = ([32], list(DEVICES))
+    param_names = ["L", "device"]
+    version = VERSION
+    timeout = 300
+
+    def setup(self, L, device):
+        self.field, self.process, self.device, self.dtype, gen = _setup_field(L, 2, device, "float32")
+        self.local = local_conv_score(self.field, self.process, ell_for(L))
+        self.unet = ScoreUNet(L, 2, self.process, generator=torch.Generator().manual_seed(0)).to(self.device).eval()
+        self.x_T = exact_start(self.field, self.process, BATCH, gen, dtype=self.dtype, device=self.device)
+
+    def _sampler_seconds(self, score) -> float:
+        def run():
+            with torch.no_grad():
+                probability_flow(score, self.process, self.x_T, STEPS, method="rk4", t_min=1e-3)
+
+        return median_seconds(run, self.device, repeats=3)
+
+    def track_unet_over_local_sampler(self, L, device):
+        return self._sampler_seconds(self.unet) / self._sampler_seconds(self.local)
+
+    track_unet_over_local_sampler.unit = "ratio"
 
 
 class SamplerErrors:

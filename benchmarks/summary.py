@@ -30,6 +30,7 @@ ROWS = (
     ("bench_scores.ScoreRatios.track_fft_score_over_fft_pair", "FFT score / FFT pair (d=2, f32, batch 8)", "<= 1.2"),
     ("bench_samplers.SamplerOverhead.track_rk4_step_over_score_evals", "RK4 sampler step / 4 score evals (d=2, f32)", "<= 2"),
     ("bench_samplers.SamplerOverhead.track_local_over_fft_sampler", "RK4 sampler, local conv score / FFT score", None),
+    ("bench_samplers.LocalVersusUNet.track_unet_over_local_sampler", "RK4 sampler, default U-Net score / local conv score", ">= 100"),
     ("bench_scores.ScoreRatios.track_local_conv_over_fft_score", "local conv score / FFT score", None),
     ("bench_scores.FullConvRatio.track_full_conv_over_fft_score", "full-size conv score / FFT score", "> 1000 at L=256 (H100 ref.)"),
     ("bench_scores.ScoreScaling.track_runtime_exponent", "runtime ~ V^z per score form (d=2, L=32..256; full L=8..24)", None),
