@@ -25,6 +25,8 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
      "steps to accuracy: one-layer vs two-layer vs local linear scores (THEORY 3-5)"),
     ("thermo", "critdiff_ref.thermo",
      "Curie-Weiss fixed points, m, chi and exact REM participation ratios (THEORY 7)"),
+    ("phi4", "critdiff_ref.phi4_experiment",
+     "lattice phi^4: HMC observables with errors; --train-dm adds a diffusion model and DM-MCMC"),
     ("report", "critdiff_ref.report", "reproduce the papers' phenomena: figures, numbers, pass/fail"),
 ]
 

@@ -17,7 +17,10 @@ from .exact import (
     score_kernel_fn,
     stiffness,
 )
+from . import dmmc, mcmc
+from .dmmc import DMMCResult, dm_mcmc, exact_prior, isotropic_prior, pf_log_likelihood
 from .grids import GRID_KINDS, resolve_grid, time_grid
+from .mcmc import ChainResult, hmc, langevin, leapfrog, metropolis
 from .reverse import (
     METHODS,
     euler_maruyama_step,
@@ -32,6 +35,18 @@ from .reverse import (
 )
 
 __all__ = [
+    "mcmc",
+    "dmmc",
+    "hmc",
+    "metropolis",
+    "langevin",
+    "leapfrog",
+    "ChainResult",
+    "pf_log_likelihood",
+    "dm_mcmc",
+    "DMMCResult",
+    "exact_prior",
+    "isotropic_prior",
     "GRID_KINDS",
     "METHODS",
     "time_grid",

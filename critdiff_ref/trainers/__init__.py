@@ -6,6 +6,7 @@
 - ``dsm``: neural denoising score matching (import the module: ``from critdiff_ref.trainers import dsm``).
 """
 
+from . import dsm
 from .experiment import (
     ScalingTable,
     add_train_parser,
@@ -42,6 +43,7 @@ from .steps import (
 )
 
 __all__ = [
+    "dsm",
     "ARCHS",
     "LocalScoreNet",
     "OneLayerConv",
