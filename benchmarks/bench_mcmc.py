@@ -27,7 +27,6 @@ from .common import (
     VERSION,
     best_seconds,
     copy_bandwidth,
-    median_seconds,
     require_sites,
     resolve,
     synchronize,
