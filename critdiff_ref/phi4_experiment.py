@@ -68,6 +68,7 @@ def _dm_section(
     dm_chains: int,
     dm_iter: int,
     progress: bool,
+    keep_arrays: bool = False,
 ) -> dict:
     """Train the DM on the HMC configurations, sample with log q, run DM-MCMC; observables of both."""
     process = VE(sigma=25.0, T=1.0)
@@ -102,7 +103,13 @@ def _dm_section(
     generated = {k: float(raw_obs[k].value) for k in _OBS}
     generated.update({f"{k}_err": float(raw_obs[k].err) for k in _OBS})
     generated["n_configs"] = int(raw.shape[0])
+    arrays = {}
+    if keep_arrays:  # for plots (not JSON): log q and S per proposal, M of raw proposals and of the chain
+        dims = tuple(range(-target.d, 0))
+        arrays = {"arrays": {"log_q": res.log_q.detach().cpu(), "action": res.action.detach().cpu(),
+                             "M_generated": raw.mean(dim=dims), "M_chain": res.samples.to(torch.float64).mean(dim=dims)}}
     return {
+        **arrays,
         "final_loss": float(train.losses[-min(50, dm_steps):].mean()),
         "divergence": divergence,
         "generated": generated,
@@ -140,9 +147,11 @@ def run_phi4_experiment(
     dm_iter: int = 64,
     dm_dtype: str = "float32",
     progress: bool = False,
+    keep_arrays: bool = False,
 ) -> dict:
     """Run the experiment (module docstring). Returns ``{key: value for key in JSON_KEYS}`` for HMC, plus
-    ``metropolis`` and ``dm`` sub-dicts when ``train_dm``."""
+    ``metropolis`` and ``dm`` sub-dicts when ``train_dm`` (``keep_arrays=True`` adds ``dm["arrays"]``:
+    per-proposal ``log_q``, ``action`` and magnetisations, for plots; not JSON-serialisable)."""
     if divergence not in ("auto", "exact", "hutchinson"):
         raise ValueError(f"divergence must be 'auto', 'exact' or 'hutchinson', got divergence={divergence!r}")
     hmc_params = EnsembleParams(L=L, d=d, kappa=kappa, lam=lam, sampler="hmc", n_chains=n_chains, n_updates=n_traj,
@@ -167,7 +176,7 @@ def run_phi4_experiment(
         Phi4Lattice(L, d, kappa, lam), hmc_configs, seed=seed, dtype=getattr(torch, dm_dtype), device=device,
         channels=tuple(dm_channels), dm_steps=dm_steps, dm_batch=dm_batch, dm_lr=dm_lr, ode_steps=ode_steps,
         ode_method=ode_method, divergence=divergence, probes=probes, dm_chains=dm_chains, dm_iter=dm_iter,
-        progress=progress,
+        progress=progress, keep_arrays=keep_arrays,
     )
     return result
 
