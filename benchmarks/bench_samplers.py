@@ -230,3 +230,27 @@ class SamplerErrors:
         return relative_frobenius_error(v, field.c0())
 
     track_covariance_error.unit = "relative Frobenius error"
+
+
+class CriticalLowestModeError:
+    """Sampler discretisation error at criticality (THEORY 2): the lowest mode's absolute variance error
+    after a fixed number of Euler PF-ODE steps grows with L at r = 0; tracked as the fitted exponent
+    (not universal: about 2.5 for OU, 1.2 for VE, 3.2 for VP)."""
+
+    version = VERSION
+    params = (["OU", "VE", "VP"], [10, 20, 50, 100])
+    param_names = ["process", "steps"]
+
+    def track_lowest_mode_error_exponent(self, process, steps):
+        from critdiff_ref import OU, VE, VP, GaussianField
+        from critdiff_ref.samplers import measured_order, ode_gain, score_kernel_fn, time_grid
+
+        p = {"OU": OU(), "VE": VE(), "VP": VP()}[process]
+        Ls, errors = (8, 16, 32, 64, 128), []
+        for L in Ls:
+            field = GaussianField(L, 2, 0.0)
+            gain = ode_gain(score_kernel_fn(field, p), p, time_grid(p, steps), "euler")
+            errors.append(float((gain**2 * field.mode_variance(p, p.T) - field.c0())[0, 1].abs()))
+        return -measured_order(errors, Ls)
+
+    track_lowest_mode_error_exponent.unit = "exponent"
