@@ -33,3 +33,15 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # Reference numerics: no TF32 anywhere in the suite (CONVENTIONS: cuDNN TF32 gives ~1e-3 errors).
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` run only with CRITDIFF_SLOW=1 (the thorough runs), as pyproject's marker says."""
+    import pytest
+
+    if os.environ.get("CRITDIFF_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: set CRITDIFF_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
