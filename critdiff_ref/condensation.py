@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from scipy import special, stats
 
+from ._args import real as _real
 from .processes import Process
 from .targets.discrete import EmpiricalDataset, noise_level
 
@@ -64,13 +65,6 @@ REM_BETA_C: float = 2.0 * math.sqrt(math.log(2.0))
 _MAX_M = 24
 
 
-def _real(name: str, value: object, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or (positive and not value > 0):
-        raise ValueError(f"{name} must be finite{' and > 0' if positive else ''}, got {name}={value}")
-    return value
 
 
 def _int(name: str, value: object, lo: int, hi: int | None = None) -> int:

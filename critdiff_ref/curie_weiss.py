@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from scipy import optimize
 
+from ._args import real as _real
 from .processes import Process
 from .targets.discrete import noise_level
 
@@ -39,13 +40,6 @@ __all__ = [
 Array = Union[float, np.ndarray, torch.Tensor]
 
 
-def _real(name: str, value: object, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or (positive and not value > 0):
-        raise ValueError(f"{name} must be finite{' and > 0' if positive else ''}, got {name}={value}")
-    return value
 
 
 def _log_cosh(u: Array) -> Array:

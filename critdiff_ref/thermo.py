@@ -30,6 +30,7 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
+from ._args import real as _real
 from .curie_weiss import (
     FixedPoint,
     _log_cosh,
@@ -88,13 +89,6 @@ def _check_x(x: object) -> None:
         raise TypeError(f"x must be a floating-point torch.Tensor, got {x!r:.60}")
 
 
-def _real(name: str, value: object, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or (positive and not value > 0):
-        raise ValueError(f"{name} must be finite{' and > 0' if positive else ''}, got {name}={value}")
-    return value
 
 
 # --------------------------------------------------------------------------------------------
