@@ -134,7 +134,8 @@ def section_training(ctx: Context) -> Section:
         for r, (one, two) in curves.items():
             ax[0].semilogy(n, one, label=f"one-layer r={r}")
             ax[0].semilogy(n, two, "--", label=f"two-layer r={r}")
-        ax[0].set(xlabel="GD step", ylabel="max relative mode error", title=f"L={L}, d=2, t={t}")
+        ax[0].set(xlabel="GD step (two-layer: gradient-flow time / eta)", ylabel="max relative mode error",
+                  title=f"L={L}, d=2, t={t}", ylim=(1e-12, 2.0))
         ax[0].legend()
         for arch in z:
             ax[1].loglog(Ls, [row[arch] for row in table.rows], "o-", label=f"{arch} (z={z[arch]:.2f})")
