@@ -279,3 +279,23 @@ def test_single_step_count_has_no_order_row_failure():
     report = validate(rk4, fields=[GaussianField(8, 1, 0.0)], steps=(40,), targets=("gaussian",))
     assert report.passed, report.diff()
     assert report["gauss[d=1,L=8,r=0]/order"].passed is None
+
+
+def test_weak_order_row_for_stochastic_samplers_with_noise_argument():
+    """Stochastic score samplers taking noise= get an exact weak-order row (issue 10): EM has weak order 1,
+    stochastic Heun 2; claiming order 2 for EM fails the row (the row can fail)."""
+    from critdiff_ref.samplers import reverse_sde
+    from critdiff_ref.sde_order import reverse_sde_heun
+    from critdiff_ref.validate import validate as run_validation
+
+    def weak(report):
+        rows = [c for c in report.results if c.name.endswith("weak_order")]
+        assert len(rows) == 1
+        return rows[0]
+
+    em = weak(run_validation(reverse_sde, "score", targets=("gaussian",), order=1))
+    assert em.passed and abs(em.measured - 1.0) <= 0.3  # the row's band: pre-asymptotic slope drift
+    heun = weak(run_validation(reverse_sde_heun, "score", targets=("gaussian",), order=2))
+    assert heun.passed and abs(heun.measured - 2.0) <= 0.3
+    wrong = weak(run_validation(reverse_sde, "score", targets=("gaussian",), order=2))
+    assert wrong.passed is False

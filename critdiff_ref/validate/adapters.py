@@ -91,6 +91,8 @@ class Runner:
     order: float | None = None
     deterministic: bool | None = None
     info: dict = dc_field(default_factory=dict)
+    # score samplers that draw their noise through ``noise=``: the raw call, for exact weak-order probing
+    noise_sampler: Callable | None = dc_field(default=None, repr=False)
 
     def __call__(self, target, steps: int, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.run(target, steps, z, generator)
@@ -221,7 +223,13 @@ def _score_runner(sampler, *, process: Process | None, start: str, sampler_kwarg
     def schedule(target, steps):
         return Schedule(process, _start_variance(target, process, start), t_min)
 
-    return Runner(name or _name(sampler), "score", run, schedule, order, info={"process": repr(process), "start": start})
+    noise_sampler = None
+    if _accepts(sampler, "noise"):
+        def noise_sampler(score, process_, x_T, steps, **kw):
+            return sampler(score, process_, x_T, steps=steps, **{**sampler_kwargs, **kw})
+
+    return Runner(name or _name(sampler), "score", run, schedule, order, info={"process": repr(process), "start": start},
+                  noise_sampler=noise_sampler)
 
 
 # -- denoiser (k-diffusion / EDM) adapter --------------------------------------------------------
