@@ -12,6 +12,7 @@ import math
 import torch
 
 __all__ = [
+    "real_filter",
     "check_lattice",
     "lattice_dims",
     "momenta",
@@ -72,6 +73,19 @@ def fft(x: torch.Tensor, d: int) -> torch.Tensor:
 def ifft(x_k: torch.Tensor, d: int) -> torch.Tensor:
     """Unitary inverse FFT over the last ``d`` axes (complex result; take ``.real`` for real fields)."""
     return torch.fft.ifftn(x_k, dim=lattice_dims(d), norm="ortho")
+
+
+def real_filter(x: torch.Tensor, multiplier: torch.Tensor, d: int) -> torch.Tensor:
+    """``F^-1[m(k) F[x]]`` for a real field ``x`` and a real multiplier even in k (``m(k) = m(-k)``).
+
+    Equals ``ifft(fft(x) * m).real`` (THEORY 0) at half the FFT cost: ``rfftn``/``irfftn`` over the last
+    ``d`` axes, with ``m`` given in the full ``fftn`` layout (``(..., L, ..., L)``, broadcastable against
+    the batch) and sliced to the half spectrum on the last axis.
+    """
+    dims = lattice_dims(d)
+    L = x.shape[-1]
+    x_k = torch.fft.rfftn(x, dim=dims, norm="ortho")
+    return torch.fft.irfftn(x_k * multiplier[..., : L // 2 + 1], s=x.shape[-d:], dim=dims, norm="ortho")
 
 
 def remove_zero_mode(x: torch.Tensor, d: int) -> torch.Tensor:

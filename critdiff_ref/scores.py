@@ -77,7 +77,7 @@ def fourier_score(target: GaussianField, process: Process) -> ScoreFn:
         if mask_zero:
             # K(0) = 0: the zero mode is removed in the score (THEORY 0).  Every other C_t(k) > 0.
             C[..., *([0] * d)] = math.inf
-        return lattice.ifft(lattice.fft(x, d) * (-1.0 / C), d).real
+        return lattice.real_filter(x, -1.0 / C, d)  # K_t(k) is even in k: real FFTs suffice
 
     return score
 

@@ -71,3 +71,18 @@ def test_torus_distance_and_box_mask():
 def test_bad_lattice(L, d, exc):
     with pytest.raises(exc, match="L|d"):
         lattice.khat2(L, d)
+
+
+@pytest.mark.parametrize("d,L", [(1, 7), (1, 8), (2, 5), (2, 6), (3, 4), (3, 5)])
+def test_real_filter_equals_the_complex_fft_filter(d, L):
+    """real_filter (rfftn/irfftn) is ifft(fft(x) m).real for multipliers even in k, odd and even L."""
+    from critdiff_ref.lattice import fft, ifft, khat2, real_filter
+
+    g = torch.Generator().manual_seed(d * 10 + L)
+    x = torch.randn((3, *(L,) * d), generator=g, dtype=torch.float64)
+    m = 1.0 / (khat2(L, d, dtype=torch.float64) + 0.3)  # any function of khat^2 is even in k
+    expected = ifft(fft(x, d) * m, d).real
+    # both are exact FFT identities: agreement to rounding, a few ulps times log V
+    torch.testing.assert_close(real_filter(x, m, d), expected, rtol=1e-12, atol=1e-13)
+    batched = m * torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64).reshape(3, *(1,) * d)
+    torch.testing.assert_close(real_filter(x, batched, d), ifft(fft(x, d) * batched, d).real, rtol=1e-12, atol=1e-13)

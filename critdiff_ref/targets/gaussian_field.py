@@ -143,7 +143,7 @@ class GaussianField:
     def colour(self, z: torch.Tensor) -> torch.Tensor:
         """Map white noise ``z`` (``(*batch, *lattice)``) to a field with mode variances ``c0``."""
         sqrt_c0 = self.c0(dtype=z.dtype, device=z.device).sqrt()
-        return lattice.ifft(lattice.fft(z, self.d) * sqrt_c0, self.d).real
+        return lattice.real_filter(z, sqrt_c0, self.d)
 
     def noise(
         self, shape_or_x: torch.Tensor, generator: torch.Generator | None = None
