@@ -241,11 +241,16 @@ class CriticalLowestModeError:
     params = (["OU", "VE", "VP"], [10, 20, 50, 100])
     param_names = ["process", "steps"]
 
+    def setup(self, process, steps):
+        from critdiff_ref import OU, VE, VP
+
+        self.p = {"OU": OU(), "VE": VE(), "VP": VP()}[process]
+
     def track_lowest_mode_error_exponent(self, process, steps):
-        from critdiff_ref import OU, VE, VP, GaussianField
+        from critdiff_ref import GaussianField
         from critdiff_ref.samplers import measured_order, ode_gain, score_kernel_fn, time_grid
 
-        p = {"OU": OU(), "VE": VE(), "VP": VP()}[process]
+        p = self.p
         Ls, errors = (8, 16, 32, 64, 128), []
         for L in Ls:
             field = GaussianField(L, 2, 0.0)
