@@ -35,6 +35,7 @@ import torch
 from .processes import Process, sde_drift
 from .samplers.reverse import Score, _check_finite, _check_state, _grid_floats
 from .samplers.grids import resolve_grid
+from .samplers.exact import measured_order
 
 __all__ = [
     "reverse_sde_heun",
@@ -236,8 +237,8 @@ def fit_order(steps, errors, T: float = 1.0) -> OrderFit:
         raise ValueError(f"steps must be distinct ints >= 1, got {steps}")
     if not all(math.isfinite(e) and e > 0 for e in errors):
         raise ValueError(f"errors must be finite and > 0 to fit an order, got {errors}")
-    slope = float(np.polyfit(np.log([T / n for n in steps]), np.log(errors), 1)[0])
-    return OrderFit(steps, errors, slope)
+    # the slope against log h = log(T/N) equals the slope against log(1/N): samplers.measured_order
+    return OrderFit(steps, errors, measured_order(errors, steps))
 
 
 def weak_order(sampler: Callable, field, process: Process, steps, t_min: float = 0.0, **kwargs) -> OrderFit:
