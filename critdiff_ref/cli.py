@@ -58,10 +58,14 @@ def run_facts(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, importing the modules of every sub-command (``only``: just that one's module)."""
     parser = argparse.ArgumentParser(prog="critdiff", description="Reference diffusion models with exact answers.")
     sub = parser.add_subparsers(dest="command")
-    for name, module, _help in SUBCOMMANDS:
+    for name, module, help_ in SUBCOMMANDS:
+        if only is not None and name != only:
+            sub.add_parser(name, help=help_)  # listed in --help, not imported
+            continue
         mod = importlib.import_module(module)
         p = getattr(mod, f"add_{name}_parser")(sub)
         p.set_defaults(run=getattr(mod, f"run_{name}"))
@@ -70,9 +74,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _build_parser()
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = [DEFAULT_COMMAND, *argv]
+    names = [name for name, _, _ in SUBCOMMANDS]
+    parser = _build_parser(argv[0] if argv[0] in names else None)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
