@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from .processes import Process, sde_drift
-from .samplers.reverse import Score, _check_finite, _check_state, _grid_floats
+from .samplers.guard import check_start, grid_floats, grid_guard
+from .samplers.reverse import Score
 from .samplers.grids import resolve_grid
 from .samplers.exact import measured_order
 
@@ -89,11 +90,12 @@ def reverse_sde_heun(
     ``x <- x + dt (f(x, t_i) + f(x~, t_{i+1}))/2 + (g(t_i) + g(t_{i+1}))/2 sqrt(h) z``.
     Same signature as ``samplers.reverse_sde``; shapes ``(*batch, *event)``.
     """
-    _check_state(x_T)
+    check_start(x_T)
     if noise is not None and not callable(noise):
         raise TypeError(f"noise must be a callable (x, generator) -> tensor, got {type(noise).__name__}")
-    times = _grid_floats(resolve_grid(process, steps, grid, t_min))
+    times = grid_floats(resolve_grid(process, steps, grid, t_min))
     x = x_T
+    guard = grid_guard(times, x.device, "reverse_sde_heun")
     for i in range(len(times) - 1):
         t, t_next = times[i], times[i + 1]
         dt, sqrt_h = t_next - t, math.sqrt(t - t_next)
@@ -106,7 +108,8 @@ def reverse_sde_heun(
         x_pred = x + dt * f0 + g0 * sqrt_h * z
         f1 = sde_drift(process, score, x_pred, t_next)
         x = x + 0.5 * dt * (f0 + f1) + 0.5 * (g0 + g1) * sqrt_h * z
-        _check_finite(x, i, t, t_next, "reverse_sde_heun")
+        guard.record(i, x)
+    guard.check()
     return x
 
 
@@ -343,14 +346,16 @@ def euler_maruyama(
     ``x_{i+1} = x_i + (t_{i+1} - t_i) f(x_i, t_i) + b(x_i, t_i) dW_i`` on a monotone grid (either
     direction; ``dW`` from :func:`brownian_increments`, shape ``(N, *x0.shape)`` or broadcastable).
     """
-    _check_state(x0)
+    check_start(x0, "x0")
     t = [float(s) for s in _check_times(times)]
     if dW.shape[0] != len(t) - 1:
         raise ValueError(f"dW has {dW.shape[0]} increments, the grid {len(t) - 1} steps")
     x = x0
+    guard = grid_guard(t, x.device, "euler_maruyama", "the drift or diffusion returned NaN/inf or the step is unstable")
     for i in range(len(t) - 1):
         x = x + (t[i + 1] - t[i]) * drift(x, t[i]) + diffusion(x, t[i]) * dW[i].to(x.dtype)
-        _check_finite(x, i, t[i], t[i + 1], "euler_maruyama")
+        guard.record(i, x)
+    guard.check()
     return x
 
 
@@ -385,7 +390,7 @@ def strong_error(
     ``rms = sqrt(mean_paths mean_sites (x_coarse - x_fine)^2)``; ``se`` by the delta method from the
     per-path mean squares (paths independent).  ``sampler`` follows ``samplers.reverse_sde``'s signature.
     """
-    _check_state(x_T)
+    check_start(x_T)
     if x_T.ndim < 1 or x_T.shape[0] < 2:
         raise ValueError(f"x_T must be (n_paths >= 2, *event), got shape {tuple(x_T.shape)}")
     coarse = resolve_grid(process, steps, grid, t_min)
@@ -432,12 +437,12 @@ def em_strong_mse(
     with ``Phi(t_min, s) = (C_tmin / C_s) exp(-(Gamma(s) - Gamma(t_min)))`` (THEORY 2), the integral by
     ``n_quad``-point Gauss–Legendre per step.  ``mode_mask`` marks modes receiving noise.
     """
-    times = _grid_floats(resolve_grid(process, None, grid_times))
+    times = grid_floats(resolve_grid(process, None, grid_times))
     G_c, resp_c = _em_responses(kernel, process, times)
     v_T = torch.as_tensor(v_T, dtype=torch.float64)
     noise_w = torch.ones_like(G_c) if mode_mask is None else mode_mask.to(torch.float64)
     if factor is not None:
-        fine = _grid_floats(refine_grid(torch.tensor(times), factor))
+        fine = grid_floats(refine_grid(torch.tensor(times), factor))
         G_f, resp_f = _em_responses(kernel, process, fine)
         h_f = (torch.tensor(fine[:-1], dtype=torch.float64) - torch.tensor(fine[1:], dtype=torch.float64)).reshape((-1,) + (1,) * (G_c.ndim))
         total = (h_f * (resp_c.repeat_interleave(factor, dim=0) - resp_f) ** 2).sum(0)

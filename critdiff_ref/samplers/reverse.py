@@ -7,8 +7,10 @@ with signed step ``dt = t_{i+1} - t_i = -h < 0``:
 - reverse SDE, Euler–Maruyama: ``x <- x - h (-gamma x - g^2 s_t(x)) + g(t_i) sqrt(h) z``.
 
 The loop is visible in each sampler; the step is a small named function (k-diffusion style).
-Every step checks ``torch.isfinite(x).all()`` and raises :class:`FloatingPointError` naming the
-step and its times.  Shapes: ``x`` is ``(*batch, *event)``; dtype/device follow ``x_T``.
+Every step's ``torch.isfinite(x).all()`` is recorded by a :class:`~.guard.FiniteGuard` (checked at
+every step on the CPU, every 64 steps on a GPU, without a per-step host sync) and a non-finite
+state raises :class:`FloatingPointError` naming the step and its times.  Shapes: ``x`` is
+``(*batch, *event)``; dtype/device follow ``x_T``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 
 from ..processes import Process, Time, ode_drift, sde_drift
 from .grids import resolve_grid
+from .guard import check_start, grid_floats, grid_guard
 
 __all__ = [
     "METHODS",
@@ -75,27 +78,6 @@ def euler_maruyama_step(
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def _check_state(x_T: torch.Tensor) -> None:
-    if not isinstance(x_T, torch.Tensor):
-        raise TypeError(f"x_T must be a torch.Tensor, got {type(x_T).__name__}")
-    if not x_T.is_floating_point():
-        raise TypeError(f"x_T must be a floating tensor (float32 or float64), got dtype {x_T.dtype}")
-    if not bool(torch.isfinite(x_T).all()):
-        raise ValueError("x_T must be finite (it contains NaN or inf)")
-
-
-def _check_finite(x: torch.Tensor, i: int, t: float, t_next: float, name: str) -> None:
-    if not bool(torch.isfinite(x).all()):
-        raise FloatingPointError(
-            f"{name}: non-finite state after step {i} (t = {t:.6g} -> {t_next:.6g}); "
-            "the score returned NaN/inf or the step is unstable (use more steps or another grid)"
-        )
-
-
-def _grid_floats(times: torch.Tensor) -> list[float]:
-    return [float(t) for t in times]
-
-
 def _kept_steps(n_steps: int, return_trajectory: bool, snapshots) -> list[int] | None:
     """Step indices whose states are returned (0 = x_T, n_steps = x_0), or None for x_0 only."""
     if snapshots is None:
@@ -143,9 +125,9 @@ def probability_flow(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {tuple(METHODS)}, got method={method!r}")
-    _check_state(x_T)
+    check_start(x_T)
     step = METHODS[method]
-    times = _grid_floats(resolve_grid(process, steps, grid, t_min))
+    times = grid_floats(resolve_grid(process, steps, grid, t_min))
 
     def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
         return ode_drift(process, score, x, t)
@@ -154,10 +136,12 @@ def probability_flow(
     saved = _slots(keep)
     x = x_T
     _record(saved, 0, x)
+    guard = grid_guard(times, x.device, f"probability_flow[{method}]")
     for i in range(len(times) - 1):
         x = step(velocity, x, times[i], times[i + 1] - times[i])
-        _check_finite(x, i, times[i], times[i + 1], f"probability_flow[{method}]")
+        guard.record(i, x)
         _record(saved, i + 1, x)
+    guard.check()
     return _result(x, saved, keep)
 
 
@@ -182,10 +166,10 @@ def reverse_sde(
     (state at ``t_min``), optionally with the ``(N + 1, *x_T.shape)`` trajectory or the states at the
     step indices ``snapshots`` (as in :func:`probability_flow`).
     """
-    _check_state(x_T)
+    check_start(x_T)
     if noise is not None and not callable(noise):
         raise TypeError(f"noise must be a callable (x, generator) -> tensor, got {type(noise).__name__}")
-    times = _grid_floats(resolve_grid(process, steps, grid, t_min))
+    times = grid_floats(resolve_grid(process, steps, grid, t_min))
 
     def draw(x: torch.Tensor) -> torch.Tensor:
         if noise is None:
@@ -196,10 +180,12 @@ def reverse_sde(
     saved = _slots(keep)
     x = x_T
     _record(saved, 0, x)
+    guard = grid_guard(times, x.device, "reverse_sde")
     for i in range(len(times) - 1):
         x = euler_maruyama_step(process, score, x, times[i], times[i + 1] - times[i], draw(x))
-        _check_finite(x, i, times[i], times[i + 1], "reverse_sde")
+        guard.record(i, x)
         _record(saved, i + 1, x)
+    guard.check()
     return _result(x, saved, keep)
 
 
@@ -257,7 +243,7 @@ def reference_ode(
     small problems (``x_T.numel()`` up to a few thousand).  ``atol = rtol * max(|x_T|, 1)``."""
     from scipy.integrate import solve_ivp
 
-    _check_state(x_T)
+    check_start(x_T)
     if not (isinstance(rtol, float) and 1e-14 <= rtol < 1.0):
         raise ValueError(f"rtol must be a float in [1e-14, 1), got rtol={rtol!r}")
     t_min = float(t_min)
