@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import shutil
 
 import torch
 
 from critdiff_ref import VP, GaussianField, Phi4Lattice, exact_score
+from critdiff_ref.samplers.fused import require_compiler
 from critdiff_ref.samplers.mcmc import hmc_step, langevin_step, leapfrog, metropolis_sweep
 
 from .common import (
@@ -77,14 +77,8 @@ class PhiFourMCMC:
         synchronize(self.device)
 
 
-class MCMCBandwidth:
-    """Achieved fraction of the copy roofline by the phi^4 updates (issue target: >= 0.8 for L >= 64),
-    d = 2, float32, 16 chains; and the roofline itself.
-
-    Minimal traffic of a fused kernel per site: leapfrog step reads and writes ``phi`` and ``pi``
-    (4 itemsizes); Langevin step reads and writes ``phi`` with the noise generated in-kernel
-    (2 itemsizes); checkerboard Metropolis sweep reads and writes ``phi`` once per colour (4 itemsizes).
-    """
+class _ChainBandwidth:
+    """Shared setup of the bandwidth benchmarks: d = 2, float32, 16 chains, L in (64, 256)."""
 
     params = ([64, 256], list(DEVICES))
     param_names = ["L", "device"]
@@ -98,6 +92,16 @@ class MCMCBandwidth:
     def _fraction(self, fn, passes: int, per_call: int = 1) -> float:
         seconds = best_seconds(fn, self.device) / per_call
         return passes * self.site_bytes / seconds / copy_bandwidth(self.device)
+
+
+class MCMCBandwidth(_ChainBandwidth):
+    """Achieved fraction of the copy roofline by the eager phi^4 updates (issue target: >= 0.8 for
+    L >= 64), d = 2, float32, 16 chains; and the roofline itself.
+
+    Minimal traffic of a fused kernel per site: leapfrog step reads and writes ``phi`` and ``pi``
+    (4 itemsizes); Langevin step reads and writes ``phi`` with the noise generated in-kernel
+    (2 itemsizes); checkerboard Metropolis sweep reads and writes ``phi`` once per colour (4 itemsizes).
+    """
 
     def track_leapfrog_bandwidth_fraction(self, L, device):
         return self._fraction(lambda: leapfrog(self.target, self.phi, self.pi, EPS, LEAPFROG_STEPS), 4, LEAPFROG_STEPS)
@@ -120,46 +124,40 @@ class MCMCBandwidth:
     track_copy_bandwidth.unit = "GB/s"
 
 
-def compiled_leapfrog_step(target: Phi4Lattice, eps: float):
-    """The leapfrog's inner drift-kick ``phi += eps pi; pi += eps F(phi)`` (the loop body of
-    :func:`critdiff_ref.samplers.mcmc.leapfrog`) fused by ``torch.compile``: ``step(phi, pi) -> (phi, pi)``."""
+class FusedMCMCBandwidth(_ChainBandwidth):
+    """The same updates with ``fused=True`` (:mod:`critdiff_ref.samplers.fused`: the update bodies
+    compiled by torch.compile) against the same roofline; the random numbers are still drawn eagerly
+    (``randn`` / ``rand`` into memory), which the Langevin / Metropolis byte counts do not include."""
 
-    def step(phi: torch.Tensor, pi: torch.Tensor):
-        phi = phi + eps * pi
-        return phi, pi + eps * target.force(phi)
-
-    return torch.compile(step, dynamic=False)
-
-
-def _require_compiler(device: torch.device) -> None:
-    """torch.compile's inductor needs a C++ compiler on the CPU and Triton on a GPU: skip without them."""
-    if device.type == "cpu" and shutil.which("g++") is None and shutil.which("c++") is None:
-        raise NotImplementedError("torch.compile on the CPU needs a C++ compiler (none on PATH)")
-    if device.type == "cuda" and importlib.util.find_spec("triton") is None:
-        raise NotImplementedError("torch.compile on a GPU needs triton")
-
-
-class CompiledLeapfrogBandwidth:
-    """The leapfrog step fused by torch.compile against the copy roofline (issue 8 reference on an
-    H100: ~38 % compiled vs ~8 % eager for L >= 64), d = 2, float32, 16 chains, 16 B/site per step."""
-
-    params = ([64, 256], list(DEVICES))
-    param_names = ["L", "device"]
-    version = VERSION
     timeout = 600
 
     def setup(self, L, device):
-        self.target, self.phi, self.pi, self.gen, self.device = _setup_chains(L, 2, device, "float32")
-        _require_compiler(self.device)
-        self.step = compiled_leapfrog_step(self.target, EPS)
-        self.step(self.phi, self.pi)  # compile outside the timed region
+        super().setup(L, device)
+        try:
+            require_compiler(self.device)
+        except RuntimeError as exc:
+            raise NotImplementedError(str(exc)) from exc
+        # compile outside the timed region (one call of each fused update)
+        leapfrog(self.target, self.phi, self.pi, EPS, LEAPFROG_STEPS, fused=True)
+        langevin_step(self.target, self.phi, self.gen, dtau=0.01, fused=True)
+        metropolis_sweep(self.target, self.phi, self.gen, step_size=0.5, fused=True)
         synchronize(self.device)
 
-    def track_compiled_leapfrog_bandwidth_fraction(self, L, device):
-        seconds = best_seconds(lambda: self.step(self.phi, self.pi), self.device)
-        return 4 * self.phi.element_size() * self.phi.numel() / seconds / copy_bandwidth(self.device)
+    def track_leapfrog_bandwidth_fraction(self, L, device):
+        step = lambda: leapfrog(self.target, self.phi, self.pi, EPS, LEAPFROG_STEPS, fused=True)  # noqa: E731
+        return self._fraction(step, 4, LEAPFROG_STEPS)
 
-    track_compiled_leapfrog_bandwidth_fraction.unit = "fraction of copy bandwidth"
+    track_leapfrog_bandwidth_fraction.unit = "fraction of copy bandwidth"
+
+    def track_langevin_bandwidth_fraction(self, L, device):
+        return self._fraction(lambda: langevin_step(self.target, self.phi, self.gen, dtau=0.01, fused=True), 2)
+
+    track_langevin_bandwidth_fraction.unit = "fraction of copy bandwidth"
+
+    def track_metropolis_bandwidth_fraction(self, L, device):
+        return self._fraction(lambda: metropolis_sweep(self.target, self.phi, self.gen, step_size=0.5, fused=True), 4)
+
+    track_metropolis_bandwidth_fraction.unit = "fraction of copy bandwidth"
 
 
 def _dmmc_module():

@@ -21,9 +21,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # (benchmark, label, target) -- target None: tracked for information only
 ROWS = (
     ("bench_mcmc.MCMCBandwidth.track_leapfrog_bandwidth_fraction", "leapfrog step / copy roofline (d=2, f32, 16 chains)", ">= 0.8"),
-    ("bench_mcmc.CompiledLeapfrogBandwidth.track_compiled_leapfrog_bandwidth_fraction", "leapfrog step, torch.compile / copy roofline", ">= 0.8"),
+    ("bench_mcmc.FusedMCMCBandwidth.track_leapfrog_bandwidth_fraction", "leapfrog step, fused=True / copy roofline", ">= 0.8"),
     ("bench_mcmc.MCMCBandwidth.track_langevin_bandwidth_fraction", "Langevin step / copy roofline", ">= 0.8"),
     ("bench_mcmc.MCMCBandwidth.track_metropolis_bandwidth_fraction", "Metropolis sweep / copy roofline", ">= 0.8"),
+    ("bench_mcmc.FusedMCMCBandwidth.track_langevin_bandwidth_fraction", "Langevin step, fused=True / copy roofline", ">= 0.8"),
+    ("bench_mcmc.FusedMCMCBandwidth.track_metropolis_bandwidth_fraction", "Metropolis sweep, fused=True / copy roofline", ">= 0.8"),
     ("bench_mcmc.MCMCBandwidth.track_copy_bandwidth", "copy roofline, GB/s", None),
     ("bench_samplers.ExactSamplerRatios.track_sampler_over_fft_pair", "exact sampler / FFT pair (d=2, f32, batch 8)", "<= 1.2"),
     ("bench_samplers.ExactSamplerRatios.track_sites_per_second", "exact sampler, G sites/s", None),

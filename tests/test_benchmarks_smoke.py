@@ -280,23 +280,3 @@ def test_summary_unflattens_asv_results(tmp_path):
     assert "| FFT score / FFT pair (d=2, f32, batch 8) | <= 1.2 | 8: 1.5; 16: 2.5 |" in table
     with pytest.raises(ValueError, match="no asv results"):
         summary.latest_result("m", "ffffffff", results_dir=tmp_path)
-
-
-def test_compiled_leapfrog_step_is_the_leapfrog_step():
-    """The torch.compile-fused drift-kick equals one eager leapfrog inner step (same float32 operations,
-    possibly reassociated by the compiler: 64 float32 ulps of the scale)."""
-    from benchmarks.bench_mcmc import EPS, _require_compiler, compiled_leapfrog_step
-    from critdiff_ref import Phi4Lattice
-
-    try:
-        _require_compiler(torch.device("cpu"))
-    except NotImplementedError as exc:
-        pytest.skip(str(exc))
-    target = Phi4Lattice(8, 2, kappa=0.1, lam=0.022)
-    gen = torch.Generator().manual_seed(4)
-    phi, pi = torch.randn((3, 8, 8), generator=gen), torch.randn((3, 8, 8), generator=gen)
-    phi_c, pi_c = compiled_leapfrog_step(target, EPS)(phi, pi)
-    phi_e = phi + EPS * pi
-    pi_e = pi + EPS * target.force(phi_e)
-    assert_close(phi_c, phi_e)
-    assert_close(pi_c, pi_e)

@@ -12,6 +12,12 @@ the lattice action itself.
   then all odd sites (no two same-parity sites are neighbours when L is even).
 - Langevin (stochastic quantisation): ``phi <- phi + dtau F(phi) + sqrt(2 dtau) xi`` (Euler;
   O(dtau) bias), optionally Metropolis-corrected (MALA; exact).
+
+Every update's arithmetic is a private body function with its random numbers passed in;
+``fused=True`` runs the same bodies compiled by ``torch.compile`` (:mod:`.fused`: one kernel per
+leapfrog step instead of a dozen), with the same draws from ``generator``. A non-finite field
+raises :class:`FloatingPointError` naming the update (checked without a per-update host sync on
+a GPU, :mod:`.guard`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import torch
 
 from .. import lattice
 from ..targets import Phi4Lattice
+from .fused import check_fused, kernel
+from .guard import FiniteGuard
 
 __all__ = [
     "Action",
@@ -108,26 +116,43 @@ def hamiltonian(target: Action, phi: torch.Tensor, pi: torch.Tensor) -> torch.Te
     return target.action(phi) + 0.5 * _site_sum(pi * pi)
 
 
+def _kick(target: Action, phi: torch.Tensor, pi: torch.Tensor, amount: float) -> torch.Tensor:
+    return pi + amount * target.force(phi)
+
+
+def _drift_kick(
+    target: Action, phi: torch.Tensor, pi: torch.Tensor, eps: float, amount: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    phi = phi + eps * pi
+    return phi, pi + amount * target.force(phi)
+
+
 def leapfrog(
-    target: Action, phi: torch.Tensor, pi: torch.Tensor, eps: float, n_steps: int
+    target: Action, phi: torch.Tensor, pi: torch.Tensor, eps: float, n_steps: int, *, fused: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Leapfrog: ``pi += eps/2 F``; ``n_steps`` x (``phi += eps pi``; ``pi += eps F``) with the last
-    momentum kick halved. Time-reversible and volume-preserving; ``dH = O(eps^2)`` at fixed length."""
-    pi = pi + 0.5 * eps * target.force(phi)
+    momentum kick halved. Time-reversible and volume-preserving; ``dH = O(eps^2)`` at fixed length.
+    ``fused``: each drift-kick step is one compiled kernel (:mod:`.fused`)."""
+    kick, drift_kick = kernel(_kick, fused), kernel(_drift_kick, fused)
+    pi = kick(target, phi, pi, 0.5 * eps)
     for i in range(n_steps):
-        phi = phi + eps * pi
-        kick = eps if i < n_steps - 1 else 0.5 * eps
-        pi = pi + kick * target.force(phi)
+        phi, pi = drift_kick(target, phi, pi, eps, eps if i < n_steps - 1 else 0.5 * eps)
     return phi, pi
 
 
 def hmc_step(
-    target: Action, phi: torch.Tensor, generator: torch.Generator | None, *, eps: float, n_steps: int
+    target: Action,
+    phi: torch.Tensor,
+    generator: torch.Generator | None,
+    *,
+    eps: float,
+    n_steps: int,
+    fused: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One HMC trajectory per chain: ``(phi_new, accepted (n_chains,) bool, dH (n_chains,))``."""
     pi = torch.randn(phi.shape, generator=generator, dtype=phi.dtype, device=phi.device)
     H0 = hamiltonian(target, phi, pi)
-    phi_new, pi_new = leapfrog(target, phi, pi, eps, n_steps)
+    phi_new, pi_new = leapfrog(target, phi, pi, eps, n_steps, fused=fused)
     dH = hamiltonian(target, phi_new, pi_new) - H0
     u = torch.rand(dH.shape, generator=generator, dtype=phi.dtype, device=phi.device)
     accept = torch.log(u) < -dH  # NaN dH (a diverged trajectory) is rejected
@@ -148,10 +173,10 @@ def _run(
     kept, dHs = [], []
     acc = torch.zeros(phi.shape[0], dtype=torch.float64, device=phi.device)
     total = burn_in + n_updates
+    guard = FiniteGuard(total, phi.device, lambda it: f"{name}: non-finite field after update {it} (step size too large?)")
     for it in range(total):
         phi, accepted, dH = update(phi)
-        if not bool(torch.isfinite(phi).all()):
-            raise FloatingPointError(f"{name}: non-finite field after update {it} (step size too large?)")
+        guard.record(it, phi)
         if it >= burn_in:
             acc += accepted.to(torch.float64)
             if dH is not None:
@@ -160,6 +185,7 @@ def _run(
                 kept.append(phi.clone())
         if callback is not None:
             callback(it + 1, total, phi)
+    guard.check()
     samples = torch.stack(kept) if kept else phi.new_zeros((0, *phi.shape))
     return ChainResult(samples, acc / max(n_updates, 1), phi, torch.stack(dHs) if dHs else None)
 
@@ -175,17 +201,21 @@ def hmc(
     thin: int = 1,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
+    fused: bool = False,
 ) -> ChainResult:
     """Batched HMC (THEORY 8): ``burn_in`` then ``n_traj`` trajectories, every ``thin``-th kept.
 
-    ``phi0`` ``(n_chains, *lattice)``; ``callback(done, total, phi)`` after each trajectory.
+    ``phi0`` ``(n_chains, *lattice)``; ``callback(done, total, phi)`` after each trajectory;
+    ``fused`` compiles the leapfrog steps (same chain to rounding, :mod:`.fused`).
     """
     phi = _check_state(target, phi0)
     eps = _positive("eps", eps)
     n_steps, n_traj = _count("n_steps", n_steps, 1), _count("n_traj", n_traj, 1)
     burn_in, thin = _count("burn_in", burn_in, 0), _count("thin", thin, 1)
+    fused = check_fused(fused, phi.device)
     return _run(
-        lambda p: hmc_step(target, p, generator, eps=eps, n_steps=n_steps), phi, n_traj, burn_in, thin, callback, "hmc"
+        lambda p: hmc_step(target, p, generator, eps=eps, n_steps=n_steps, fused=fused),
+        phi, n_traj, burn_in, thin, callback, "hmc",
     )
 
 
@@ -220,20 +250,32 @@ def local_action_change(target: Phi4Lattice, phi: torch.Tensor, phi_new: torch.T
     )
 
 
-def metropolis_sweep(
-    target: Phi4Lattice, phi: torch.Tensor, generator: torch.Generator | None, *, step_size: float
+def _colour_update(
+    target: Phi4Lattice, phi: torch.Tensor, u: torch.Tensor, r: torch.Tensor, mask: torch.Tensor, step_size: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One checkerboard sweep (even sites, then odd): ``(phi_new, accepted fraction (n_chains,))``."""
-    masks = checkerboard_masks(target.L, target.d, device=phi.device)
+    proposal = phi + step_size * (2.0 * u - 1.0)
+    dS = local_action_change(target, phi, proposal)
+    accept = (torch.log(r) < -dS) & mask
+    return torch.where(accept, proposal, phi), _site_sum(accept.to(phi.dtype))
+
+
+def metropolis_sweep(
+    target: Phi4Lattice,
+    phi: torch.Tensor,
+    generator: torch.Generator | None,
+    *,
+    step_size: float,
+    fused: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One checkerboard sweep (even sites, then odd): ``(phi_new, accepted fraction (n_chains,))``.
+    Per colour: ``u, r ~ U(0, 1)``, proposal ``phi + step_size (2u - 1)``, accept iff ``log r < -dS``."""
+    update = kernel(_colour_update, fused)
     n_acc = torch.zeros(phi.shape[0], dtype=phi.dtype, device=phi.device)
-    for mask in masks:
+    for mask in checkerboard_masks(target.L, target.d, device=phi.device):
         u = torch.rand(phi.shape, generator=generator, dtype=phi.dtype, device=phi.device)
-        proposal = phi + step_size * (2.0 * u - 1.0)
-        dS = local_action_change(target, phi, proposal)
         r = torch.rand(phi.shape, generator=generator, dtype=phi.dtype, device=phi.device)
-        accept = (torch.log(r) < -dS) & mask
-        phi = torch.where(accept, proposal, phi)
-        n_acc = n_acc + _site_sum(accept.to(phi.dtype))
+        phi, accepted = update(target, phi, u, r, mask, step_size)
+        n_acc = n_acc + accepted
     return phi, n_acc / target.V
 
 
@@ -247,8 +289,10 @@ def metropolis(
     thin: int = 1,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
+    fused: bool = False,
 ) -> ChainResult:
-    """Batched local Metropolis with checkerboard sweeps (THEORY 8); acceptance per site update."""
+    """Batched local Metropolis with checkerboard sweeps (THEORY 8); acceptance per site update;
+    ``fused`` compiles each colour's update (:mod:`.fused`)."""
     if not isinstance(target, Phi4Lattice):
         raise TypeError(f"metropolis needs a Phi4Lattice target (local action), got {type(target).__name__}")
     phi = _check_state(target, phi0)
@@ -256,30 +300,46 @@ def metropolis(
     step_size = _positive("step_size", step_size)
     n_sweeps = _count("n_sweeps", n_sweeps, 1)
     burn_in, thin = _count("burn_in", burn_in, 0), _count("thin", thin, 1)
+    fused = check_fused(fused, phi.device)
 
     def update(p):
-        p, frac = metropolis_sweep(target, p, generator, step_size=step_size)
+        p, frac = metropolis_sweep(target, p, generator, step_size=step_size, fused=fused)
         return p, frac, None
 
     return _run(update, phi, n_sweeps, burn_in, thin, callback, "metropolis")
 
 
 # -- Langevin ---------------------------------------------------------------------------------------
+def _langevin_proposal(target: Action, phi: torch.Tensor, xi: torch.Tensor, dtau: float) -> torch.Tensor:
+    return phi + dtau * target.force(phi) + math.sqrt(2.0 * dtau) * xi
+
+
+def _mala_log_alpha(
+    target: Action, phi: torch.Tensor, proposal: torch.Tensor, xi: torch.Tensor, dtau: float
+) -> torch.Tensor:
+    back = phi - proposal - dtau * target.force(proposal)
+    log_q_back = -_site_sum(back * back) / (4.0 * dtau)
+    log_q_fwd = -_site_sum(xi * xi) / 2.0  # |phi' - phi - dtau F|^2 / (4 dtau) = xi^2 / 2
+    return target.action(phi) - target.action(proposal) + log_q_back - log_q_fwd
+
+
 def langevin_step(
-    target: Action, phi: torch.Tensor, generator: torch.Generator | None, *, dtau: float, metropolize: bool = False
+    target: Action,
+    phi: torch.Tensor,
+    generator: torch.Generator | None,
+    *,
+    dtau: float,
+    metropolize: bool = False,
+    fused: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Euler Langevin ``phi' = phi + dtau F(phi) + sqrt(2 dtau) xi``; with ``metropolize`` (MALA)
     accept with ``min(1, exp(-S(phi') + S(phi)) q(phi | phi') / q(phi' | phi))``,
     ``q(y | x) ∝ exp(-|y - x - dtau F(x)|^2 / (4 dtau))``. Returns ``(phi_new, accepted)``."""
-    F = target.force(phi)
     xi = torch.randn(phi.shape, generator=generator, dtype=phi.dtype, device=phi.device)
-    proposal = phi + dtau * F + math.sqrt(2.0 * dtau) * xi
+    proposal = kernel(_langevin_proposal, fused)(target, phi, xi, dtau)
     if not metropolize:
         return proposal, torch.ones(phi.shape[0], dtype=torch.bool, device=phi.device)
-    back = phi - proposal - dtau * target.force(proposal)
-    log_q_back = -_site_sum(back * back) / (4.0 * dtau)
-    log_q_fwd = -_site_sum(xi * xi) / 2.0  # |phi' - phi - dtau F|^2 / (4 dtau) = xi^2 / 2
-    log_alpha = target.action(phi) - target.action(proposal) + log_q_back - log_q_fwd
+    log_alpha = kernel(_mala_log_alpha, fused)(target, phi, proposal, xi, dtau)
     u = torch.rand(log_alpha.shape, generator=generator, dtype=phi.dtype, device=phi.device)
     accept = torch.log(u) < log_alpha
     mask = accept.reshape((-1,) + (1,) * (phi.ndim - 1))
@@ -297,17 +357,20 @@ def langevin(
     thin: int = 1,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
+    fused: bool = False,
 ) -> ChainResult:
-    """Batched Langevin / MALA chains (THEORY 8); without ``metropolize`` acceptance is 1."""
+    """Batched Langevin / MALA chains (THEORY 8); without ``metropolize`` acceptance is 1;
+    ``fused`` compiles the proposal and the MALA ratio (:mod:`.fused`)."""
     phi = _check_state(target, phi0)
     dtau = _positive("dtau", dtau)
     n_steps = _count("n_steps", n_steps, 1)
     burn_in, thin = _count("burn_in", burn_in, 0), _count("thin", thin, 1)
     if not isinstance(metropolize, bool):
         raise TypeError(f"metropolize must be a bool, got {metropolize!r}")
+    fused = check_fused(fused, phi.device)
 
     def update(p):
-        p, acc = langevin_step(target, p, generator, dtau=dtau, metropolize=metropolize)
+        p, acc = langevin_step(target, p, generator, dtau=dtau, metropolize=metropolize, fused=fused)
         return p, acc, None
 
     return _run(update, phi, n_steps, burn_in, thin, callback, "langevin")
