@@ -8,7 +8,7 @@ variance ``c0(k) = 1 / (khat^2 + r)``; at the critical point ``r = 0`` the zero 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -39,6 +39,8 @@ class GaussianField:
     d: int = 2
     r: float = 0.0
     amplitude: float = 1.0
+    # (dtype, device) -> half-spectrum sqrt(c0) used by colour(); not part of the value of the field
+    _sqrt_c0: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         lattice.check_lattice(self.L, self.d)
@@ -141,8 +143,12 @@ class GaussianField:
         return self.colour(z)
 
     def colour(self, z: torch.Tensor) -> torch.Tensor:
-        """Map white noise ``z`` (``(*batch, *lattice)``) to a field with mode variances ``c0``."""
-        sqrt_c0 = self.c0(dtype=z.dtype, device=z.device).sqrt()
+        """Map white noise ``z`` (``(*batch, *lattice)``) to a field with mode variances ``c0``:
+        ``F^-1[sqrt(c0) F[z]]`` (THEORY 2). ``sqrt(c0)`` is computed once per dtype and device."""
+        key = (z.dtype, z.device)
+        sqrt_c0 = self._sqrt_c0.get(key)
+        if sqrt_c0 is None:
+            sqrt_c0 = self._sqrt_c0[key] = self.c0(dtype=z.dtype, device=z.device).sqrt()
         return lattice.real_filter(z, sqrt_c0, self.d)
 
     def noise(
