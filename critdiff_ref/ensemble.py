@@ -199,6 +199,33 @@ def load_ensemble(path: str | os.PathLike) -> tuple[np.ndarray, EnsembleParams, 
     return configs, EnsembleParams(**meta["params"]), meta["summary"]
 
 
+def _hmc_ensemble(
+    L: int,
+    d: int,
+    kappa: float,
+    lam: float,
+    *,
+    n_chains: int,
+    n_traj: int,
+    burn_in: int,
+    eps: float,
+    n_steps: int,
+    thin: int,
+    seed: int,
+    dtype: str,
+    device: str,
+    progress: Progress | bool | None,
+) -> tuple[torch.Tensor, EnsembleParams, dict]:
+    """The HMC run shared by :func:`run_hmc_experiment` and ``critdiff phi4``: validated parameters,
+    configurations ``(n_kept, n_chains, *lattice)`` and their :func:`summarize_chains` summary plus acceptance."""
+    params = EnsembleParams(
+        L=L, d=d, kappa=kappa, lam=lam, sampler="hmc", n_chains=n_chains, n_updates=n_traj, burn_in=burn_in,
+        thin=thin, step=eps, n_steps=n_steps, seed=seed, dtype=dtype, device=device,
+    )
+    configs, info = generate_ensemble(params, progress=progress)
+    return configs, params, {**summarize_chains(configs, d), **info}
+
+
 def run_hmc_experiment(
     L: int = 8,
     d: int = 2,
@@ -224,13 +251,10 @@ def run_hmc_experiment(
     where the configurations are saved as ``.npz``). Defaults (L = 8, d = 2, 16 chains x 500
     trajectories of length 1) finish in well under a minute on one CPU core.
     """
-    params = EnsembleParams(
-        L=L, d=d, kappa=kappa, lam=lam, sampler="hmc", n_chains=n_chains, n_updates=n_traj, burn_in=burn_in,
-        thin=thin, step=eps, n_steps=n_steps, seed=seed, dtype=dtype, device=device,
+    configs, params, summary = _hmc_ensemble(
+        L, d, kappa, lam, n_chains=n_chains, n_traj=n_traj, burn_in=burn_in, eps=eps, n_steps=n_steps, thin=thin,
+        seed=seed, dtype=dtype, device=device, progress=progress,
     )
-    configs, info = generate_ensemble(params, progress=progress)
-    summary = summarize_chains(configs, d)
-    summary.update(info)
     summary["params"] = asdict(params)
     if out is not None:
         summary["path"] = save_ensemble(out, configs, params, {k: v for k, v in summary.items() if k != "params"})

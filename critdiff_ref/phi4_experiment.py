@@ -3,7 +3,7 @@ diffusion model trained on the HMC ensemble, its PF-ODE likelihood and diffusion
 
 ``critdiff phi4 --L 8 --kappa 0.2 --lam 0.022 [--json FILE] [--train-dm]``:
 
-1. HMC (:func:`critdiff_ref.ensemble.generate_ensemble`, :func:`~critdiff_ref.ensemble.summarize_chains`): ``<M>, <|M|>, chi_2, U_L`` with Gamma-method
+1. HMC, the run of :func:`critdiff_ref.ensemble.run_hmc_experiment`: ``<M>, <|M|>, chi_2, U_L`` with Gamma-method
    errors over independent chains, ``tau_int`` of ``|M|`` (in trajectories) and the acceptance.
 2. ``--train-dm``: local Metropolis at the same parameters (``tau_int`` in sweeps); a
    :class:`~critdiff_ref.trainers.dsm.ScoreUNet` trained by DSM (VE, sigma = 25, T = 1) on the HMC
@@ -31,7 +31,7 @@ import sys
 
 import torch
 
-from .ensemble import EnsembleParams, generate_ensemble, save_ensemble, stderr_progress, summarize_chains
+from .ensemble import EnsembleParams, _hmc_ensemble, generate_ensemble, save_ensemble, stderr_progress, summarize_chains
 from . import lattice
 from .observables import phi4_observables
 from .processes import VE
@@ -154,12 +154,12 @@ def run_phi4_experiment(
     per-proposal ``log_q``, ``action`` and magnetisations, for plots; not JSON-serialisable)."""
     if divergence not in ("auto", "exact", "hutchinson"):
         raise ValueError(f"divergence must be 'auto', 'exact' or 'hutchinson', got divergence={divergence!r}")
-    hmc_params = EnsembleParams(L=L, d=d, kappa=kappa, lam=lam, sampler="hmc", n_chains=n_chains, n_updates=n_traj,
-                                burn_in=burn_in, step=eps, n_steps=n_steps, seed=seed, dtype=dtype, device=device)
     if dm_dtype not in ("float32", "float64"):
         raise ValueError(f"dm_dtype must be 'float32' or 'float64', got dm_dtype={dm_dtype!r}")
-    hmc_configs, hmc_info = generate_ensemble(hmc_params, progress=progress)
-    hmc = {**summarize_chains(hmc_configs, d), **hmc_info}
+    hmc_configs, hmc_params, hmc = _hmc_ensemble(
+        L, d, kappa, lam, n_chains=n_chains, n_traj=n_traj, burn_in=burn_in, eps=eps, n_steps=n_steps, thin=1,
+        seed=seed, dtype=dtype, device=device, progress=progress,
+    )
     if out is not None:
         save_ensemble(out, hmc_configs, hmc_params, {k: v for k, v in hmc.items() if k != "acceptance_per_chain"})
     result = {k: (int(hmc[k]) if k == "n_configs" else float(hmc[k])) for k in JSON_KEYS}
