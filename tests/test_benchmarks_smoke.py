@@ -280,3 +280,18 @@ def test_summary_unflattens_asv_results(tmp_path):
     assert "| FFT score / FFT pair (d=2, f32, batch 8) | <= 1.2 | 8: 1.5; 16: 2.5 |" in table
     with pytest.raises(ValueError, match="no asv results"):
         summary.latest_result("m", "ffffffff", results_dir=tmp_path)
+
+
+def test_record_script_names_existing_benchmark_classes():
+    """benchmarks/record.sh is valid bash and its target regex names only classes that exist (a rename
+    would otherwise silently drop a target from the GPU record)."""
+    import re
+    import shutil
+    import subprocess
+
+    script = (ROOT / "benchmarks" / "record.sh").read_text()
+    if shutil.which("bash"):
+        subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "record.sh")], check=True)
+    names = re.search(r'^targets="([^"]+)"', script, re.M).group(1).split("|")
+    classes = {n for m in BENCH_MODULES for n, obj in vars(importlib.import_module(f"benchmarks.{m}")).items() if inspect.isclass(obj)}
+    assert names and set(names) <= classes, set(names) - classes
