@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 
 def real(name: str, value: object, *, positive: bool = False) -> float:
@@ -15,3 +16,27 @@ def real(name: str, value: object, *, positive: bool = False) -> float:
     if not math.isfinite(value) or (positive and not value > 0):
         raise ValueError(f"{name} must be finite{' and > 0' if positive else ''}, got {name}={value}")
     return value
+
+
+def integer(name: str, value: object, lower: int, upper: int | None = None) -> int:
+    """``value`` as an int in ``[lower, upper]`` (no upper bound when ``None``); TypeError for non-ints (bools included)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    value = int(value)
+    if value < lower or (upper is not None and value > upper):
+        rng = f">= {lower}" if upper is None else f"in [{lower}, {upper}]"
+        raise ValueError(f"{name} must be {rng}, got {name}={value}")
+    return value
+
+
+def float_tensor(x: object, name: str = "x") -> tuple[torch.Tensor, bool]:
+    """``(tensor, was_numpy)``: torch tensors pass (floating only); array-likes become float64."""
+    if isinstance(x, torch.Tensor):
+        if not x.is_floating_point():
+            raise TypeError(f"{name} must be a floating tensor, got dtype {x.dtype}")
+        return x, False
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a tensor or a real array, got {type(x).__name__}") from err
+    return torch.from_numpy(arr), True

@@ -17,8 +17,9 @@ from .exact import (
     score_kernel_fn,
     stiffness,
 )
-from . import dmmc, mcmc
-from .dmmc import DMMCResult, dm_mcmc, exact_prior, isotropic_prior, pf_log_likelihood
+from . import dmmc, likelihood, mcmc
+from .dmmc import DMMCResult, dm_mcmc
+from .likelihood import exact_prior, isotropic_prior, pf_log_likelihood
 from .grids import GRID_KINDS, resolve_grid, time_grid
 from .mcmc import ChainResult, hmc, langevin, leapfrog, metropolis
 from .reverse import (
@@ -37,6 +38,7 @@ from .reverse import (
 __all__ = [
     "mcmc",
     "dmmc",
+    "likelihood",
     "hmc",
     "metropolis",
     "langevin",
