@@ -24,6 +24,7 @@ Three pictures of the same posterior ``p(y | x_t = x)`` over the clean data:
 
 from __future__ import annotations
 
+import argparse
 import math
 from typing import Sequence, Union
 
@@ -328,7 +329,7 @@ def format_thermo_report(report: dict) -> str:
     return "\n".join(out)
 
 
-def add_thermo_parser(sub) -> "argparse.ArgumentParser":
+def add_thermo_parser(sub) -> argparse.ArgumentParser:
     """``critdiff thermo``: Curie–Weiss bifurcation data and REM participation ratios (THEORY 7)."""
     p = sub.add_parser("thermo", help="print Curie-Weiss fixed points / exponents data and REM participation ratios")
     p.add_argument("--sigma", type=float, default=1.0, help="Brownian noise scale (t_c = 1/sigma^2)")

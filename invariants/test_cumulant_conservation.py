@@ -14,7 +14,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from critdiff_ref.processes import VE, VP
+from critdiff_ref.processes import VE
 from critdiff_ref.strategies import diffusion_times, gaussian_mixtures, processes, two_peak_mixtures
 from critdiff_ref.targets.mixtures import moments_to_cumulants
 

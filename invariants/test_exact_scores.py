@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from critdiff_ref import lattice
-from critdiff_ref.processes import OU, VE, VP, Brownian
+from critdiff_ref.processes import Brownian
 from critdiff_ref.scores import exact_score
 from critdiff_ref.strategies import (
     diffusion_times,

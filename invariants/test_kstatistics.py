@@ -12,7 +12,7 @@ from fractions import Fraction
 import numpy as np
 import scipy.stats
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from critdiff_ref.observables import kstat, kstat_bootstrap, kstat_coefficients

@@ -25,7 +25,6 @@ from critdiff_ref.trainers import (
     OneLayerFourier,
     dsm_loss,
     population_loss,
-    score_multiplier,
     steps_to_accuracy,
     train,
 )

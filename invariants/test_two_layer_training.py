@@ -29,7 +29,6 @@ from critdiff_ref.trainers import (
     fourier_descent,
     kaiming_kernels,
     mismatch_descent,
-    score_multiplier,
     steps_to_accuracy,
     train,
 )

@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 from hypothesis import given
-from hypothesis import strategies as st
 
 from critdiff_ref import lattice
 from critdiff_ref.strategies import lattices, seeds

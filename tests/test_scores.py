@@ -5,7 +5,7 @@ import torch
 
 from critdiff_ref.processes import OU, VE, VP
 from critdiff_ref.scores import exact_score
-from critdiff_ref.targets import GaussianField, GaussianMixture1D, Phi4Lattice, Phi4ZeroD, TwoGaussianMixture
+from critdiff_ref.targets import GaussianField, Phi4Lattice, Phi4ZeroD, TwoGaussianMixture
 from critdiff_ref.testing import assert_close
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

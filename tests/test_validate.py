@@ -12,11 +12,10 @@ import math
 import pytest
 import torch
 
-from critdiff_ref import VE, VP, GaussianField, TwoGaussianMixture, exact_score
+from critdiff_ref import VP, GaussianField, TwoGaussianMixture
 from critdiff_ref.samplers import probability_flow, reverse_sde
 from critdiff_ref.validate import (
     Report,
-    edm_euler,
     edm_heun,
     load_object,
     make_runner,
@@ -55,7 +54,7 @@ def test_own_error_separates_sampler_from_schedule_floor():
     """With many RK4 steps the sampler's own error vanishes while the total error equals the floor."""
     f = GaussianField(8, 2, 0.0)
     report = validate(rk4, fields=[f], steps=(50, 100), targets=("gaussian",))
-    last = report[f"gauss[d=2,L=8,r=0]/covariance@100"]
+    last = report["gauss[d=2,L=8,r=0]/covariance@100"]
     # RK4 at 100 steps: ~1e-7 (observed 2.7e-8); the floor is the pure-noise start under VE, ~1e-2
     assert last.measured < 1e-6
     assert last.data["floor_error"] > 1e-3

@@ -9,7 +9,6 @@ discretisation error and converge at their documented order, up to the effects s
 from __future__ import annotations
 
 import math
-import warnings
 
 import pytest
 import torch
@@ -18,7 +17,7 @@ diffusers = pytest.importorskip("diffusers")
 
 from critdiff_ref import GaussianField  # noqa: E402
 from critdiff_ref.validate import make_runner, validate  # noqa: E402
-from critdiff_ref.validate.checks import endpoint_jump_error, white_noise  # noqa: E402
+from critdiff_ref.validate.checks import white_noise  # noqa: E402
 from critdiff_ref.validate.cli import DEFAULT_DIFFUSERS, default_runners  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore")

@@ -223,13 +223,11 @@ def _score_runner(sampler, *, process: Process | None, start: str, sampler_kwarg
     def schedule(target, steps):
         return Schedule(process, _start_variance(target, process, start), t_min)
 
-    noise_sampler = None
-    if _accepts(sampler, "noise"):
-        def noise_sampler(score, process_, x_T, steps, **kw):
-            return sampler(score, process_, x_T, steps=steps, **{**sampler_kwargs, **kw})
+    def noise_sampler(score, process_, x_T, steps, **kw):
+        return sampler(score, process_, x_T, steps=steps, **{**sampler_kwargs, **kw})
 
     return Runner(name or _name(sampler), "score", run, schedule, order, info={"process": repr(process), "start": start},
-                  noise_sampler=noise_sampler)
+                  noise_sampler=noise_sampler if _accepts(sampler, "noise") else None)
 
 
 # -- denoiser (k-diffusion / EDM) adapter --------------------------------------------------------
