@@ -13,6 +13,7 @@ import torch
 
 __all__ = [
     "real_filter",
+    "half_spectrum",
     "check_lattice",
     "lattice_dims",
     "momenta",
@@ -75,17 +76,25 @@ def ifft(x_k: torch.Tensor, d: int) -> torch.Tensor:
     return torch.fft.ifftn(x_k, dim=lattice_dims(d), norm="ortho")
 
 
-def real_filter(x: torch.Tensor, multiplier: torch.Tensor, d: int) -> torch.Tensor:
+def half_spectrum(multiplier: torch.Tensor) -> torch.Tensor:
+    """The ``rfftn`` half of a multiplier in the full ``fftn`` layout: ``m[..., :L//2 + 1]`` (contiguous)."""
+    L = multiplier.shape[-1]
+    return multiplier[..., : L // 2 + 1].contiguous()
+
+
+def real_filter(x: torch.Tensor, multiplier: torch.Tensor, d: int, *, half: bool = False) -> torch.Tensor:
     """``F^-1[m(k) F[x]]`` for a real field ``x`` and a real multiplier even in k (``m(k) = m(-k)``).
 
     Equals ``ifft(fft(x) * m).real`` (THEORY 0) at half the FFT cost: ``rfftn``/``irfftn`` over the last
     ``d`` axes, with ``m`` given in the full ``fftn`` layout (``(..., L, ..., L)``, broadcastable against
-    the batch) and sliced to the half spectrum on the last axis.
+    the batch) and sliced to the half spectrum on the last axis, or with ``half=True`` already in the
+    half layout ``(..., L, L//2 + 1)`` (:func:`half_spectrum`).
     """
     dims = lattice_dims(d)
-    L = x.shape[-1]
+    if not half:
+        multiplier = multiplier[..., : x.shape[-1] // 2 + 1]
     x_k = torch.fft.rfftn(x, dim=dims, norm="ortho")
-    return torch.fft.irfftn(x_k * multiplier[..., : L // 2 + 1], s=x.shape[-d:], dim=dims, norm="ortho")
+    return torch.fft.irfftn(x_k * multiplier, s=x.shape[-d:], dim=dims, norm="ortho")
 
 
 def remove_zero_mode(x: torch.Tensor, d: int) -> torch.Tensor:

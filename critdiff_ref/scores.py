@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import OrderedDict
 from typing import Callable
 
 import torch
@@ -61,23 +62,46 @@ def _time_factors(process: Process, t: Time, x: torch.Tensor, event_ndim: int) -
 
 
 @functools.lru_cache(maxsize=64)
-def _c0_cached(target: GaussianField, dtype: torch.dtype, device: str) -> torch.Tensor:
-    return target.c0(dtype=dtype, device=device)
+def _c0_half(target: GaussianField, dtype: torch.dtype, device: str) -> torch.Tensor:
+    """``c0`` on the ``rfftn`` half spectrum (``K_t`` is even in k, so real FFTs suffice)."""
+    return lattice.half_spectrum(target.c0(dtype=dtype, device=device))
+
+
+# Per score function, the half-spectrum kernels K_t of the scalar times seen last are kept (a sampler
+# on a fixed grid asks for the same 2N + 1 times on every run); at most this many bytes of them.
+KERNEL_CACHE_BYTES = 2**27
 
 
 def fourier_score(target: GaussianField, process: Process) -> ScoreFn:
-    """``s_t(phi) = F^-1[K_t(k) F[phi]]`` with ``K_t(k) = -1/(a^2 c0(k) + Xi)`` (THEORY 2)."""
-    d, mask_zero = target.d, target.zero_mode_removed
+    """``s_t(phi) = F^-1[K_t(k) F[phi]]`` with ``K_t(k) = -1/(a^2 c0(k) + Xi)`` (THEORY 2).
 
-    def score(x: torch.Tensor, t: Time) -> torch.Tensor:
-        _check_x(x, target.shape)
-        a, Xi = _time_factors(process, t, x, d)
-        c0 = _c0_cached(target, x.dtype, str(x.device))
-        C = a * a * c0 + Xi
+    For a scalar ``t`` the kernel is cached per ``(t, dtype, device)`` (least recently used first out,
+    :data:`KERNEL_CACHE_BYTES` per score function), so a repeated time costs the FFT pair and one
+    multiply; a tensor of times (one per batch entry) is computed afresh.
+    """
+    d, mask_zero = target.d, target.zero_mode_removed
+    kernels: OrderedDict = OrderedDict()
+
+    def kernel(a, Xi, x: torch.Tensor) -> torch.Tensor:
+        C = a * a * _c0_half(target, x.dtype, str(x.device)) + Xi
         if mask_zero:
             # K(0) = 0: the zero mode is removed in the score (THEORY 0).  Every other C_t(k) > 0.
             C[..., *([0] * d)] = math.inf
-        return lattice.real_filter(x, -1.0 / C, d)  # K_t(k) is even in k: real FFTs suffice
+        return -1.0 / C
+
+    def score(x: torch.Tensor, t: Time) -> torch.Tensor:
+        _check_x(x, target.shape)
+        if isinstance(t, torch.Tensor) and t.ndim > 0:
+            return lattice.real_filter(x, kernel(*_time_factors(process, t, x, d), x), d, half=True)
+        key = (float(t), x.dtype, x.device)
+        K = kernels.get(key)
+        if K is None:
+            K = kernels[key] = kernel(*_time_factors(process, t, x, d), x)
+            while sum(k.numel() * k.element_size() for k in kernels.values()) > KERNEL_CACHE_BYTES and len(kernels) > 1:
+                kernels.popitem(last=False)
+        else:
+            kernels.move_to_end(key)
+        return lattice.real_filter(x, K, d, half=True)
 
     return score
 

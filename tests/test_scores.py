@@ -65,3 +65,31 @@ def test_critical_score_has_no_zero_mode():
     f = GaussianField(6, 2, 0.0)
     x = torch.ones(1, 6, 6, dtype=torch.float64)  # pure zero mode
     assert float(exact_score(f, VE())(x, 0.3).abs().max()) == 0.0
+
+
+@pytest.mark.parametrize("r", [0.0, 0.4])
+def test_fourier_score_kernel_cache_is_invisible(monkeypatch, r):
+    """The cached half-spectrum kernel gives the uncached complex-FFT filter F^-1[K_t F[x]] with
+    K_t = field.score_kernel (rounding of the two FFT routes: 1e-12 relative in float64), the same
+    tensor on a repeated time, the per-entry value for a tensor of times, and the cache stays within
+    its byte budget (least recently used out)."""
+    from critdiff_ref import lattice, scores
+
+    field, process = GaussianField(6, 2, r), VP()
+    x = field.sample(4, torch.Generator().manual_seed(0), dtype=torch.float64)
+    score = exact_score(field, process)
+    for t in (0.3, 0.7, 0.3):
+        direct = lattice.ifft(field.score_kernel(process, t) * lattice.fft(x, 2), 2).real
+        assert_close(score(x, t), direct, rtol=1e-12, atol=1e-12)
+    assert torch.equal(score(x, 0.3), score(x, torch.tensor(0.3, dtype=torch.float64)))
+    times = torch.tensor([0.3, 0.7, 0.3, 0.9], dtype=torch.float64)
+    assert_close(score(x, times), torch.stack([score(x[i : i + 1], float(t))[0] for i, t in enumerate(times)]),
+                 rtol=1e-14, atol=1e-14)  # same arithmetic, broadcast vs one at a time
+
+    one_kernel = 6 * 4 * 8  # half spectrum (6, 6 // 2 + 1) in float64
+    monkeypatch.setattr(scores, "KERNEL_CACHE_BYTES", 2 * one_kernel)
+    small = exact_score(field, process)
+    for t in (0.1, 0.2, 0.3, 0.2, 0.4):
+        small(x, t)
+    cells = [c.cell_contents for c in small.__closure__ if isinstance(c.cell_contents, dict)]
+    assert [key[0] for key in cells[0]] == [0.2, 0.4]  # two fit; 0.1 and then 0.3 were the least recent
