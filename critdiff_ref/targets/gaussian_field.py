@@ -148,8 +148,8 @@ class GaussianField:
         key = (z.dtype, z.device)
         sqrt_c0 = self._sqrt_c0.get(key)
         if sqrt_c0 is None:
-            sqrt_c0 = self._sqrt_c0[key] = self.c0(dtype=z.dtype, device=z.device).sqrt()
-        return lattice.real_filter(z, sqrt_c0, self.d)
+            sqrt_c0 = self._sqrt_c0[key] = lattice.half_spectrum(self.c0(dtype=z.dtype, device=z.device).sqrt())
+        return lattice.real_filter(z, sqrt_c0, self.d, half=True)
 
     def noise(
         self, shape_or_x: torch.Tensor, generator: torch.Generator | None = None
