@@ -224,6 +224,33 @@ class TestPhi4:
         Xi = float(VE().Xi(0.5))
         assert_close(d.score(x, VE(), 0.5), -x / (1 + Xi), rtol=1e-12, atol=1e-12)
 
+    @pytest.mark.parametrize("mu2", [1.0, -1.0])
+    @pytest.mark.parametrize("process", [VE(), OU(), VP()], ids=["VE", "OU", "VP"])
+    def test_grid_quadrature_matches_direct_sums(self, mu2, process):
+        """Density1D.score and log_marginal (blocked sums) equal the plain (batch, grid) trapezoidal sums of
+        p_t(x) = int p_0(y) N(x; a y, Xi) dy (THEORY 8): Tweedie (a <y> - x) / Xi and log p_t, any x shape."""
+        target = Phi4ZeroD(mu2, 0.4)
+        dens = target.density()
+        y, n, e = dens.y, dens.y.numel(), torch.finfo(torch.float64).eps
+        x = torch.linspace(-6.0, 6.0, 201, dtype=torch.float64).reshape(3, 67)  # more points than 2 blocks
+        log_p0 = -target.action(y)
+        log_Z = torch.logsumexp(log_p0, 0) + math.log(dens.h)  # trapezoid; the ends carry < e^-60
+        for t in (1e-3 * process.T, 0.1 * process.T, process.T):
+            a, Xi = float(process.a(t)), float(process.Xi(t))
+            assert math.sqrt(Xi) / a >= 2 * dens.h  # the grid branch, not Gauss–Hermite
+            logits = log_p0 - (x[..., None] - a * y) ** 2 / (2 * Xi)  # (3, 67, n)
+            score = (a * (torch.softmax(logits, -1) * y).sum(-1) - x) / Xi
+            log_pt = torch.logsumexp(logits, -1) + math.log(dens.h) - log_Z - 0.5 * math.log(2 * math.pi * Xi)
+            # Same sums in another order and blocking. A sum of n positive terms has <= n eps relative
+            # rounding; each weight e^(l - m) (m = max l) carries eps (|l| + |m|) from its logit, and the
+            # weights that matter have |l| <= |m| + 40: so Z and sum e^(l-m) y are within k relative,
+            # <y> within 2 k max|y|, and a <y> - x within 2 k (a max|y| + max|x|) (eps |x| included).
+            m = float(logits.amax(-1).abs().max())
+            k = (n + 2 * m + 80) * e
+            scale = (a * float(y.abs().max()) + float(x.abs().max())) / Xi
+            assert_close(dens.score(x, process, t), score, rtol=0.0, atol=2 * k * scale)
+            assert_close(dens.log_marginal(x, process, t), log_pt, rtol=k, atol=2 * k)
+
     def test_lattice_action_and_force(self):
         phi4 = Phi4Lattice(4, 2, 0.25, 0.022)
         x = torch.randn(3, 4, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64, requires_grad=True)

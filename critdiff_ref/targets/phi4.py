@@ -6,6 +6,7 @@ Lattice: ``S = sum_x [-2 kappa sum_mu phi_x phi_{x+mu} + (1 - 2 lam) phi_x^2 + l
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -23,6 +24,15 @@ __all__ = ["Density1D", "Phi4ZeroD", "Phi4Lattice"]
 # use Gauss–Hermite in the noise variable instead (needs an analytic log-density).
 _MIN_WIDTH_IN_STEPS = 2.0
 _N_HERMITE = 60
+# Grid sums run over blocks of about this many (point, grid node) terms (4 MiB in float64): the block's
+# logits and exponentials stay in cache instead of a (batch, n_grid) array going through main memory.
+_BLOCK_TERMS = 2**19
+
+
+@functools.lru_cache(maxsize=None)
+def _hermite_rule() -> tuple[np.ndarray, np.ndarray]:
+    """Probabilists' Gauss–Hermite nodes and weights (``_N_HERMITE`` points), computed once."""
+    return np.polynomial.hermite_e.hermegauss(_N_HERMITE)
 
 
 def _real(name: str, value) -> float:
@@ -84,25 +94,44 @@ class Density1D:
         a, Xi = float(process.a(float(t))), float(process.Xi(float(t)))
         return a, Xi, math.sqrt(Xi) / a
 
-    def _grid_logits(self, x: torch.Tensor, a: float, Xi: float) -> torch.Tensor:
+    def _grid_sums(self, x: torch.Tensor, a: float, Xi: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``m = max_j l_j``, ``Z = sum_j e^(l_j - m)`` and ``Y = sum_j e^(l_j - m) y_j`` per element of ``x``,
+        ``l_j = log_p(y_j) - (x - a y_j)^2 / (2 Xi)``; each of shape ``x.shape``.
+
+        Blocks of ``_BLOCK_TERMS`` terms; ``Z`` and ``Y`` are one matrix product with ``[1, y_j]``."""
         y = self.y.to(dtype=x.dtype, device=x.device)
         lp = self.log_p.to(dtype=x.dtype, device=x.device)
-        return lp - (x.unsqueeze(-1) - a * y) ** 2 / (2.0 * Xi)
+        ay = a * y
+        ones_y = torch.stack([torch.ones_like(y), y])  # (2, n_grid)
+        # terms below e^floor = e * tiny (tiny: the smallest normal number) are raised to it, a change of
+        # Z >= 1 and Y by <= n_grid * e * tiny relative, far below rounding, that keeps exp off its slow
+        # (~30x) path for results that underflow to subnormals or zero (most terms at small noise)
+        floor = math.log(torch.finfo(x.dtype).tiny) + 1.0
+        rows = max(1, _BLOCK_TERMS // y.numel())
+        m_parts, sum_parts = [], []
+        for xb in x.reshape(-1).split(rows):
+            diff = xb.unsqueeze(-1) - ay
+            logits = torch.addcmul(lp, diff, diff, value=-0.5 / Xi)  # (rows, n_grid)
+            m = logits.detach().amax(-1, keepdim=True)  # a shift only: no gradient, as in torch.logsumexp
+            m_parts.append(m.squeeze(-1))
+            sum_parts.append(torch.exp((logits - m).clamp_min(floor)) @ ones_y.T)  # (rows, 2)
+        m = torch.cat(m_parts).reshape(x.shape)
+        sums = torch.cat(sum_parts)
+        return m, sums[:, 0].reshape(x.shape), sums[:, 1].reshape(x.shape)
 
     def score(self, x: torch.Tensor, process: Process, t: float) -> torch.Tensor:
         """Exact score ``d/dx log p_t(x)``, elementwise: Tweedie ``(a <y> - x) / Xi`` on the grid, or
         ``<d log p_0>(y) / a`` with ``y = (x - sqrt(Xi) z)/a`` under Gauss–Hermite in ``z`` for small noise."""
         a, Xi, width = self._width(process, t)
         if width >= _MIN_WIDTH_IN_STEPS * self.h:
-            w = torch.softmax(self._grid_logits(x, a, Xi), dim=-1)
-            mean = (w * self.y.to(dtype=x.dtype, device=x.device)).sum(-1)
-            return (a * mean - x) / Xi
+            _, Z, Y = self._grid_sums(x, a, Xi)
+            return (a * (Y / Z) - x) / Xi
         if self.grad_log_p is None or self.log_p_fn is None:
             raise ValueError(
                 f"noise too small for the grid at t={t}: sqrt(Xi)/a = {width:.3g} < {_MIN_WIDTH_IN_STEPS} h;"
                 " give grad_log_p and log_p_fn or a finer grid"
             )
-        z, wz = np.polynomial.hermite_e.hermegauss(_N_HERMITE)
+        z, wz = _hermite_rule()
         z = torch.as_tensor(z, dtype=x.dtype, device=x.device)
         yq = (x.unsqueeze(-1) - math.sqrt(Xi) * z) / a
         logw = torch.log(torch.as_tensor(wz, dtype=x.dtype, device=x.device)) + self.log_p_fn(yq)
@@ -113,11 +142,11 @@ class Density1D:
         """Normalised ``log p_t(x)`` by quadrature (grid, or Gauss–Hermite for small noise)."""
         a, Xi, width = self._width(process, t)
         if width >= _MIN_WIDTH_IN_STEPS * self.h:
-            logits = self._grid_logits(x, a, Xi)
-            return torch.logsumexp(logits, -1) + math.log(self.h) - self.log_Z - 0.5 * math.log(2 * math.pi * Xi)
+            m, Z, _ = self._grid_sums(x, a, Xi)
+            return (m + torch.log(Z)) + math.log(self.h) - self.log_Z - 0.5 * math.log(2 * math.pi * Xi)
         if self.log_p_fn is None:
             raise ValueError(f"noise too small for the grid at t={t}; give log_p_fn or a finer grid")
-        z, wz = np.polynomial.hermite_e.hermegauss(_N_HERMITE)
+        z, wz = _hermite_rule()
         z = torch.as_tensor(z, dtype=x.dtype, device=x.device)
         yq = (x.unsqueeze(-1) - math.sqrt(Xi) * z) / a
         logw = torch.log(torch.as_tensor(wz / math.sqrt(2 * math.pi), dtype=x.dtype, device=x.device))
