@@ -22,6 +22,7 @@ a GPU, :mod:`.guard`).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -235,6 +236,12 @@ def checkerboard_masks(L: int, d: int, *, device: torch.device | str | None = No
     return even, ~even
 
 
+@functools.lru_cache(maxsize=32)
+def _cached_masks(L: int, d: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`checkerboard_masks` built once per lattice and device (read-only: a sweep never writes them)."""
+    return checkerboard_masks(L, d, device=device)
+
+
 def local_action_change(target: Phi4Lattice, phi: torch.Tensor, phi_new: torch.Tensor) -> torch.Tensor:
     """Per-site ``S(phi with phi_x -> phi_new_x) - S(phi)``, shape of ``phi`` (THEORY 8 action):
     ``-2 kappa (phi'_x - phi_x) sum_mu (phi_{x+mu} + phi_{x-mu}) + (1 - 2 lam)(phi'^2 - phi^2) + lam (phi'^4 - phi^4)``.
@@ -271,7 +278,7 @@ def metropolis_sweep(
     Per colour: ``u, r ~ U(0, 1)``, proposal ``phi + step_size (2u - 1)``, accept iff ``log r < -dS``."""
     update = kernel(_colour_update, fused)
     n_acc = torch.zeros(phi.shape[0], dtype=phi.dtype, device=phi.device)
-    for mask in checkerboard_masks(target.L, target.d, device=phi.device):
+    for mask in _cached_masks(target.L, target.d, phi.device):
         u = torch.rand(phi.shape, generator=generator, dtype=phi.dtype, device=phi.device)
         r = torch.rand(phi.shape, generator=generator, dtype=phi.dtype, device=phi.device)
         phi, accepted = update(target, phi, u, r, mask, step_size)
