@@ -38,6 +38,7 @@ import copy
 import importlib
 import inspect
 import math
+import sys
 from dataclasses import dataclass, field as dc_field
 from typing import Any, Callable
 
@@ -93,6 +94,10 @@ class Runner:
     info: dict = dc_field(default_factory=dict)
     # score samplers that draw their noise through ``noise=``: the raw call, for exact weak-order probing
     noise_sampler: Callable | None = dc_field(default=None, repr=False)
+    # ``run_noise(target, steps, z, draw) -> x_0``: a run whose every standard-normal draw is
+    # ``draw(shape, dtype, device)``, in call order (exact noise probing of stochastic samplers); None
+    # when the sampler's noise cannot be supplied (see ``checks.probe_noise_covariance``)
+    run_noise: Callable | None = dc_field(default=None, repr=False)
 
     def __call__(self, target, steps: int, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.run(target, steps, z, generator)
@@ -210,24 +215,30 @@ def _score_runner(sampler, *, process: Process | None, start: str, sampler_kwarg
     takes_gen = _accepts(sampler, "generator")
     scores: dict = {}
 
-    def run(target, steps, z, generator):
+    def run(target, steps, z, generator, **extra):
         key = id(target)
         if key not in scores:
             scores[key] = (target, exact_score(target, process))
         x_T = _scale(target, z, _start_variance(target, process, start))
-        kw = dict(sampler_kwargs)
+        kw = {**sampler_kwargs, **extra}
         if takes_gen:
             kw.setdefault("generator", generator)
         return sampler(scores[key][1], process, x_T, steps=steps, **kw)
 
+    def run_noise(target, steps, z, draw):
+        return run(target, steps, z, None, noise=lambda x, generator: draw(tuple(x.shape), x.dtype, x.device))
+
     def schedule(target, steps):
-        return Schedule(process, _start_variance(target, process, start), t_min)
+        # a stochastic sampler discretises the reverse SDE, whose end law forgets the start faster
+        return Schedule(process, _start_variance(target, process, start), t_min, sde=runner.deterministic is False)
 
     def noise_sampler(score, process_, x_T, steps, **kw):
         return sampler(score, process_, x_T, steps=steps, **{**sampler_kwargs, **kw})
 
-    return Runner(name or _name(sampler), "score", run, schedule, order, info={"process": repr(process), "start": start},
-                  noise_sampler=noise_sampler if _accepts(sampler, "noise") else None)
+    takes_noise = _accepts(sampler, "noise")
+    runner = Runner(name or _name(sampler), "score", run, schedule, order, info={"process": repr(process), "start": start},
+                    noise_sampler=noise_sampler if takes_noise else None, run_noise=run_noise if takes_noise else None)
+    return runner
 
 
 # -- denoiser (k-diffusion / EDM) adapter --------------------------------------------------------
@@ -249,10 +260,12 @@ def _denoiser_runner(sampler, *, sigma_min: float, sigma_max: float, rho: float,
 
     def schedule(target, steps):
         # VE in sigma: time t = sigma^2 of Brownian(1); start N(0, sigma_max^2) = Xi(T); ends at sigma = 0.
-        return Schedule(_brownian(sigma_max), sigma_max**2, 0.0)
+        # An ancestral (stochastic) sampler discretises the reverse SDE.
+        return Schedule(_brownian(sigma_max), sigma_max**2, 0.0, sde=runner.deterministic is False)
 
     info = {"sigma_min": sigma_min, "sigma_max": sigma_max, "rho": rho}
-    return Runner(name or _name(sampler), "denoiser", run, schedule, order, info=info)
+    runner = Runner(name or _name(sampler), "denoiser", run, schedule, order, info=info)
+    return runner
 
 
 # -- diffusers adapter ---------------------------------------------------------------------------
@@ -402,10 +415,28 @@ def _diffusers_runner(scheduler, *, prediction_type: str | None, sampler_kwargs:
         v_T = init**2 * (1.0 + first * first) if vp else init**2
         return Schedule(_brownian(first), v_T, 0.0, sde=runner.deterministic is False, sigma_last=last)
 
+    # Stochastic schedulers draw their noise with diffusers' ``randn_tensor`` imported into their module:
+    # supplying it there makes every draw a probe. A scheduler drawing elsewhere (torch.randn) is caught by
+    # the probing's own linearity check, which then falls back to Monte Carlo.
+    module = sys.modules.get(cls.__module__)
+
+    def run_noise(target, steps, z, draw):
+        original = module.randn_tensor
+
+        def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None, **_):
+            return draw(tuple(shape), dtype, device)
+
+        module.randn_tensor = randn_tensor
+        try:
+            return run(target, steps, z, None)
+        finally:
+            module.randn_tensor = original
+
     runner = Runner(name or cls.__name__, "diffusers", run, schedule,
                     DIFFUSERS_ORDERS.get(cls.__name__) if order is None else order,
                     info={"prediction_type": pred, "sigma_max": sigma_max,
-                          "config": {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool, type(None)))}})
+                          "config": {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool, type(None)))}},
+                    run_noise=run_noise if hasattr(module, "randn_tensor") else None)
     return runner
 
 

@@ -6,7 +6,11 @@
   Frobenius error, W2 and KL against the data covariance (``c0``, total), against the schedule's exact
   floor (the continuous flow from the same start law over the same time range: the sampler's own
   error), and the floor's own error (the schedule's endpoints).
-- Gaussian field, stochastic samplers: per-mode variances by Monte Carlo with standard errors.
+- Gaussian field, stochastic samplers whose noise can be supplied (score samplers with ``noise=``,
+  diffusers schedulers drawing through ``randn_tensor``): the output is linear in the start and in
+  every draw, so probing both with site basis states gives the exact covariance
+  (:func:`probe_noise_covariance`); a residual above rounding (randomness drawn elsewhere) falls
+  back to Monte Carlo per-mode variances with standard errors, as for every other stochastic sampler.
 - Convergence order: slope of log(own error) vs log(steps), compared with the documented order.
 (Non-Gaussian targets: :mod:`.nongaussian`.)
 
@@ -221,6 +225,67 @@ def probe_covariance(runner: Runner, f: GaussianField, steps: int, dtype=torch.f
     return Sigma, resid
 
 
+# Largest probe batch (rows x sites) for exact noise probing; beyond it Monte Carlo is used.
+MAX_NOISE_PROBE_ELEMENTS = 2**24
+
+
+def probe_noise_covariance(runner: Runner, f: GaussianField, steps: int, dtype=torch.float64, device=None):
+    """Exact generated covariance of a stochastic sampler that is linear in its start and its noise.
+
+    With the exact score, ``x_0 = A z + sum_j B_j xi_j`` (``xi_j`` the sampler's standard-normal draws),
+    so ``Sigma_gen = A Pi A^T + sum_j B_j B_j^T`` (``Pi`` the zero-mode projector of the start). One batched
+    run through ``runner.run_noise`` probes every column: rows ``[0, V)`` start from the projected site
+    basis with no noise, rows of block ``j + 1`` start from 0 and get the site basis as draw ``j``; two
+    extra rows (a random start with random draws, and all zeros) measure the linearity residual.
+    Returns ``(Sigma (V x V real space), residual, n_draws)``, or None where probing does not apply
+    (no ``run_noise``, draws not shaped like the batch, or more than MAX_NOISE_PROBE_ELEMENTS).
+    """
+    if runner.run_noise is None:
+        return None
+    V, shape = f.V, tuple(f.shape)
+    shapes: list = []
+
+    def count(shape_, dtype_, device_):
+        shapes.append(tuple(shape_))
+        return torch.zeros(shape_, dtype=dtype_ or dtype, device=device_ or device)
+
+    runner.run_noise(f, steps, torch.zeros((1, *shape), dtype=dtype, device=device), count)
+    M = len(shapes)
+    B = (M + 1) * V + 2
+    if any(s != (1, *shape) for s in shapes) or B * V > MAX_NOISE_PROBE_ELEMENTS:
+        return None
+    gen = torch.Generator().manual_seed(777)
+    z_r = white_noise(f, 1, gen, dtype)
+    xi_r = torch.randn((max(M, 1), *shape), generator=gen, dtype=dtype)
+    basis = torch.eye(V, dtype=dtype).reshape(V, *shape)
+    P = lattice.remove_zero_mode(basis, f.d) if f.zero_mode_removed else basis
+    z = torch.zeros((B, *shape), dtype=dtype)
+    z[:V], z[-2] = P, z_r[0]
+    drawn = [0]
+
+    def draw(shape_, dtype_, device_):
+        j = drawn[0]
+        drawn[0] += 1
+        if tuple(shape_) != (B, *shape) or j >= M:
+            raise ValueError(f"draw {j} of shape {tuple(shape_)}: the probe run drew differently from the counting run")
+        out = torch.zeros((B, *shape), dtype=dtype)
+        out[(j + 1) * V : (j + 2) * V] = basis
+        out[-2] = xi_r[j]
+        return out.to(dtype=dtype_ or dtype, device=device_ or device)
+
+    x = check_output(runner.run_noise(f, steps, z.to(device=device), draw), z.to(device=device),
+                     f"{runner.name} at {steps} steps (noise probing)")
+    if f.zero_mode_removed:
+        x = lattice.remove_zero_mode(x, f.d)
+    x = x.to(torch.float64).cpu().reshape(B, V)
+    Y, out, zero = x[: B - 2], x[-2], x[-1]
+    Sigma = Y.T @ Y
+    inputs = torch.cat([z_r.reshape(1, V), xi_r[:M].reshape(M, V)]).to(torch.float64)  # one row per block
+    pred = torch.einsum("bv,bvw->w", inputs, Y.reshape(M + 1, V, V))
+    resid = (float((out - pred).norm()) + float(zero.norm())) / (float(out.norm()) or 1.0)
+    return Sigma, resid, M
+
+
 def covariance_metrics(f: GaussianField, Sigma: torch.Tensor, floor: torch.Tensor) -> dict:
     """Errors of a real-space covariance against the data (``c0``) and against the schedule floor."""
     c0 = f.c0()
@@ -278,13 +343,22 @@ def gaussian_checks(runner: Runner, f: GaussianField, steps: tuple[int, ...], *,
         name = f"{label}/covariance@{N}"
         try:
             floor = floor_variance(runner, f, N)
-            if deterministic:
+            # rounding: ~10 flops/step per entry with a x100 margin, in the working dtype or in
+            # float32 (diffusers schedulers upcast/compute steps in float32 internally)
+            lin_tol = max(1e3 * N * eps, 1e2 * N * torch.finfo(torch.float32).eps)
+            probed = None if deterministic else probe_noise_covariance(runner, f, N, dtype, device)
+            if probed is not None and probed[1] > lin_tol:
+                # some randomness bypasses run_noise (or the sampler is not linear): Monte Carlo below
+                probe_note, probed = f", noise probing not exact (residual {probed[1]:.2g}): Monte Carlo", None
+            else:
+                probe_note = "" if probed is None else f", exact by noise probing ({probed[2]} draws)"
+            if probed is not None:
+                m = covariance_metrics(f, probed[0], floor)
+                noise = 0.0
+            elif deterministic:
                 Sigma, resid = probe_covariance(runner, f, N, dtype, device)
                 m = covariance_metrics(f, Sigma, floor)
                 noise = 0.0
-                # rounding: ~10 flops/step per entry with a x100 margin, in the working dtype or in
-                # float32 (diffusers schedulers upcast/compute steps in float32 internally)
-                lin_tol = max(1e3 * N * eps, 1e2 * N * torch.finfo(torch.float32).eps)
                 if last:
                     results.append(CheckResult(
                         f"{label}/linearity@{N}", resid, 0.0, lin_tol,
@@ -315,9 +389,11 @@ def gaussian_checks(runner: Runner, f: GaussianField, steps: tuple[int, ...], *,
             series[key].append(m[key])
         series["noise"].append(noise)
         tol = rtol + 3.0 * noise
-        src = RTOL_SOURCE if deterministic else RTOL_SOURCE + " + 3 Monte Carlo standard errors (false-failure < 1e-3)"
+        exact = deterministic or probed is not None
+        src = RTOL_SOURCE if exact else RTOL_SOURCE + " + 3 Monte Carlo standard errors (false-failure < 1e-3)"
         detail = (f"total {m['total_error']:.3g} (floor {m['floor_error']:.3g}), W2 {m['w2']:.3g}, "
-                  f"KL {m['kl']:.3g}" + (f", off-diagonal {m['offdiag']:.2g}" if deterministic else f", MC noise {noise:.2g}"))
+                  f"KL {m['kl']:.3g}" + (f", off-diagonal {m['offdiag']:.2g}" if exact else f", MC noise {noise:.2g}")
+                  + probe_note)
         jump = endpoint_jump_error(runner, f, N)
         if jump is not None:
             detail += f", last-step jump from sigma={runner.schedule(f, N).sigma_last:.3g} alone: {jump:.3g}"
