@@ -348,3 +348,11 @@ def test_stochastic_score_sampler_is_measured_against_the_reverse_sde_floor():
     rep = validate(reverse_sde, fields=[f], targets=("gaussian",))
     order = rep["gauss[d=1,L=16,r=0]/order"]
     assert order.passed is not False and abs(order.measured - 1.0) < 0.25
+
+
+def test_a_runner_is_accepted_as_it_is():
+    """validate / make_runner take an already wrapped Runner without wrapping it again."""
+    r = make_runner(reverse_sde, "score")
+    assert make_runner(r, "score", order=1.0) is r and r.order == 1.0
+    rep = validate(r, fields=[GaussianField(4, 1, 0.5)], steps=(10, 20), targets=("gaussian",))
+    assert all(res.name != "run" for res in rep.results)  # no "sampler must run" failure

@@ -469,7 +469,16 @@ def make_runner(
     order: float | None = None,
     name: str | None = None,
 ) -> Runner:
-    """Wrap ``sampler`` (an object or a ``"pkg.module:attr"`` string) with the named adapter."""
+    """Wrap ``sampler`` (an object or a ``"pkg.module:attr"`` string) with the named adapter.
+
+    A :class:`Runner` is already wrapped: it is returned as it is (``order`` / ``name`` override its own).
+    """
+    if isinstance(sampler, Runner):
+        if order is not None:
+            sampler.order = order
+        if name is not None:
+            sampler.name = name
+        return sampler
     if isinstance(sampler, str):
         sampler = load_object(sampler)
     if adapter not in ADAPTERS:
