@@ -19,6 +19,7 @@ Conventions (all handled here, documented once):
   k-diffusion denoiser ``model(x, sigma) = D(x, sigma) = x + sigma^2 score`` of the VE-in-sigma
   marginal ``p_0 * N(0, sigma^2)``; ``x = sigma_max z``; Karras sigmas (rho = 7) with a 0 appended.
   Internally the score is ``exact_score(target, Brownian(1, sigma_max^2))`` at time ``t = sigma^2``.
+  An ancestral sampler taking k-diffusion's ``noise_sampler(sigma, sigma_next)`` is noise-probed exactly.
 - ``diffusers``: a diffusers scheduler (instance or class) run with the standard loop
   (``set_timesteps``, ``init_noise_sigma``, ``scale_model_input``, ``step(...).prev_sample``)
   on an exact ``epsilon`` / ``v_prediction`` / ``sample`` model for the scheduler's own
@@ -248,15 +249,19 @@ def _denoiser_runner(sampler, *, sigma_min: float, sigma_max: float, rho: float,
     takes_gen = _accepts(sampler, "generator")
     models: dict = {}
 
-    def run(target, steps, z, generator):
+    def run(target, steps, z, generator, **extra):
         key = id(target)
         if key not in models:
             models[key] = (target, exact_denoiser(target, sigma_max))
         sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho).to(dtype=z.dtype, device=z.device)
-        kw = dict(sampler_kwargs)
+        kw = {**sampler_kwargs, **extra}
         if takes_gen:
             kw.setdefault("generator", generator)
         return sampler(models[key][1], sigma_max * z, sigmas, **kw)
+
+    def run_noise(target, steps, z, draw):
+        # k-diffusion's ancestral samplers take noise_sampler(sigma, sigma_next) -> unit normal like x
+        return run(target, steps, z, None, noise_sampler=lambda sigma, sigma_next: draw(tuple(z.shape), z.dtype, z.device))
 
     def schedule(target, steps):
         # VE in sigma: time t = sigma^2 of Brownian(1); start N(0, sigma_max^2) = Xi(T); ends at sigma = 0.
@@ -264,7 +269,8 @@ def _denoiser_runner(sampler, *, sigma_min: float, sigma_max: float, rho: float,
         return Schedule(_brownian(sigma_max), sigma_max**2, 0.0, sde=runner.deterministic is False)
 
     info = {"sigma_min": sigma_min, "sigma_max": sigma_max, "rho": rho}
-    runner = Runner(name or _name(sampler), "denoiser", run, schedule, order, info=info)
+    runner = Runner(name or _name(sampler), "denoiser", run, schedule, order, info=info,
+                    run_noise=run_noise if _accepts(sampler, "noise_sampler") else None)
     return runner
 
 
