@@ -13,7 +13,6 @@ on any device, ``(*batch, *event)``; ``t`` a float, a 0-d tensor, or a tensor of
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import OrderedDict
 from typing import Callable
@@ -61,12 +60,6 @@ def _time_factors(process: Process, t: Time, x: torch.Tensor, event_ndim: int) -
     return float(process.a(tf)), float(process.Xi(tf))
 
 
-@functools.lru_cache(maxsize=64)
-def _c0_half(target: GaussianField, dtype: torch.dtype, device: str) -> torch.Tensor:
-    """``c0`` on the ``rfftn`` half spectrum (``K_t`` is even in k, so real FFTs suffice)."""
-    return lattice.half_spectrum(target.c0(dtype=dtype, device=device))
-
-
 # Per score function, the half-spectrum kernels K_t of the scalar times seen last are kept (a sampler
 # on a fixed grid asks for the same 2N + 1 times on every run); at most this many bytes of them.
 KERNEL_CACHE_BYTES = 2**27
@@ -83,7 +76,7 @@ def fourier_score(target: GaussianField, process: Process) -> ScoreFn:
     kernels: OrderedDict = OrderedDict()
 
     def kernel(a, Xi, x: torch.Tensor) -> torch.Tensor:
-        C = a * a * _c0_half(target, x.dtype, str(x.device)) + Xi
+        C = a * a * target.c0_half(dtype=x.dtype, device=x.device) + Xi  # K_t is even in k: real FFTs
         if mask_zero:
             # K(0) = 0: the zero mode is removed in the score (THEORY 0).  Every other C_t(k) > 0.
             C[..., *([0] * d)] = math.inf

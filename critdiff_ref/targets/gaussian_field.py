@@ -39,8 +39,8 @@ class GaussianField:
     d: int = 2
     r: float = 0.0
     amplitude: float = 1.0
-    # (dtype, device) -> half-spectrum sqrt(c0) used by colour(); not part of the value of the field
-    _sqrt_c0: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
+    # (name, dtype, device) -> half-spectrum c0 / sqrt(c0) (c0_half); not part of the value of the field
+    _spectra: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         lattice.check_lattice(self.L, self.d)
@@ -142,14 +142,20 @@ class GaussianField:
         z = torch.randn((n, *self.shape), generator=generator, dtype=dtype, device=device)
         return self.colour(z)
 
+    def c0_half(self, *, dtype: torch.dtype, device: torch.device | str | None, sqrt: bool = False) -> torch.Tensor:
+        """``c0`` (or ``sqrt(c0)``) on the rfftn half spectrum (:func:`~critdiff_ref.lattice.half_spectrum`),
+        computed once per dtype and device and shared: read-only (the fast paths of colour and the FFT score)."""
+        key = ("sqrt_c0" if sqrt else "c0", dtype, torch.device(device) if device is not None else torch.device("cpu"))
+        spectrum = self._spectra.get(key)
+        if spectrum is None:
+            c0 = self.c0(dtype=dtype, device=key[2])
+            spectrum = self._spectra[key] = lattice.half_spectrum(c0.sqrt() if sqrt else c0)
+        return spectrum
+
     def colour(self, z: torch.Tensor) -> torch.Tensor:
         """Map white noise ``z`` (``(*batch, *lattice)``) to a field with mode variances ``c0``:
-        ``F^-1[sqrt(c0) F[z]]`` (THEORY 2). ``sqrt(c0)`` is computed once per dtype and device."""
-        key = (z.dtype, z.device)
-        sqrt_c0 = self._sqrt_c0.get(key)
-        if sqrt_c0 is None:
-            sqrt_c0 = self._sqrt_c0[key] = lattice.half_spectrum(self.c0(dtype=z.dtype, device=z.device).sqrt())
-        return lattice.real_filter(z, sqrt_c0, self.d, half=True)
+        ``F^-1[sqrt(c0) F[z]]`` (THEORY 2)."""
+        return lattice.real_filter(z, self.c0_half(dtype=z.dtype, device=z.device, sqrt=True), self.d, half=True)
 
     def noise(
         self, shape_or_x: torch.Tensor, generator: torch.Generator | None = None
