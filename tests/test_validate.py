@@ -388,3 +388,28 @@ def test_k_diffusion_ancestral_sampler_is_noise_probed():
     rep = validate(runner, fields=[f], steps=(50, 100), targets=("gaussian",))
     assert "exact by noise probing" in rep["gauss[d=1,L=8,r=0.5]/covariance@100"].detail
     assert rep["gauss[d=1,L=8,r=0.5]/order"].passed, rep.diff()
+
+
+def test_noise_probing_falls_back_to_monte_carlo_when_it_cannot_be_exact():
+    """A sampler that takes noise= but draws part of its noise elsewhere leaves a probing residual far
+    above rounding: the covariance row says so and uses Monte Carlo; one whose noise= argument breaks
+    (here: it expects a different callable signature) falls back the same way."""
+    f = GaussianField(4, 1, 0.5)
+
+    def leaky(score, process, x_T, steps, generator=None, noise=None):
+        half = {"i": 0}
+
+        def mixed(x, g):  # every other draw bypasses the supplied noise
+            half["i"] += 1
+            return noise(x, g) if (noise is not None and half["i"] % 2) else torch.randn(x.shape, generator=g, dtype=x.dtype)
+
+        return reverse_sde(score, process, x_T, steps, generator, noise=mixed)
+
+    def wrong_signature(score, process, x_T, steps, generator=None, noise=None):
+        z = None if noise is None else noise(x_T)  # calls noise with one argument: TypeError when probed
+        return reverse_sde(score, process, x_T + (0.0 if z is None else 0.0 * z), steps, generator)
+
+    for sampler, note in ((leaky, "noise probing not exact"), (wrong_signature, "noise probing failed (TypeError")):
+        rep = validate(sampler, fields=[f], steps=(20,), targets=("gaussian",), n_samples=256)
+        detail = rep["gauss[d=1,L=4,r=0.5]/covariance@20"].detail
+        assert note in detail and "MC noise" in detail, detail

@@ -346,12 +346,17 @@ def gaussian_checks(runner: Runner, f: GaussianField, steps: tuple[int, ...], *,
             # rounding: ~10 flops/step per entry with a x100 margin, in the working dtype or in
             # float32 (diffusers schedulers upcast/compute steps in float32 internally)
             lin_tol = max(1e3 * N * eps, 1e2 * N * torch.finfo(torch.float32).eps)
-            probed = None if deterministic else probe_noise_covariance(runner, f, N, dtype, device)
+            probed, probe_note = None, ""
+            if not deterministic:
+                try:
+                    probed = probe_noise_covariance(runner, f, N, dtype, device)
+                except Exception as err:  # noqa: BLE001 - the Monte Carlo path below reports a broken sampler
+                    probe_note = f", noise probing failed ({type(err).__name__}: {err}): Monte Carlo"
             if probed is not None and probed[1] > lin_tol:
                 # some randomness bypasses run_noise (or the sampler is not linear): Monte Carlo below
                 probe_note, probed = f", noise probing not exact (residual {probed[1]:.2g}): Monte Carlo", None
-            else:
-                probe_note = "" if probed is None else f", exact by noise probing ({probed[2]} draws)"
+            elif probed is not None:
+                probe_note = f", exact by noise probing ({probed[2]} draws)"
             if probed is not None:
                 m = covariance_metrics(f, probed[0], floor)
                 noise = 0.0
