@@ -161,7 +161,7 @@ def run_phi4_experiment(
         seed=seed, dtype=dtype, device=device, progress=progress,
     )
     if out is not None:
-        save_ensemble(out, hmc_configs, hmc_params, {k: v for k, v in hmc.items() if k != "acceptance_per_chain"})
+        save_ensemble(out, hmc_configs, hmc_params, hmc)  # the same summary keys as run_hmc_experiment's file
     result = {k: (int(hmc[k]) if k == "n_configs" else float(hmc[k])) for k in JSON_KEYS}
     if not train_dm:
         return result

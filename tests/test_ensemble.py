@@ -156,3 +156,17 @@ def test_phi4_experiment_reproduces_the_free_field_susceptibility():
     assert abs(res["chi2"] - exact_chi2) < 5 * res["chi2_err"], (res["chi2"], res["chi2_err"], exact_chi2)
     assert abs(res["M"]) < 5 * res["M_err"]
     assert abs(res["binder"]) < 5 * res["binder_err"]
+
+
+def test_hmc_and_phi4_files_carry_the_same_summary(tmp_path):
+    """`critdiff phi4 --out` and run_hmc_experiment(out=...) write the same summary keys for the same run."""
+    from critdiff_ref.ensemble import load_ensemble, run_hmc_experiment
+    from critdiff_ref.phi4_experiment import run_phi4_experiment
+
+    kw = dict(L=4, d=2, kappa=0.2, lam=0.022, n_chains=2, n_traj=6, burn_in=2)
+    run_hmc_experiment(**kw, out=str(tmp_path / "hmc.npz"))
+    run_phi4_experiment(**kw, out=str(tmp_path / "phi4.npz"))
+    _, params_a, summary_a = load_ensemble(str(tmp_path / "hmc.npz"))
+    _, params_b, summary_b = load_ensemble(str(tmp_path / "phi4.npz"))
+    assert params_a == params_b and set(summary_a) == set(summary_b)
+    assert summary_a == summary_b  # same seed, same chains
