@@ -6,6 +6,8 @@
 - The full-matrix W2 and KL of the report equal the diagonal formulas of ``observables``.
 - The Monte Carlo path for stochastic samplers agrees with the exact Euler–Maruyama variance
   recursion ``sde_variance`` within its standard errors.
+- Noise probing (start and every draw probed with site basis states) gives the Euler–Maruyama
+  covariance exactly: Fourier-diagonal with mode variances ``sde_variance`` (no sampling noise).
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from critdiff_ref import OU, VE, VP, GaussianField
 from critdiff_ref.observables import gaussian_kl, gaussian_w2
 from critdiff_ref.samplers import ode_gain, probability_flow, reverse_sde, score_kernel_fn, sde_variance, time_grid
 from critdiff_ref.validate import make_runner
-from critdiff_ref.validate.checks import covariance_metrics, floor_variance, mc_mode_variance, probe_covariance
+from critdiff_ref.validate.checks import (
+    covariance_metrics,
+    floor_variance,
+    mc_mode_variance,
+    probe_covariance,
+    probe_noise_covariance,
+)
 
 EPS = torch.finfo(torch.float64).eps
 PROCESSES = {"VE": VE(), "VP": VP(), "OU": OU(T=5.0)}
@@ -84,3 +92,20 @@ def test_monte_carlo_matches_exact_em_variance(seed, steps):
     # 16 modes, 8 independent pairs (k, -k); |z| > 5 has probability 6e-7 per mode under the null
     # (the mean of 2000 exponential variables is close to normal: skewness 2/sqrt(2000) = 0.045)
     assert float(z.abs().max()) < 5.0
+
+
+@given(f=small_fields(), name=st.sampled_from(sorted(PROCESSES)), steps=st.integers(10, 40))
+def test_noise_probed_covariance_is_the_exact_em_recursion(f, name, steps):
+    """Noise probing of Euler–Maruyama gives mode variances ``sde_variance`` (v <- m^2 v + g^2 h) exactly."""
+    process = PROCESSES[name]
+    runner = make_runner(reverse_sde, "score", process=process)
+    Sigma, resid, draws = probe_noise_covariance(runner, f, steps)
+    assert draws == steps  # one draw per step, the last included
+    exact = sde_variance(score_kernel_fn(f, process), process, time_grid(process, steps),
+                         float(process.Xi(process.T))) * f.mode_mask()
+    v = _fourier_variance(f, Sigma)
+    # rounding: steps x (a few FFTs + <= 10 flops) per step, x1e3 margin; relative to the largest variance
+    tol = 1e3 * steps * EPS * float(exact.max())
+    assert float((v - exact).abs().max()) <= tol
+    m = covariance_metrics(f, Sigma, floor_variance(runner, f, steps))
+    assert m["offdiag"] <= 1e3 * steps * EPS and resid <= 1e3 * steps * EPS
