@@ -9,7 +9,9 @@ numbers are still drawn eagerly from the caller's ``torch.Generator``, so a fuse
 eager chain with the same seed agree to rounding.
 
 Compilation happens on first use per (body, target parameters, shape, dtype, device) and takes
-seconds; it needs a C++ compiler on the CPU and Triton on a GPU (:func:`require_compiler`).
+seconds; it needs a C++ compiler on the CPU and Triton on a GPU (:func:`require_compiler`). Past
+``torch._dynamo.config.recompile_limit`` such variants of one body (8 by default: e.g. a scan over
+many ``kappa`` values) torch runs the body eagerly: still correct, no longer fused.
 """
 
 from __future__ import annotations
