@@ -1,0 +1,407 @@
+"""Planted-bug samplers and their correct references: the catalogue of the validator's power test (issue 10; THEORY 1, 2).
+
+Each mutant is a correct reference sampler below with exactly one line changed (marked ``# BUG``),
+a bug of a kind real diffusion libraries have shipped.  ``validate()`` must fail every mutant and
+pass every correct sampler; :func:`critdiff_ref.mutants.power_matrix` runs that matrix and names the
+check that caught each mutant and by how much.
+
+Conventions (those of :mod:`critdiff_ref.validate.adapters`):
+
+- ``"score"``: ``sampler(score, process, x_T, steps, **kw) -> x_0`` integrating ``T -> t_min`` on the
+  uniform grid ``t_i = T - i (T - t_min)/N`` with the PF-ODE ``dx/dt = -gamma x - (g^2/2) s`` or the
+  reverse SDE ``dx = [-gamma x - g^2 s] dt + g dW_bar`` (THEORY 1).
+- ``"denoiser"``: ``sampler(model, x, sigmas) -> x_0`` with ``model(x, sigma) = x + sigma^2 s``
+  (k-diffusion / EDM, VE in sigma).
+- ``"diffusers"``: a scheduler class with diffusers' interface (:class:`DDIMLikeScheduler`) run by the
+  adapter's standard loop (``set_timesteps``, ``scale_model_input``, ``step(...).prev_sample``).
+
+Registry entries are :class:`Entry` ``(sampler, adapter, description, options)``; ``options`` are
+the ``validate()`` keyword arguments the sampler is written for (its documented ``order``, and
+``process=VP()`` for the samplers whose formulas hold for VP only).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable, NamedTuple
+
+import torch
+
+from .processes import VP, Process
+from .samplers import probability_flow, reverse_sde
+from .sde_schemes import reverse_sde_heun
+from .validate.adapters import edm_euler
+
+__all__ = [
+    "Entry",
+    "MUTANTS",
+    "CORRECT",
+    "PARENTS",
+    "ref_pf_euler",
+    "ref_pf_heun",
+    "ref_pf_rk4",
+    "ref_em",
+    "ref_ddim",
+    "ref_edm_heun",
+    "DDIMLikeScheduler",
+]
+
+
+class Entry(NamedTuple):
+    """A registry row: the sampler, its adapter name, one line on what it is, and validate() options."""
+
+    sampler: Callable
+    adapter: str
+    description: str
+    options: dict = {}
+
+
+def _grid(process: Process, steps: int, t_min: float) -> list[float]:
+    """Uniform decreasing float64 grid ``T = t_0 > ... > t_N = t_min`` (``samplers.time_grid``'s "uniform")."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got steps={steps!r}")
+    T = float(process.T)
+    if not (0.0 <= float(t_min) < T):
+        raise ValueError(f"t_min must lie in [0, T) = [0, {T}), got t_min={t_min}")
+    return [T + i * (float(t_min) - T) / steps for i in range(steps)] + [float(t_min)]
+
+
+def _ode(process: Process, score, x: torch.Tensor, t: float) -> torch.Tensor:
+    """PF-ODE velocity ``-gamma x - (g^2/2) s_t(x)`` (THEORY 1)."""
+    return -float(process.gamma(t)) * x - 0.5 * float(process.g(t)) ** 2 * score(x, t)
+
+
+def _noise(x: torch.Tensor, generator) -> torch.Tensor:
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+
+# -- correct references (score convention) ---------------------------------------------------------
+def ref_pf_euler(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """PF-ODE, Euler (order 1)."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        x = x + (t[i + 1] - t[i]) * _ode(process, score, x, t[i])
+    return x
+
+
+def ref_pf_heun(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """PF-ODE, Heun (order 2): ``k1`` at ``t_i``, ``k2`` at ``t_{i+1}`` from the Euler predictor."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        dt = t[i + 1] - t[i]
+        k1 = _ode(process, score, x, t[i])
+        k2 = _ode(process, score, x + dt * k1, t[i + 1])
+        x = x + 0.5 * dt * (k1 + k2)
+    return x
+
+
+def ref_pf_rk4(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """PF-ODE, classical RK4 (order 4) with the time advanced step by step in float64."""
+    T, h = float(process.T), (float(process.T) - float(t_min)) / steps
+    _grid(process, steps, t_min)  # validates steps and t_min
+    x, t = x_T, T
+    for _ in range(steps):
+        k1 = _ode(process, score, x, t)
+        k2 = _ode(process, score, x - 0.5 * h * k1, t - 0.5 * h)
+        k3 = _ode(process, score, x - 0.5 * h * k2, t - 0.5 * h)
+        k4 = _ode(process, score, x - h * k3, max(t - h, float(t_min)))
+        x = x - (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        t = max(t - h, float(t_min))
+    return x
+
+
+def ref_em(score, process: Process, x_T: torch.Tensor, steps: int, generator=None, t_min: float = 0.0) -> torch.Tensor:
+    """Reverse SDE, Euler–Maruyama (weak order 1): ``x <- x - h (-gamma x - g^2 s) + g sqrt(h) z``."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        h, g = t[i] - t[i + 1], float(process.g(t[i]))
+        drift = -float(process.gamma(t[i])) * x - g * g * score(x, t[i])
+        x = x - h * drift + g * math.sqrt(h) * _noise(x, generator)
+    return x
+
+
+def ref_ddim(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """DDIM (eta = 0, order 1) for a VP process, ``abar = a^2``, ``1 - abar = Xi``:
+    ``eps = -sqrt(1 - abar) s``, ``x0 = (x - sqrt(1 - abar) eps) / sqrt(abar)``, ``x <- sqrt(abar') x0 + sqrt(1 - abar') eps``."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        abar, abar_next = float(process.a(t[i])) ** 2, float(process.a(t[i + 1])) ** 2
+        sqrt_abar, sqrt_abar_next = math.sqrt(abar), math.sqrt(abar_next)
+        eps = -math.sqrt(1.0 - abar) * score(x, t[i])
+        x0 = (x - math.sqrt(1.0 - abar) * eps) / sqrt_abar
+        x = sqrt_abar_next * x0 + math.sqrt(1.0 - abar_next) * eps
+    return x
+
+
+# -- correct reference (denoiser convention) -------------------------------------------------------
+def ref_edm_heun(model, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """EDM Heun (Karras et al. 2022, Alg. 1; order 2), Euler for the last step to ``sigma = 0``."""
+    for i in range(len(sigmas) - 1):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        d = (x - model(x, s)) / s
+        x_next = x + d * (s_next - s)
+        if s_next > 0:
+            d2 = (x_next - model(x_next, s_next)) / s_next
+            x_next = x + 0.5 * (d + d2) * (s_next - s)
+        x = x_next
+    return x
+
+
+# -- mutants ---------------------------------------------------------------------------------------
+def mut_heun_previous_time(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """ref_pf_heun with the model told the previous timestep (off-by-one time index)."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        dt = t[i + 1] - t[i]
+        k1 = _ode(process, score, x, t[max(i - 1, 0)])  # BUG: t[i - 1] (previous timestep) instead of t[i]
+        k2 = _ode(process, score, x + dt * k1, t[i + 1])
+        x = x + 0.5 * dt * (k1 + k2)
+    return x
+
+
+def mut_heun_dropped_stage(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """ref_pf_heun with the corrector dropped: an Euler step sold as Heun."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        dt = t[i + 1] - t[i]
+        k1 = _ode(process, score, x, t[i])
+        k2 = k1  # BUG: second stage dropped (should be _ode(process, score, x + dt * k1, t[i + 1]))
+        x = x + 0.5 * dt * (k1 + k2)
+    return x
+
+
+def mut_heun_no_final_step(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """ref_pf_heun that stops one step early: no denoise from ``t_{N-1}`` to ``t_min``."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps - 1):  # BUG: range(steps - 1), the last step to t_min is never taken
+        dt = t[i + 1] - t[i]
+        k1 = _ode(process, score, x, t[i])
+        k2 = _ode(process, score, x + dt * k1, t[i + 1])
+        x = x + 0.5 * dt * (k1 + k2)
+    return x
+
+
+def mut_euler_flow_sign(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """ref_pf_euler with the sign of the score term of the probability-flow drift flipped."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        g2 = float(process.g(t[i])) ** 2
+        x = x + (t[i + 1] - t[i]) * (-float(process.gamma(t[i])) * x + 0.5 * g2 * score(x, t[i]))  # BUG: + (g^2/2) s
+    return x
+
+
+def mut_euler_vp_drift_factor(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """ref_pf_euler with the VP drift -beta x / 2 written -beta x (gamma = beta/2 doubled)."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        g2 = float(process.g(t[i])) ** 2
+        x = x + (t[i + 1] - t[i]) * (-2.0 * float(process.gamma(t[i])) * x - 0.5 * g2 * score(x, t[i]))  # BUG: 2 gamma
+    return x
+
+
+def mut_em_g2_factor(score, process: Process, x_T: torch.Tensor, steps: int, generator=None, t_min: float = 0.0) -> torch.Tensor:
+    """ref_em with the reverse-SDE score term g^2 s halved (the PF-ODE's g^2/2 in the SDE)."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        h, g = t[i] - t[i + 1], float(process.g(t[i]))
+        drift = -float(process.gamma(t[i])) * x - 0.5 * g * g * score(x, t[i])  # BUG: g^2/2 instead of g^2
+        x = x - h * drift + g * math.sqrt(h) * _noise(x, generator)
+    return x
+
+
+def mut_em_noise_scale(score, process: Process, x_T: torch.Tensor, steps: int, generator=None, t_min: float = 0.0) -> torch.Tensor:
+    """ref_em with the noise scaled by g instead of g sqrt(h)."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        h, g = t[i] - t[i + 1], float(process.g(t[i]))
+        drift = -float(process.gamma(t[i])) * x - g * g * score(x, t[i])
+        x = x - h * drift + g * _noise(x, generator)  # BUG: g z instead of g sqrt(h) z
+    return x
+
+
+def mut_ddim_abar_swapped(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """ref_ddim with the schedule's abar and sqrt(abar) swapped."""
+    t = _grid(process, steps, t_min)
+    x = x_T
+    for i in range(steps):
+        abar, abar_next = float(process.a(t[i])) ** 2, float(process.a(t[i + 1])) ** 2
+        sqrt_abar, sqrt_abar_next = abar, abar_next  # BUG: abar where sqrt(abar) belongs
+        eps = -math.sqrt(1.0 - abar) * score(x, t[i])
+        x0 = (x - math.sqrt(1.0 - abar) * eps) / sqrt_abar
+        x = sqrt_abar_next * x0 + math.sqrt(1.0 - abar_next) * eps
+    return x
+
+
+def mut_rk4_float32_time(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
+    """ref_pf_rk4 with the time accumulated in float32 (``t -= h`` rounds every step; exact, hence
+    harmless, when ``h`` is a short binary fraction such as ``T / 2^k``)."""
+    T, h = float(process.T), (float(process.T) - float(t_min)) / steps
+    _grid(process, steps, t_min)
+    x, t = x_T, T
+    for _ in range(steps):
+        k1 = _ode(process, score, x, t)
+        k2 = _ode(process, score, x - 0.5 * h * k1, t - 0.5 * h)
+        k3 = _ode(process, score, x - 0.5 * h * k2, t - 0.5 * h)
+        k4 = _ode(process, score, x - h * k3, max(t - h, float(t_min)))
+        x = x - (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        t = max(float(torch.tensor(t, dtype=torch.float32) - torch.tensor(h, dtype=torch.float32)), float(t_min))  # BUG
+    return x
+
+
+def mut_edm_heun_wrong_time(model, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """ref_edm_heun with the corrector's denoiser evaluated at the start of the step."""
+    for i in range(len(sigmas) - 1):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        d = (x - model(x, s)) / s
+        x_next = x + d * (s_next - s)
+        if s_next > 0:
+            d2 = (x_next - model(x_next, s)) / s_next  # BUG: model(x_next, s) instead of model(x_next, s_next)
+            x_next = x + 0.5 * (d + d2) * (s_next - s)
+        x = x_next
+    return x
+
+
+# -- diffusers-like scheduler (the standard loop: set_timesteps, scale_model_input, step) ----------
+class _Output(NamedTuple):
+    prev_sample: torch.Tensor
+
+
+class DDIMLikeScheduler:
+    """A minimal DDIM scheduler (eta = 0, epsilon prediction, order 1) with diffusers' interface and
+    conventions: linear betas 1e-4..0.02 over 1000 training steps, ``abar = cumprod(1 - beta)``,
+    "leading" timesteps ``t_i = (N - 1 - i) * (1000 // N)``, final ``abar = 1`` (denoise to sigma = 0).
+
+    ``step`` moves the sample from ``timesteps[i]`` to ``timesteps[i + 1]`` (its step index is
+    counted internally, as in diffusers): ``x0 = (x - sqrt(1 - abar) eps) / sqrt(abar)``,
+    ``x <- sqrt(abar') x0 + sqrt(1 - abar') eps``.
+    """
+
+    order = 1
+    init_noise_sigma = 1.0
+
+    def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
+        if isinstance(num_train_timesteps, bool) or not isinstance(num_train_timesteps, int) or num_train_timesteps < 2:
+            raise ValueError(f"num_train_timesteps must be an int >= 2, got {num_train_timesteps!r}")
+        if not (0.0 < beta_start < beta_end < 1.0):
+            raise ValueError(f"need 0 < beta_start < beta_end < 1, got beta_start={beta_start}, beta_end={beta_end}")
+        self.config = {"num_train_timesteps": num_train_timesteps, "beta_start": beta_start, "beta_end": beta_end,
+                       "prediction_type": "epsilon"}
+        betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
+        self.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+        self.timesteps = torch.zeros(0, dtype=torch.long)
+        self._step_index = 0
+
+    @classmethod
+    def from_config(cls, config: dict, **overrides):
+        kw = {k: v for k, v in {**config, **overrides}.items() if k in ("num_train_timesteps", "beta_start", "beta_end")}
+        return cls(**kw)
+
+    def set_timesteps(self, num_inference_steps: int) -> None:
+        n_train = self.config["num_train_timesteps"]
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= n_train:
+            raise ValueError(f"num_inference_steps must be an int in [1, {n_train}], got {num_inference_steps!r}")
+        ratio = n_train // num_inference_steps
+        self.timesteps = torch.arange(num_inference_steps - 1, -1, -1, dtype=torch.long) * ratio
+        self._step_index = 0
+
+    def scale_model_input(self, sample: torch.Tensor, timestep=None) -> torch.Tensor:
+        return sample
+
+    def _abar(self, index: int) -> float:
+        """``abar`` at ``timesteps[index]``; 1 past the end (the final step denoises to sigma = 0)."""
+        return float(self.alphas_cumprod[int(self.timesteps[index])]) if index < len(self.timesteps) else 1.0
+
+    def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor, **kwargs) -> _Output:
+        i = self._step_index
+        abar, abar_prev = self._abar(i), self._abar(i + 1)
+        x0 = (sample - math.sqrt(1.0 - abar) * model_output) / math.sqrt(abar)
+        self._step_index += 1
+        return _Output(math.sqrt(abar_prev) * x0 + math.sqrt(1.0 - abar_prev) * model_output)
+
+
+class DDIMLikeSchedulerPrevIndexBug(DDIMLikeScheduler):
+    """DDIMLikeScheduler whose step looks up the previous timestep one index too far."""
+
+    def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor, **kwargs) -> _Output:
+        i = self._step_index
+        abar, abar_prev = self._abar(i), self._abar(i + 2)  # BUG: timesteps[i + 2] instead of timesteps[i + 1]
+        x0 = (sample - math.sqrt(1.0 - abar) * model_output) / math.sqrt(abar)
+        self._step_index += 1
+        return _Output(math.sqrt(abar_prev) * x0 + math.sqrt(1.0 - abar_prev) * model_output)
+
+
+_VP = {"process": VP()}
+
+MUTANTS: dict[str, Entry] = {
+    "heun_previous_timestep": Entry(mut_heun_previous_time, "score",
+                                    "PF-ODE Heun, first stage told the previous timestep (off-by-one index)", {"order": 2.0}),
+    "heun_dropped_second_stage": Entry(mut_heun_dropped_stage, "score",
+                                       "PF-ODE Heun with the corrector stage dropped (Euler sold as Heun)", {"order": 2.0}),
+    "heun_no_final_step": Entry(mut_heun_no_final_step, "score",
+                                "PF-ODE Heun stopping one step early (no denoise to t_min)", {"order": 2.0}),
+    "euler_flow_sign": Entry(mut_euler_flow_sign, "score",
+                             "PF-ODE Euler with +g^2/2 s (sign error in the probability-flow drift)", {"order": 1.0}),
+    "euler_vp_drift_factor_2": Entry(mut_euler_vp_drift_factor, "score",
+                                     "PF-ODE Euler with the VP drift -beta x instead of -beta x / 2", {"order": 1.0, **_VP}),
+    "em_g2_factor_2": Entry(mut_em_g2_factor, "score",
+                            "Euler-Maruyama with g^2/2 s in the reverse drift (missing factor 2 in g^2)", {"order": 1.0}),
+    "em_noise_g_not_g_sqrt_h": Entry(mut_em_noise_scale, "score",
+                                     "Euler-Maruyama with noise g z instead of g sqrt(h) z", {"order": 1.0}),
+    "ddim_abar_sqrt_swapped": Entry(mut_ddim_abar_swapped, "score",
+                                    "DDIM (VP) with abar and sqrt(abar) swapped in the schedule", {"order": 1.0, **_VP}),
+    "rk4_float32_time": Entry(mut_rk4_float32_time, "score",
+                              "PF-ODE RK4 accumulating its time in float32", {"order": 4.0}),
+    "edm_heun_corrector_wrong_sigma": Entry(mut_edm_heun_wrong_time, "denoiser",
+                                            "EDM Heun with the corrector's denoiser at the step's start sigma", {"order": 2.0}),
+    "ddim_scheduler_prev_index": Entry(DDIMLikeSchedulerPrevIndexBug, "diffusers",
+                                       "diffusers-like DDIM stepping to timesteps[i + 2] (previous-timestep index off by one)",
+                                       {"order": 1.0}),
+}
+
+# mutant -> the CORRECT entry it deviates from by one line
+PARENTS: dict[str, str] = {
+    "heun_previous_timestep": "ref_pf_heun",
+    "heun_dropped_second_stage": "ref_pf_heun",
+    "heun_no_final_step": "ref_pf_heun",
+    "euler_flow_sign": "ref_pf_euler",
+    "euler_vp_drift_factor_2": "ref_pf_euler[VP]",
+    "em_g2_factor_2": "ref_em",
+    "em_noise_g_not_g_sqrt_h": "ref_em",
+    "ddim_abar_sqrt_swapped": "ref_ddim[VP]",
+    "rk4_float32_time": "ref_pf_rk4",
+    "edm_heun_corrector_wrong_sigma": "ref_edm_heun",
+    "ddim_scheduler_prev_index": "ddim_scheduler",
+}
+
+CORRECT: dict[str, Entry] = {
+    "probability_flow[euler]": Entry(functools.partial(probability_flow, method="euler"), "score",
+                                     "samplers.probability_flow, Euler", {"order": 1.0}),
+    "probability_flow[heun]": Entry(functools.partial(probability_flow, method="heun"), "score",
+                                    "samplers.probability_flow, Heun", {"order": 2.0}),
+    "probability_flow[rk4]": Entry(functools.partial(probability_flow, method="rk4"), "score",
+                                   "samplers.probability_flow, RK4", {"order": 4.0}),
+    "reverse_sde": Entry(reverse_sde, "score", "samplers.reverse_sde (Euler-Maruyama)", {"order": 1.0}),
+    "reverse_sde_heun": Entry(reverse_sde_heun, "score", "sde_order.reverse_sde_heun (stochastic Heun)", {"order": 2.0}),
+    "ref_pf_euler": Entry(ref_pf_euler, "score", "reference PF-ODE Euler (parent of euler_* mutants)", {"order": 1.0}),
+    "ref_pf_euler[VP]": Entry(ref_pf_euler, "score", "reference PF-ODE Euler on VP", {"order": 1.0, **_VP}),
+    "ref_pf_heun": Entry(ref_pf_heun, "score", "reference PF-ODE Heun (parent of heun_* mutants)", {"order": 2.0}),
+    "ref_pf_rk4": Entry(ref_pf_rk4, "score", "reference PF-ODE RK4 (parent of rk4_float32_time)", {"order": 4.0}),
+    "ref_em": Entry(ref_em, "score", "reference Euler-Maruyama (parent of em_* mutants)", {"order": 1.0}),
+    "ref_ddim[VP]": Entry(ref_ddim, "score", "reference DDIM eta = 0 on VP (parent of ddim_* mutants)", {"order": 1.0, **_VP}),
+    "ref_edm_heun": Entry(ref_edm_heun, "denoiser", "reference EDM Heun (parent of edm_* mutants)", {"order": 2.0}),
+    "edm_euler": Entry(edm_euler, "denoiser", "validate.adapters.edm_euler (k-diffusion sample_euler)", {"order": 1.0}),
+    "ddim_scheduler": Entry(DDIMLikeScheduler, "diffusers", "diffusers-like DDIM scheduler (parent of ddim_scheduler_*)",
+                            {"order": 1.0}),
+}
