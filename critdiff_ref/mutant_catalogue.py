@@ -31,7 +31,7 @@ import torch
 from .processes import VP, Process
 from .samplers import probability_flow, reverse_sde
 from .sde_schemes import reverse_sde_heun
-from .validate.adapters import edm_euler
+from .validate.adapters import edm_euler, edm_heun
 
 __all__ = [
     "Entry",
@@ -139,17 +139,8 @@ def ref_ddim(score, process: Process, x_T: torch.Tensor, steps: int, t_min: floa
 
 
 # -- correct reference (denoiser convention) -------------------------------------------------------
-def ref_edm_heun(model, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
-    """EDM Heun (Karras et al. 2022, Alg. 1; order 2), Euler for the last step to ``sigma = 0``."""
-    for i in range(len(sigmas) - 1):
-        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        d = (x - model(x, s)) / s
-        x_next = x + d * (s_next - s)
-        if s_next > 0:
-            d2 = (x_next - model(x_next, s_next)) / s_next
-            x_next = x + 0.5 * (d + d2) * (s_next - s)
-        x = x_next
-    return x
+# EDM Heun (Karras et al. 2022, Alg. 1; order 2), Euler for the last step to sigma = 0: the adapter's own.
+ref_edm_heun = edm_heun
 
 
 # -- mutants ---------------------------------------------------------------------------------------
