@@ -21,6 +21,7 @@ from .common import (
     LATTICE_SIZES,
     VERSION,
     ell_for,
+    kernel_seconds,
     local_conv_score,
     real_fft_pair,
     median_seconds,
@@ -171,6 +172,70 @@ class SamplerOverhead:
         return self._sampler_seconds(self.local) / self._sampler_seconds(self.score)
 
     track_local_over_fft_sampler.unit = "ratio"
+
+
+class _CapturedRK4:
+    """Setup shared by the captured-sampler benchmarks: d = 2, float32, ``N = 16`` RK4 steps, exact FFT
+    score; the captured sampler is compiled in setup (~20 s on the CPU), outside every timing."""
+
+    param_names = ["L", "device"]
+    version = VERSION
+    timeout = 600
+
+    def setup(self, L, device):
+        self.field, self.process, self.device, self.dtype, gen = _setup_field(L, 2, device, "float32")
+        self.score = exact_score(self.field, self.process)
+        self.x_T = exact_start(self.field, self.process, BATCH, gen, dtype=self.dtype, device=self.device)
+        self._captured()
+        synchronize(self.device)
+
+    def _captured(self):
+        return probability_flow(self.score, self.process, self.x_T, STEPS, method="rk4", fused=True)
+
+    def _eager(self):
+        return probability_flow(self.score, self.process, self.x_T, STEPS, method="rk4")
+
+
+class CapturedSampler(_CapturedRK4):
+    """The whole PF-ODE RK4 sampler captured and compiled (``fused=True``: one program, one CUDA graph on
+    a GPU) against the eager loop.
+
+    ``track_eager_over_captured``: speed-up of capture; ``track_captured_step_over_score_evals``: time
+    per captured RK4 step / (4 x one eager score evaluation), to set beside
+    ``SamplerOverhead.track_rk4_step_over_score_evals`` (below 1 where the compiled loop beats the
+    eager score calls it replaces).
+    """
+
+    params = ([16, 32, 64], list(DEVICES))
+
+    def time_captured_pf_ode_rk4(self, L, device):
+        self._captured()
+        synchronize(self.device)
+
+    def track_eager_over_captured(self, L, device):
+        return median_seconds(self._eager, self.device, repeats=5) / median_seconds(self._captured, self.device, repeats=5)
+
+    track_eager_over_captured.unit = "ratio"
+
+    def track_captured_step_over_score_evals(self, L, device):
+        one_eval = median_seconds(lambda: self.score(self.x_T, 0.5), self.device)
+        return median_seconds(self._captured, self.device, repeats=5) / STEPS / (4.0 * one_eval)
+
+    track_captured_step_over_score_evals.unit = "ratio"
+
+
+class CapturedSamplerLaunchOverhead(_CapturedRK4):
+    """Issue 8's launch target on a GPU: (wall - kernel time) / kernel time of the captured N-step RK4
+    sampler at L = 32 (target <= 2), kernel time from the profiler (:func:`common.kernel_seconds`)."""
+
+    params = ([32], ["cuda"])
+
+    def track_overhead_over_kernel_time(self, L, device):
+        wall = median_seconds(self._captured, self.device, repeats=15)
+        kernels = kernel_seconds(self._captured, self.device)
+        return (wall - kernels) / kernels
+
+    track_overhead_over_kernel_time.unit = "ratio"
 
 
 class LocalVersusUNet:

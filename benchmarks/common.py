@@ -156,6 +156,26 @@ def copy_bandwidth(device: torch.device | str, nbytes: int = 2**26, *, repeats: 
     return 2.0 * n * 4 / seconds
 
 
+def kernel_seconds(fn: Callable[[], object], device: torch.device | str) -> float:
+    """Total duration of the device work (kernels, copies) of one ``fn()`` call, from ``torch.profiler``
+    (CUDA only: on the CPU the work and its launch are one thing, NotImplementedError).  Against a
+    wall time this separates the launch overhead from the kernels; a CUDA graph's kernels are counted."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        raise NotImplementedError(f"kernel time is measured on cuda only, got device={dev}")
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    synchronize(dev)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        synchronize(dev)
+    seconds = sum(event.self_device_time_total for event in prof.key_averages()) / 1e6
+    if seconds <= 0.0:
+        raise NotImplementedError("the profiler saw no device activity (CUPTI unavailable?)")
+    return seconds
+
+
 def fit_exponent(xs, ys) -> float:
     """Least-squares slope of ``log y`` against ``log x``: the ``z`` of ``y ~ x^z``."""
     x, y = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)

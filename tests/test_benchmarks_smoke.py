@@ -215,6 +215,8 @@ def test_median_seconds_counts_calls_and_validates():
         common.copy_bandwidth("cpu", nbytes=16)
     with pytest.raises(ValueError, match="L must be"):
         common.ell_for(2)
+    with pytest.raises(NotImplementedError, match="cuda only"):  # kernel time is a GPU measurement
+        common.kernel_seconds(lambda: None, "cpu")
 
 
 # -- tracked figures carry the known answers -------------------------------------------------------

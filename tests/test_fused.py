@@ -1,4 +1,5 @@
-"""Unit tests for critdiff_ref.samplers.fused: the compiled MCMC updates are the eager updates.
+"""Unit tests for critdiff_ref.samplers.fused: the compiled MCMC updates are the eager updates, and a
+captured whole sampler (PF-ODE, reverse SDE with ``fused=True``) is the eager sampler.
 
 A fused chain draws the same random numbers from the same generator as the eager chain and runs
 the same arithmetic compiled, so the two chains agree to rounding. Tolerance 1e-10 (float64): the
@@ -10,14 +11,16 @@ of ``-dH``, probability ~1e-13 per decision at a fixed seed (and the accept coun
 
 from __future__ import annotations
 
+import math
 import shutil
 
 import pytest
 import torch
 
+from critdiff_ref import OU, VE, exact_score
 from critdiff_ref.samplers import fused as fused_module
-from critdiff_ref.samplers import mcmc
-from critdiff_ref.targets import Phi4Lattice
+from critdiff_ref.samplers import mcmc, probability_flow, reverse_sde
+from critdiff_ref.targets import GaussianField, Phi4Lattice
 from critdiff_ref.testing import assert_close
 
 pytestmark = pytest.mark.skipif(
@@ -62,3 +65,83 @@ def test_fused_flag_is_checked(monkeypatch):
     monkeypatch.setattr(fused_module.shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="C\\+\\+ compiler"):
         mcmc.langevin(TARGET, phi0, n_steps=1, dtau=0.1, fused=True)
+
+
+
+# -- captured whole samplers -------------------------------------------------------------------
+# The captured loop performs the eager loop's tensor operations, compiled; inductor may fuse and
+# reorder elementwise arithmetic (rounding ~1e-16 relative per operation) and the FFT score is the
+# same aten FFT. Over <= 4 steps of a contracting flow (|x| = O(1)) the difference stays within a
+# few hundred ulps: tolerance 1e-12 in float64.
+FIELD = GaussianField(6, 2, r=0.0)  # critical: the zero mode is removed by the score and the noise
+FUSED_TOL = dict(rtol=1e-12, atol=1e-12)
+
+
+def _start(seed: int = 3) -> torch.Tensor:
+    return torch.randn((2, *FIELD.shape), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+def test_captured_probability_flow_equals_eager(method):
+    score, x_T = exact_score(FIELD, OU()), _start()
+    eager = probability_flow(score, OU(), x_T, 3, method, snapshots=[0, 2, 3])
+    fused = probability_flow(score, OU(), x_T, 3, method, snapshots=[0, 2, 3], fused=True)
+    for a, b in zip(fused, eager):
+        assert_close(a, b, **FUSED_TOL)  # rounding (FUSED_TOL comment)
+    x_other = _start(4)  # the captured program is reused for any start of that shape
+    n_captured = len(fused_module._CAPTURED)
+    again = probability_flow(score, OU(), x_other, 3, method, snapshots=[0, 2, 3], fused=True)
+    assert len(fused_module._CAPTURED) == n_captured
+    assert_close(again[0], probability_flow(score, OU(), x_other, 3, method), **FUSED_TOL)
+    assert_close(again[1][0], x_other, rtol=0, atol=0)  # snapshot 0 is the start itself
+
+
+def test_captured_reverse_sde_is_the_same_run():
+    """The noise is drawn before the loop in the eager order: same generator seed, same run."""
+    process = VE(sigma=5.0)
+    score = exact_score(FIELD, process)
+    x_T = 3.0 * _start()
+
+    def run(fused: bool):
+        gen = torch.Generator().manual_seed(11)
+        return reverse_sde(score, process, x_T, 4, gen, noise=FIELD.noise, return_trajectory=True, fused=fused)
+
+    (x_e, traj_e), (x_f, traj_f) = run(False), run(True)
+    assert_close(x_f, x_e, **FUSED_TOL)  # rounding (FUSED_TOL comment)
+    assert_close(traj_f, traj_e, **FUSED_TOL)
+    assert traj_f.shape == (5, *x_T.shape)
+    assert not torch.equal(run(True)[0], reverse_sde(score, process, x_T, 4, torch.Generator().manual_seed(12), noise=FIELD.noise, fused=True))
+
+
+def test_captured_sampler_names_the_first_non_finite_step():
+    """A NaN inside the captured loop is found from the returned flags: same error as the eager loop."""
+
+    def score(x, t):  # NaN below t = 0.4: on the grid 1, 0.75, 0.5, 0.25, 0 step 3 (from t = 0.25) is bad
+        return -x * (1.0 if t > 0.4 else math.nan)
+
+    process = VE(sigma=5.0)
+    for fused in (False, True):
+        with pytest.raises(FloatingPointError, match="non-finite state after step 3 "):
+            probability_flow(score, process, _start(), 4, "euler", fused=fused)
+
+
+def test_captured_sampler_checks_its_inputs():
+    score, x_T = exact_score(FIELD, OU()), _start()
+    with pytest.raises(TypeError, match="fused must be a bool"):
+        probability_flow(score, OU(), x_T, 2, fused="yes")
+    with pytest.raises(ValueError, match="without autograd"):
+        probability_flow(score, OU(), x_T.clone().requires_grad_(), 2, fused=True)
+
+
+def test_capture_cache_is_bounded_and_keyed_by_identity(monkeypatch):
+    monkeypatch.setattr(fused_module, "_CAPTURED", type(fused_module._CAPTURED)())
+    monkeypatch.setattr(fused_module, "MAX_CAPTURED", 2)
+    x = torch.ones(3, dtype=torch.float64)
+    def shift(c: float):
+        return lambda y: (y + c,)
+
+    loops = [shift(c) for c in range(3)]
+    outs = [fused_module.capture(fused_module.Identity(f), f, (x,))(x)[0] for f in loops]
+    assert [float(o[0]) for o in outs] == [1.0, 2.0, 3.0]
+    assert len(fused_module._CAPTURED) == 2  # the least recently used loop was dropped
+    assert fused_module.Identity(loops[0]) != fused_module.Identity(lambda y: (y,))

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["check_start", "grid_floats", "check_interval", "FiniteGuard", "grid_guard"]
+__all__ = ["check_start", "grid_floats", "check_interval", "FiniteGuard", "FlagRecorder", "grid_guard"]
 
 
 def check_start(x: torch.Tensor, name: str = "x_T") -> None:
@@ -73,6 +73,31 @@ class FiniteGuard:
             first = self._checked + int(torch.nonzero(~flags)[0, 0])
             raise FloatingPointError(self.describe(first))
         self._checked = upto
+
+    def check_flags(self, flags: torch.Tensor) -> None:
+        """Check a whole loop's flags at once (recorded by a :class:`FlagRecorder` inside a captured loop)."""
+        if tuple(flags.shape) != tuple(self.ok.shape):
+            raise ValueError(f"flags must have shape {tuple(self.ok.shape)}, got {tuple(flags.shape)}")
+        self.ok, self._checked = flags, 0
+        self.check()
+
+
+class FlagRecorder:
+    """The guard of a captured loop: ``record`` keeps each step's ``isfinite(x).all()`` as a tensor
+    (no synchronisation, nothing read on the host), :meth:`stacked` returns them for
+    :meth:`FiniteGuard.check_flags` after the run."""
+
+    def __init__(self) -> None:
+        self.flags: list[torch.Tensor] = []
+
+    def record(self, i: int, x: torch.Tensor) -> None:
+        self.flags.append(torch.isfinite(x).all())
+
+    def check(self, upto: int | None = None) -> None:
+        """Nothing to do inside the loop: the flags are checked from the loop's output."""
+
+    def stacked(self, device: torch.device | str) -> torch.Tensor:
+        return torch.stack(self.flags) if self.flags else torch.ones(0, dtype=torch.bool, device=device)
 
 
 SCORE_HINT = "the score returned NaN/inf or the step is unstable (use more steps or another grid)"

@@ -6,8 +6,11 @@ with signed step ``dt = t_{i+1} - t_i = -h < 0``:
 - PF-ODE ``dx/dt = -gamma x - (g^2/2) s_t(x)`` with Euler (order 1), Heun (2) or RK4 (4) steps;
 - reverse SDE, Euler–Maruyama: ``x <- x - h (-gamma x - g^2 s_t(x)) + g(t_i) sqrt(h) z``.
 
-The loop is visible in each sampler; the step is a small named function (k-diffusion style).
-Every step's ``torch.isfinite(x).all()`` is recorded by a :class:`~.guard.FiniteGuard` (checked at
+The loop is visible (:func:`_integrate`); the step is a small named function (k-diffusion style).
+``fused=True`` captures the whole N-step loop once per (score, process, grid, shape, dtype, device)
+and runs it compiled (:func:`.fused.capture`: one program, one CUDA graph on a GPU); the reverse
+SDE's noise is then drawn before the loop, in the eager order, so fused and eager runs with the same
+generator are the same run to rounding.  Every step's ``torch.isfinite(x).all()`` is recorded by a :class:`~.guard.FiniteGuard` (checked at
 every step on the CPU, every 64 steps on a GPU, without a per-step host sync) and a non-finite
 state raises :class:`FloatingPointError` naming the step and its times.  Shapes: ``x`` is
 ``(*batch, *event)``; dtype/device follow ``x_T``.
@@ -23,7 +26,8 @@ import torch
 
 from ..processes import Process, Time, ode_drift, sde_drift
 from .grids import resolve_grid
-from .guard import check_start, grid_floats, grid_guard
+from .fused import Identity, capture, check_fused
+from .guard import FiniteGuard, FlagRecorder, check_start, grid_floats, grid_guard
 
 __all__ = [
     "METHODS",
@@ -103,6 +107,40 @@ def _slots(keep: list[int] | None) -> dict:
     return {} if keep is None else dict.fromkeys(keep)
 
 
+def _integrate(advance: Callable, x: torch.Tensor, n_steps: int, keep: list[int] | None, guard) -> tuple:
+    """``x_{i+1} = advance(i, x_i)`` for ``i < n_steps``, each state recorded by ``guard``; returns the
+    last state and the kept states (by step index)."""
+    saved = _slots(keep)
+    _record(saved, 0, x)
+    for i in range(n_steps):
+        x = advance(i, x)
+        guard.record(i, x)
+        _record(saved, i + 1, x)
+    guard.check()
+    return x, saved
+
+
+def _run(
+    advance: Callable, x_T: torch.Tensor, noise: tuple, guard: FiniteGuard, keep: list[int] | None, key
+):
+    """The sampler loop, eager (``key is None``) or captured under ``key`` with ``noise`` as inputs.
+    ``advance(i, x, *noise)``; eager advance draws its own noise (``noise = ()``)."""
+    n_steps = guard.ok.numel()
+    if key is None:
+        x, saved = _integrate(advance, x_T, n_steps, keep, guard)
+        return _result(x, saved, keep)
+
+    def loop(x: torch.Tensor, *inputs: torch.Tensor) -> tuple:
+        flags = FlagRecorder()
+        x, saved = _integrate(lambda i, y: advance(i, y, *inputs), x, n_steps, keep, flags)
+        kept = () if keep is None else (torch.stack([saved[i] for i in keep]),)
+        return (x, *kept, flags.stacked(x.device))
+
+    out = capture(key, loop, (x_T, *noise))(x_T, *noise)
+    guard.check_flags(out[-1])
+    return out[0] if keep is None else (out[0], out[1])
+
+
 # -- samplers ---------------------------------------------------------------------------------
 def probability_flow(
     score: Score,
@@ -115,6 +153,7 @@ def probability_flow(
     *,
     return_trajectory: bool = False,
     snapshots=None,
+    fused: bool = False,
 ):
     """Integrate the PF-ODE ``dx/dt = -gamma x - (g^2/2) s_t(x)`` from ``T`` to ``t_min`` (THEORY 1).
 
@@ -122,27 +161,26 @@ def probability_flow(
     ``"karras"``) or an explicit decreasing 1-D tensor of times.  Returns ``x_0`` (the state at
     ``t_min``), shape of ``x_T``; with ``return_trajectory=True`` also the ``(N + 1, *x_T.shape)`` states,
     with ``snapshots`` (step indices in ``[0, N]``; 0 is ``x_T``) only those, ``(len, *x_T.shape)``.
+    ``fused=True`` runs the whole loop captured and compiled (module docstring; the first call per
+    score, grid and shape compiles, seconds to a minute; the score must not branch on tensor values).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {tuple(METHODS)}, got method={method!r}")
     check_start(x_T)
+    fused = check_fused(fused, x_T.device)
     step = METHODS[method]
     times = grid_floats(resolve_grid(process, steps, grid, t_min))
 
     def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
         return ode_drift(process, score, x, t)
 
+    def advance(i: int, x: torch.Tensor) -> torch.Tensor:
+        return step(velocity, x, times[i], times[i + 1] - times[i])
+
     keep = _kept_steps(len(times) - 1, return_trajectory, snapshots)
-    saved = _slots(keep)
-    x = x_T
-    _record(saved, 0, x)
-    guard = grid_guard(times, x.device, f"probability_flow[{method}]")
-    for i in range(len(times) - 1):
-        x = step(velocity, x, times[i], times[i + 1] - times[i])
-        guard.record(i, x)
-        _record(saved, i + 1, x)
-    guard.check()
-    return _result(x, saved, keep)
+    guard = grid_guard(times, x_T.device, f"probability_flow[{method}]")
+    key = ("probability_flow", Identity(score), process, method, tuple(times), keep and tuple(keep)) if fused else None
+    return _run(advance, x_T, (), guard, keep, key)
 
 
 def reverse_sde(
@@ -157,6 +195,7 @@ def reverse_sde(
     noise: Noise | None = None,
     return_trajectory: bool = False,
     snapshots=None,
+    fused: bool = False,
 ):
     """Euler–Maruyama for the reverse SDE ``dx = [-gamma x - g^2 s_t(x)] dt + g dW_bar`` (THEORY 1).
 
@@ -164,11 +203,14 @@ def reverse_sde(
     ``noise(x, generator)`` (default ``torch.randn``; pass ``GaussianField.noise`` at ``r = 0`` for
     zero-mode-free noise).  Noise is added at every step, including the last.  Returns ``x_0``
     (state at ``t_min``), optionally with the ``(N + 1, *x_T.shape)`` trajectory or the states at the
-    step indices ``snapshots`` (as in :func:`probability_flow`).
+    step indices ``snapshots`` (as in :func:`probability_flow`).  ``fused=True`` as in
+    :func:`probability_flow`; the N noise draws are made first (``N x`` the memory of ``x_T``), in the
+    eager order, so ``noise`` must depend on its ``x`` only through shape, dtype and device.
     """
     check_start(x_T)
     if noise is not None and not callable(noise):
         raise TypeError(f"noise must be a callable (x, generator) -> tensor, got {type(noise).__name__}")
+    fused = check_fused(fused, x_T.device)
     times = grid_floats(resolve_grid(process, steps, grid, t_min))
 
     def draw(x: torch.Tensor) -> torch.Tensor:
@@ -176,17 +218,17 @@ def reverse_sde(
             return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         return noise(x, generator)
 
+    def advance(i: int, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        z_i = draw(x) if z is None else z[i]
+        return euler_maruyama_step(process, score, x, times[i], times[i + 1] - times[i], z_i)
+
     keep = _kept_steps(len(times) - 1, return_trajectory, snapshots)
-    saved = _slots(keep)
-    x = x_T
-    _record(saved, 0, x)
-    guard = grid_guard(times, x.device, "reverse_sde")
-    for i in range(len(times) - 1):
-        x = euler_maruyama_step(process, score, x, times[i], times[i + 1] - times[i], draw(x))
-        guard.record(i, x)
-        _record(saved, i + 1, x)
-    guard.check()
-    return _result(x, saved, keep)
+    guard = grid_guard(times, x_T.device, "reverse_sde")
+    if not fused:
+        return _run(advance, x_T, (), guard, keep, None)
+    z = torch.stack([draw(x_T) for _ in range(len(times) - 1)])
+    key = ("reverse_sde", Identity(score), process, tuple(times), keep and tuple(keep))
+    return _run(advance, x_T, (z,), guard, keep, key)
 
 
 # -- start distributions ----------------------------------------------------------------------
