@@ -16,6 +16,7 @@ import importlib.util
 import torch
 
 from critdiff_ref import VP, GaussianField, Phi4Lattice, exact_score
+from critdiff_ref.samplers import triton_mcmc
 from critdiff_ref.samplers.fused import require_compiler
 from critdiff_ref.samplers.mcmc import hmc_step, langevin_step, leapfrog, metropolis_sweep
 
@@ -156,6 +157,36 @@ class FusedMCMCBandwidth(_ChainBandwidth):
 
     def track_metropolis_bandwidth_fraction(self, L, device):
         return self._fraction(lambda: metropolis_sweep(self.target, self.phi, self.gen, step_size=0.5, fused=True), 4)
+
+    track_metropolis_bandwidth_fraction.unit = "fraction of copy bandwidth"
+
+
+class TritonMCMCBandwidth(_ChainBandwidth):
+    """Langevin step and Metropolis sweep with ``fused="triton"`` (:mod:`critdiff_ref.samplers.triton_mcmc`:
+    one kernel per update, noise drawn in-kernel) against the copy roofline; the byte counts of
+    :class:`MCMCBandwidth` are then the kernels' real traffic.  CUDA only (Triton's CPU interpreter is
+    a test vehicle, not a fast path)."""
+
+    params = ([64, 256], ["cuda"])
+    timeout = 600
+
+    def setup(self, L, device):
+        super().setup(L, device)
+        try:
+            triton_mcmc.require_triton(self.device)
+        except RuntimeError as exc:
+            raise NotImplementedError(str(exc)) from exc
+        langevin_step(self.target, self.phi, self.gen, dtau=0.01, fused="triton")  # compile outside the timing
+        metropolis_sweep(self.target, self.phi, self.gen, step_size=0.5, fused="triton")
+        synchronize(self.device)
+
+    def track_langevin_bandwidth_fraction(self, L, device):
+        return self._fraction(lambda: langevin_step(self.target, self.phi, self.gen, dtau=0.01, fused="triton"), 2)
+
+    track_langevin_bandwidth_fraction.unit = "fraction of copy bandwidth"
+
+    def track_metropolis_bandwidth_fraction(self, L, device):
+        return self._fraction(lambda: metropolis_sweep(self.target, self.phi, self.gen, step_size=0.5, fused="triton"), 4)
 
     track_metropolis_bandwidth_fraction.unit = "fraction of copy bandwidth"
 

@@ -13,7 +13,7 @@ if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
     echo "record.sh: the working tree has uncommitted changes; asv would label them as $commit" >&2
     exit 2
 fi
-targets="MCMCBandwidth|FusedMCMCBandwidth|LocalVersusUNet|SamplerGPUMemory|ExactSamplerRatios|ScoreRatios|FullConvRatio|SamplerOverhead|CapturedSampler|ScoreScaling"
+targets="MCMCBandwidth|FusedMCMCBandwidth|TritonMCMCBandwidth|LocalVersusUNet|SamplerGPUMemory|ExactSamplerRatios|ScoreRatios|FullConvRatio|SamplerOverhead|CapturedSampler|ScoreScaling"
 run=(asv run -E existing --set-commit-hash "$commit" --launch-method forkserver --machine "$machine" -a processes=1)
 asv machine --yes --machine "$machine" >/dev/null
 if [ "${2:-}" != "--targets-only" ]; then

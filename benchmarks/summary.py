@@ -26,6 +26,8 @@ ROWS = (
     ("bench_mcmc.MCMCBandwidth.track_metropolis_bandwidth_fraction", "Metropolis sweep / copy roofline", ">= 0.8"),
     ("bench_mcmc.FusedMCMCBandwidth.track_langevin_bandwidth_fraction", "Langevin step, fused=True / copy roofline", ">= 0.8"),
     ("bench_mcmc.FusedMCMCBandwidth.track_metropolis_bandwidth_fraction", "Metropolis sweep, fused=True / copy roofline", ">= 0.8"),
+    ("bench_mcmc.TritonMCMCBandwidth.track_langevin_bandwidth_fraction", "Langevin step, fused='triton' (in-kernel noise) / copy roofline", ">= 0.8"),
+    ("bench_mcmc.TritonMCMCBandwidth.track_metropolis_bandwidth_fraction", "Metropolis sweep, fused='triton' / copy roofline", ">= 0.8"),
     ("bench_mcmc.MCMCBandwidth.track_copy_bandwidth", "copy roofline, GB/s", None),
     ("bench_samplers.ExactSamplerRatios.track_sampler_over_fft_pair", "exact sampler / real FFT pair (d=2, f32, batch 8)", "<= 1.2"),
     ("bench_samplers.ExactSamplerRatios.track_sites_per_second", "exact sampler, G sites/s", None),

@@ -65,10 +65,17 @@ def kernel(fn: F, fused: bool) -> F:
     return compiled(fn) if fused else fn
 
 
-def check_fused(fused, device: torch.device | str) -> bool:
-    """Validate the ``fused`` flag of a public sampler (a bool; a compiler present when True)."""
+def check_fused(fused, device: torch.device | str, *, triton: bool = False) -> bool | str:
+    """Validate the ``fused`` flag of a public sampler: a bool (a compiler present when True), or
+    ``"triton"`` where the sampler has Triton kernels (``triton=True``: :mod:`.triton_mcmc`)."""
+    if triton and fused == "triton":
+        from .triton_mcmc import require_triton
+
+        require_triton(device)
+        return "triton"
     if not isinstance(fused, bool):
-        raise TypeError(f"fused must be a bool, got {fused!r}")
+        allowed = "True, False or 'triton'" if triton else "a bool"
+        raise TypeError(f"fused must be {allowed}, got {fused!r}")
     if fused:
         require_compiler(device)
     return fused

@@ -15,7 +15,10 @@ the lattice action itself.
 
 Every update's arithmetic is a private body function with its random numbers passed in;
 ``fused=True`` runs the same bodies compiled by ``torch.compile`` (:mod:`.fused`: one kernel per
-leapfrog step instead of a dozen), with the same draws from ``generator``. A non-finite field
+leapfrog step instead of a dozen), with the same draws from ``generator``. ``fused="triton"``
+(Langevin without correction, Metropolis; :mod:`.triton_mcmc`) runs one hand-written kernel per
+update that draws its noise in-kernel (Philox seeded from ``generator``): no noise array in memory,
+a different chain from the eager one with the same seed. A non-finite field
 raises :class:`FloatingPointError` naming the update (checked without a per-update host sync on
 a GPU, :mod:`.guard`).
 """
@@ -31,6 +34,7 @@ import torch
 
 from .. import lattice
 from ..targets import Phi4Lattice
+from . import triton_mcmc
 from .fused import check_fused, kernel
 from .guard import FiniteGuard
 
@@ -278,6 +282,8 @@ def metropolis_sweep(
     Per site: ``u, r ~ U(0, 1)``, proposal ``phi + step_size (2u - 1)``, accept iff ``log r < -dS``.
     ``u`` and ``r`` are drawn once per sweep, one pair per site (each colour reads its own sites):
     half the random numbers of a draw per colour, which bound the sweep's cost on the CPU."""
+    if fused == "triton":  # one kernel per colour, uniforms drawn in-kernel (.triton_mcmc)
+        return triton_mcmc.metropolis_sweep(target, phi, triton_mcmc.draw_seed(generator, phi.device), step_size)
     update = kernel(_colour_update, fused)
     n_acc = torch.zeros(phi.shape[0], dtype=phi.dtype, device=phi.device)
     u = torch.rand(phi.shape, generator=generator, dtype=phi.dtype, device=phi.device)
@@ -301,7 +307,8 @@ def metropolis(
     fused: bool = False,
 ) -> ChainResult:
     """Batched local Metropolis with checkerboard sweeps (THEORY 8); acceptance per site update;
-    ``fused`` compiles each colour's update (:mod:`.fused`)."""
+    ``fused=True`` compiles each colour's update (:mod:`.fused`), ``fused="triton"`` runs one Triton
+    kernel per colour with in-kernel uniforms (:mod:`.triton_mcmc`; CUDA)."""
     if not isinstance(target, Phi4Lattice):
         raise TypeError(f"metropolis needs a Phi4Lattice target (local action), got {type(target).__name__}")
     phi = _check_state(target, phi0)
@@ -309,7 +316,7 @@ def metropolis(
     step_size = _positive("step_size", step_size)
     n_sweeps = _count("n_sweeps", n_sweeps, 1)
     burn_in, thin = _count("burn_in", burn_in, 0), _count("thin", thin, 1)
-    fused = check_fused(fused, phi.device)
+    fused = check_fused(fused, phi.device, triton=True)
 
     def update(p):
         p, frac = metropolis_sweep(target, p, generator, step_size=step_size, fused=fused)
@@ -344,6 +351,11 @@ def langevin_step(
     """Euler Langevin ``phi' = phi + dtau F(phi) + sqrt(2 dtau) xi``; with ``metropolize`` (MALA)
     accept with ``min(1, exp(-S(phi') + S(phi)) q(phi | phi') / q(phi' | phi))``,
     ``q(y | x) ∝ exp(-|y - x - dtau F(x)|^2 / (4 dtau))``. Returns ``(phi_new, accepted)``."""
+    if fused == "triton":  # one kernel, noise drawn in-kernel (.triton_mcmc)
+        if metropolize:
+            raise ValueError("fused='triton' runs unadjusted Langevin only (metropolize=False); MALA: fused=True")
+        phi_new = triton_mcmc.langevin_step(target, phi, triton_mcmc.draw_seed(generator, phi.device), dtau)
+        return phi_new, torch.ones(phi.shape[0], dtype=torch.bool, device=phi.device)
     xi = torch.randn(phi.shape, generator=generator, dtype=phi.dtype, device=phi.device)
     proposal = kernel(_langevin_proposal, fused)(target, phi, xi, dtau)
     if not metropolize:
@@ -369,14 +381,16 @@ def langevin(
     fused: bool = False,
 ) -> ChainResult:
     """Batched Langevin / MALA chains (THEORY 8); without ``metropolize`` acceptance is 1;
-    ``fused`` compiles the proposal and the MALA ratio (:mod:`.fused`)."""
+    ``fused=True`` compiles the proposal and the MALA ratio (:mod:`.fused`); ``fused="triton"``
+    (unadjusted Langevin on a Phi4Lattice) is one Triton kernel per step with in-kernel noise
+    (:mod:`.triton_mcmc`; CUDA)."""
     phi = _check_state(target, phi0)
     dtau = _positive("dtau", dtau)
     n_steps = _count("n_steps", n_steps, 1)
     burn_in, thin = _count("burn_in", burn_in, 0), _count("thin", thin, 1)
     if not isinstance(metropolize, bool):
         raise TypeError(f"metropolize must be a bool, got {metropolize!r}")
-    fused = check_fused(fused, phi.device)
+    fused = check_fused(fused, phi.device, triton=True)
 
     def update(p):
         p, acc = langevin_step(target, p, generator, dtau=dtau, metropolize=metropolize, fused=fused)
