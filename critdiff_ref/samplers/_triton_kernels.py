@@ -45,6 +45,15 @@ def parity(site, L, D: tl.constexpr):
 
 
 @triton.jit
+def tile(n_chains, V, ROWS: tl.constexpr, COLS: tl.constexpr):
+    """This program's ``(site, chain * V, live)``, each ``(ROWS, COLS)``; dead lanes point at site 0 of chain 0."""
+    chain = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS).to(tl.int64)[:, None]
+    site = tl.program_id(1).to(tl.int64) * COLS + tl.arange(0, COLS).to(tl.int64)[None, :]
+    live = (site < V) & (chain < n_chains)
+    return tl.where(live, site, 0), tl.where(live, chain, 0) * V, live
+
+
+@triton.jit
 def langevin(phi_ptr, out_ptr, coef_ptr, seed_ptr, n_chains, V, L, D: tl.constexpr, ROWS: tl.constexpr, COLS: tl.constexpr):
     """``phi' = phi + dtau F + sqrt(2 dtau) randn(seed, chain * V + site)``; coef = (kappa, lam, dtau, sqrt(2 dtau))."""
     seed = tl.load(seed_ptr)
@@ -52,11 +61,7 @@ def langevin(phi_ptr, out_ptr, coef_ptr, seed_ptr, n_chains, V, L, D: tl.constex
     lam = tl.load(coef_ptr + 1)
     dtau = tl.load(coef_ptr + 2)
     noise_scale = tl.load(coef_ptr + 3)
-    chain = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS).to(tl.int64)[:, None]
-    site = tl.program_id(1).to(tl.int64) * COLS + tl.arange(0, COLS).to(tl.int64)[None, :]
-    live = (site < V) & (chain < n_chains)
-    site = tl.where(live, site, 0)
-    base = tl.where(live, chain, 0) * V
+    site, base, live = tile(n_chains, V, ROWS, COLS)
     x = tl.load(phi_ptr + base + site)
     nn = neighbour_sum(phi_ptr, site, base, L, x, D)
     force = 2.0 * kappa * nn - 2.0 * (1.0 - 2.0 * lam) * x - 4.0 * lam * x * x * x
@@ -73,11 +78,7 @@ def colour(phi_ptr, out_ptr, acc_ptr, coef_ptr, seed_ptr, n_chains, V, L, col, D
     kappa = tl.load(coef_ptr)
     lam = tl.load(coef_ptr + 1)
     step = tl.load(coef_ptr + 2)
-    chain = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS).to(tl.int64)[:, None]
-    site = tl.program_id(1).to(tl.int64) * COLS + tl.arange(0, COLS).to(tl.int64)[None, :]
-    live = (site < V) & (chain < n_chains)
-    site = tl.where(live, site, 0)
-    base = tl.where(live, chain, 0) * V
+    site, base, live = tile(n_chains, V, ROWS, COLS)
     x = tl.load(phi_ptr + base + site)
     nn = neighbour_sum(phi_ptr, site, base, L, x, D)
     u = tl.rand(seed, base + site).to(x.dtype)

@@ -276,7 +276,7 @@ def metropolis_sweep(
     generator: torch.Generator | None,
     *,
     step_size: float,
-    fused: bool = False,
+    fused: bool | str = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One checkerboard sweep (even sites, then odd): ``(phi_new, accepted fraction (n_chains,))``.
     Per site: ``u, r ~ U(0, 1)``, proposal ``phi + step_size (2u - 1)``, accept iff ``log r < -dS``.
@@ -304,7 +304,7 @@ def metropolis(
     thin: int = 1,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
-    fused: bool = False,
+    fused: bool | str = False,
 ) -> ChainResult:
     """Batched local Metropolis with checkerboard sweeps (THEORY 8); acceptance per site update;
     ``fused=True`` compiles each colour's update (:mod:`.fused`), ``fused="triton"`` runs one Triton
@@ -346,7 +346,7 @@ def langevin_step(
     *,
     dtau: float,
     metropolize: bool = False,
-    fused: bool = False,
+    fused: bool | str = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Euler Langevin ``phi' = phi + dtau F(phi) + sqrt(2 dtau) xi``; with ``metropolize`` (MALA)
     accept with ``min(1, exp(-S(phi') + S(phi)) q(phi | phi') / q(phi' | phi))``,
@@ -378,7 +378,7 @@ def langevin(
     thin: int = 1,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
-    fused: bool = False,
+    fused: bool | str = False,
 ) -> ChainResult:
     """Batched Langevin / MALA chains (THEORY 8); without ``metropolize`` acceptance is 1;
     ``fused=True`` compiles the proposal and the MALA ratio (:mod:`.fused`); ``fused="triton"``
