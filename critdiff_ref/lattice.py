@@ -14,6 +14,8 @@ import torch
 __all__ = [
     "real_filter",
     "half_spectrum",
+    "white_spectrum",
+    "filtered_noise",
     "check_lattice",
     "lattice_dims",
     "momenta",
@@ -95,6 +97,44 @@ def real_filter(x: torch.Tensor, multiplier: torch.Tensor, d: int, *, half: bool
         multiplier = multiplier[..., : x.shape[-1] // 2 + 1]
     x_k = torch.fft.rfftn(x, dim=dims, norm="ortho")
     return torch.fft.irfftn(x_k * multiplier, s=x.shape[-d:], dim=dims, norm="ortho")
+
+
+def white_spectrum(g: torch.Tensor, L: int, d: int) -> torch.Tensor:
+    """``sqrt(2)`` times the ``rfftn`` (ortho) of real white noise, built in Fourier space (THEORY 0).
+
+    ``g``: real standard normals of shape ``(*batch, L, ..., L, L//2 + 1, 2)`` (the half spectrum,
+    real and imaginary parts last); returns ``W = g_re + i g_im`` (a view of ``g``, modified in place)
+    with the planes ``k_d = 0`` and ``k_d = L/2`` (even L) made Hermitian in the other axes,
+    ``W(k') <- (W(k') + conj W(-k')) / sqrt(2)``: every pair ``{k, -k}`` then has ``E|W|^2 = 2``,
+    independent real and imaginary parts, and every self-conjugate mode is real with variance 2.
+    That is the law of ``sqrt(2) rfftn(z)`` for white ``z``, so ``irfftn(m W / sqrt(2))`` has the law of
+    ``F^-1[m F[z]]`` with one FFT instead of two (the covariance is checked exactly in the tests).
+    """
+    W = torch.view_as_complex(g)
+    other = tuple(range(W.ndim - d, W.ndim - 1))  # the lattice axes other than the last
+    for plane in sorted({0, L // 2} if L % 2 == 0 else {0}):
+        P = W[..., plane]
+        # -k' mod L on every other axis: i -> L - 1 - i (flip), then +1 (roll)
+        P_minus = torch.roll(torch.flip(P, other), (1,) * len(other), other) if other else P
+        W[..., plane] = (P + P_minus.conj()) * (1.0 / math.sqrt(2.0))
+    return W
+
+
+def filtered_noise(
+    multiplier_half: torch.Tensor,
+    batch: tuple[int, ...],
+    L: int,
+    d: int,
+    generator: torch.Generator | None = None,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """A sample of ``F^-1[m(k) F[z]]``, ``z`` real white noise of shape ``(*batch, L, ..., L)``, from one
+    inverse real FFT of :func:`white_spectrum` (``m`` even in k, on the half spectrum, real)."""
+    g = torch.randn((*batch, *(L,) * (d - 1), L // 2 + 1, 2), generator=generator, dtype=dtype, device=device)
+    W = white_spectrum(g, L, d)
+    return torch.fft.irfftn(W * (multiplier_half * (1.0 / math.sqrt(2.0))), s=(L,) * d, dim=lattice_dims(d), norm="ortho")
 
 
 def remove_zero_mode(x: torch.Tensor, d: int) -> torch.Tensor:

@@ -90,9 +90,9 @@ def exact_start(
     n = _check_n(n)
     if generator is not None and device is None:
         device = generator.device
-    z = torch.randn((n, *field.shape), generator=generator, dtype=dtype, device=device)
     C_T = field.mode_variance(process, float(process.T), dtype=dtype, device=device)
-    return apply_gain(z, C_T.sqrt(), field.d)
+    gain = lattice.half_spectrum(C_T.sqrt())
+    return lattice.filtered_noise(gain, (n,), field.L, field.d, generator, dtype=dtype, device=device)
 
 
 def apply_gain(x: torch.Tensor, gain: torch.Tensor, d: int) -> torch.Tensor:

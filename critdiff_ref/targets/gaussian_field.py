@@ -134,13 +134,15 @@ class GaussianField:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
-        """Exact FFT sampler: white noise -> FFT -> ``* sqrt(c0)`` -> inverse FFT. Shape ``(n, *lattice)``."""
+        """Exact FFT sampler ``F^-1[sqrt(c0) F[z]]``, ``z`` white (THEORY 2), with the white noise drawn
+        directly in Fourier space (:func:`~critdiff_ref.lattice.filtered_noise`: one inverse real FFT).
+        Shape ``(n, *lattice)``."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be an int >= 1, got n={n!r}")
         if generator is not None and device is None:
             device = generator.device
-        z = torch.randn((n, *self.shape), generator=generator, dtype=dtype, device=device)
-        return self.colour(z)
+        gain = self.c0_half(dtype=dtype, device=device, sqrt=True)
+        return lattice.filtered_noise(gain, (n,), self.L, self.d, generator, dtype=dtype, device=device)
 
     def c0_half(self, *, dtype: torch.dtype, device: torch.device | str | None, sqrt: bool = False) -> torch.Tensor:
         """``c0`` (or ``sqrt(c0)``) on the rfftn half spectrum (:func:`~critdiff_ref.lattice.half_spectrum`),
