@@ -31,6 +31,7 @@ from .. import lattice
 from ..processes import Process, check_time
 from ..targets import GaussianField
 from .grids import resolve_grid
+from .guard import check_start
 
 __all__ = [
     "exact_start",
@@ -107,6 +108,7 @@ def exact_flow(field: GaussianField, process: Process, x_s: torch.Tensor, s: flo
     The zero mode at ``r = 0`` is mapped to 0.  ``x_s`` is ``(*batch, *lattice)``.
     """
     _check_field(field)
+    check_start(x_s, "x_s")
     check_time(process, s, name="s")
     check_time(process, t, name="t")
     C_s = field.mode_variance(process, float(s))
@@ -115,7 +117,8 @@ def exact_flow(field: GaussianField, process: Process, x_s: torch.Tensor, s: flo
     if bool((C_s[mask] <= 0).any()):
         raise ValueError(f"C_s(k) = 0 for some fluctuating mode at s={s}: the flow from s is undefined")
     ratio = torch.where(mask, C_t / torch.where(mask, C_s, torch.ones_like(C_s)), torch.zeros_like(C_s))
-    return apply_gain(x_s, ratio.sqrt(), field.d)
+    gain = ratio.sqrt().to(dtype=x_s.dtype, device=x_s.device)  # even in k: the real FFT pair suffices
+    return lattice.real_filter(x_s, gain, field.d)
 
 
 # -- per-mode gains of the discretised samplers -----------------------------------------------
