@@ -159,7 +159,8 @@ def copy_bandwidth(device: torch.device | str, nbytes: int = 2**26, *, repeats: 
 def kernel_seconds(fn: Callable[[], object], device: torch.device | str) -> float:
     """Total duration of the device work (kernels, copies) of one ``fn()`` call, from ``torch.profiler``
     (CUDA only: on the CPU the work and its launch are one thing, NotImplementedError).  Against a
-    wall time this separates the launch overhead from the kernels; a CUDA graph's kernels are counted."""
+    wall time this separates the launch overhead from the kernels (kernels replayed from a CUDA graph
+    count where the profiler reports them; where it sees no device work at all, NotImplementedError)."""
     dev = torch.device(device)
     if dev.type != "cuda":
         raise NotImplementedError(f"kernel time is measured on cuda only, got device={dev}")
