@@ -145,3 +145,5 @@ def test_capture_cache_is_bounded_and_keyed_by_identity(monkeypatch):
     assert [float(o[0]) for o in outs] == [1.0, 2.0, 3.0]
     assert len(fused_module._CAPTURED) == 2  # the least recently used loop was dropped
     assert fused_module.Identity(loops[0]) != fused_module.Identity(lambda y: (y,))
+    fused_module.clear_captured()
+    assert len(fused_module._CAPTURED) == 0

@@ -40,7 +40,7 @@ from typing import Callable, Hashable, TypeVar
 import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
-__all__ = ["require_compiler", "compiled", "kernel", "check_fused", "capture", "Identity", "MAX_CAPTURED"]
+__all__ = ["require_compiler", "compiled", "kernel", "check_fused", "capture", "clear_captured", "Identity", "MAX_CAPTURED"]
 
 F = TypeVar("F", bound=Callable)
 
@@ -142,3 +142,8 @@ def capture(key: Hashable, loop: Loop, inputs: tuple[torch.Tensor, ...]) -> Loop
     else:
         _CAPTURED.move_to_end(full_key)
     return fn
+
+
+def clear_captured() -> None:
+    """Drop every captured loop (they hold their score, its constants and compiled code)."""
+    _CAPTURED.clear()

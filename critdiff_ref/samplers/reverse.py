@@ -136,7 +136,8 @@ def _run(
         kept = () if keep is None else (torch.stack([saved[i] for i in keep]),)
         return (x, *kept, flags.stacked(x.device))
 
-    out = capture(key, loop, (x_T, *noise))(x_T, *noise)
+    inputs = tuple(t.contiguous() for t in (x_T, *noise))  # one layout per cached program
+    out = capture(key, loop, inputs)(*inputs)
     guard.check_flags(out[-1])
     return out[0] if keep is None else (out[0], out[1])
 
