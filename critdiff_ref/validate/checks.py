@@ -203,6 +203,18 @@ def _kl_full(f: GaussianField, S_gen_k: torch.Tensor, c0: torch.Tensor) -> float
     return float(0.5 * (lam - 1 - torch.log(lam)).sum())
 
 
+def _site_basis(f: GaussianField, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``V`` site basis states ``(V, *lattice)`` and their zero-mode projections (the same at r > 0)."""
+    basis = torch.eye(f.V, dtype=dtype, device=device).reshape(f.V, *f.shape)
+    return basis, (lattice.remove_zero_mode(basis, f.d) if f.zero_mode_removed else basis)
+
+
+def _linearity_residual(out: torch.Tensor, pred: torch.Tensor, zero: torch.Tensor) -> float:
+    """``(|out - pred| + |zero|) / |out|``: how far probe outputs are from the linear prediction (and
+    the output of an all-zero input from 0), relative to the output norm."""
+    return (float((out - pred).norm()) + float(zero.norm())) / (float(out.norm()) or 1.0)
+
+
 def probe_covariance(runner: Runner, f: GaussianField, steps: int, dtype=torch.float64, device=None):
     """Exact generated covariance of a deterministic (linear) sampler by basis-state probing.
 
@@ -210,9 +222,7 @@ def probe_covariance(runner: Runner, f: GaussianField, steps: int, dtype=torch.f
     output on a random start and on zero with the linear prediction (relative to the output norm).
     """
     V = f.V
-    P = torch.eye(V, dtype=dtype, device=device).reshape(V, *f.shape)
-    if f.zero_mode_removed:
-        P = lattice.remove_zero_mode(P, f.d)
+    _, P = _site_basis(f, dtype, device)
     z = white_noise(f, 2, torch.Generator().manual_seed(777), dtype, device)
     # one batch: the V basis states, two random starts, two zero starts (a batch-dependent sampler fails linearity)
     out_all = _run(runner, f, steps, torch.cat([P, z, torch.zeros_like(z)]), None).reshape(V + 4, V)
@@ -220,9 +230,7 @@ def probe_covariance(runner: Runner, f: GaussianField, steps: int, dtype=torch.f
     Y, out, zero = out_all[:V], out_all[V : V + 2], out_all[V + 2 :]
     Sigma = Y.T @ Y
     pred = z.reshape(2, V).to(torch.float64).cpu() @ Y
-    scale = float(out.norm()) or 1.0
-    resid = (float((out - pred).norm()) + float(zero.norm())) / scale
-    return Sigma, resid
+    return Sigma, _linearity_residual(out, pred, zero)
 
 
 # Largest probe batch (rows x sites) for exact noise probing; beyond it Monte Carlo is used.
@@ -257,8 +265,7 @@ def probe_noise_covariance(runner: Runner, f: GaussianField, steps: int, dtype=t
     gen = torch.Generator().manual_seed(777)
     z_r = white_noise(f, 1, gen, dtype)
     xi_r = torch.randn((max(M, 1), *shape), generator=gen, dtype=dtype)
-    basis = torch.eye(V, dtype=dtype).reshape(V, *shape)
-    P = lattice.remove_zero_mode(basis, f.d) if f.zero_mode_removed else basis
+    basis, P = _site_basis(f, dtype, None)
     z = torch.zeros((B, *shape), dtype=dtype)
     z[:V], z[-2] = P, z_r[0]
     drawn = [0]
@@ -282,8 +289,7 @@ def probe_noise_covariance(runner: Runner, f: GaussianField, steps: int, dtype=t
     Sigma = Y.T @ Y
     inputs = torch.cat([z_r.reshape(1, V), xi_r[:M].reshape(M, V)]).to(torch.float64)  # one row per block
     pred = torch.einsum("bv,bvw->w", inputs, Y.reshape(M + 1, V, V))
-    resid = (float((out - pred).norm()) + float(zero.norm())) / (float(out.norm()) or 1.0)
-    return Sigma, resid, M
+    return Sigma, _linearity_residual(out, pred, zero), M
 
 
 def covariance_metrics(f: GaussianField, Sigma: torch.Tensor, floor: torch.Tensor) -> dict:
