@@ -4,8 +4,8 @@ They need ``triton`` (skipped without it: the CPU CI installs none). On a CUDA m
 run compiled; elsewhere under Triton's interpreter (``TRITON_INTERPRET=1``, numpy), which runs the
 same kernel source. Three kinds of check:
 
-- exactness: a kernel equals the eager update (:func:`mcmc._langevin_proposal`,
-  :func:`mcmc._colour_update`) fed with the kernel's own Philox numbers (:func:`philox_normal`,
+- exactness: a kernel equals the eager update (:func:`mcmc_langevin._langevin_proposal`,
+  :func:`mcmc_metropolis._colour_update`) fed with the kernel's own Philox numbers (:func:`philox_normal`,
   :func:`philox_uniform`); tolerance: float64 to 64 ulps of the field scale (the kernel and the eager
   code sum the same ~10 terms in a different order), float32 likewise in its own ulps;
 - sampling: at lam = 0 the chains reproduce the exactly known free-field mode variances
@@ -27,7 +27,9 @@ import pytest
 import torch
 
 from critdiff_ref import lattice
+from critdiff_ref.samplers import mcmc_langevin as langevin_module
 from critdiff_ref.samplers import mcmc, triton_mcmc
+from critdiff_ref.samplers import mcmc_metropolis as metropolis_module
 from critdiff_ref.targets import Phi4Lattice, Phi4ZeroD
 from critdiff_ref.testing import assert_close
 
@@ -60,7 +62,7 @@ def test_langevin_kernel_is_the_eager_step_with_its_noise(target, dtype):
     seed = torch.tensor([1234], dtype=torch.int64, device=DEVICE)
     out = triton_mcmc.langevin_step(target, phi, seed, 0.05)
     xi = triton_mcmc.philox_normal(1234, phi.numel(), dtype=dtype, device=DEVICE).reshape(phi.shape)
-    assert_close(out, mcmc._langevin_proposal(target, phi, xi, 0.05), **_tol(dtype, float(phi.abs().max()) ** 3))
+    assert_close(out, langevin_module._langevin_proposal(target, phi, xi, 0.05), **_tol(dtype, float(phi.abs().max()) ** 3))
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -74,8 +76,8 @@ def test_metropolis_kernel_is_the_eager_sweep_with_its_uniforms(target, dtype):
     u = triton_mcmc.philox_uniform(99, n, dtype=dtype, device=DEVICE).reshape(phi.shape)
     r = triton_mcmc.philox_uniform(99, n, n, dtype=dtype, device=DEVICE).reshape(phi.shape)
     ref, n_acc = phi, 0.0
-    for mask in mcmc._cached_masks(target.L, target.d, phi.device):
-        ref, a = mcmc._colour_update(target, ref, u, r, mask, 1.0)
+    for mask in metropolis_module._cached_masks(target.L, target.d, phi.device):
+        ref, a = metropolis_module._colour_update(target, ref, u, r, mask, 1.0)
         n_acc = n_acc + a
     # an accept decision could only differ if log r fell within rounding of -dS: at a fixed seed
     # it does not (the fields then agree to rounding), and both branches are exercised

@@ -40,7 +40,7 @@ from .likelihood import (
     rademacher_probes,
     reference_score,
 )
-from .mcmc import Action, _count
+from .mcmc_chains import Action, _count
 
 __all__ = [
     # re-exported from .likelihood
