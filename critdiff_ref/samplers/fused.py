@@ -20,7 +20,10 @@ the N-step loop itself is captured. The loop is run once on the real start state
 capture would record, on any device); the Python around them -- grid times, process coefficients,
 the score's checks and caches -- runs at that time and leaves only constants. The recorded graph is
 compiled by inductor (one straight-line program; on CUDA with ``mode="reduce-overhead"``, i.e.
-replayed as one CUDA graph). Contract, as for any graph capture: the loop must perform the same
+replayed as one CUDA graph), or with ``fused="graph"`` not compiled: the recorded kernels replayed as
+one CUDA graph (``backend="cudagraphs"``; on the CPU the recorded operations run as they are), which
+costs one run to build where inductor takes seconds to minutes (a U-Net score: 160 s on the CPU
+for six evaluations). Contract, as for any graph capture: the loop must perform the same
 tensor operations for every input of that shape (a score that branches in Python on tensor values
 is recorded with the branch it took on the first run), and its random numbers are inputs (drawn
 eagerly by the caller). Compile time grows linearly with the number of steps (the graph is
@@ -65,16 +68,20 @@ def kernel(fn: F, fused: bool) -> F:
     return compiled(fn) if fused else fn
 
 
-def check_fused(fused, device: torch.device | str, *, triton: bool = False) -> bool | str:
-    """Validate the ``fused`` flag of a public sampler: a bool (a compiler present when True), or
-    ``"triton"`` where the sampler has Triton kernels (``triton=True``: :mod:`.triton_mcmc`)."""
+def check_fused(fused, device: torch.device | str, *, triton: bool = False, graph: bool = False) -> bool | str:
+    """Validate the ``fused`` flag of a public sampler: a bool (a compiler present when True),
+    ``"triton"`` where the sampler has Triton kernels (``triton=True``: :mod:`.triton_mcmc`), or
+    ``"graph"`` where it can be captured without compiling (``graph=True``: :func:`capture`)."""
     if triton and fused == "triton":
         from .triton_mcmc import require_triton
 
         require_triton(device)
         return "triton"
+    if graph and fused == "graph":
+        return "graph"
     if not isinstance(fused, bool):
-        allowed = "True, False or 'triton'" if triton else "a bool"
+        extra = [repr(x) for x, ok in (("triton", triton), ("graph", graph)) if ok]
+        allowed = f"True, False or {' or '.join(extra)}" if extra else "a bool"
         raise TypeError(f"fused must be {allowed}, got {fused!r}")
     if fused:
         require_compiler(device)
@@ -92,11 +99,17 @@ def _signature(inputs: tuple[torch.Tensor, ...]) -> tuple:
     return tuple((tuple(x.shape), x.dtype, x.device) for x in inputs)
 
 
-def _build(loop: Loop, inputs: tuple[torch.Tensor, ...]) -> Loop:
+def _build(loop: Loop, inputs: tuple[torch.Tensor, ...], compile_: bool) -> Loop:
     with torch.no_grad():  # a captured loop is inference only (capture refuses inputs that need grad)
-        graph = make_fx(loop, tracing_mode="real")(*inputs)
+        # real tracing: Python reads of tensor values (a score's checks) see the values of this run
+        graph = make_fx(loop, tracing_mode="real", _error_on_data_dependent_ops=False)(*inputs)
     on_cuda = inputs[0].device.type == "cuda"
-    program = torch.compile(graph, dynamic=False, mode="reduce-overhead" if on_cuda else None)
+    if compile_:
+        program = torch.compile(graph, dynamic=False, mode="reduce-overhead" if on_cuda else None)
+    elif on_cuda:
+        program = torch.compile(graph, dynamic=False, backend="cudagraphs")  # the recorded kernels, replayed
+    else:
+        program = graph  # the recorded operations, replayed without the Python around them
 
     def run(*args: torch.Tensor) -> tuple:
         with warnings.catch_warnings():  # inductor leaves complex FFT products to aten: expected, not news
@@ -125,18 +138,19 @@ class Identity:
         return id(self.obj)
 
 
-def capture(key: Hashable, loop: Loop, inputs: tuple[torch.Tensor, ...]) -> Loop:
-    """``loop`` recorded on ``inputs`` and compiled, cached per ``(key, shapes, dtypes, device)``.
+def capture(key: Hashable, loop: Loop, inputs: tuple[torch.Tensor, ...], *, compile: bool = True) -> Loop:
+    """``loop`` recorded on ``inputs`` and compiled (``compile=False``: replayed as recorded, a CUDA
+    graph on a GPU), cached per ``(key, compile, shapes, dtypes, device)``.
 
     ``loop(*inputs)`` must return a tuple of tensors; the returned callable takes tensors of the same
     shapes, dtypes and device and returns the same tuple. See the module docstring for the contract.
     """
     if any(x.requires_grad for x in inputs):
         raise ValueError("fused=True runs without autograd: pass tensors that do not require grad (or fused=False)")
-    full_key = (key, _signature(inputs))
+    full_key = (key, compile, _signature(inputs))
     fn = _CAPTURED.get(full_key)
     if fn is None:
-        fn = _CAPTURED[full_key] = _build(loop, inputs)
+        fn = _CAPTURED[full_key] = _build(loop, inputs, compile)
         while len(_CAPTURED) > MAX_CAPTURED:
             _CAPTURED.popitem(last=False)
     else:

@@ -8,7 +8,8 @@ with signed step ``dt = t_{i+1} - t_i = -h < 0``:
 
 The loop is visible (:func:`_integrate`); the step is a small named function (k-diffusion style).
 ``fused=True`` captures the whole N-step loop once per (score, process, grid, shape, dtype, device)
-and runs it compiled (:func:`.fused.capture`: one program, one CUDA graph on a GPU); the reverse
+and runs it compiled (:func:`.fused.capture`: one program, one CUDA graph on a GPU; ``fused="graph"``
+replays the recording without compiling); the reverse
 SDE's noise is then drawn before the loop, in the eager order, so fused and eager runs with the same
 generator are the same run to rounding.  Every step's ``torch.isfinite(x).all()`` is recorded by a :class:`~.guard.FiniteGuard` (checked at
 every step on the CPU, every 64 steps on a GPU, without a per-step host sync) and a non-finite
@@ -121,9 +122,10 @@ def _integrate(advance: Callable, x: torch.Tensor, n_steps: int, keep: list[int]
 
 
 def _run(
-    advance: Callable, x_T: torch.Tensor, noise: tuple, guard: FiniteGuard, keep: list[int] | None, key
+    advance: Callable, x_T: torch.Tensor, noise: tuple, guard: FiniteGuard, keep: list[int] | None, key, fused=False
 ):
-    """The sampler loop, eager (``key is None``) or captured under ``key`` with ``noise`` as inputs.
+    """The sampler loop, eager (``key is None``) or captured under ``key`` with ``noise`` as inputs,
+    compiled (``fused=True``) or replayed as recorded (``fused="graph"``).
     ``advance(i, x, *noise)``; eager advance draws its own noise (``noise = ()``)."""
     n_steps = guard.ok.numel()
     if key is None:
@@ -137,7 +139,7 @@ def _run(
         return (x, *kept, flags.stacked(x.device))
 
     inputs = tuple(t.contiguous() for t in (x_T, *noise))  # one layout per cached program
-    out = capture(key, loop, inputs)(*inputs)
+    out = capture(key, loop, inputs, compile=fused is True)(*inputs)
     guard.check_flags(out[-1])
     return out[0] if keep is None else (out[0], out[1])
 
@@ -154,7 +156,7 @@ def probability_flow(
     *,
     return_trajectory: bool = False,
     snapshots=None,
-    fused: bool = False,
+    fused: bool | str = False,
 ):
     """Integrate the PF-ODE ``dx/dt = -gamma x - (g^2/2) s_t(x)`` from ``T`` to ``t_min`` (THEORY 1).
 
@@ -163,12 +165,13 @@ def probability_flow(
     ``t_min``), shape of ``x_T``; with ``return_trajectory=True`` also the ``(N + 1, *x_T.shape)`` states,
     with ``snapshots`` (step indices in ``[0, N]``; 0 is ``x_T``) only those, ``(len, *x_T.shape)``.
     ``fused=True`` runs the whole loop captured and compiled (module docstring; the first call per
-    score, grid and shape compiles, seconds to a minute; the score must not branch on tensor values).
+    score, grid and shape compiles, seconds to minutes; the score must not branch on tensor values);
+    ``fused="graph"`` captures without compiling (a CUDA graph on a GPU, built in one run).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {tuple(METHODS)}, got method={method!r}")
     check_start(x_T)
-    fused = check_fused(fused, x_T.device)
+    fused = check_fused(fused, x_T.device, graph=True)
     step = METHODS[method]
     times = grid_floats(resolve_grid(process, steps, grid, t_min))
 
@@ -181,7 +184,7 @@ def probability_flow(
     keep = _kept_steps(len(times) - 1, return_trajectory, snapshots)
     guard = grid_guard(times, x_T.device, f"probability_flow[{method}]")
     key = ("probability_flow", Identity(score), process, method, tuple(times), keep and tuple(keep)) if fused else None
-    return _run(advance, x_T, (), guard, keep, key)
+    return _run(advance, x_T, (), guard, keep, key, fused)
 
 
 def reverse_sde(
@@ -196,7 +199,7 @@ def reverse_sde(
     noise: Noise | None = None,
     return_trajectory: bool = False,
     snapshots=None,
-    fused: bool = False,
+    fused: bool | str = False,
 ):
     """Euler–Maruyama for the reverse SDE ``dx = [-gamma x - g^2 s_t(x)] dt + g dW_bar`` (THEORY 1).
 
@@ -211,7 +214,7 @@ def reverse_sde(
     check_start(x_T)
     if noise is not None and not callable(noise):
         raise TypeError(f"noise must be a callable (x, generator) -> tensor, got {type(noise).__name__}")
-    fused = check_fused(fused, x_T.device)
+    fused = check_fused(fused, x_T.device, graph=True)
     times = grid_floats(resolve_grid(process, steps, grid, t_min))
 
     def draw(x: torch.Tensor) -> torch.Tensor:
@@ -229,7 +232,7 @@ def reverse_sde(
         return _run(advance, x_T, (), guard, keep, None)
     z = torch.stack([draw(x_T) for _ in range(len(times) - 1)])
     key = ("reverse_sde", Identity(score), process, tuple(times), keep and tuple(keep))
-    return _run(advance, x_T, (z,), guard, keep, key)
+    return _run(advance, x_T, (z,), guard, keep, key, fused)
 
 
 # -- start distributions ----------------------------------------------------------------------
