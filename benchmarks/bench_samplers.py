@@ -189,10 +189,14 @@ class _CapturedRK4:
         self.score = exact_score(self.field, self.process)
         self.x_T = exact_start(self.field, self.process, BATCH, gen, dtype=self.dtype, device=self.device)
         self._captured()
+        self._graph()
         synchronize(self.device)
 
     def _captured(self):
         return probability_flow(self.score, self.process, self.x_T, STEPS, method="rk4", fused=True)
+
+    def _graph(self):
+        return probability_flow(self.score, self.process, self.x_T, STEPS, method="rk4", fused="graph")
 
     def _eager(self):
         return probability_flow(self.score, self.process, self.x_T, STEPS, method="rk4")
@@ -219,6 +223,12 @@ class CapturedSampler(_CapturedRK4):
 
     track_eager_over_captured.unit = "ratio"
 
+    def track_eager_over_graph(self, L, device):
+        """``fused="graph"``: the recording replayed uncompiled (a CUDA graph on a GPU, the FX replay on the CPU)."""
+        return median_seconds(self._eager, self.device, repeats=5) / median_seconds(self._graph, self.device, repeats=5)
+
+    track_eager_over_graph.unit = "ratio"
+
     def track_captured_step_over_score_evals(self, L, device):
         one_eval = median_seconds(lambda: self.score(self.x_T, 0.5), self.device)
         return median_seconds(self._captured, self.device, repeats=5) / STEPS / (4.0 * one_eval)
@@ -233,11 +243,20 @@ class CapturedSamplerLaunchOverhead(_CapturedRK4):
     params = ([32], ["cuda"])
 
     def track_overhead_over_kernel_time(self, L, device):
-        wall = median_seconds(self._captured, self.device, repeats=15)
-        kernels = kernel_seconds(self._captured, self.device)
-        return (wall - kernels) / kernels
+        return self._overhead(self._captured)
 
     track_overhead_over_kernel_time.unit = "ratio"
+
+    def track_graph_overhead_over_kernel_time(self, L, device):
+        """The same for ``fused="graph"`` (recorded kernels replayed as a CUDA graph, not compiled)."""
+        return self._overhead(self._graph)
+
+    track_graph_overhead_over_kernel_time.unit = "ratio"
+
+    def _overhead(self, sampler) -> float:
+        wall = median_seconds(sampler, self.device, repeats=15)
+        kernels = kernel_seconds(sampler, self.device)
+        return (wall - kernels) / kernels
 
 
 class LocalVersusUNet:

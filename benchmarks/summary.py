@@ -35,6 +35,8 @@ ROWS = (
     ("bench_samplers.SamplerOverhead.track_rk4_step_over_score_evals", "RK4 sampler step / 4 score evals (d=2, f32)", "<= 2"),
     ("bench_samplers.CapturedSampler.track_captured_step_over_score_evals", "RK4 step, captured sampler (fused=True) / 4 eager score evals", None),
     ("bench_samplers.CapturedSampler.track_eager_over_captured", "RK4 sampler, eager / captured (fused=True), N=16", None),
+    ("bench_samplers.CapturedSampler.track_eager_over_graph", "RK4 sampler, eager / recorded replay (fused='graph'), N=16", None),
+    ("bench_samplers.CapturedSamplerLaunchOverhead.track_graph_overhead_over_kernel_time", "fused='graph' RK4 sampler: (wall - kernel time) / kernel time, L=32", "<= 2 (GPU)"),
     ("bench_samplers.CapturedSamplerLaunchOverhead.track_overhead_over_kernel_time", "captured RK4 sampler: (wall - kernel time) / kernel time, L=32", "<= 2 (GPU)"),
     ("bench_samplers.SamplerOverhead.track_local_over_fft_sampler", "RK4 sampler, local conv score / FFT score", None),
     ("bench_samplers.LocalVersusUNet.track_unet_over_local_sampler", "RK4 sampler, default U-Net score / local conv score", ">= 100"),
