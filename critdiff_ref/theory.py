@@ -1,5 +1,8 @@
 """Closed forms for linear score networks (THEORY 3, 4, 5): no training loops, no state.
 
+Training dynamics (THEORY 3, 4) are here; local kernels (THEORY 5) in :mod:`.theory_local` and
+generation with a trained score (THEORY 3) in :mod:`.theory_generation`, both re-exported.
+
 Everything here is per Fourier mode in the unitary convention of THEORY 0: ``C`` is a mode
 variance ``C_t(k)``, the exact score kernel is ``K = -1/C``, and a learning rate ``eta`` multiplies
 the gradient of the per-mode population loss ``l_k = 1/2 C_k (w_k - K_k)^2``.  Arrays are numpy
@@ -12,12 +15,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
-from scipy import integrate, optimize, special
+from scipy import optimize
 
-from . import lattice
-from .processes import OU, Process, check_time
-from .targets import GaussianField
+# local kernels (THEORY 5) and generation (THEORY 3) live in their own modules, re-exported here
+from .theory_generation import generation_std_error, trained_score_log_gain, trained_score_log_gain_ou
+from .theory_local import (
+    local_normal_equations,
+    local_truncation_error,
+    max_local_truncation_error,
+    optimal_local_kernel,
+    truncated_kernel,
+)
 
 __all__ = [
     "one_layer_flow",
@@ -223,237 +231,3 @@ def two_layer_steps_estimate(C, eta: float, eps: float, u0) -> np.ndarray:
     eta, eps = _positive("eta", eta), _accuracy(eps)
     u0 = _positive_array("u0", u0)
     return np.log(np.abs(1.0 / (C * u0) - 1.0) / eps) / (2.0 * eta)
-
-
-# --------------------------------------------------------------------------------------------
-# THEORY 5: local kernels
-# --------------------------------------------------------------------------------------------
-def _check_ell(ell: int, L: int) -> int:
-    if isinstance(ell, bool) or not isinstance(ell, int) or ell < 0:
-        raise ValueError(f"ell must be an int >= 0, got ell={ell!r}")
-    return ell
-
-
-def truncated_kernel(field: GaussianField, process: Process, t: float, ell: int) -> torch.Tensor:
-    """Real-space score kernel truncated to the box: ``K_ell(x) = K_t(x)`` if ``|x|_inf <= ell`` else 0 (THEORY 5).
-
-    Shape ``(L,)*d``, float64, with ``s(x) = sum_y K_ell(x - y) phi(y)``.
-    """
-    _check_ell(ell, field.L)
-    K = field.real_space_score_kernel(process, t)
-    return torch.where(lattice.box_mask(field.L, field.d, ell), K, torch.zeros_like(K))
-
-
-def _truncation_errors(field: GaussianField, process: Process, ts: np.ndarray, ell: int, chunk: int) -> np.ndarray:
-    dims = lattice.lattice_dims(field.d)
-    box = lattice.box_mask(field.L, field.d, ell)
-    out = []
-    for start in range(0, len(ts), chunk):
-        tt = torch.as_tensor(ts[start : start + chunk], dtype=torch.float64)
-        C = field.mode_variance(process, tt)  # (nt, *lattice), 0 on a removed zero mode
-        mask = field.mode_mask()
-        K = torch.where(mask, -1.0 / torch.where(mask, C, torch.ones_like(C)), torch.zeros_like(C))
-        K_x = torch.fft.ifftn(K, dim=dims).real
-        K_ell = torch.fft.fftn(torch.where(box, K_x, torch.zeros_like(K_x)), dim=dims)
-        num = ((K - K_ell).abs() ** 2 * C).sum(dim=dims)
-        den = (K.abs() ** 2 * C).sum(dim=dims)
-        out.append(torch.sqrt(num / den).numpy())
-    return np.concatenate(out)
-
-
-def local_truncation_error(field: GaussianField, process: Process, t, ell: int) -> np.ndarray | float:
-    """Relative local-score error ``eps(t; ell) = sqrt(sum_k |K_t - K_ell|^2 C_t / sum_k |K_t|^2 C_t)`` (THEORY 5).
-
-    Exact on the lattice via FFTs; ``t`` a float (float result) or a 1-D array of times in ``(0, T]``.
-    """
-    _check_ell(ell, field.L)
-    check_time(process, t)
-    ts = np.atleast_1d(np.asarray(t, dtype=np.float64))
-    if np.any(ts <= 0):
-        raise ValueError(f"t must be > 0 (K_t is singular at t = 0 on a critical lattice), got {t!r}")
-    chunk = max(1, 2**22 // field.V)
-    err = _truncation_errors(field, process, ts, ell, chunk)
-    return float(err[0]) if np.ndim(t) == 0 else err
-
-
-def max_local_truncation_error(
-    L: int, d: int, ell: int, *, r: float = 0.0, process: Process | None = None,
-    t_min: float = 1e-3, t_max: float = 10.0, n_times: int = 80,
-) -> float:
-    """``eps_max(ell, L, d) = max_t eps(t; ell, L, d)`` over ``n_times`` log-spaced ``t`` in ``[t_min, t_max]`` (THEORY 5).
-
-    ``process`` defaults to ``OU(T=t_max)`` (THEORY 5 measured OU, 80 times in [1e-3, 10]).
-    """
-    field = GaussianField(L, d, r)
-    t_min, t_max = _positive("t_min", t_min), _positive("t_max", t_max)
-    if not t_max > t_min:
-        raise ValueError(f"need t_min < t_max, got t_min={t_min}, t_max={t_max}")
-    if isinstance(n_times, bool) or not isinstance(n_times, int) or n_times < 1:
-        raise ValueError(f"n_times must be an int >= 1, got n_times={n_times!r}")
-    process = OU(T=t_max) if process is None else process
-    ts = np.geomspace(t_min, t_max, n_times)
-    return float(np.max(local_truncation_error(field, process, ts, ell)))
-
-
-def local_normal_equations(
-    field: GaussianField, process: Process, t: float, ell: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Population loss of a radius-``ell`` kernel as a quadratic form: ``(A, h, sites)`` (THEORY 5).
-
-    For a kernel supported on the box sites ``z`` (``sites``, ``(m, d)``) with values ``kappa``,
-    ``sum_k C_t |K_hat - K_t|^2 = kappa^T A kappa - 2 h^T kappa + const`` with ``A(z, z') = G(z - z')``,
-    ``G(z) = sum_k C_t(k) e^{ikz}`` (the forward-marginal covariance times V) and
-    ``h(z) = sum_k C_t(k) K_t(k) e^{ikz}``.  ``A`` is ``(m, m)``, ``h`` is ``(m,)``, float64.
-    """
-    _check_ell(ell, field.L)
-    if field.zero_mode_removed and 2 * ell + 1 >= field.L:
-        raise ValueError(f"need 2 ell + 1 < L at r = 0 (a full box has a free constant mode), got ell={ell}, L={field.L}")
-    check_time(process, t)
-    dims = lattice.lattice_dims(field.d)
-    C = field.mode_variance(process, t)
-    K = field.score_kernel(process, t)
-    G = torch.fft.ifftn(C, dim=dims).real * field.V
-    h = torch.fft.ifftn(C * K, dim=dims).real * field.V
-    box = lattice.box_mask(field.L, field.d, min(ell, field.L // 2))
-    sites = box.nonzero()  # (m, d)
-    diff = (sites[:, None, :] - sites[None, :, :]) % field.L
-    A = G[tuple(diff[..., mu] for mu in range(field.d))]
-    rhs = h[tuple(sites[:, mu] for mu in range(field.d))]
-    return A, rhs, sites
-
-
-def optimal_local_kernel(field: GaussianField, process: Process, t: float, ell: int) -> torch.Tensor:
-    """Best radius-``ell`` kernel for the population loss: argmin over box kernels of ``sum_k C_t |K_hat - K_t|^2``.
-
-    THEORY 5 network version: no box-supported network (the 3-layer net included) can reach a lower
-    loss.  Solves the normal equations ``A kappa = h`` of :func:`local_normal_equations`.  Shape ``(L,)*d``.
-    """
-    A, rhs, sites = local_normal_equations(field, process, t, ell)
-    sol = torch.linalg.solve(A, rhs)
-    out = torch.zeros(field.shape, dtype=torch.float64)
-    out[tuple(sites[:, mu] for mu in range(field.d))] = sol
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# THEORY 3: generation with a score trained for a fixed time tau at every diffusion time
-# --------------------------------------------------------------------------------------------
-def _c0_modes(field: GaussianField) -> np.ndarray:
-    return field.c0()[field.mode_mask()].numpy()
-
-
-def trained_score_log_gain(
-    field: GaussianField, process: Process, tau: float, *, arch: str = "one-layer", eta: float = 0.25,
-    u0: float = 0.01, epsrel: float = 1e-10,
-) -> np.ndarray:
-    """Per-mode log PF-ODE gain ``int_0^T (gamma + (g^2/2) w_t(k)) dt`` of a linear score trained for ``tau``.
-
-    THEORY 3: one layer, ``w_t = K_t (1 - exp(-eta_t C_t tau))`` (gradient flow from 0) with
-    ``eta_t = 1/max_k C_t(k)``.  THEORY 4 (``arch="two-layer"``): ``w_t = -u(tau)``, the balanced
-    logistic flow from ``u0`` with the L-independent ``eta``.  The exact score (``tau -> inf``) gives
-    ``(1/2) ln(C_0/C_T)``.  Adaptive vector quadrature (scipy ``quad_vec``); one value per
-    fluctuating mode (mode-mask order).
-    """
-    tau = float(tau)
-    if not (math.isfinite(tau) and tau >= 0):
-        raise ValueError(f"tau must be finite and >= 0, got tau={tau}")
-    if arch not in ("one-layer", "two-layer"):
-        raise ValueError(f"arch must be 'one-layer' or 'two-layer', got {arch!r}")
-    eta, u0 = _positive("eta", eta), _positive("u0", u0)
-    c0 = _c0_modes(field)
-    c0_max = float(c0.max())
-
-    def integrand(t: float) -> np.ndarray:
-        a2, Xi = float(process.a(t)) ** 2, float(process.Xi(t))
-        C = a2 * c0 + Xi
-        if arch == "one-layer":
-            w = -(1.0 / C) * -np.expm1(-tau * C / (a2 * c0_max + Xi))
-        else:
-            w = -(1.0 / C) / (1.0 + (1.0 / (C * u0) - 1.0) * math.exp(-2.0 * eta * tau))
-        return float(process.gamma(t)) + 0.5 * float(process.g(t)) ** 2 * w
-
-    T = float(process.T)
-    pts = np.concatenate([[0.0], np.geomspace(1e-6 * T, T, 13)])
-    total = np.zeros_like(c0)
-    for lo, hi in zip(pts[:-1], pts[1:]):
-        total += integrate.quad_vec(integrand, lo, hi, epsabs=0.0, epsrel=epsrel)[0]
-    return total
-
-
-def _exp_scaled_expi(z: np.ndarray) -> np.ndarray:
-    """``exp(-z) Ei(z)`` without overflow (asymptotic series ``sum n!/z^{n+1}`` for ``z > 500``)."""
-    z = np.asarray(z, dtype=np.float64)
-    out = np.empty_like(z)
-    small = z <= 500.0
-    out[small] = np.exp(-z[small]) * special.expi(z[small])
-    zl = z[~small]
-    term, acc = 1.0 / zl, np.zeros_like(zl)
-    for n in range(40):  # error ~ 40!/z^41 < 1e-60 at z > 500
-        acc += term
-        term = term * (n + 1) / zl
-    out[~small] = acc
-    return out
-
-
-def trained_score_log_gain_ou(field: GaussianField, T: float, tau: float) -> np.ndarray:
-    """Closed form of :func:`trained_score_log_gain` for OU with exponential integrals (THEORY 3).
-
-    With ``u = e^{-2t}``, ``C = 1 + u (c0 - 1)``, ``max C = 1 + u (c0max - 1)`` the variable
-    ``x = C / max C`` satisfies ``dt / C = -dx / (2 x (x - 1))``, so
-    ``log gain = (1/2) ln(c0 / C_T) + (1/2) [F(x_0) - F(x_T)]``,
-    ``F(x) = e^{-tau} Ei(tau (1 - x)) - Ei(-tau x)``, ``x_0 = c0/c0max``; ``x = 1`` (the stiffest
-    mode) gives ``e^{-tau} (T - (1/2) ln(c0/C_T))`` for the second term.
-    """
-    T, tau = _positive("T", T), float(tau)
-    if not (math.isfinite(tau) and tau >= 0):
-        raise ValueError(f"tau must be finite and >= 0, got tau={tau}")
-    c0 = _c0_modes(field)
-    c0_max = float(c0.max())
-    uT = math.exp(-2.0 * T)
-    C_T = 1.0 + uT * (c0 - 1.0)
-    exact = 0.5 * np.log(c0 / C_T)
-    x0 = c0 / c0_max
-    xT = C_T / (1.0 + uT * (c0_max - 1.0))
-    flat = np.isclose(x0, 1.0, rtol=0.0, atol=1e-12)
-    second = np.empty_like(c0)
-    if tau == 0.0:
-        second = -exact.copy() + T  # w = 0: gain exp(int gamma) = e^T
-        return exact + second
-    x0n, xTn = x0[~flat], xT[~flat]
-
-    def F(x: np.ndarray) -> np.ndarray:
-        y = tau * (1.0 - x)
-        return np.exp(-tau * x) * _exp_scaled_expi(y) - special.expi(-tau * x)
-
-    second[~flat] = 0.5 * (F(x0n) - F(xTn))
-    second[flat] = math.exp(-tau) * (T - exact[flat])
-    return exact + second
-
-
-def generation_std_error(
-    field: GaussianField, tau: float, *, process: Process | None = None, method: str = "auto",
-    arch: str = "one-layer", eta: float = 0.25, u0: float = 0.01,
-) -> dict:
-    """Relative std-dev error of generated modes, ``e_k = sqrt(v_gen(k)/c0(k)) - 1`` (THEORY 3).
-
-    The PF-ODE starts from the exact ``N(0, C_T)`` and multiplies mode k by the gain of
-    :func:`trained_score_log_gain`, so ``v_gen = C_T gain^2`` and ``e_k = expm1(log gain - (1/2) ln(c0/C_T))``.
-    ``method``: ``"closed"`` (OU, one layer only), ``"quadrature"`` or ``"auto"`` (closed form for OU, one layer).
-    ``arch``, ``eta``, ``u0``: as in :func:`trained_score_log_gain` (``eta``, ``u0`` for two layers only).
-    Returns ``{"rms": sqrt(mean e_k^2), "max": max |e_k|, "per_mode": e_k}`` over fluctuating modes.
-    """
-    process = OU() if process is None else process
-    if method not in ("auto", "closed", "quadrature"):
-        raise ValueError(f"method must be 'auto', 'closed' or 'quadrature', got {method!r}")
-    use_closed = method == "closed" or (method == "auto" and isinstance(process, OU) and arch == "one-layer")
-    if use_closed:
-        if not isinstance(process, OU) or arch != "one-layer":
-            raise ValueError("method='closed' needs an OU process and arch='one-layer'")
-        log_gain = trained_score_log_gain_ou(field, process.T, tau)
-    else:
-        log_gain = trained_score_log_gain(field, process, tau, arch=arch, eta=eta, u0=u0)
-    c0 = _c0_modes(field)
-    T = float(process.T)
-    C_T = float(process.a(T)) ** 2 * c0 + float(process.Xi(T))
-    e = np.expm1(log_gain - 0.5 * np.log(c0 / C_T))
-    return {"rms": float(np.sqrt(np.mean(e**2))), "max": float(np.max(np.abs(e))), "per_mode": e}
