@@ -1,6 +1,6 @@
 """Trainers for score networks (THEORY 3, 4, 5): linear one/two-layer and local convolutional scores.
 
-- ``linear``: the torch models, exact population / DSM losses, :func:`train`.
+- ``linear``: the torch models, exact population / DSM losses; ``linear_training``: :func:`train`.
 - ``steps``: deterministic steps to accuracy (:func:`steps_to_accuracy`, the stable entry point).
 - ``experiment``: the one-layer vs two-layer vs local table and the ``critdiff train`` sub-command.
 - ``dsm``: neural denoising score matching (import the module: ``from critdiff_ref.trainers import dsm``).
@@ -19,19 +19,16 @@ from .linear import (
     LocalScoreNet,
     OneLayerConv,
     OneLayerFourier,
-    TrainingReport,
     TwoLayerConv,
     TwoLayerFourier,
     circular_conv,
     dsm_loss,
     effective_kernel,
     kaiming_kernels,
-    kernel_error,
     population_loss,
     score_multiplier,
-    train,
-    train_per_time,
 )
+from .linear_training import TrainingReport, kernel_error, train, train_per_time
 from .steps import (
     ARCHS,
     default_ell,
