@@ -39,7 +39,8 @@ from ..processes import Process
 from ..samplers import probability_flow, reverse_sde
 from ..targets import GaussianField, Phi4Lattice, Phi4ZeroD, TwoGaussianMixture
 from .adapters import ADAPTERS, Runner, Schedule, edm_euler, edm_heun, karras_sigmas, load_object, make_runner
-from .checks import CheckResult, SamplerOutputError, gaussian_checks, is_deterministic, order_check
+from .checks import CheckResult, gaussian_checks, order_check
+from .running import SamplerOutputError, is_deterministic
 from .nongaussian import mixture_check, phi4_check, phi4_lattice_check
 from .report import Report
 

@@ -9,13 +9,14 @@
 - Gaussian field, stochastic samplers whose noise can be supplied (score samplers with ``noise=``,
   diffusers schedulers drawing through ``randn_tensor``): the output is linear in the start and in
   every draw, so probing both with site basis states gives the exact covariance
-  (:func:`probe_noise_covariance`); a residual above rounding (randomness drawn elsewhere) falls
+  (:mod:`.probes`); a residual above rounding (randomness drawn elsewhere) falls
   back to Monte Carlo per-mode variances with standard errors, as for every other stochastic sampler.
 - Convergence order: slope of log(own error) vs log(steps), compared with the documented order.
 (Non-Gaussian targets: :mod:`.nongaussian`.)
 
 Any exception from the sampler, or an output of the wrong shape/dtype/device or with NaN, becomes a
-failed result whose ``detail`` says what was wrong: the report never crashes.
+failed result whose ``detail`` says what was wrong: the report never crashes (running the sampler:
+:mod:`.running`; basis-state probing: :mod:`.probes`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from ..observables import gaussian_kl, gaussian_w2, relative_frobenius_error
 from ..samplers import ode_variance_limit, sde_variance_limit
 from ..targets import GaussianField
 from .adapters import Runner
+from .probes import probe_covariance, probe_noise_covariance
+from .running import SamplerOutputError, _field_label, _run, check_output, is_deterministic, white_noise
 
 __all__ = [
     "CheckResult",
@@ -79,59 +82,6 @@ class CheckResult:
             "detail": self.detail,
             "data": self.data,
         }
-
-
-class SamplerOutputError(RuntimeError):
-    """The sampler returned something unusable (wrong type, shape, dtype, device, or NaN)."""
-
-
-def check_output(x, like: torch.Tensor, what: str) -> torch.Tensor:
-    """Raise :class:`SamplerOutputError` unless ``x`` is a finite tensor shaped, typed and placed like ``like``."""
-    if not isinstance(x, torch.Tensor):
-        raise SamplerOutputError(f"{what}: sampler returned {type(x).__name__}, expected a torch.Tensor")
-    if tuple(x.shape) != tuple(like.shape):
-        raise SamplerOutputError(f"{what}: output shape {tuple(x.shape)} != input shape {tuple(like.shape)}")
-    if x.dtype != like.dtype:
-        raise SamplerOutputError(f"{what}: output dtype {x.dtype} != input dtype {like.dtype}")
-    if x.device != like.device:
-        raise SamplerOutputError(f"{what}: output device {x.device} != input device {like.device}")
-    if not bool(torch.isfinite(x).all()):
-        bad = int((~torch.isfinite(x)).sum())
-        raise SamplerOutputError(f"{what}: output has {bad} NaN/inf entries of {x.numel()}")
-    return x
-
-
-def _field_label(f: GaussianField) -> str:
-    return f"gauss[d={f.d},L={f.L},r={f.r:g}]"
-
-
-def white_noise(target, n: int, generator: torch.Generator | None, dtype=torch.float64, device=None) -> torch.Tensor:
-    """Unit white noise ``(n, *event)``; zero mode removed for a critical field (THEORY 0)."""
-    if isinstance(target, GaussianField):
-        z = torch.randn((n, *target.shape), generator=generator, dtype=dtype, device=device)
-        return lattice.remove_zero_mode(z, target.d) if target.zero_mode_removed else z
-    return torch.randn((n,), generator=generator, dtype=dtype, device=device)
-
-
-def _run(runner: Runner, target, steps: int, z: torch.Tensor, generator) -> torch.Tensor:
-    """Run and check the output; for a critical field project out the zero mode of the output
-    (THEORY 0: it is removed in the samples; a sampler that injects noise there, like most SDE
-    samplers and every diffusers scheduler, is not penalised for a mode the data does not have)."""
-    x = check_output(runner(target, steps, z, generator), z, f"{runner.name} at {steps} steps")
-    if isinstance(target, GaussianField) and target.zero_mode_removed:
-        x = lattice.remove_zero_mode(x, target.d)
-    return x
-
-
-def is_deterministic(runner: Runner, target, steps: int, dtype=torch.float64, device=None) -> bool:
-    """Run twice on the same start noise with differently seeded generators; equal outputs => deterministic."""
-    z = white_noise(target, 2, torch.Generator().manual_seed(12345), dtype, device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(1)
-        x1 = _run(runner, target, steps, z, torch.Generator().manual_seed(1))
-        torch.manual_seed(2)
-        x2 = _run(runner, target, steps, z, torch.Generator().manual_seed(2))
-    return bool(torch.equal(x1, x2))
 
 
 # -- exact floor and metrics ---------------------------------------------------------------------
@@ -201,95 +151,6 @@ def _kl_full(f: GaussianField, S_gen_k: torch.Tensor, c0: torch.Tensor) -> float
     if float(lam.min()) <= 0:
         return math.inf
     return float(0.5 * (lam - 1 - torch.log(lam)).sum())
-
-
-def _site_basis(f: GaussianField, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``V`` site basis states ``(V, *lattice)`` and their zero-mode projections (the same at r > 0)."""
-    basis = torch.eye(f.V, dtype=dtype, device=device).reshape(f.V, *f.shape)
-    return basis, (lattice.remove_zero_mode(basis, f.d) if f.zero_mode_removed else basis)
-
-
-def _linearity_residual(out: torch.Tensor, pred: torch.Tensor, zero: torch.Tensor) -> float:
-    """``(|out - pred| + |zero|) / |out|``: how far probe outputs are from the linear prediction (and
-    the output of an all-zero input from 0), relative to the output norm."""
-    return (float((out - pred).norm()) + float(zero.norm())) / (float(out.norm()) or 1.0)
-
-
-def probe_covariance(runner: Runner, f: GaussianField, steps: int, dtype=torch.float64, device=None):
-    """Exact generated covariance of a deterministic (linear) sampler by basis-state probing.
-
-    Returns ``(Sigma_gen (V x V real space), linearity_residual)``; the residual compares the sampler's
-    output on a random start and on zero with the linear prediction (relative to the output norm).
-    """
-    V = f.V
-    _, P = _site_basis(f, dtype, device)
-    z = white_noise(f, 2, torch.Generator().manual_seed(777), dtype, device)
-    # one batch: the V basis states, two random starts, two zero starts (a batch-dependent sampler fails linearity)
-    out_all = _run(runner, f, steps, torch.cat([P, z, torch.zeros_like(z)]), None).reshape(V + 4, V)
-    out_all = out_all.to(torch.float64).cpu()
-    Y, out, zero = out_all[:V], out_all[V : V + 2], out_all[V + 2 :]
-    Sigma = Y.T @ Y
-    pred = z.reshape(2, V).to(torch.float64).cpu() @ Y
-    return Sigma, _linearity_residual(out, pred, zero)
-
-
-# Largest probe batch (rows x sites) for exact noise probing; beyond it Monte Carlo is used.
-MAX_NOISE_PROBE_ELEMENTS = 2**24
-
-
-def probe_noise_covariance(runner: Runner, f: GaussianField, steps: int, dtype=torch.float64, device=None):
-    """Exact generated covariance of a stochastic sampler that is linear in its start and its noise.
-
-    With the exact score, ``x_0 = A z + sum_j B_j xi_j`` (``xi_j`` the sampler's standard-normal draws),
-    so ``Sigma_gen = A Pi A^T + sum_j B_j B_j^T`` (``Pi`` the zero-mode projector of the start). One batched
-    run through ``runner.run_noise`` probes every column: rows ``[0, V)`` start from the projected site
-    basis with no noise, rows of block ``j + 1`` start from 0 and get the site basis as draw ``j``; two
-    extra rows (a random start with random draws, and all zeros) measure the linearity residual.
-    Returns ``(Sigma (V x V real space), residual, n_draws)``, or None where probing does not apply
-    (no ``run_noise``, draws not shaped like the batch, or more than MAX_NOISE_PROBE_ELEMENTS).
-    """
-    if runner.run_noise is None:
-        return None
-    V, shape = f.V, tuple(f.shape)
-    shapes: list = []
-
-    def count(shape_, dtype_, device_):
-        shapes.append(tuple(shape_))
-        return torch.zeros(shape_, dtype=dtype_ or dtype, device=device_ or device)
-
-    runner.run_noise(f, steps, torch.zeros((1, *shape), dtype=dtype, device=device), count)
-    M = len(shapes)
-    B = (M + 1) * V + 2
-    if any(s != (1, *shape) for s in shapes) or B * V > MAX_NOISE_PROBE_ELEMENTS:
-        return None
-    gen = torch.Generator().manual_seed(777)
-    z_r = white_noise(f, 1, gen, dtype)
-    xi_r = torch.randn((max(M, 1), *shape), generator=gen, dtype=dtype)
-    basis, P = _site_basis(f, dtype, None)
-    z = torch.zeros((B, *shape), dtype=dtype)
-    z[:V], z[-2] = P, z_r[0]
-    drawn = [0]
-
-    def draw(shape_, dtype_, device_):
-        j = drawn[0]
-        drawn[0] += 1
-        if tuple(shape_) != (B, *shape) or j >= M:
-            raise ValueError(f"draw {j} of shape {tuple(shape_)}: the probe run drew differently from the counting run")
-        out = torch.zeros((B, *shape), dtype=dtype)
-        out[(j + 1) * V : (j + 2) * V] = basis
-        out[-2] = xi_r[j]
-        return out.to(dtype=dtype_ or dtype, device=device_ or device)
-
-    x = check_output(runner.run_noise(f, steps, z.to(device=device), draw), z.to(device=device),
-                     f"{runner.name} at {steps} steps (noise probing)")
-    if f.zero_mode_removed:
-        x = lattice.remove_zero_mode(x, f.d)
-    x = x.to(torch.float64).cpu().reshape(B, V)
-    Y, out, zero = x[: B - 2], x[-2], x[-1]
-    Sigma = Y.T @ Y
-    inputs = torch.cat([z_r.reshape(1, V), xi_r[:M].reshape(M, V)]).to(torch.float64)  # one row per block
-    pred = torch.einsum("bv,bvw->w", inputs, Y.reshape(M + 1, V, V))
-    return Sigma, _linearity_residual(out, pred, zero), M
 
 
 def covariance_metrics(f: GaussianField, Sigma: torch.Tensor, floor: torch.Tensor) -> dict:

@@ -13,7 +13,8 @@ import torch
 from ..observables import kstat, kstat_bootstrap
 from ..targets import Phi4ZeroD, TwoGaussianMixture
 from .adapters import Runner
-from .checks import CheckResult, _run, check_output, white_noise
+from .checks import CheckResult
+from .running import _run, check_output, white_noise
 
 __all__ = ["mixture_check", "phi4_check", "phi4_lattice_check"]
 
