@@ -146,7 +146,7 @@ def capture(key: Hashable, loop: Loop, inputs: tuple[torch.Tensor, ...], *, comp
     shapes, dtypes and device and returns the same tuple. See the module docstring for the contract.
     """
     if any(x.requires_grad for x in inputs):
-        raise ValueError("fused=True runs without autograd: pass tensors that do not require grad (or fused=False)")
+        raise ValueError("a captured sampler (fused=True or 'graph') runs without autograd: pass tensors that do not require grad (or fused=False)")
     full_key = (key, compile, _signature(inputs))
     fn = _CAPTURED.get(full_key)
     if fn is None:

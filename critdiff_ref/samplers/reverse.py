@@ -8,10 +8,10 @@ with signed step ``dt = t_{i+1} - t_i = -h < 0``:
 
 The loop is visible (:func:`_integrate`); the step is a small named function (k-diffusion style).
 ``fused=True`` captures the whole N-step loop once per (score, process, grid, shape, dtype, device)
-and runs it compiled (:func:`.fused.capture`: one program, one CUDA graph on a GPU; ``fused="graph"``
-replays the recording without compiling); the reverse
-SDE's noise is then drawn before the loop, in the eager order, so fused and eager runs with the same
-generator are the same run to rounding.  Every step's ``torch.isfinite(x).all()`` is recorded by a :class:`~.guard.FiniteGuard` (checked at
+and runs it compiled (:func:`.fused.capture`: one program, one CUDA graph on a GPU); ``fused="graph"``
+replays the recording without compiling.  The reverse SDE's noise is then drawn before the loop, in
+the eager order, so fused and eager runs with the same generator are the same run to rounding.
+Every step's ``torch.isfinite(x).all()`` is recorded by a :class:`~.guard.FiniteGuard` (checked at
 every step on the CPU, every 64 steps on a GPU, without a per-step host sync) and a non-finite
 state raises :class:`FloatingPointError` naming the step and its times.  Shapes: ``x`` is
 ``(*batch, *event)``; dtype/device follow ``x_T``.
@@ -165,7 +165,8 @@ def probability_flow(
     ``t_min``), shape of ``x_T``; with ``return_trajectory=True`` also the ``(N + 1, *x_T.shape)`` states,
     with ``snapshots`` (step indices in ``[0, N]``; 0 is ``x_T``) only those, ``(len, *x_T.shape)``.
     ``fused=True`` runs the whole loop captured and compiled (module docstring; the first call per
-    score, grid and shape compiles, seconds to minutes; the score must not branch on tensor values);
+    score, grid and shape compiles, seconds to minutes; a Python branch of the score on tensor
+    values is recorded as it went on that first run);
     ``fused="graph"`` captures without compiling (a CUDA graph on a GPU, built in one run).
     """
     if method not in METHODS:
