@@ -20,7 +20,7 @@ import torch
 
 from .processes import Process, sde_drift
 from .samplers.guard import check_start, grid_floats, grid_guard
-from .samplers.reverse import Score
+from .samplers.reverse import Noise, Score, noise_source
 from .samplers.grids import resolve_grid
 
 __all__ = [
@@ -31,9 +31,6 @@ __all__ = [
     "replay_noise",
     "euler_maruyama",
 ]
-
-Noise = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
-
 
 # -- a higher-order stochastic sampler --------------------------------------------------------
 def reverse_sde_heun(
@@ -55,18 +52,14 @@ def reverse_sde_heun(
     Same signature as ``samplers.reverse_sde``; shapes ``(*batch, *event)``.
     """
     check_start(x_T)
-    if noise is not None and not callable(noise):
-        raise TypeError(f"noise must be a callable (x, generator) -> tensor, got {type(noise).__name__}")
+    draw = noise_source(noise, generator)
     times = grid_floats(resolve_grid(process, steps, grid, t_min))
     x = x_T
     guard = grid_guard(times, x.device, "reverse_sde_heun")
     for i in range(len(times) - 1):
         t, t_next = times[i], times[i + 1]
         dt, sqrt_h = t_next - t, math.sqrt(t - t_next)
-        if noise is None:
-            z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        else:
-            z = noise(x, generator)
+        z = draw(x)
         g0, g1 = float(process.g(t)), float(process.g(t_next))
         f0 = sde_drift(process, score, x, t)
         x_pred = x + dt * f0 + g0 * sqrt_h * z

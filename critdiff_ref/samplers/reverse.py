@@ -82,6 +82,20 @@ def euler_maruyama_step(
     return euler_step(drift, x, t, dt) + float(process.g(t)) * math.sqrt(-dt) * z
 
 
+def noise_source(noise: Noise | None, generator: torch.Generator | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The per-step draw of a stochastic sampler: ``noise(x, generator)``, or standard normals shaped,
+    typed and placed like ``x`` from ``generator`` when ``noise`` is None (TypeError for a non-callable)."""
+    if noise is not None and not callable(noise):
+        raise TypeError(f"noise must be a callable (x, generator) -> tensor, got {type(noise).__name__}")
+
+    def draw(x: torch.Tensor) -> torch.Tensor:
+        if noise is None:
+            return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        return noise(x, generator)
+
+    return draw
+
+
 # -- helpers ----------------------------------------------------------------------------------
 def _kept_steps(n_steps: int, return_trajectory: bool, snapshots) -> list[int] | None:
     """Step indices whose states are returned (0 = x_T, n_steps = x_0), or None for x_0 only."""
@@ -122,13 +136,13 @@ def _integrate(advance: Callable, x: torch.Tensor, n_steps: int, keep: list[int]
 
 
 def _run(
-    advance: Callable, x_T: torch.Tensor, noise: tuple, guard: FiniteGuard, keep: list[int] | None, key, fused=False
+    advance: Callable, x_T: torch.Tensor, noise: tuple, guard: FiniteGuard, keep: list[int] | None, key, fused
 ):
-    """The sampler loop, eager (``key is None``) or captured under ``key`` with ``noise`` as inputs,
+    """The sampler loop, eager (``fused=False``) or captured under ``key`` with ``noise`` as inputs,
     compiled (``fused=True``) or replayed as recorded (``fused="graph"``).
     ``advance(i, x, *noise)``; eager advance draws its own noise (``noise = ()``)."""
     n_steps = guard.ok.numel()
-    if key is None:
+    if not fused:
         x, saved = _integrate(advance, x_T, n_steps, keep, guard)
         return _result(x, saved, keep)
 
@@ -184,7 +198,7 @@ def probability_flow(
 
     keep = _kept_steps(len(times) - 1, return_trajectory, snapshots)
     guard = grid_guard(times, x_T.device, f"probability_flow[{method}]")
-    key = ("probability_flow", Identity(score), process, method, tuple(times), keep and tuple(keep)) if fused else None
+    key = ("probability_flow", Identity(score), process, method, tuple(times), keep and tuple(keep))
     return _run(advance, x_T, (), guard, keep, key, fused)
 
 
@@ -213,15 +227,9 @@ def reverse_sde(
     eager order, so ``noise`` must depend on its ``x`` only through shape, dtype and device.
     """
     check_start(x_T)
-    if noise is not None and not callable(noise):
-        raise TypeError(f"noise must be a callable (x, generator) -> tensor, got {type(noise).__name__}")
+    draw = noise_source(noise, generator)
     fused = check_fused(fused, x_T.device, graph=True)
     times = grid_floats(resolve_grid(process, steps, grid, t_min))
-
-    def draw(x: torch.Tensor) -> torch.Tensor:
-        if noise is None:
-            return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        return noise(x, generator)
 
     def advance(i: int, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         z_i = draw(x) if z is None else z[i]
@@ -229,10 +237,10 @@ def reverse_sde(
 
     keep = _kept_steps(len(times) - 1, return_trajectory, snapshots)
     guard = grid_guard(times, x_T.device, "reverse_sde")
-    if not fused:
-        return _run(advance, x_T, (), guard, keep, None)
-    z = torch.stack([draw(x_T) for _ in range(len(times) - 1)])
     key = ("reverse_sde", Identity(score), process, tuple(times), keep and tuple(keep))
+    if not fused:
+        return _run(advance, x_T, (), guard, keep, key, fused)
+    z = torch.stack([draw(x_T) for _ in range(len(times) - 1)])
     return _run(advance, x_T, (z,), guard, keep, key, fused)
 
 

@@ -50,7 +50,8 @@ def require_triton(device: torch.device | str) -> None:
 
 def draw_seed(generator: torch.Generator | None, device: torch.device | str) -> torch.Tensor:
     """A Philox seed in ``[0, 2^31)`` from ``generator`` as a one-element int64 tensor on ``device``
-    (one per update, so the run follows the generator; drawn where the generator lives, no host sync)."""
+    (one per update, so the run follows the generator).  Drawn where the generator lives: a generator
+    on the chains' GPU costs no host synchronisation, a CPU generator one small copy per update."""
     gen_device = generator.device if generator is not None else torch.device("cpu")
     seed = torch.randint(0, 2**31 - 1, (1,), generator=generator, dtype=torch.int64, device=gen_device)
     return seed.to(device)
@@ -89,8 +90,14 @@ def _prepare(target: Phi4Lattice, phi: torch.Tensor) -> torch.Tensor:
 
 
 def _coefficients(phi: torch.Tensor, *values: float) -> torch.Tensor:
-    """Scalars for a kernel in the dtype of ``phi`` (Triton passes Python floats as float32)."""
-    return torch.tensor(values, dtype=phi.dtype, device=phi.device)
+    """Scalars for a kernel in the dtype of ``phi`` (Triton passes Python floats as float32), built
+    once per (values, dtype, device): a chain reuses them instead of copying them to the GPU each update."""
+    return _coefficient_tensor(tuple(float(v) for v in values), phi.dtype, phi.device)
+
+
+@functools.lru_cache(maxsize=64)
+def _coefficient_tensor(values: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.tensor(values, dtype=dtype, device=device)  # read-only: the kernels only load it
 
 
 def _kernel(name: str, device: torch.device):
