@@ -16,7 +16,7 @@ import importlib.util
 import torch
 
 from critdiff_ref import VP, GaussianField, Phi4Lattice, exact_score
-from critdiff_ref.samplers import triton_mcmc
+from critdiff_ref.samplers.mcmc import triton_steps as triton_mcmc
 from critdiff_ref.samplers.fused import require_compiler
 from critdiff_ref.samplers.mcmc import hmc_step, langevin_step, leapfrog, metropolis_sweep
 
@@ -162,7 +162,7 @@ class FusedMCMCBandwidth(_ChainBandwidth):
 
 
 class TritonMCMCBandwidth(_ChainBandwidth):
-    """Langevin step and Metropolis sweep with ``fused="triton"`` (:mod:`critdiff_ref.samplers.triton_mcmc`:
+    """Langevin step and Metropolis sweep with ``fused="triton"`` (:mod:`critdiff_ref.samplers.mcmc.triton_steps`:
     one kernel per update, noise drawn in-kernel) against the copy roofline; the byte counts of
     :class:`MCMCBandwidth` are then the kernels' real traffic.  CUDA only (Triton's CPU interpreter is
     a test vehicle, not a fast path)."""
@@ -191,14 +191,14 @@ class TritonMCMCBandwidth(_ChainBandwidth):
     track_metropolis_bandwidth_fraction.unit = "fraction of copy bandwidth"
 
 
-def _dmmc_module():
-    """:mod:`critdiff_ref.samplers.dmmc` if it exists with the API used here, else NotImplementedError (skip)."""
+def _likelihood_module():
+    """:mod:`critdiff_ref.samplers.likelihood` if it exists with the API used here, else NotImplementedError (skip)."""
     try:
-        module = importlib.import_module("critdiff_ref.samplers.dmmc")
+        module = importlib.import_module("critdiff_ref.samplers.likelihood")
     except ImportError as exc:
-        raise NotImplementedError(f"critdiff_ref.samplers.dmmc is not available: {exc}") from exc
+        raise NotImplementedError(f"critdiff_ref.samplers.likelihood is not available: {exc}") from exc
     if not all(hasattr(module, name) for name in ("pf_sample", "exact_prior")):
-        raise NotImplementedError("critdiff_ref.samplers.dmmc lacks pf_sample / exact_prior")
+        raise NotImplementedError("critdiff_ref.samplers.likelihood lacks pf_sample / exact_prior")
     return module
 
 
@@ -217,15 +217,15 @@ class DiffusionMCMCProposal:
     timeout = 300
 
     def setup(self, L, device, divergence):
-        dmmc = _dmmc_module()
+        likelihood = _likelihood_module()
         self.device, self.dtype = resolve(device, "float64")
         require_sites(L, 2, 4, device)
         if divergence == "exact" and 4 * L**4 > EXACT_DIVERGENCE_COST[device]:
             raise NotImplementedError(f"exact divergence: 4 V^2 = {4 * L**4} over the cap on {device}")
         field, self.process = GaussianField(L, 2, 0.5), VP()
         self.score = exact_score(field, self.process)
-        self.prior = dmmc.exact_prior(field, self.process)
-        self.pf_sample = dmmc.pf_sample
+        self.prior = likelihood.exact_prior(field, self.process)
+        self.pf_sample = likelihood.pf_sample
         self.gen = torch.Generator(device=self.device).manual_seed(0)
         self.divergence = divergence
 

@@ -1,6 +1,8 @@
 """critdiff_ref: reference diffusion models on statistical-field-theory targets with exact answers."""
 
-from . import lattice, processes, scores, targets, validate
+import importlib
+
+from . import _moved, lattice, processes, scores, targets, validate
 from .processes import OU, VE, VP, Brownian
 from .scores import exact_score
 from .targets import (
@@ -15,6 +17,17 @@ from .targets import (
 )
 
 __version__ = "0.1.0"
+
+_moved.install()  # old import paths the README once gave (critdiff_ref.mutants, ...), deprecated
+
+
+def __getattr__(name: str):
+    """``from critdiff_ref import condensation`` etc.: the deprecated stand-ins of :mod:`._moved`."""
+    full = f"{__name__}.{name}"
+    if full in _moved.MOVED:
+        return importlib.import_module(full)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "lattice",

@@ -19,13 +19,13 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("validate", "critdiff_ref.validate.cli",
      "validate a diffusion sampler against exact answers (default: ours + diffusers schedulers)"),
     ("facts", "critdiff_ref.cli", "print a target's exact facts (mode variances, cumulants, scores)"),
-    ("mutants", "critdiff_ref.mutants",
+    ("mutants", "critdiff_ref.validate.mutants",
      "validator power matrix: planted-bug samplers must fail, correct ones pass"),
     ("train", "critdiff_ref.trainers.experiment",
      "steps to accuracy: one-layer vs two-layer vs local linear scores (THEORY 3-5)"),
     ("thermo", "critdiff_ref.thermo",
      "Curie-Weiss fixed points, m, chi and exact REM participation ratios (THEORY 7)"),
-    ("phi4", "critdiff_ref.phi4_experiment",
+    ("phi4", "critdiff_ref.phi4.experiment",
      "lattice phi^4: HMC observables with errors; --train-dm adds a diffusion model and DM-MCMC"),
     ("report", "critdiff_ref.report", "reproduce the papers' phenomena: figures, numbers, pass/fail"),
 ]
@@ -34,7 +34,7 @@ DEFAULT_COMMAND = "validate"
 
 
 def add_facts_parser(sub) -> argparse.ArgumentParser:
-    from . import facts
+    from .theory import facts
 
     p = sub.add_parser("facts", help="print a target's exact facts (mode variances, cumulants, scores)")
     p.add_argument("--target", choices=sorted(facts.TARGETS), default="gaussian-field")
@@ -48,7 +48,7 @@ def add_facts_parser(sub) -> argparse.ArgumentParser:
 
 
 def run_facts(args: argparse.Namespace) -> int:
-    from . import facts
+    from .theory import facts
 
     result = facts.target_facts(args.target, args.process, L=args.L, d=args.d, r=args.r, times=args.times)
     print(facts.format_facts(result))

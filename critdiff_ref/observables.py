@@ -6,7 +6,7 @@
 - phi^4 observables: ``M``, ``|M|``, ``chi_2``, Binder ``U_L``, connected two-point functions.
 
 Errors of Monte Carlo estimates (bootstrap, jackknife, autocorrelation, Gamma method, ``tau_int``)
-are in :mod:`critdiff_ref.errors`; their public names are re-exported here.
+are in :mod:`critdiff_ref.errors`.
 
 Samples have the sample axis first: ``(N, *rest)``; all estimators reduce over that axis.
 """
@@ -25,24 +25,10 @@ from . import lattice
 from ._args import float_tensor as _as_float_tensor, integer as _check_int
 from .errors import (
     Estimate,
-    GammaResult,
-    autocorrelation,
-    bootstrap,
-    effective_sample_size,
-    gamma_method,
     jackknife,
 )
 
 __all__ = [
-    # re-exported from .errors
-    "Estimate",
-    "GammaResult",
-    "bootstrap",
-    "jackknife",
-    "autocorrelation",
-    "gamma_method",
-    "effective_sample_size",
-    # defined here
     "kstat",
     "kstat_coefficients",
     "kstat_bootstrap",

@@ -4,7 +4,7 @@ With ``beta_tilde = nu beta a |x|`` the mean participation ratio ``E[Y]`` tends 
 ``beta_c = 2 sqrt(ln 2)`` and to ``1 - beta_c / beta_tilde`` above it.  The finite-M value is
 computed exactly (``condensation.rem_participation_ratio_exact``: a one-dimensional quadrature of
 ``1/Z^2 = int s e^{-sZ} ds``), so the trends in M are checked on deterministic numbers with the
-finite-size corrections of ``critdiff_ref.condensation``'s docstring:
+finite-size corrections of ``critdiff_ref.thermo.condensation``'s docstring:
 
 - above ``beta_c``: ``E_M[Y] - (1 - beta_c/beta_tilde) = delta_M + next order`` with the Gumbel shift
   ``delta_M = (beta_c - beta_c(M)) / beta_tilde = ln(4 pi M ln 2) / (2 M sqrt(ln 2) beta_tilde)``;
@@ -24,7 +24,7 @@ import pytest
 import torch
 from scipy import stats
 
-from critdiff_ref import condensation as cond
+from critdiff_ref.thermo import condensation as cond
 from critdiff_ref.processes import Brownian
 
 BETA_C = cond.REM_BETA_C

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from critdiff_ref import lattice
 from critdiff_ref.processes import VE, VP
-from critdiff_ref.samplers import dmmc
+from critdiff_ref.samplers import dmmc, likelihood
 from critdiff_ref.scores import exact_score
 from critdiff_ref.strategies import seeds
 from critdiff_ref.targets import GaussianField, Phi4Lattice
@@ -74,7 +74,7 @@ def test_exact_score_dm_mcmc_accepts_almost_everything(target, process, seed):
     """With the exact score, ODE-integrated log q and the N(0, Xi(T)) start, acceptance >= 0.97."""
     gen = torch.Generator().manual_seed(seed)
     score = exact_score(target, process)
-    prior = dmmc.isotropic_prior(process, target.L, target.d)
+    prior = likelihood.isotropic_prior(process, target.L, target.d)
     res = dmmc.dm_mcmc(target, score, process, prior, n_chains=16, n_iter=12, steps=16, generator=gen)
     sigma_w = float(res.log_w.std())
     # per mode the start mismatch gives Var(log w) = (c0 / C_T)^2 / 2 <= (0.5 / 40)^2 / 2 (VE: Xi(T) = 96.9;
@@ -92,7 +92,7 @@ def test_dm_mcmc_with_a_wrong_score_restores_the_exact_covariance(target, proces
     field = target.free_field()
     wrong = GaussianField(field.L, field.d, field.r, amplitude=1.3 * field.amplitude)
     score = exact_score(wrong, process)
-    prior = dmmc.isotropic_prior(process, target.L, target.d, data_variance=0.0)
+    prior = likelihood.isotropic_prior(process, target.L, target.d, data_variance=0.0)
     R, burn_in, n_iter = 32, 40, 120
     # log q of the discretised flow map (Jacobian log-det) is exact for any step count: 8 RK4 steps
     res = dmmc.dm_mcmc(target, score, process, prior, n_chains=R, n_iter=n_iter, steps=8, log_q="jacobian",
@@ -123,7 +123,7 @@ def test_dm_mcmc_with_ode_log_q_and_a_wrong_score_restores_the_covariance(target
     field = target.free_field()
     wrong = GaussianField(field.L, field.d, field.r, amplitude=1.3 * field.amplitude)
     process = VE()
-    prior = dmmc.isotropic_prior(process, target.L, target.d)
+    prior = likelihood.isotropic_prior(process, target.L, target.d)
     res = dmmc.dm_mcmc(target, exact_score(wrong, process), process, prior, n_chains=32, n_iter=120, steps=16,
                        log_q="exact", burn_in=40, generator=gen)
     v, se = mode_power(res.samples, target.d)

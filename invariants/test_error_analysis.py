@@ -17,7 +17,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from critdiff_ref.observables import autocorrelation, bootstrap, gamma_method, jackknife
+from critdiff_ref.errors import autocorrelation, bootstrap, gamma_method, jackknife
 from critdiff_ref.strategies import seeds
 from critdiff_ref.testing import assert_close
 

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from critdiff_ref.processes import VE, VP
-from critdiff_ref.samplers import dmmc
+from critdiff_ref.samplers import likelihood
 from critdiff_ref.samplers.exact import ode_gain
 from critdiff_ref.samplers.grids import time_grid
 from critdiff_ref.scores import exact_score
@@ -53,12 +53,12 @@ def test_pf_likelihood_with_exact_score_converges_at_the_method_order(target, pr
     """log q from the PF-ODE with the exact score -> exact log p_0, error ~ h^p with p the method's order."""
     field = target.free_field()
     score = exact_score(target, process)
-    prior = dmmc.exact_prior(field, process)
+    prior = likelihood.exact_prior(field, process)
     x0 = field.sample(2, torch.Generator().manual_seed(seed), dtype=torch.float64)
     exact = field.log_density(x0)
     errs = []
     for steps in STEPS[method]:
-        log_q = dmmc.pf_log_likelihood(score, process, x0, prior, steps=steps, method=method)
+        log_q = likelihood.pf_log_likelihood(score, process, x0, prior, steps=steps, method=method)
         errs.append(float((log_q - exact).abs().max()))
     slope = -np.polyfit(np.log(STEPS[method]), np.log(errs), 1)[0]
     # window [p - 0.3, p + 0.8] around the order p: covers the observed spread (see STEPS) and still
@@ -73,7 +73,7 @@ def test_exact_divergence_of_the_fourier_score_is_the_sum_of_the_kernel(target, 
     """div_x s_t(x) = sum_k K_t(k) for the linear Fourier score, at every x."""
     field = target.free_field()
     x = field.sample(3, torch.Generator().manual_seed(seed), dtype=torch.float64)
-    div = dmmc.divergence_exact(exact_score(target, process), x, t)
+    div = likelihood.divergence_exact(exact_score(target, process), x, t)
     expected = field.score_kernel(process, t).sum().expand(3)
     # V vector-Jacobian products through two FFTs: a few hundred ulps of |sum K|
     assert_close(div, expected, ulps=512)
@@ -85,7 +85,7 @@ def test_exact_divergence_equals_trace_of_full_jacobian(d, seed):
     target = Phi4Lattice(4 if d < 3 else 2, d, 0.2, 0.5)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn((3, *target.shape), generator=gen, dtype=torch.float64)
-    div = dmmc.divergence_exact(lambda y, t: target.force(y), x, 0.0)
+    div = likelihood.divergence_exact(lambda y, t: target.force(y), x, 0.0)
     traces = []
     for xi in x:
         J = torch.autograd.functional.jacobian(lambda y: target.force(y).reshape(-1), xi)
@@ -105,9 +105,9 @@ def test_hutchinson_over_all_sign_vectors_is_the_exact_trace(L, t, seed):
     x = target.free_field().sample(2, torch.Generator().manual_seed(seed), dtype=torch.float64)
     signs = torch.tensor(list(itertools.product([-1.0, 1.0], repeat=L)), dtype=torch.float64)  # (2^V, V)
     probes = signs.unsqueeze(1).expand(-1, 2, L).contiguous()
-    est = dmmc.divergence_hutchinson(score, x, t, probes)
+    est = likelihood.divergence_hutchinson(score, x, t, probes)
     # 2^V terms of size |J| summed: a few hundred ulps of the trace
-    assert_close(est, dmmc.divergence_exact(score, x, t), ulps=1024)
+    assert_close(est, likelihood.divergence_exact(score, x, t), ulps=1024)
 
 
 @FEW
@@ -117,12 +117,12 @@ def test_integrated_hutchinson_likelihood_is_unbiased(target, seed):
     process = VE()
     field = target.free_field()
     score = exact_score(target, process)
-    prior = dmmc.exact_prior(field, process)
+    prior = likelihood.exact_prior(field, process)
     gen = torch.Generator().manual_seed(seed)
     R = 400
     x0 = field.sample(1, gen, dtype=torch.float64).expand(R, *target.shape).contiguous()
-    exact = dmmc.pf_log_likelihood(score, process, x0[:1], prior, steps=8)
-    hutch = dmmc.pf_log_likelihood(score, process, x0, prior, steps=8, divergence="hutchinson", generator=gen)
+    exact = likelihood.pf_log_likelihood(score, process, x0[:1], prior, steps=8)
+    hutch = likelihood.pf_log_likelihood(score, process, x0, prior, steps=8, divergence="hutchinson", generator=gen)
     se = float(hutch.std()) / math.sqrt(R)
     assert se > 0  # the probes do vary (otherwise the check is vacuous)
     # 5 sigma over R = 400 independent probe sets: two-sided normal tail 6e-7 per example
@@ -135,16 +135,16 @@ def test_flow_jacobian_density_matches_the_exact_per_mode_gains(target, process,
     exact log-density is log p_T(x_T) - sum_k log|gain_k| with ode_gain's per-mode factors."""
     field = target.free_field()
     score = exact_score(target, process)
-    prior = dmmc.isotropic_prior(process, target.L, target.d)
+    prior = likelihood.isotropic_prior(process, target.L, target.d)
     xT = prior.sample(2, torch.Generator().manual_seed(seed))
-    x0, log_q = dmmc.flow_jacobian_log_density(score, process, xT, prior, steps=steps, method=method)
+    x0, log_q = likelihood.flow_jacobian_log_density(score, process, xT, prior, steps=steps, method=method)
     grid = time_grid(process, steps)
     gain = ode_gain(lambda t: field.score_kernel(process, float(t)), process, grid, method)
     expected = prior.log_prob(xT) - torch.log(gain.abs()).sum()
     # log-det of a V x V matrix from V backward passes vs a sum of V logs: 1e3 ulps of |log q|
     assert_close(log_q, expected, ulps=1024)
     # the same number is the density of N(0, gain^2 Xi(T)) per mode at x_0
-    assert_close(log_q, dmmc.ModePrior(gain**2 * prior.mode_variance, target.d).log_prob(x0), ulps=1024)
+    assert_close(log_q, likelihood.ModePrior(gain**2 * prior.mode_variance, target.d).log_prob(x0), ulps=1024)
 
 
 @given(free_theories(max_V=16), st.floats(0.3, 3.0), seeds())
@@ -154,19 +154,19 @@ def test_gaussian_control_variate_keeps_hutchinson_unbiased_and_exact_for_its_ow
     process = VE()
     field = target.free_field()
     score = exact_score(target, process)
-    prior = dmmc.exact_prior(field, process)
+    prior = likelihood.exact_prior(field, process)
     gen = torch.Generator().manual_seed(seed)
     x0 = field.sample(3, gen, dtype=torch.float64)
-    exact = dmmc.pf_log_likelihood(score, process, x0, prior, steps=6)
-    own = dmmc.ModePrior(field.c0(), target.d)
-    same = dmmc.pf_log_likelihood(score, process, x0, prior, steps=6, divergence="hutchinson", control_variate=own,
+    exact = likelihood.pf_log_likelihood(score, process, x0, prior, steps=6)
+    own = likelihood.ModePrior(field.c0(), target.d)
+    same = likelihood.pf_log_likelihood(score, process, x0, prior, steps=6, divergence="hutchinson", control_variate=own,
                                   generator=gen)
     # residual score is 0 up to rounding of two FFT pairs: the integrated estimate equals the exact one
     assert_close(same, exact, rtol=0.0, atol=1e3 * torch.finfo(torch.float64).eps * float(exact.abs().max()))
     R = 200
     xr = x0[:1].expand(R, *target.shape).contiguous()
-    off = dmmc.ModePrior(factor * field.c0(), target.d)
-    est = dmmc.pf_log_likelihood(score, process, xr, prior, steps=6, divergence="hutchinson", control_variate=off,
+    off = likelihood.ModePrior(factor * field.c0(), target.d)
+    est = likelihood.pf_log_likelihood(score, process, xr, prior, steps=6, divergence="hutchinson", control_variate=off,
                                  generator=gen)
     se = float(est.std()) / math.sqrt(R)
     # 5 sigma over R = 200 independent probe sets (normal tail 6e-7); se = 0 only if factor == 1

@@ -3,7 +3,7 @@
 The reverse SDE with the exact score of the empirical distribution ends on the training points as
 ``t -> 0``, and the self weight of the point a path ends on passes 1/2 at the memorisation onset
 ``t_mem = R^2 / (2 sigma^2 ln N)`` (points on a sphere of radius R in d >> ln N dims; derivation
-and finite-size corrections in ``critdiff_ref.condensation``): more data, later onset in reverse
+and finite-size corrections in ``critdiff_ref.thermo.condensation``): more data, later onset in reverse
 time.  Paths come from ``critdiff_ref.samplers.reverse_sde`` started exactly from ``p_T`` (a data
 point plus noise), on a geometric grid that resolves the ``1/t`` stiffness of the score.
 """
@@ -16,7 +16,7 @@ import pytest
 import torch
 from scipy import stats
 
-from critdiff_ref import condensation as cond
+from critdiff_ref.thermo import condensation as cond
 from critdiff_ref.processes import Brownian
 from critdiff_ref.samplers import reverse_sde
 from critdiff_ref.targets import EmpiricalDataset

@@ -2,7 +2,7 @@
 
 Claims: on the Gaussian field (exact linear score) Euler–Maruyama has weak order 1 and strong
 order 1 — not 1/2, because the reverse diffusion SDE has additive noise (``g`` depends on ``t``
-only; the Milstein correction vanishes, see ``critdiff_ref.sde_order``) — and stochastic Heun
+only; the Milstein correction vanishes, see ``critdiff_ref.validate.sde_order``) — and stochastic Heun
 has weak order 2.  Weak errors are exact (per-mode variance recursions, and the same numbers by
 probing the sampler code through linearity); strong errors are exact mean squares, confirmed by
 Monte Carlo over Brownian paths with fixed seeds.  Geometric Brownian motion (multiplicative noise)
@@ -22,18 +22,20 @@ from hypothesis import strategies as st
 from critdiff_ref import OU, VE, VP, GaussianField, exact_score
 from critdiff_ref.processes import sde_drift
 from critdiff_ref.samplers import exact_start, reverse_sde, score_kernel_fn, sde_variance, stiffness, time_grid
-from critdiff_ref.sde_order import (
+from critdiff_ref.samplers.sde_schemes import (
     brownian_increments,
     coarsen_increments,
-    em_strong_mse,
     euler_maruyama,
+    refine_grid,
+    replay_noise,
+    reverse_sde_heun,
+)
+from critdiff_ref.validate.sde_order import (
+    em_strong_mse,
     fit_order,
     heun_variance,
     linear_sampler_variance,
     probe_linear_sampler,
-    refine_grid,
-    replay_noise,
-    reverse_sde_heun,
     strong_error,
     strong_order,
     weak_error,

@@ -9,7 +9,7 @@ import torch
 from scipy.integrate import quad
 
 from critdiff_ref.processes import VE, VP
-from critdiff_ref.samplers import dmmc
+from critdiff_ref.samplers import likelihood
 from critdiff_ref.scores import exact_score
 from critdiff_ref.targets import Phi4Lattice
 from critdiff_ref.testing import assert_close
@@ -180,4 +180,4 @@ def test_unet_divergences_agree():
     signs = torch.tensor(list(itertools.product([-1.0, 1.0], repeat=4)), dtype=torch.float64)
     probes = signs.unsqueeze(1).expand(-1, 3, 4).contiguous()
     # averaging over all 2^V sign vectors is exact (E[eps eps^T] = I): rounding only
-    assert_close(dmmc.divergence_hutchinson(model, x, 0.5, probes), dmmc.divergence_exact(model, x, 0.5), ulps=4096)
+    assert_close(likelihood.divergence_hutchinson(model, x, 0.5, probes), likelihood.divergence_exact(model, x, 0.5), ulps=4096)

@@ -1,5 +1,5 @@
-"""Unit tests for critdiff_ref.ensemble (parameters, generation, summaries, atomic .npz files) and the
-``phi4`` experiment / sub-command built on it (critdiff_ref.phi4_experiment)."""
+"""Unit tests for critdiff_ref.phi4.ensemble (parameters, generation, summaries, atomic .npz files) and the
+``phi4`` experiment / sub-command built on it (critdiff_ref.phi4.experiment)."""
 
 import argparse
 import json
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from critdiff_ref import ensemble
-from critdiff_ref import phi4_experiment as pe
+from critdiff_ref.phi4 import ensemble
+from critdiff_ref.phi4 import experiment as pe
 from critdiff_ref.observables import binder_cumulant, susceptibility
 
 
@@ -160,8 +160,8 @@ def test_phi4_experiment_reproduces_the_free_field_susceptibility():
 
 def test_hmc_and_phi4_files_carry_the_same_summary(tmp_path):
     """`critdiff phi4 --out` and run_hmc_experiment(out=...) write the same summary keys for the same run."""
-    from critdiff_ref.ensemble import load_ensemble, run_hmc_experiment
-    from critdiff_ref.phi4_experiment import run_phi4_experiment
+    from critdiff_ref.phi4.ensemble import load_ensemble, run_hmc_experiment
+    from critdiff_ref.phi4.experiment import run_phi4_experiment
 
     kw = dict(L=4, d=2, kappa=0.2, lam=0.022, n_chains=2, n_traj=6, burn_in=2)
     run_hmc_experiment(**kw, out=str(tmp_path / "hmc.npz"))

@@ -1,4 +1,4 @@
-"""The validator's own power test (issue 10): every planted-bug sampler in critdiff_ref.mutants FAILS
+"""The validator's own power test (issue 10): every planted-bug sampler in critdiff_ref.validate.mutants FAILS
 validate() and the report names the check that caught it and by how much; every correct sampler PASSES.
 
 - CI: one critical field (d = 1, L = 8), the Gaussian checks only (exact probing for deterministic
@@ -20,7 +20,8 @@ import os
 import pytest
 
 from critdiff_ref import GaussianField
-from critdiff_ref.mutants import CORRECT, MUTANTS, power_matrix
+from critdiff_ref.validate.mutant_catalogue import CORRECT, MUTANTS
+from critdiff_ref.validate.mutants import power_matrix
 from critdiff_ref.validate import validate
 
 SLOW = pytest.mark.skipif(os.environ.get("CRITDIFF_SLOW") != "1", reason="slow: set CRITDIFF_SLOW=1")

@@ -1,4 +1,4 @@
-"""Unit tests for critdiff_ref.mutants: the correct references equal the library samplers, and every
+"""Unit tests for critdiff_ref.validate.mutants: the correct references equal the library samplers, and every
 mutant is a real deviation from its parent (it changes the output) in the convention it claims."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from critdiff_ref import VE, VP, GaussianField, exact_score
-from critdiff_ref.mutants import (
+from critdiff_ref.validate.mutants import power_matrix
+from critdiff_ref.validate.mutant_catalogue import (
     CORRECT,
     DDIMLikeScheduler,
     MUTANTS,
     PARENTS,
     Entry,
-    power_matrix,
     ref_edm_heun,
     ref_em,
     ref_pf_euler,
@@ -25,7 +25,7 @@ from critdiff_ref.mutants import (
 from critdiff_ref.samplers import probability_flow, reverse_sde
 from critdiff_ref.testing import assert_close
 from critdiff_ref.validate import ADAPTERS, make_runner, validate
-from critdiff_ref.validate.adapters import edm_heun, exact_denoiser, karras_sigmas
+from critdiff_ref.validate import edm_heun, exact_denoiser, karras_sigmas
 
 FIELD = GaussianField(6, 1, 0.0)
 
@@ -134,7 +134,7 @@ def test_run_mutants_prints_the_matrix_and_sets_the_exit_code(capsys, tmp_path):
     import argparse
     import json
 
-    from critdiff_ref.mutants import add_mutants_parser, run_mutants
+    from critdiff_ref.validate.mutants import add_mutants_parser, run_mutants
 
     parser = argparse.ArgumentParser()
     add_mutants_parser(parser.add_subparsers(dest="command"))

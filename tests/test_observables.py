@@ -9,6 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from critdiff_ref import errors
 from critdiff_ref import observables as obs
 from critdiff_ref.strategies import seeds
 from critdiff_ref.targets import Phi4Lattice
@@ -57,7 +58,7 @@ def test_binder_cumulant_of_gaussian_magnetization_is_zero():
     """Gaussian M (symmetric phase / free field): <M^4> = 3 <M^2>^2, U_L -> 0 (delta-method error)."""
     gen = torch.Generator().manual_seed(4)
     M = torch.randn(50_000, generator=gen, dtype=torch.float64)
-    est = obs.jackknife(obs.binder_cumulant, M, n_blocks=50)
+    est = errors.jackknife(obs.binder_cumulant, M, n_blocks=50)
     # the blocked jackknife estimates the estimator's sd (bias O(1/N) << err); 5 sigma: tail 6e-7
     assert abs(float(est.value)) < 5 * float(est.err)
 
@@ -80,7 +81,7 @@ def test_phi4_observables_are_the_plug_in_values():
 def test_gamma_method_of_independent_data_is_the_naive_error():
     gen = np.random.default_rng(0)
     x = gen.normal(size=(4000, 4))
-    g = obs.gamma_method(x)
+    g = errors.gamma_method(x)
     # white noise: tau_int = 1/2 within its error (Wolff eq. 42), err = sd / sqrt(N) within ~a few %
     assert abs(g.tau_int - 0.5) < 4 * g.tau_int_err + 0.02
     assert abs(g.err / (x.std() / math.sqrt(x.size)) - 1) < 0.1
@@ -89,17 +90,17 @@ def test_gamma_method_of_independent_data_is_the_naive_error():
 
 def test_error_analysis_rejects_bad_input():
     with pytest.raises(ValueError, match="S must be"):
-        obs.gamma_method(np.zeros(10), S=0.0)
+        errors.gamma_method(np.zeros(10), S=0.0)
     with pytest.raises(ValueError, match=r"shape \(N,\) or \(N, R\)"):
-        obs.gamma_method(np.zeros((4, 3, 2)))
+        errors.gamma_method(np.zeros((4, 3, 2)))
     with pytest.raises(TypeError, match="scalar"):
-        obs.gamma_method(np.ones((10, 2, 2)) + np.arange(10)[:, None, None], lambda a: a)
+        errors.gamma_method(np.ones((10, 2, 2)) + np.arange(10)[:, None, None], lambda a: a)
     with pytest.raises(ValueError, match="non-finite"):
-        obs.gamma_method(np.array([1.0, np.nan, 2.0]))
+        errors.gamma_method(np.array([1.0, np.nan, 2.0]))
     with pytest.raises(ValueError, match="n_blocks"):
-        obs.jackknife(lambda m: m.mean(), torch.zeros(10), n_blocks=11)
+        errors.jackknife(lambda m: m.mean(), torch.zeros(10), n_blocks=11)
     with pytest.raises(ValueError, match="n_boot"):
-        obs.bootstrap(lambda m: m.mean(), torch.zeros(10), n_boot=1)
+        errors.bootstrap(lambda m: m.mean(), torch.zeros(10), n_boot=1)
     with pytest.raises(ValueError, match="lattice axes"):
         obs.connected_two_point(torch.zeros(4, 4), 2)
     with pytest.raises(TypeError, match="d must be an int"):

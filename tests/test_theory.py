@@ -7,7 +7,8 @@ import pytest
 import torch
 from scipy import special
 
-from critdiff_ref import theory, theory_generation
+from critdiff_ref import theory
+from critdiff_ref.theory import generation as theory_generation
 from critdiff_ref.processes import OU, VE
 from critdiff_ref.targets import GaussianField
 

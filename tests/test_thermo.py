@@ -1,4 +1,4 @@
-"""Unit tests of critdiff_ref.thermo and critdiff_ref.condensation: input validation, dtypes,
+"""Unit tests of critdiff_ref.thermo and critdiff_ref.thermo.condensation: input validation, dtypes,
 fixed-point bookkeeping, the F = U - T(S - ln N) identity, the REM scalings and the CLI functions."""
 
 import argparse
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from critdiff_ref import condensation as cond
+from critdiff_ref.thermo import condensation as cond
 from critdiff_ref import thermo
 from critdiff_ref.processes import OU, VE, VP, Brownian
 from critdiff_ref.targets import EmpiricalDataset, GaussianField, GaussianMixture1D, TwoDeltas, TwoGaussianMixture

@@ -1,11 +1,11 @@
-"""Unit tests for critdiff_ref.samplers.triton_mcmc: the Triton Langevin / Metropolis kernels.
+"""Unit tests for critdiff_ref.samplers.mcmc.triton_steps: the Triton Langevin / Metropolis kernels.
 
 They need ``triton`` (skipped without it: the CPU CI installs none). On a CUDA machine the kernels
 run compiled; elsewhere under Triton's interpreter (``TRITON_INTERPRET=1``, numpy), which runs the
 same kernel source. Three kinds of check:
 
-- exactness: a kernel equals the eager update (:func:`mcmc_langevin._langevin_proposal`,
-  :func:`mcmc_metropolis._colour_update`) fed with the kernel's own Philox numbers (:func:`philox_normal`,
+- exactness: a kernel equals the eager update (:func:`mcmc._langevin._langevin_proposal`,
+  :func:`mcmc._metropolis._colour_update`) fed with the kernel's own Philox numbers (:func:`philox_normal`,
   :func:`philox_uniform`); tolerance: float64 to 64 ulps of the field scale (the kernel and the eager
   code sum the same ~10 terms in a different order), float32 likewise in its own ulps;
 - sampling: at lam = 0 the chains reproduce the exactly known free-field mode variances
@@ -27,9 +27,10 @@ import pytest
 import torch
 
 from critdiff_ref import lattice
-from critdiff_ref.samplers import mcmc_langevin as langevin_module
-from critdiff_ref.samplers import mcmc, triton_mcmc
-from critdiff_ref.samplers import mcmc_metropolis as metropolis_module
+from critdiff_ref.samplers import mcmc
+from critdiff_ref.samplers.mcmc import _langevin as langevin_module
+from critdiff_ref.samplers.mcmc import _metropolis as metropolis_module
+from critdiff_ref.samplers.mcmc import triton_steps as triton_mcmc
 from critdiff_ref.targets import Phi4Lattice, Phi4ZeroD
 from critdiff_ref.testing import assert_close
 
@@ -154,7 +155,7 @@ COMPILE_SCRIPT = """
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from critdiff_ref.samplers import _triton_kernels as K
+from critdiff_ref.samplers.mcmc import _triton_kernels as K
 assert not K.INTERPRETED
 tiles = ("constexpr",) * 3
 for ptr in ("*fp32", "*fp64"):

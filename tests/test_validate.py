@@ -24,8 +24,8 @@ from critdiff_ref.validate import (
     validate,
     validate_runner,
 )
-from critdiff_ref.validate.adapters import exact_denoiser, karras_sigmas
-from critdiff_ref.validate.checks import check_output, SamplerOutputError
+from critdiff_ref.validate import exact_denoiser, karras_sigmas
+from critdiff_ref.validate.running import check_output, SamplerOutputError
 from critdiff_ref.testing import assert_close
 
 FIELDS = (GaussianField(8, 1, 0.0), GaussianField(4, 2, 0.5))
@@ -255,7 +255,7 @@ def test_cli_failing_sampler_exit_code(capsys):
 def test_lattice_phi4_generator_against_hmc():
     """A generator of lattice phi^4 configurations is compared with an HMC ensemble (|M|, chi_2, U_L)."""
     from critdiff_ref import Phi4Lattice
-    from critdiff_ref.ensemble import EnsembleParams, generate_ensemble, run_hmc_experiment
+    from critdiff_ref.phi4.ensemble import EnsembleParams, generate_ensemble, run_hmc_experiment
 
     target = Phi4Lattice(4, 2, 0.2, 0.022)
     reference = run_hmc_experiment(4, 2, 0.2, 0.022, n_chains=16, n_traj=200, burn_in=50, seed=3)
@@ -285,7 +285,7 @@ def test_weak_order_row_for_stochastic_samplers_with_noise_argument():
     """Stochastic score samplers taking noise= get an exact weak-order row (issue 10): EM has weak order 1,
     stochastic Heun 2; claiming order 2 for EM fails the row (the row can fail)."""
     from critdiff_ref.samplers import reverse_sde
-    from critdiff_ref.sde_order import reverse_sde_heun
+    from critdiff_ref.samplers.sde_schemes import reverse_sde_heun
     from critdiff_ref.validate import validate as run_validation
 
     def weak(report):
@@ -308,7 +308,8 @@ def test_noise_probing_gives_the_exact_em_covariance(r):
     samplers.sde_variance (the recursion v <- m^2 v + g^2 h, no sampling), to rounding: 1e-10
     relative (float64, 24 steps of ~10 flops per entry, summed over (N + 1) V probe rows)."""
     from critdiff_ref.samplers import score_kernel_fn, sde_variance, time_grid
-    from critdiff_ref.validate.checks import _fourier_matrix, probe_noise_covariance
+    from critdiff_ref.validate.checks import _fourier_matrix
+    from critdiff_ref.validate.probes import probe_noise_covariance
 
     field, N = GaussianField(6, 2, r), 24
     runner = make_runner(reverse_sde, "score")  # default process VE(25), start N(0, Xi(T))
@@ -376,7 +377,8 @@ def test_k_diffusion_ancestral_sampler_is_noise_probed():
     """A denoiser sampler taking k-diffusion's noise_sampler is probed exactly: Monte Carlo with 4000
     samples agrees within 5 standard errors on every mode (Bonferroni over 8 modes: false-failure
     < 5e-6 at this fixed seed), and its exact covariance errors converge at order 1 (exact values)."""
-    from critdiff_ref.validate.checks import _fourier_matrix, mc_mode_variance, probe_noise_covariance
+    from critdiff_ref.validate.checks import _fourier_matrix, mc_mode_variance
+    from critdiff_ref.validate.probes import probe_noise_covariance
 
     f = GaussianField(8, 1, 0.5)
     runner = make_runner(_euler_ancestral, "denoiser", order=1.0)

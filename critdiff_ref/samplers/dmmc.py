@@ -4,7 +4,7 @@
   ``min(1, q(x) p(x') / (p(x) q(x')))``, ``p ∝ exp(-S)``.  ``log q`` of the current state is the one
   computed when it was proposed (the chain starts at a proposal), so no ODE inversion is needed.
 - Proposals and their ``log q`` come from :mod:`critdiff_ref.samplers.likelihood` (priors, divergences,
-  :func:`pf_sample`, :func:`flow_jacobian_log_density`); its public names are re-exported here.
+  :func:`pf_sample`, :func:`flow_jacobian_log_density`).
 
 ``log_q="jacobian"`` replaces the ODE estimate by the exact log-density of the *discretised* flow map
 ``x_T -> x_0`` (``log p_T(x_T) - log|det dx_0/dx_T|``, full Jacobian by autograd, small V): the
@@ -29,33 +29,12 @@ from .likelihood import (
     DIVERGENCES,
     ModePrior,
     Score,
-    action_r2,
-    divergence_exact,
-    divergence_hutchinson,
-    exact_prior,
     flow_jacobian_log_density,
-    isotropic_prior,
-    pf_log_likelihood,
     pf_sample,
-    rademacher_probes,
-    reference_score,
 )
-from .mcmc_chains import Action, _count
+from .mcmc._chains import Action, _count
 
 __all__ = [
-    # re-exported from .likelihood
-    "ModePrior",
-    "isotropic_prior",
-    "exact_prior",
-    "divergence_exact",
-    "divergence_hutchinson",
-    "rademacher_probes",
-    "reference_score",
-    "pf_log_likelihood",
-    "pf_sample",
-    "flow_jacobian_log_density",
-    "action_r2",
-    # defined here
     "independence_metropolis",
     "DMMCResult",
     "dm_mcmc",

@@ -70,10 +70,10 @@ def kernel(fn: F, fused: bool) -> F:
 
 def check_fused(fused, device: torch.device | str, *, triton: bool = False, graph: bool = False) -> bool | str:
     """Validate the ``fused`` flag of a public sampler: a bool (a compiler present when True),
-    ``"triton"`` where the sampler has Triton kernels (``triton=True``: :mod:`.triton_mcmc`), or
+    ``"triton"`` where the sampler has Triton kernels (``triton=True``: :mod:`.triton_steps`), or
     ``"graph"`` where it can be captured without compiling (``graph=True``: :func:`capture`)."""
     if triton and fused == "triton":
-        from .triton_mcmc import require_triton
+        from .mcmc.triton_steps import require_triton
 
         require_triton(device)
         return "triton"

@@ -35,7 +35,7 @@ import torch
 from .. import lattice
 from ..processes import Process, Time
 from .grids import resolve_grid
-from .mcmc_chains import _count
+from .mcmc._chains import _count
 from .reverse import METHODS
 
 __all__ = [

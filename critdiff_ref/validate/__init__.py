@@ -14,7 +14,7 @@ Stable API (other modules and users build on it)::
   (``sampler(model, x, sigmas)``), ``"diffusers"`` (a scheduler instance or class), ``"generator"``
   (``sampler(n, generator) -> x_0`` for the single ``target=``: a GaussianField, TwoGaussianMixture,
   Phi4ZeroD, or Phi4Lattice -- the last against an HMC ensemble, or the ``reference=`` summary of
-  :func:`critdiff_ref.ensemble.run_hmc_experiment`).  Conventions: :mod:`.adapters`.
+  :func:`critdiff_ref.phi4.ensemble.run_hmc_experiment`).  Conventions: :mod:`.adapters`.
 - ``fields``: Gaussian fields (default: d = 1 L = 16 r = 0; d = 2 L = 8 r = 0; d = 2 L = 8 r = 0.5);
   ``steps``: increasing step counts; ``order``: the documented order (default: known for our
   references and diffusers schedulers; otherwise only convergence is required).
@@ -38,7 +38,8 @@ import torch
 from ..processes import Process
 from ..samplers import probability_flow, reverse_sde
 from ..targets import GaussianField, Phi4Lattice, Phi4ZeroD, TwoGaussianMixture
-from .adapters import ADAPTERS, Runner, Schedule, edm_euler, edm_heun, karras_sigmas, load_object, make_runner
+from .adapters import ADAPTERS, edm_euler, edm_heun, karras_sigmas, load_object, make_runner
+from .runner import Runner, Schedule, exact_denoiser
 from .checks import CheckResult, gaussian_checks, order_check
 from .running import SamplerOutputError, is_deterministic
 from .nongaussian import mixture_check, phi4_check, phi4_lattice_check
@@ -60,6 +61,7 @@ __all__ = [
     "karras_sigmas",
     "edm_euler",
     "edm_heun",
+    "exact_denoiser",
     "ADAPTERS",
     "TARGETS",
 ]
@@ -195,10 +197,10 @@ def weak_order_row(runner: Runner, field: GaussianField) -> CheckResult:
 
     Steps ``N0, 2 N0, 4 N0`` with ``N0`` the smallest power of two whose largest per-mode rate satisfies
     ``h * stiffness <= 1/8`` (the asymptotic regime); passed when the fitted order is within 0.3 of the
-    documented one (informational when the order is unknown).  See :mod:`critdiff_ref.sde_order`.
+    documented one (informational when the order is unknown).  See :mod:`critdiff_ref.validate.sde_order`.
     """
     from ..samplers import score_kernel_fn, stiffness
-    from ..sde_order import weak_order_check
+    from .sde_order import weak_order_check
 
     process = runner.schedule(field, 1).process
     n0 = 16

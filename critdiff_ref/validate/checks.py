@@ -32,24 +32,19 @@ from .. import lattice
 from ..observables import gaussian_kl, gaussian_w2, relative_frobenius_error
 from ..samplers import ode_variance_limit, sde_variance_limit
 from ..targets import GaussianField
-from .adapters import Runner
+from .runner import Runner
 from .probes import probe_covariance, probe_noise_covariance
-from .running import SamplerOutputError, _field_label, _run, check_output, is_deterministic, white_noise
+from .running import _field_label, _run, white_noise
 
 __all__ = [
     "CheckResult",
-    "SamplerOutputError",
-    "white_noise",
-    "check_output",
     "floor_variance",
-    "probe_covariance",
     "covariance_metrics",
     "mc_mode_variance",
     "endpoint_jump_error",
     "gaussian_checks",
     "order_check",
     "observed_order",
-    "is_deterministic",
 ]
 
 

@@ -12,7 +12,7 @@ import torch
 
 from ..observables import kstat, kstat_bootstrap
 from ..targets import Phi4ZeroD, TwoGaussianMixture
-from .adapters import Runner
+from .runner import Runner
 from .checks import CheckResult
 from .running import _run, check_output, white_noise
 
@@ -94,9 +94,9 @@ LATTICE_SOURCE = "4 combined standard errors sqrt(err_gen^2 + err_ref^2) (jackkn
 def phi4_lattice_check(runner: Runner, target, *, n_samples: int, seed: int, reference: dict | None = None,
                        dtype=torch.float64, device=None, hmc_kwargs: dict | None = None) -> list[CheckResult]:
     """Observables ``|M|, chi_2, U_L`` of generated lattice phi^4 configurations against an HMC reference
-    ensemble (THEORY 8), with combined errors.  ``reference``: a :func:`~critdiff_ref.ensemble.run_hmc_experiment`
+    ensemble (THEORY 8), with combined errors.  ``reference``: a :func:`~critdiff_ref.phi4.ensemble.run_hmc_experiment`
     summary (computed here with ``hmc_kwargs`` when None)."""
-    from ..ensemble import run_hmc_experiment
+    from ..phi4.ensemble import run_hmc_experiment
     from ..observables import phi4_observables
 
     label = f"phi4-lattice[d={target.d},L={target.L},kappa={target.kappa:g},lam={target.lam:g}]"

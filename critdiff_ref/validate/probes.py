@@ -12,7 +12,7 @@ import torch
 
 from .. import lattice
 from ..targets import GaussianField
-from .adapters import Runner
+from .runner import Runner
 from .running import _run, check_output, white_noise
 
 __all__ = ["probe_covariance", "probe_noise_covariance", "MAX_NOISE_PROBE_ELEMENTS"]

@@ -9,7 +9,7 @@ import torch
 
 from .. import lattice
 from ..targets import GaussianField
-from .adapters import Runner
+from .runner import Runner
 
 __all__ = ["SamplerOutputError", "check_output", "white_noise", "is_deterministic"]
 

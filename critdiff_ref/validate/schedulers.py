@@ -20,7 +20,7 @@ import sys
 import torch
 
 from ..targets import GaussianField
-from .adapters import Runner, Schedule, _accepts, _brownian, exact_denoiser
+from .runner import Runner, Schedule, _accepts, _brownian, exact_denoiser
 
 __all__ = ["DIFFUSERS_ORDERS"]
 

@@ -1,7 +1,7 @@
 """``critdiff report``: reproduce the published phenomena with figures, numbers and pass/fail checks.
 
-:data:`SECTIONS` lists the sections (:mod:`critdiff_ref.report_sections`, THEORY 3-5, and
-:mod:`critdiff_ref.report_nongaussian`, THEORY 6-8); :func:`write_report` runs them and writes
+:data:`SECTIONS` lists the sections (:mod:`critdiff_ref.report.sections`, THEORY 3-5, and
+:mod:`critdiff_ref.report.nongaussian`, THEORY 6-8); :func:`write_report` runs them and writes
 ``report.md``, ``report.json`` and the PNGs into one folder.
 Figures need matplotlib (the ``report`` extra); without it the numbers and checks are still written.
 """
@@ -20,10 +20,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .report_nongaussian import section_cumulants, section_phi4, section_symmetry
-from .report_sections import Check, Context, Section, _md_table, section_generation, section_local, section_training
+from .nongaussian import section_cumulants, section_phi4, section_symmetry
+from .sections import Context, Section, _md_table, section_generation, section_local, section_training
 
-__all__ = ["Check", "Section", "SECTIONS", "write_report", "add_report_parser", "run_report"]
+__all__ = ["SECTIONS", "write_report", "add_report_parser", "run_report"]
 
 
 SECTIONS: dict[str, Callable[[Context], Section]] = {
@@ -102,7 +102,7 @@ def write_report(
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 

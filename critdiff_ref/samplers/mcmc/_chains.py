@@ -12,7 +12,7 @@ from typing import Callable, Protocol
 
 import torch
 
-from .guard import FiniteGuard
+from ..guard import FiniteGuard
 
 __all__ = ["Action", "ChainResult", "Callback"]
 

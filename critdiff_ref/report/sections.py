@@ -2,7 +2,7 @@
 
 A section is a function ``(ctx) -> Section`` that computes its numbers with the library (never
 re-deriving them here), compares them with THEORY's predictions as :class:`Check` rows, and draws
-its figures; the non-Gaussian sections are in :mod:`critdiff_ref.report_nongaussian`.
+its figures; the non-Gaussian sections are in :mod:`critdiff_ref.report.nongaussian`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import observables, theory
-from .processes import OU
-from .targets import GaussianField
-from .trainers import scaling_table
+from .. import observables, theory
+from ..processes import OU
+from ..targets import GaussianField
+from ..trainers import scaling_table
 
 __all__ = ["Check", "Section", "Context", "section_training", "section_generation", "section_local"]
 
@@ -221,7 +221,7 @@ def section_local(ctx: Context) -> Section:
         Check("d=3 eps_max increment at the largest L", float(incr3[-1]), 0.0, 0.05, "THEORY 5: convergence"),
     ]
     # the trained 3-layer, 4-channel linear conv net (THEORY 5 network version), at the worst time for ell = 1
-    from .trainers import LocalScoreNet, default_ell, kernel_error, train
+    from ..trainers import LocalScoreNet, default_ell, kernel_error, train
 
     net_Ls = (8, 16, 32, 64) if ctx.full else (8, 16, 32)
     # 250 Adam steps converge up to L = 32; at L = 64 (full) the ell ~ ln L net is still at 0.034 after

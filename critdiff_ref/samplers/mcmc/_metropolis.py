@@ -4,7 +4,7 @@
 same-parity sites are neighbours when L is even), each accepted with ``min(1, exp(-dS_x))`` from
 the exact local action change.  ``fused=True`` compiles each colour's update (:mod:`.fused`, same
 chain to rounding); ``fused="triton"`` is one Triton kernel per colour with in-kernel uniforms
-(:mod:`.triton_mcmc`, a different chain with the same law).
+(:mod:`.triton_steps`, a different chain with the same law).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import functools
 
 import torch
 
-from .. import lattice
-from ..targets import Phi4Lattice
-from . import triton_mcmc
-from .mcmc_chains import Callback, ChainResult, _check_state, _count, _positive, _run, _site_sum
-from .fused import check_fused, kernel
+from ... import lattice
+from ...targets import Phi4Lattice
+from . import triton_steps
+from ._chains import Callback, ChainResult, _check_state, _count, _positive, _run, _site_sum
+from ..fused import check_fused, kernel
 
 __all__ = ["checkerboard_masks", "local_action_change", "metropolis_sweep", "metropolis"]
 
@@ -79,8 +79,8 @@ def metropolis_sweep(
     Per site: ``u, r ~ U(0, 1)``, proposal ``phi + step_size (2u - 1)``, accept iff ``log r < -dS``.
     ``u`` and ``r`` are drawn once per sweep, one pair per site (each colour reads its own sites):
     half the random numbers of a draw per colour, which bound the sweep's cost on the CPU."""
-    if fused == "triton":  # one kernel per colour, uniforms drawn in-kernel (.triton_mcmc)
-        return triton_mcmc.metropolis_sweep(target, phi, triton_mcmc.draw_seed(generator, phi.device), step_size)
+    if fused == "triton":  # one kernel per colour, uniforms drawn in-kernel (.triton_steps)
+        return triton_steps.metropolis_sweep(target, phi, triton_steps.draw_seed(generator, phi.device), step_size)
     update = kernel(_colour_update, fused)
     n_acc = torch.zeros(phi.shape[0], dtype=phi.dtype, device=phi.device)
     u = torch.rand(phi.shape, generator=generator, dtype=phi.dtype, device=phi.device)
@@ -105,7 +105,7 @@ def metropolis(
 ) -> ChainResult:
     """Batched local Metropolis with checkerboard sweeps (THEORY 8); acceptance per site update;
     ``fused=True`` compiles each colour's update (:mod:`.fused`), ``fused="triton"`` runs one Triton
-    kernel per colour with in-kernel uniforms (:mod:`.triton_mcmc`; CUDA)."""
+    kernel per colour with in-kernel uniforms (:mod:`.triton_steps`; CUDA)."""
     if not isinstance(target, Phi4Lattice):
         raise TypeError(f"metropolis needs a Phi4Lattice target (local action), got {type(target).__name__}")
     phi = _check_state(target, phi0)

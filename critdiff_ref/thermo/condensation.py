@@ -43,9 +43,9 @@ import numpy as np
 import torch
 from scipy import special, stats
 
-from ._args import real as _real
-from .processes import Process
-from .targets.discrete import EmpiricalDataset, noise_level
+from .._args import real as _real
+from ..processes import Process
+from ..targets.discrete import EmpiricalDataset, noise_level
 
 __all__ = [
     "REM_BETA_C",

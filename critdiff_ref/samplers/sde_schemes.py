@@ -7,7 +7,7 @@
   callable that drives a sampler with given increments).
 - :func:`euler_maruyama` — reference Euler–Maruyama for ``dx = f dt + b dW`` with given increments.
 
-Their weak and strong orders are measured in :mod:`critdiff_ref.sde_order`.
+Their weak and strong orders are measured in :mod:`critdiff_ref.validate.sde_order`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .processes import Process, sde_drift
-from .samplers.guard import check_start, grid_floats, grid_guard
-from .samplers.reverse import Noise, Score, noise_source
-from .samplers.grids import resolve_grid
+from ..processes import Process, sde_drift
+from .guard import check_start, grid_floats, grid_guard
+from .reverse import Noise, Score, noise_source
+from .grids import resolve_grid
 
 __all__ = [
     "reverse_sde_heun",

@@ -23,7 +23,7 @@ EM *is* Milstein; the remaining local errors are ``int (g(s) - g(t_i)) dW`` and 
 globally).  :func:`euler_maruyama` on geometric Brownian motion (multiplicative noise) shows order 1/2.
 
 The schemes themselves (:func:`reverse_sde_heun`, Brownian increments, the reference
-:func:`euler_maruyama`) live in :mod:`critdiff_ref.sde_schemes` and are re-exported here.
+:func:`euler_maruyama`) live in :mod:`critdiff_ref.samplers.sde_schemes`.
 """
 
 from __future__ import annotations
@@ -35,23 +35,20 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .processes import Process
-from .samplers.guard import check_start, grid_floats
-from .samplers.reverse import Score
-from .samplers.grids import resolve_grid
-from .samplers.exact import measured_order
-from .sde_schemes import (
+from ..processes import Process
+from ..samplers.guard import check_start, grid_floats
+from ..samplers.reverse import Score
+from ..samplers.grids import resolve_grid
+from ..samplers.exact import measured_order
+from ..samplers.sde_schemes import (
     Noise,
     brownian_increments,
     coarsen_increments,
-    euler_maruyama,
     refine_grid,
     replay_noise,
-    reverse_sde_heun,
 )
 
 __all__ = [
-    "reverse_sde_heun",
     "heun_variance",
     "probe_linear_sampler",
     "linear_sampler_variance",
@@ -59,11 +56,6 @@ __all__ = [
     "fit_order",
     "OrderFit",
     "weak_order",
-    "refine_grid",
-    "brownian_increments",
-    "coarsen_increments",
-    "replay_noise",
-    "euler_maruyama",
     "StrongError",
     "strong_error",
     "em_strong_mse",
@@ -126,7 +118,7 @@ class _ProbeNoise:
 
 
 def _check_field_like(field) -> None:
-    from .targets import GaussianField
+    from ..targets import GaussianField
 
     if not isinstance(field, GaussianField):
         raise TypeError(f"field must be a GaussianField, got {type(field).__name__}")
@@ -134,7 +126,7 @@ def _check_field_like(field) -> None:
 
 def _transfer(y: torch.Tensor, d: int, V: int) -> torch.Tensor:
     """Fourier multiplier from the response ``y`` to a unit delta at the origin: ``sqrt(V) F[y]`` (real part)."""
-    from . import lattice
+    from .. import lattice
 
     return (math.sqrt(V) * lattice.fft(y.to(torch.float64), d)).real
 
@@ -149,7 +141,7 @@ def probe_linear_sampler(sampler: Callable, field, process: Process, steps: int 
     Shapes ``(L,)*d`` (fftn layout).  Translation invariance of the sampler is assumed (true for
     the Fourier-diagonal exact score and any step acting site-wise).
     """
-    from .scores import exact_score
+    from ..scores import exact_score
 
     _check_field_like(field)
     if not callable(sampler):

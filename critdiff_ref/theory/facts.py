@@ -13,9 +13,9 @@ import math
 
 import torch
 
-from .processes import OU, VE, VP, Brownian
-from .scores import exact_score
-from .targets import GaussianField, Phi4ZeroD, TwoGaussianMixture
+from ..processes import OU, VE, VP, Brownian
+from ..scores import exact_score
+from ..targets import GaussianField, Phi4ZeroD, TwoGaussianMixture
 
 __all__ = ["TARGETS", "PROCESSES", "target_facts", "format_facts"]
 

@@ -17,9 +17,9 @@ Three pictures of the same posterior ``p(y | x_t = x)`` over the clean data:
    with ``sum_j`` replaced by ``int dy``; :func:`posterior_sample` draws from every posterior here.
 2. **Curie–Weiss** (two deltas ``±mu``): ``<y> = mu tanh(beta a mu x)``; the modes of ``p_t`` solve
    ``m = tanh(K m)``, ``K = a^2 mu^2 / Xi``, branching at ``K = 1`` (Brownian: ``t_c = 1/sigma^2``).
-   Fixed points, Landau landscape and exponents: :mod:`critdiff_ref.curie_weiss` (re-exported here).
+   Fixed points, Landau landscape and exponents: :mod:`critdiff_ref.thermo.curie_weiss`.
 3. The random-energy (condensation) picture of finite data sets lives in
-   :mod:`critdiff_ref.condensation`.
+   :mod:`critdiff_ref.thermo.condensation`.
 """
 
 from __future__ import annotations
@@ -31,21 +31,18 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
-from ._args import real as _real
+from .._args import real as _real
 from .curie_weiss import (
-    FixedPoint,
     _log_cosh,
     coupling,
     critical_time,
     curie_weiss_fixed_points,
     curie_weiss_magnetisation,
     curie_weiss_susceptibility,
-    landau_free_energy,
-    two_delta_fixed_points,
 )
-from .processes import Process
-from .targets.discrete import EmpiricalDataset, TwoDeltas, noise_level
-from .targets.mixtures import GaussianMixture1D, TwoGaussianMixture
+from ..processes import Process
+from ..targets.discrete import EmpiricalDataset, TwoDeltas, noise_level
+from ..targets.mixtures import GaussianMixture1D, TwoGaussianMixture
 
 __all__ = [
     "inverse_temperature",
@@ -59,14 +56,6 @@ __all__ = [
     "participation_ratio",
     "mixture_posterior",
     "posterior_sample",
-    "FixedPoint",
-    "coupling",
-    "critical_time",
-    "curie_weiss_fixed_points",
-    "curie_weiss_magnetisation",
-    "curie_weiss_susceptibility",
-    "landau_free_energy",
-    "two_delta_fixed_points",
     "thermo_report",
     "format_thermo_report",
     "add_thermo_parser",
@@ -280,7 +269,7 @@ def thermo_report(
     ``E[Y]``, the ``M -> inf`` limit and the Gumbel-corrected ``1 - beta_c(M)/beta_tilde``.
     """
     from . import condensation
-    from .processes import Brownian
+    from ..processes import Brownian
 
     sigma = _real("sigma", sigma, positive=True)
     t_c = 1.0 / sigma**2

@@ -3,7 +3,7 @@
 Euler ``phi <- phi + dtau F(phi) + sqrt(2 dtau) xi`` (O(dtau) bias, known exactly on a Gaussian:
 :func:`euler_langevin_variance`), optionally Metropolis-corrected (MALA; exact).  ``fused=True``
 compiles the proposal and the MALA ratio (:mod:`.fused`, same chain to rounding); ``fused="triton"``
-(unadjusted, Phi4Lattice) is one Triton kernel per step with in-kernel noise (:mod:`.triton_mcmc`).
+(unadjusted, Phi4Lattice) is one Triton kernel per step with in-kernel noise (:mod:`.triton_steps`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import math
 
 import torch
 
-from . import triton_mcmc
-from .mcmc_chains import Action, Callback, ChainResult, _check_state, _count, _positive, _run, _site_sum
-from .fused import check_fused, kernel
+from . import triton_steps
+from ._chains import Action, Callback, ChainResult, _check_state, _count, _positive, _run, _site_sum
+from ..fused import check_fused, kernel
 
 __all__ = ["langevin_step", "langevin", "euler_langevin_variance"]
 
@@ -44,10 +44,10 @@ def langevin_step(
     """Euler Langevin ``phi' = phi + dtau F(phi) + sqrt(2 dtau) xi``; with ``metropolize`` (MALA)
     accept with ``min(1, exp(-S(phi') + S(phi)) q(phi | phi') / q(phi' | phi))``,
     ``q(y | x) ∝ exp(-|y - x - dtau F(x)|^2 / (4 dtau))``. Returns ``(phi_new, accepted)``."""
-    if fused == "triton":  # one kernel, noise drawn in-kernel (.triton_mcmc)
+    if fused == "triton":  # one kernel, noise drawn in-kernel (.triton_steps)
         if metropolize:
             raise ValueError("fused='triton' runs unadjusted Langevin only (metropolize=False); MALA: fused=True")
-        phi_new = triton_mcmc.langevin_step(target, phi, triton_mcmc.draw_seed(generator, phi.device), dtau)
+        phi_new = triton_steps.langevin_step(target, phi, triton_steps.draw_seed(generator, phi.device), dtau)
         return phi_new, torch.ones(phi.shape[0], dtype=torch.bool, device=phi.device)
     xi = torch.randn(phi.shape, generator=generator, dtype=phi.dtype, device=phi.device)
     proposal = kernel(_langevin_proposal, fused)(target, phi, xi, dtau)
@@ -76,7 +76,7 @@ def langevin(
     """Batched Langevin / MALA chains (THEORY 8); without ``metropolize`` acceptance is 1;
     ``fused=True`` compiles the proposal and the MALA ratio (:mod:`.fused`); ``fused="triton"``
     (unadjusted Langevin on a Phi4Lattice) is one Triton kernel per step with in-kernel noise
-    (:mod:`.triton_mcmc`; CUDA)."""
+    (:mod:`.triton_steps`; CUDA)."""
     phi = _check_state(target, phi0)
     dtau = _positive("dtau", dtau)
     n_steps = _count("n_steps", n_steps, 1)

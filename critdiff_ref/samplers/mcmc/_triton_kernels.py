@@ -1,4 +1,4 @@
-"""Triton kernels of :mod:`.triton_mcmc` (imported only there, on first use; needs ``triton``).
+"""Triton kernels of :mod:`.triton_steps` (imported only there, on first use; needs ``triton``).
 
 Sites are addressed as ``chain * V + site`` in a contiguous ``(chains, L, ..., L)`` array; a program
 handles a tile of ``ROWS`` chains x ``COLS`` sites (grid: ceil(chains / ROWS) x ceil(V / COLS)), so

@@ -3,7 +3,7 @@ diffusion model trained on the HMC ensemble, its PF-ODE likelihood and diffusion
 
 ``critdiff phi4 --L 8 --kappa 0.2 --lam 0.022 [--json FILE] [--train-dm]``:
 
-1. HMC, the run of :func:`critdiff_ref.ensemble.run_hmc_experiment`: ``<M>, <|M|>, chi_2, U_L`` with Gamma-method
+1. HMC, the run of :func:`critdiff_ref.phi4.ensemble.run_hmc_experiment`: ``<M>, <|M|>, chi_2, U_L`` with Gamma-method
    errors over independent chains, ``tau_int`` of ``|M|`` (in trajectories) and the acceptance.
 2. ``--train-dm``: local Metropolis at the same parameters (``tau_int`` in sweeps); a
    :class:`~critdiff_ref.trainers.dsm.ScoreUNet` trained by DSM (VE, sigma = 25, T = 1) on the HMC
@@ -32,12 +32,12 @@ import sys
 import torch
 
 from .ensemble import EnsembleParams, _hmc_ensemble, generate_ensemble, save_ensemble, stderr_progress, summarize_chains
-from . import lattice
-from .observables import phi4_observables
-from .processes import VE
-from .samplers import dmmc
-from .targets import Phi4Lattice
-from .trainers import dsm
+from .. import lattice
+from ..observables import phi4_observables
+from ..processes import VE
+from ..samplers import dmmc, likelihood
+from ..targets import Phi4Lattice
+from ..trainers import dsm
 
 __all__ = ["JSON_KEYS", "run_phi4_experiment", "format_report", "add_phi4_parser", "run_phi4"]
 
@@ -89,10 +89,10 @@ def _dm_section(
     if progress:
         print(f"[critdiff] DM-MCMC: {dm_chains} x {dm_iter} PF-ODE proposals ({ode_method}, {ode_steps} steps,"
               f" {divergence} divergence)", file=sys.stderr)
-    prior = dmmc.isotropic_prior(process, target.L, target.d, data_variance=float(data.var()))
+    prior = likelihood.isotropic_prior(process, target.L, target.d, data_variance=float(data.var()))
     # Hutchinson control variate: the Gaussian with the ensemble's measured <|phi_k|^2>
     power = (lattice.fft(data.to(torch.float64), target.d).abs() ** 2).mean(dim=0).cpu()
-    reference = dmmc.ModePrior(power.clamp_min(1e-12), target.d)
+    reference = likelihood.ModePrior(power.clamp_min(1e-12), target.d)
     res = dmmc.dm_mcmc(target, model, process, prior, n_chains=dm_chains, n_iter=dm_iter, steps=ode_steps,
                        method=ode_method, t_min=T_MIN, log_q=divergence, n_probes=probes, control_variate=reference,
                        burn_in=min(8, dm_iter // 4),
@@ -113,7 +113,7 @@ def _dm_section(
         "final_loss": float(train.losses[-min(50, dm_steps):].mean()),
         "divergence": divergence,
         "generated": generated,
-        "r2_action": dmmc.action_r2(res.log_q, res.action),
+        "r2_action": likelihood.action_r2(res.log_q, res.action),
         "dm_mcmc": {**{k: chain[k] for k in JSON_KEYS if k in chain}, "acceptance": float(res.acceptance.mean())},
     }
 

@@ -3,7 +3,7 @@ and a summary with honest errors out, saved atomically as ``.npz`` with the para
 
 ``run_hmc_experiment(L, d, kappa, lam, ...)`` is the one-call library entry point (``critdiff phi4`` runs the same steps): batched
 independent HMC chains, observables ``M, |M|, chi_2, U_L`` with errors from Wolff's Gamma method
-over the replica chains (:func:`critdiff_ref.observables.gamma_method`).
+over the replica chains (:func:`critdiff_ref.errors.gamma_method`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .observables import gamma_method
-from .samplers import mcmc
-from .targets import Phi4Lattice
+from ..errors import gamma_method
+from ..samplers import mcmc
+from ..targets import Phi4Lattice
 
 __all__ = [
     "SAMPLERS",

@@ -30,7 +30,7 @@ import os
 
 import torch
 
-from ..targets import Phi4Lattice
+from ...targets import Phi4Lattice
 
 __all__ = ["require_triton", "draw_seed", "langevin_step", "metropolis_sweep", "philox_normal", "philox_uniform"]
 

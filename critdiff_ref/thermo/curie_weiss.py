@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from scipy import optimize
 
-from ._args import real as _real
-from .processes import Process
-from .targets.discrete import noise_level
+from .._args import real as _real
+from ..processes import Process
+from ..targets.discrete import noise_level
 
 __all__ = [
     "FixedPoint",

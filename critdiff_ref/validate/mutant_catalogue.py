@@ -2,7 +2,7 @@
 
 Each mutant is a correct reference sampler below with exactly one line changed (marked ``# BUG``),
 a bug of a kind real diffusion libraries have shipped.  ``validate()`` must fail every mutant and
-pass every correct sampler; :func:`critdiff_ref.mutants.power_matrix` runs that matrix and names the
+pass every correct sampler; :func:`critdiff_ref.validate.mutants.power_matrix` runs that matrix and names the
 check that caught each mutant and by how much.
 
 Conventions (those of :mod:`critdiff_ref.validate.adapters`):
@@ -28,10 +28,10 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from .processes import VP, Process
-from .samplers import probability_flow, reverse_sde
-from .sde_schemes import reverse_sde_heun
-from .validate.adapters import edm_euler, edm_heun
+from ..processes import VP, Process
+from ..samplers import probability_flow, reverse_sde
+from ..samplers.sde_schemes import reverse_sde_heun
+from .adapters import edm_euler, edm_heun
 
 __all__ = [
     "Entry",

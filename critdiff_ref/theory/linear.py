@@ -1,13 +1,12 @@
 """Closed forms for linear score networks (THEORY 3, 4, 5): no training loops, no state.
 
-Training dynamics (THEORY 3, 4) are here; local kernels (THEORY 5) in :mod:`.theory_local` and
-generation with a trained score (THEORY 3) in :mod:`.theory_generation`, both re-exported.
+Training dynamics (THEORY 3, 4); local kernels (THEORY 5) are in :mod:`.local` and generation
+with a trained score (THEORY 3) in :mod:`.generation`.
 
 Everything here is per Fourier mode in the unitary convention of THEORY 0: ``C`` is a mode
 variance ``C_t(k)``, the exact score kernel is ``K = -1/C``, and a learning rate ``eta`` multiplies
 the gradient of the per-mode population loss ``l_k = 1/2 C_k (w_k - K_k)^2``.  Arrays are numpy
-float64 (``C`` may be a scalar or any array); the local-kernel functions use the torch
-``GaussianField`` only to build kernels and return Python floats.
+float64 (``C`` may be a scalar or any array).
 """
 
 from __future__ import annotations
@@ -17,15 +16,6 @@ import math
 import numpy as np
 from scipy import optimize
 
-# local kernels (THEORY 5) and generation (THEORY 3) live in their own modules, re-exported here
-from .theory_generation import generation_std_error, trained_score_log_gain, trained_score_log_gain_ou
-from .theory_local import (
-    local_normal_equations,
-    local_truncation_error,
-    max_local_truncation_error,
-    optimal_local_kernel,
-    truncated_kernel,
-)
 
 __all__ = [
     "one_layer_flow",
@@ -39,14 +29,6 @@ __all__ = [
     "two_layer_rate",
     "two_layer_stability_bound",
     "two_layer_steps_estimate",
-    "truncated_kernel",
-    "local_truncation_error",
-    "max_local_truncation_error",
-    "local_normal_equations",
-    "optimal_local_kernel",
-    "trained_score_log_gain",
-    "trained_score_log_gain_ou",
-    "generation_std_error",
 ]
 
 

@@ -7,12 +7,13 @@ import math
 import numpy as np
 import torch
 
-from . import condensation, observables, thermo
-from .processes import VE, VP, Brownian, forward_sample
-from .report_sections import Check, Context, Section, _md_table, _slope
-from .samplers import reverse_sde
-from .scores import exact_score
-from .targets import TwoGaussianMixture
+from ..thermo import condensation
+from .. import errors, observables, thermo
+from ..processes import VE, VP, Brownian, forward_sample
+from .sections import Check, Context, Section, _md_table, _slope
+from ..samplers import reverse_sde
+from ..scores import exact_score
+from ..targets import TwoGaussianMixture
 
 __all__ = ["section_cumulants", "section_symmetry", "section_phi4"]
 
@@ -178,8 +179,8 @@ def section_symmetry(ctx: Context) -> Section:
 # 6. lattice phi^4 (THEORY 8)
 # --------------------------------------------------------------------------------------------
 def section_phi4(ctx: Context) -> Section:
-    from .ensemble import EnsembleParams, generate_ensemble, summarize_chains
-    from .targets import Phi4Lattice
+    from ..phi4.ensemble import EnsembleParams, generate_ensemble, summarize_chains
+    from ..targets import Phi4Lattice
 
     sec = Section("phi4", "Lattice phi^4: HMC, local Metropolis and a diffusion model")
     L = 16 if ctx.full else 8
@@ -198,7 +199,7 @@ def section_phi4(ctx: Context) -> Section:
                          s["chi2_err"], s["binder"], s["binder_err"], s["tau_int_absM"], info["acceptance"]])
             M = configs.mean(dim=(2, 3)).cpu().numpy()
             hist[(label, sampler)] = M.ravel()
-            acf[(label, sampler)] = observables.autocorrelation(np.abs(M[:, 0]), t_max=min(50, M.shape[0] - 1))
+            acf[(label, sampler)] = errors.autocorrelation(np.abs(M[:, 0]), t_max=min(50, M.shape[0] - 1))
             if lam == 0.0:
                 # free limit: chi_2 = V <M^2> = c0(k=0) = 1/(2 kappa m^2), m^2 = 1/kappa - 2d (THEORY 8);
                 # 4 Gamma-method errors: 6e-5 two-sided false-failure rate.
@@ -232,7 +233,7 @@ def section_phi4(ctx: Context) -> Section:
 
 def _phi4_diffusion(ctx: Context, sec: Section) -> None:
     """Diffusion model trained on the HMC ensemble: generated observables, DM-MCMC, effective action R^2."""
-    from .phi4_experiment import run_phi4_experiment
+    from ..phi4.experiment import run_phi4_experiment
 
     L = 8 if ctx.full else 4
     ctx.progress(f"phi4: diffusion model at L={L} (DSM training, PF-ODE likelihoods, DM-MCMC)")

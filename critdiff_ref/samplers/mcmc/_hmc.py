@@ -14,41 +14,30 @@ the lattice action itself.
   O(dtau) bias), optionally Metropolis-corrected (MALA; exact).
 
 Every update's arithmetic is a private body function with its random numbers passed in;
-``fused=True`` runs the same bodies compiled by ``torch.compile`` (:mod:`.fused`: one kernel per
+``fused=True`` runs the same bodies compiled by ``torch.compile`` (:mod:`..fused`: one kernel per
 leapfrog step instead of a dozen), with the same draws from ``generator``. ``fused="triton"``
-(Langevin without correction, Metropolis; :mod:`.triton_mcmc`) runs one hand-written kernel per
+(Langevin without correction, Metropolis; :mod:`.triton_steps`) runs one hand-written kernel per
 update that draws its noise in-kernel (Philox seeded from ``generator``): no noise array in memory,
 a different chain from the eager one with the same seed. A non-finite field
 raises :class:`FloatingPointError` naming the update (checked without a per-update host sync on
 a GPU, :mod:`.guard`).
 
-HMC lives here; Metropolis in :mod:`.mcmc_metropolis`, Langevin in :mod:`.mcmc_langevin`, the shared chain
-loop in :mod:`.mcmc_chains`; all public names are re-exported from this module.
+HMC lives here; Metropolis in :mod:`._metropolis`, Langevin in :mod:`._langevin`, the shared chain
+loop in :mod:`._chains`; the package :mod:`critdiff_ref.samplers.mcmc` is their public face.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .mcmc_chains import Action, Callback, ChainResult, _check_state, _count, _positive, _run, _site_sum
-from .fused import check_fused, kernel
-from .mcmc_langevin import euler_langevin_variance, langevin, langevin_step
-from .mcmc_metropolis import checkerboard_masks, local_action_change, metropolis, metropolis_sweep
+from ._chains import Action, Callback, ChainResult, _check_state, _count, _positive, _run, _site_sum
+from ..fused import check_fused, kernel
 
 __all__ = [
-    "Action",
-    "ChainResult",
     "hamiltonian",
     "leapfrog",
     "hmc_step",
     "hmc",
-    "checkerboard_masks",
-    "local_action_change",
-    "metropolis_sweep",
-    "metropolis",
-    "langevin_step",
-    "langevin",
-    "euler_langevin_variance",
 ]
 
 

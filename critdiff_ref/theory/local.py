@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import lattice
-from ._args import real
-from .processes import OU, Process, check_time
-from .targets import GaussianField
+from .. import lattice
+from .._args import real
+from ..processes import OU, Process, check_time
+from ..targets import GaussianField
 
 __all__ = [
     "truncated_kernel",

@@ -11,9 +11,9 @@ import math
 import numpy as np
 from scipy import integrate, special
 
-from ._args import real
-from .processes import OU, Process
-from .targets import GaussianField
+from .._args import real
+from ..processes import OU, Process
+from ..targets import GaussianField
 
 __all__ = [
     "trained_score_log_gain",

@@ -1,0 +1,42 @@
+"""Lattice phi^4 experiments (THEORY 8): HMC ensembles with honest errors, saved atomically
+(:mod:`.ensemble`), and the ``critdiff phi4`` experiment with a diffusion model and DM-MCMC
+(:mod:`.experiment`).  The target itself is :class:`critdiff_ref.targets.Phi4Lattice`; the
+samplers are in :mod:`critdiff_ref.samplers.mcmc` and :mod:`critdiff_ref.samplers.dmmc`.
+"""
+
+from . import ensemble, experiment
+from .ensemble import (
+    SAMPLERS,
+    EnsembleParams,
+    generate_ensemble,
+    summarize_chains,
+    save_ensemble,
+    load_ensemble,
+    run_hmc_experiment,
+    stderr_progress,
+)
+from .experiment import (
+    JSON_KEYS,
+    run_phi4_experiment,
+    format_report,
+    add_phi4_parser,
+    run_phi4,
+)
+
+__all__ = [
+    "ensemble",
+    "experiment",
+    "SAMPLERS",
+    "EnsembleParams",
+    "generate_ensemble",
+    "summarize_chains",
+    "save_ensemble",
+    "load_ensemble",
+    "run_hmc_experiment",
+    "stderr_progress",
+    "JSON_KEYS",
+    "run_phi4_experiment",
+    "format_report",
+    "add_phi4_parser",
+    "run_phi4",
+]

@@ -1,0 +1,87 @@
+"""The record every adapter returns (:class:`Runner`), the exact flow a run discretises
+(:class:`Schedule`), and the exact EDM denoiser the adapters drive (THEORY 1, 2).
+
+Shared by :mod:`.adapters` and :mod:`.schedulers` (which import it, never each other's internals).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field as dc_field
+from typing import Any, Callable
+
+import torch
+
+from ..processes import Brownian, Process
+from ..scores import exact_score
+
+__all__ = ["Schedule", "Runner", "exact_denoiser"]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The continuous flow a run discretises: exact end law from ``N(0, v_T)`` at ``process.T`` to ``t_min``.
+
+    ``v_T`` is a float or a per-mode tensor (``(L,)*d``) in the process's own units; ``sde`` selects
+    the reverse-SDE limit (start memory ``(C/C_T)^2``) instead of the PF-ODE one (``C/C_T``).
+    ``None`` fields (generator adapter) mean "unknown": the floor is the data law itself.
+    """
+
+    process: Process | None
+    v_T: Any
+    t_min: float
+    sde: bool = False
+    sigma_last: float | None = None  # diffusers: last noise level before the final jump to sigma = 0
+
+
+@dataclass
+class Runner:
+    """A sampler wrapped to ``(target, steps, z, generator) -> x_0`` (module docstring)."""
+
+    name: str
+    adapter: str
+    run: Callable[[Any, int, torch.Tensor, torch.Generator | None], torch.Tensor]
+    schedule: Callable[[Any, int], Schedule]
+    order: float | None = None
+    deterministic: bool | None = None
+    info: dict = dc_field(default_factory=dict)
+    # score samplers that draw their noise through ``noise=``: the raw call, for exact weak-order probing
+    noise_sampler: Callable | None = dc_field(default=None, repr=False)
+    # ``run_noise(target, steps, z, draw) -> x_0``: a run whose every standard-normal draw is
+    # ``draw(shape, dtype, device)``, in call order (exact noise probing of stochastic samplers); None
+    # when the sampler's noise cannot be supplied (see ``checks.probe_noise_covariance``)
+    run_noise: Callable | None = dc_field(default=None, repr=False)
+
+    def __call__(self, target, steps: int, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.run(target, steps, z, generator)
+
+
+def _accepts(fn: Callable, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _name(obj) -> str:
+    return getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__name__
+
+
+# -- exact models ------------------------------------------------------------------------------
+def _brownian(sigma_max: float) -> Brownian:
+    return Brownian(sigma=1.0, T=max(float(sigma_max), 1e-12) ** 2)
+
+
+def exact_denoiser(target, sigma_max: float) -> Callable[[torch.Tensor, Any], torch.Tensor]:
+    """EDM denoiser ``D(x, sigma) = x + sigma^2 s(x)`` of ``p_0 * N(0, sigma^2)`` for ``sigma <= sigma_max``."""
+    process = _brownian(sigma_max)
+    score = exact_score(target, process)
+
+    def model(x: torch.Tensor, sigma) -> torch.Tensor:
+        s = float(sigma.reshape(-1)[0]) if isinstance(sigma, torch.Tensor) else float(sigma)
+        if s == 0.0:
+            return x
+        return x + s * s * score(x, min(s * s, process.T))
+
+    return model
