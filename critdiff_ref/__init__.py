@@ -3,7 +3,7 @@
 import importlib
 
 from . import _moved, lattice, processes, scores, targets, validate
-from .processes import OU, VE, VP, Brownian
+from .processes import OU, VE, VP, Brownian, RectifiedFlow
 from .scores import exact_score
 from .targets import (
     Density1D,
@@ -39,6 +39,7 @@ __all__ = [
     "VE",
     "VP",
     "Brownian",
+    "RectifiedFlow",
     "exact_score",
     "GaussianField",
     "GaussianMixture1D",

@@ -16,7 +16,7 @@ from typing import Callable, Protocol, Union, runtime_checkable
 import numpy as np
 import torch
 
-__all__ = ["Process", "OU", "VE", "VP", "Brownian", "check_time", "forward_sample", "sde_drift", "ode_drift"]
+__all__ = ["Process", "OU", "VE", "VP", "Brownian", "RectifiedFlow", "check_time", "forward_sample", "sde_drift", "ode_drift"]
 
 Time = Union[float, np.ndarray, torch.Tensor]
 Score = Callable[[torch.Tensor, Time], torch.Tensor]
@@ -198,6 +198,40 @@ class Brownian:
 
     def Xi(self, t: Time) -> Time:
         return self.sigma**2 * t
+
+
+@dataclass(frozen=True)
+class RectifiedFlow:
+    """Rectified flow / linear interpolant (flow matching): ``x_t = (1 - t) x_0 + t z``, so
+    ``a = 1 - t``, ``Xi = t^2``, ``gamma = 1/(1 - t)``, ``g = sqrt(2t/(1 - t))`` (THEORY 1).
+
+    ``t = 1`` is pure noise; ``gamma`` and ``g`` diverge there while the velocity
+    ``v = -(x + t s)/(1 - t)`` (per mode ``x (t - (1 - t) c) / C_t``) stays finite, so samplers that
+    start at ``T = 1`` must use the velocity, not the score drift.  ``T`` lies in ``(0, 1]``.
+    """
+
+    T: float = 1.0
+
+    def __post_init__(self) -> None:
+        T = _finite_positive("T", self.T)
+        if T > 1.0:
+            raise ValueError(f"T must lie in (0, 1] for the rectified flow (t = 1 is pure noise), got T={T}")
+        object.__setattr__(self, "T", T)
+
+    def gamma(self, t: Time) -> Time:
+        return 1.0 / (1.0 - t)
+
+    def g(self, t: Time) -> Time:
+        return _xp(t).sqrt(2.0 * t / (1.0 - t))
+
+    def Gamma(self, t: Time) -> Time:
+        return -_xp(t).log1p(-1.0 * t)
+
+    def a(self, t: Time) -> Time:
+        return 1.0 - t
+
+    def Xi(self, t: Time) -> Time:
+        return 1.0 * t * t
 
 
 def _as_float(t: Time) -> Time:

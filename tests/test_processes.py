@@ -106,3 +106,21 @@ def test_time_outside_range():
         check_time(VE(), torch.tensor([0.1, -0.1]))
     with pytest.raises(ValueError, match=r"\[0, T\]"):
         forward_sample(OU(1.0), torch.zeros(3), 2.0)
+
+
+def test_rectified_flow_closed_forms_are_consistent():
+    """gamma = -a'/a, g^2 = Xi' + 2 gamma Xi and a = exp(-Gamma) for the linear interpolant (THEORY 1),
+    checked by central differences: error O(h^2) ~ 1e-10 for h = 1e-5 plus rounding eps/h ~ 1e-11."""
+    import numpy as np
+
+    from critdiff_ref.processes import RectifiedFlow
+
+    p, h = RectifiedFlow(), 1e-5
+    t = np.linspace(0.05, 0.9, 7)
+    da = (p.a(t + h) - p.a(t - h)) / (2 * h)
+    dXi = (p.Xi(t + h) - p.Xi(t - h)) / (2 * h)
+    np.testing.assert_allclose(p.gamma(t), -da / p.a(t), rtol=1e-8)
+    np.testing.assert_allclose(p.g(t) ** 2, dXi + 2 * p.gamma(t) * p.Xi(t), rtol=1e-8)
+    np.testing.assert_allclose(np.exp(-p.Gamma(t)), p.a(t), rtol=1e-13)
+    with pytest.raises(ValueError, match="T must lie in"):
+        RectifiedFlow(T=1.5)
