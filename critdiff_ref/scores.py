@@ -9,6 +9,9 @@ on any device, ``(*batch, *event)``; ``t`` a float, a 0-d tensor, or a tensor of
 - Two deltas, data sets: Tweedie / softmax ``(a <y> - x) / Xi`` (THEORY 7); needs ``t > 0``.
 - 0-D phi^4 and 1-D grid densities: quadrature of ``p_t = p_0 * N(a., Xi)`` (THEORY 8).
 - Lattice phi^4 at ``lam = 0``: its Gaussian free field (no closed form exists for ``lam > 0``).
+
+``exact_velocity(target, RectifiedFlow())`` gives the flow-matching velocity ``v(x, t) = E[z - x_0 | x_t]``
+of the rectified flow (THEORY 1), finite on all of ``[0, 1]``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Callable
 import torch
 
 from . import lattice
-from .processes import Process, Time, check_time
+from .processes import Process, RectifiedFlow, Time, check_time
 from .targets import (
     Density1D,
     EmpiricalDataset,
@@ -32,7 +35,7 @@ from .targets import (
     TwoGaussianMixture,
 )
 
-__all__ = ["exact_score", "fourier_score", "ScoreFn"]
+__all__ = ["exact_score", "fourier_score", "exact_velocity", "ScoreFn"]
 
 ScoreFn = Callable[[torch.Tensor, Time], torch.Tensor]
 
@@ -177,3 +180,86 @@ def exact_score(target, process: Process) -> ScoreFn:
             )
         return fourier_score(target.free_field(), process)
     raise TypeError(f"no exact score for target of type {type(target).__name__}")
+
+
+# -- flow-matching velocity (rectified flow) ---------------------------------------------------------
+def _fourier_velocity(target: GaussianField) -> ScoreFn:
+    """``v_k = x_k (t - (1 - t) c0(k)) / C_t(k)``, ``C_t = (1 - t)^2 c0 + t^2`` (THEORY 1); 0 on a removed zero mode."""
+    d, mask_zero = target.d, target.zero_mode_removed
+    kernels: OrderedDict = OrderedDict()
+
+    def velocity(x: torch.Tensor, t: Time) -> torch.Tensor:
+        _check_x(x, target.shape)
+        tf = _scalar_time(t, "velocity")
+        key = (tf, x.dtype, x.device)
+        K = kernels.get(key)
+        if K is None:
+            c = target.c0_half(dtype=x.dtype, device=x.device)
+            K = (tf - (1.0 - tf) * c) / ((1.0 - tf) ** 2 * c + tf * tf)
+            if mask_zero:
+                K[..., *([0] * d)] = 0.0  # removed zero mode (THEORY 0); 0/0 at t = 0 otherwise
+            kernels[key] = K
+            while len(kernels) > 1024:
+                kernels.popitem(last=False)
+        return lattice.real_filter(x, K, d, half=True)
+
+    return velocity
+
+
+def _mixture_posterior_mean(target: GaussianMixture1D, x: torch.Tensor, a: float, Xi: float) -> torch.Tensor:
+    """``E[x_0 | x_t = x]``: responsibilities times component posterior means ``m + a s^2 (x - a m)/(a^2 s^2 + Xi)``."""
+    kw = dict(dtype=x.dtype, device=x.device)
+    w, m, s2 = torch.tensor(target.weights, **kw), torch.tensor(target.means, **kw), torch.tensor(target.stds, **kw) ** 2
+    var = a * a * s2 + Xi
+    diff = x.unsqueeze(-1) - a * m
+    logits = torch.log(w) - 0.5 * diff * diff / var - 0.5 * torch.log(var)
+    return (torch.softmax(logits, dim=-1) * (m + a * s2 * diff / var)).sum(-1)
+
+
+def _target_mean(target) -> float:
+    if isinstance(target, Phi4ZeroD):
+        return target.density().moment(1)
+    return float(target.moment(1))
+
+
+def exact_velocity(target, process: RectifiedFlow) -> ScoreFn:
+    """Exact velocity ``v(x, t) = E[z - x_0 | x_t] = -(x + t s_t(x)) / (1 - t)`` of the rectified flow (THEORY 1).
+
+    ``v`` is the PF-ODE drift ``-gamma x - (g^2/2) s`` and stays finite at ``t = 1`` (pure noise), where
+    ``v = x - E[x_0]``.  Forms: Gaussian field (and lattice phi^4 at ``lam = 0``): per mode
+    ``x (t - (1 - t) c0) / C_t``, exact on ``[0, 1]``.  Targets with an exact posterior mean ``D``
+    (Gaussian mixtures, two deltas, data sets): the score form for ``t <= 1/2`` and the denoiser form
+    ``(x - D)/t`` for ``t > 1/2`` (each well conditioned on its half).  Quadrature densities (0-D phi^4):
+    the score form for ``t < 1`` (relative rounding ~ ``eps/(1 - t)``), its limit ``x - E[x_0]`` at ``t = 1``.
+    ``t`` is a float or a one-element tensor; ``x`` as for :func:`exact_score`.
+    """
+    if not isinstance(process, RectifiedFlow):
+        raise TypeError(f"process must be a RectifiedFlow (the velocity is its parametrisation), got {type(process).__name__}")
+    if isinstance(target, Phi4Lattice) and target.lam == 0.0:
+        target = target.free_field()
+    if isinstance(target, GaussianField):
+        return _fourier_velocity(target)
+    score = exact_score(target, process)  # raises TypeError / ValueError for targets without an exact score
+    if isinstance(target, TwoGaussianMixture):
+        mix = target.as_mixture()
+        mean_fn = lambda x, t: _mixture_posterior_mean(mix, x, 1.0 - t, t * t)  # noqa: E731
+    elif isinstance(target, GaussianMixture1D):
+        mean_fn = lambda x, t: _mixture_posterior_mean(target, x, 1.0 - t, t * t)  # noqa: E731
+    elif isinstance(target, (TwoDeltas, EmpiricalDataset)):
+        mean_fn = lambda x, t: target.posterior_mean(x, process, t)  # noqa: E731
+    else:
+        mean = _target_mean(target)
+        mean_fn = None
+
+    def velocity(x: torch.Tensor, t: Time) -> torch.Tensor:
+        tf = _scalar_time(t, "velocity")
+        check_time(process, tf)
+        if mean_fn is not None and tf > 0.5:
+            _check_x(x)
+            return (x - mean_fn(x, tf)) / tf
+        if mean_fn is None and tf == 1.0:
+            _check_x(x)
+            return x - mean
+        return -(x + tf * score(x, tf)) / (1.0 - tf)
+
+    return velocity
