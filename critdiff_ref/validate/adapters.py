@@ -20,7 +20,10 @@ Conventions (handled here and in :mod:`.schedulers`, documented once):
   marginal ``p_0 * N(0, sigma^2)``; ``x = sigma_max z``; Karras sigmas (rho = 7) with a 0 appended.
   Internally the score is ``exact_score(target, Brownian(1, sigma_max^2))`` at time ``t = sigma^2``.
   An ancestral sampler taking k-diffusion's ``noise_sampler(sigma, sigma_next)`` is noise-probed exactly.
-- ``diffusers``: a diffusers scheduler (instance or class); conventions in :mod:`.schedulers`.
+- ``diffusers``: a diffusers scheduler (instance or class); conventions in :mod:`.schedulers`
+  (flow-matching schedulers: :mod:`.flow`).
+- ``velocity``: ``sampler(velocity, x_1, sigmas, **kw)`` with the exact rectified-flow velocity
+  ``E[z - x_0 | x_t]``, ``x_1 = z`` and ``sigmas`` from 1 to 0 (:mod:`.flow`).
 - ``generator``: ``sampler(n, generator) -> x_0`` (a user's trained model plus sampler), checked
   against the data law itself (its schedule is unknown: no floor).
 """
@@ -38,6 +41,7 @@ from ..processes import VE, Process
 from ..scores import exact_score
 from ..targets import GaussianField
 from .runner import Runner, Schedule, _accepts, _brownian, _name, exact_denoiser
+from .flow import velocity_runner
 from .schedulers import _diffusers_runner
 
 __all__ = [
@@ -49,7 +53,7 @@ __all__ = [
     "edm_heun",
 ]
 
-ADAPTERS = ("score", "denoiser", "k-diffusion", "diffusers", "generator")
+ADAPTERS = ("score", "denoiser", "k-diffusion", "diffusers", "generator", "velocity")
 
 
 def load_object(spec: str) -> Any:
@@ -237,6 +241,8 @@ def make_runner(
         return _diffusers_runner(sampler, prediction_type=prediction_type, sampler_kwargs=kw, order=order, name=name)
     if not callable(sampler):
         raise TypeError(f"sampler must be callable for the {adapter!r} adapter, got {type(sampler).__name__}")
+    if adapter == "velocity":
+        return velocity_runner(sampler, sampler_kwargs=kw, order=order, name=name)
     if adapter == "score":
         return _score_runner(sampler, process=process, start=start, sampler_kwargs=kw, order=order, name=name)
     if adapter in ("denoiser", "k-diffusion"):

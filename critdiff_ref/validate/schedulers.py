@@ -20,6 +20,7 @@ import sys
 import torch
 
 from ..targets import GaussianField
+from .flow import flow_scheduler_runner, is_flow_scheduler
 from .runner import Runner, Schedule, _accepts, _brownian, exact_denoiser
 
 __all__ = ["DIFFUSERS_ORDERS"]
@@ -43,6 +44,8 @@ DIFFUSERS_ORDERS = {
     "SASolverScheduler": 2.0,
     "DDPMScheduler": 1.0,
     "EulerAncestralDiscreteScheduler": 1.0,
+    "FlowMatchEulerDiscreteScheduler": 1.0,  # Euler on the rectified-flow ODE (validate.flow)
+    "FlowMatchHeunDiscreteScheduler": 2.0,  # Heun (EDM Algorithm 1 in flow time)
 }
 
 
@@ -83,6 +86,9 @@ def _diffusers_runner(scheduler, *, prediction_type: str | None, sampler_kwargs:
             scheduler = type(scheduler).from_config(scheduler.config, **off)
     if not (hasattr(scheduler, "set_timesteps") and hasattr(scheduler, "step") and hasattr(scheduler, "config")):
         raise TypeError(f"the diffusers adapter needs a diffusers scheduler, got {type(scheduler).__name__}")
+    if is_flow_scheduler(scheduler):  # rectified flow: no alphas_cumprod, the model is a velocity (validate.flow)
+        return flow_scheduler_runner(scheduler, prediction_type=prediction_type, sampler_kwargs=sampler_kwargs, name=name,
+                                     order=DIFFUSERS_ORDERS.get(type(scheduler).__name__) if order is None else order)
     cls = type(scheduler)
     # "_use_default_values" would make from_config silently drop our overrides
     config = {k: v for k, v in scheduler.config.items() if k != "_use_default_values"}
