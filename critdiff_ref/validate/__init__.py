@@ -41,6 +41,7 @@ from ..targets import GaussianField, Phi4Lattice, Phi4ZeroD, TwoGaussianMixture
 from .adapters import ADAPTERS, edm_euler, edm_heun, karras_sigmas, load_object, make_runner
 from .runner import Runner, Schedule, exact_denoiser
 from .checks import CheckResult, gaussian_checks, order_check
+from .consistency import consistency_check, consistency_plan
 from .running import SamplerOutputError, is_deterministic
 from .nongaussian import mixture_check, phi4_check, phi4_lattice_check
 from .report import Report
@@ -107,7 +108,11 @@ def validate_runner(
     bad = [t for t in targets if t not in TARGETS]
     if bad:
         raise ValueError(f"targets must be a subset of {TARGETS}, got {tuple(targets)!r}")
+    notes: list[CheckResult] = []
+    if runner.info.get("family") == "consistency":  # one step always; the counts the scheduler accepts; Gaussian only
+        steps, targets, notes = consistency_plan(runner, steps, targets)
     report = Report(runner.name, runner.adapter, info={"order": runner.order, **runner.info, "steps": list(steps)})
+    report.results.extend(notes)
     if runner.adapter == "generator":
         if target is None:
             raise ValueError("the generator adapter needs target= (the distribution the generator samples)")
@@ -143,7 +148,9 @@ def validate_runner(
             label = res[0].name.split("/")[0] if res else f"gauss[{f}]"
             report.results.extend(res)
             report.series[label] = series
-            if runner.adapter != "generator":
+            if runner.info.get("family") == "consistency":  # replaces the order: err(N) at rounding for every N
+                report.results.append(consistency_check(runner, label, series))
+            elif runner.adapter != "generator":
                 report.results.append(order_check(runner, label, series, deterministic=deterministic, dtype=dtype))
         if not deterministic and runner.noise_sampler is not None and fields_:
             report.results.append(weak_order_row(runner, fields_[0]))

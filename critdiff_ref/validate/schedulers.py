@@ -22,6 +22,7 @@ import torch
 from ..targets import GaussianField
 from .flow import flow_scheduler_runner, is_flow_scheduler
 from .runner import Runner, Schedule, _accepts, _brownian, exact_denoiser
+from .consistency import consistency_kind, consistency_runner
 
 __all__ = ["DIFFUSERS_ORDERS"]
 
@@ -76,6 +77,8 @@ def _timestep_sigma(scheduler, t, sigma_table: torch.Tensor, ratio: float, vp: b
 
 
 def _diffusers_runner(scheduler, *, prediction_type: str | None, sampler_kwargs: dict, order, name) -> Runner:
+    if consistency_kind(scheduler) is not None:  # LCM, TCD, SCM, CMStochasticIterative: exact consistency function
+        return consistency_runner(scheduler, prediction_type=prediction_type, sampler_kwargs=sampler_kwargs, name=name)
     if isinstance(scheduler, type):
         # A class gets its default config, minus the image-range assumptions (clip x0 to [-1, 1],
         # dynamic thresholding): they are not part of the solver and make it non-linear.
