@@ -14,6 +14,9 @@ adapter for users' own flow samplers and the runner for diffusers' FlowMatch* sc
   ``"consistency"``: ``out = (x - f(x, sigma)) / sigma`` with ``f`` the exact consistency function (the
   PF-ODE map to ``t_min = 0``, :func:`exact_consistency`), so the scheduler's ``x0 = x - sigma out`` is ``f``.
   ``use_dynamic_shifting`` needs ``sampler_kwargs={"mu": ...}`` (passed to ``set_timesteps``).
+  With the consistency model the run is exact at every step count (float32 rounding): validate() checks
+  that (its consistency check) instead of an order.  ``stochastic_sampling=True`` is the same
+  denoise/re-noise step as LCM: on the velocity model it does not converge to the target law.
 """
 
 from __future__ import annotations
@@ -261,6 +264,10 @@ def flow_scheduler_runner(scheduler, *, prediction_type: str | None, sampler_kwa
     pred = prediction_type or ("consistency" if "LCM" in cls.__name__ else "velocity")
     if pred not in FLOW_PREDICTIONS:
         raise ValueError(f"prediction_type must be one of {FLOW_PREDICTIONS} for a flow-matching scheduler, got {pred!r}")
+    stochastic = "LCM" in cls.__name__ or bool(config.get("stochastic_sampling", False))
+    if pred == "consistency" and not stochastic:
+        raise ValueError(f"prediction_type='consistency' needs a re-noising step (FlowMatchLCM, or stochastic_sampling=True); "
+                         f"{cls.__name__} with this config integrates the flow ODE: use prediction_type='velocity'")
     inverted = bool(config.get("invert_sigmas", False))
     takes_gen = _accepts(cls.step, "generator")
     template = cls.from_config(config)
@@ -323,5 +330,9 @@ def flow_scheduler_runner(scheduler, *, prediction_type: str | None, sampler_kwa
                                                 if isinstance(v, (int, float, str, bool, type(None)))}}
     if mu is not None:
         info["mu"] = mu
+    if pred == "consistency":
+        # exact at every step count: validate() replaces the order row by its consistency check (validate.consistency)
+        info["family"] = "consistency"
     return Runner(name or cls.__name__, "diffusers", run, schedule, order, info=info,
+                  deterministic=False if stochastic else None,  # one step re-noises with sigma_next = 0: looks deterministic
                   run_noise=run_noise if hasattr(module, "randn_tensor") else None)
