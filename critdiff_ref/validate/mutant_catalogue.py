@@ -45,6 +45,8 @@ __all__ = [
     "ref_ddim",
     "ref_edm_heun",
     "DDIMLikeScheduler",
+    "LCMLikeScheduler",
+    "randn_tensor",
 ]
 
 
@@ -333,6 +335,89 @@ class DDIMLikeSchedulerPrevIndexBug(DDIMLikeScheduler):
         return _Output(math.sqrt(abar_prev) * x0 + math.sqrt(1.0 - abar_prev) * model_output)
 
 
+def randn_tensor(shape, generator=None, device=None, dtype=None) -> torch.Tensor:
+    """Standard normal draws, the module-level noise source diffusers schedulers use (so the validator can
+    supply the noise of the schedulers below, as it does for diffusers': exact noise probing)."""
+    return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype or torch.float64)
+
+
+class LCMLikeScheduler:
+    """A minimal latent-consistency-model scheduler with diffusers' interface (LCMScheduler's defaults:
+    scaled-linear betas 0.00085..0.012, 50 distillation timesteps ``20 j - 1``, epsilon prediction).
+
+    ``step``: ``x0 = (x - sqrt(1 - abar) eps) / sqrt(abar)``, ``denoised = c_skip x + c_out x0`` with
+    ``c_skip = 0.25 / (100 t^2 + 0.25)``, ``c_out = 10 t / sqrt(100 t^2 + 0.25)``; then, except on the last
+    step, re-noise to the next timestep: ``x <- sqrt(abar') denoised + sqrt(1 - abar') z`` (THEORY 1,
+    "Consistency functions": with the exact consistency function every step count gives the exact law).
+    """
+
+    order = 1
+    init_noise_sigma = 1.0
+
+    def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012,
+                 original_inference_steps: int = 50):
+        if isinstance(num_train_timesteps, bool) or not isinstance(num_train_timesteps, int) or num_train_timesteps < 2:
+            raise ValueError(f"num_train_timesteps must be an int >= 2, got {num_train_timesteps!r}")
+        if not (0.0 < beta_start < beta_end < 1.0):
+            raise ValueError(f"need 0 < beta_start < beta_end < 1, got beta_start={beta_start}, beta_end={beta_end}")
+        if not isinstance(original_inference_steps, int) or not 1 <= original_inference_steps <= num_train_timesteps:
+            raise ValueError(f"original_inference_steps must be an int in [1, {num_train_timesteps}], "
+                             f"got {original_inference_steps!r}")
+        self.config = {"num_train_timesteps": num_train_timesteps, "beta_start": beta_start, "beta_end": beta_end,
+                       "original_inference_steps": original_inference_steps, "prediction_type": "epsilon"}
+        betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float64) ** 2
+        self.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+        self.timesteps = torch.zeros(0, dtype=torch.long)
+        self.step_index = 0
+
+    @classmethod
+    def from_config(cls, config: dict, **overrides):
+        keys = ("num_train_timesteps", "beta_start", "beta_end", "original_inference_steps")
+        return cls(**{k: v for k, v in {**config, **overrides}.items() if k in keys})
+
+    def set_timesteps(self, num_inference_steps: int) -> None:
+        n_orig = self.config["original_inference_steps"]
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= n_orig:
+            raise ValueError(f"num_inference_steps must be an int in [1, {n_orig}], got {num_inference_steps!r}")
+        k = self.config["num_train_timesteps"] // n_orig
+        origin = (torch.arange(n_orig, 0, -1, dtype=torch.long) * k - 1)  # 999, 979, ..., 19
+        index = torch.floor(torch.linspace(0, n_orig, num_inference_steps + 1, dtype=torch.float64)[:-1]).long()
+        self.timesteps = origin[index]
+        self.step_index = 0
+
+    def scale_model_input(self, sample: torch.Tensor, timestep=None) -> torch.Tensor:
+        return sample
+
+    def get_scalings_for_boundary_condition_discrete(self, timestep) -> tuple[float, float]:
+        """LCM's boundary-condition scalings ``(c_skip, c_out)`` (sigma_data = 0.5, timestep scaling 10)."""
+        scaled = 10.0 * float(timestep)
+        return 0.25 / (scaled**2 + 0.25), scaled / (scaled**2 + 0.25) ** 0.5
+
+    def _step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor, generator, noise_variance):
+        i = self.step_index
+        abar = float(self.alphas_cumprod[int(self.timesteps[i])])
+        c_skip, c_out = self.get_scalings_for_boundary_condition_discrete(timestep)
+        x0 = (sample - math.sqrt(1.0 - abar) * model_output) / math.sqrt(abar)
+        denoised = c_out * x0 + c_skip * sample
+        self.step_index += 1
+        if self.step_index == len(self.timesteps):
+            return _Output(denoised)
+        abar_next = float(self.alphas_cumprod[int(self.timesteps[self.step_index])])
+        z = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
+        return _Output(math.sqrt(abar_next) * denoised + math.sqrt(noise_variance(abar_next)) * z)
+
+    def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor, generator=None, **kwargs) -> _Output:
+        return self._step(model_output, timestep, sample, generator, lambda abar_next: 1.0 - abar_next)
+
+
+class LCMLikeSchedulerRenoiseBug(LCMLikeScheduler):
+    """LCMLikeScheduler re-noising with variance 1 - sqrt(abar') (sqrt(abar) where abar is right)."""
+
+    def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor, generator=None, **kwargs) -> _Output:
+        return self._step(model_output, timestep, sample, generator,
+                          lambda abar_next: 1.0 - math.sqrt(abar_next))  # BUG: sqrt(abar') where abar' is right
+
+
 _VP = {"process": VP()}
 
 MUTANTS: dict[str, Entry] = {
@@ -359,6 +444,11 @@ MUTANTS: dict[str, Entry] = {
     "ddim_scheduler_prev_index": Entry(DDIMLikeSchedulerPrevIndexBug, "diffusers",
                                        "diffusers-like DDIM stepping to timesteps[i + 2] (previous-timestep index off by one)",
                                        {"order": 1.0}),
+    # consistency samplers: "order" is diffusers' one model call per step; validate() replaces the order
+    # check by the consistency check (the exact law at every step count, validate.consistency)
+    "lcm_renoise_sqrt_abar": Entry(LCMLikeSchedulerRenoiseBug, "diffusers",
+                                   "LCM-like consistency sampler re-noising with variance 1 - sqrt(abar') (sqrt(abar) for abar)",
+                                   {"order": 1.0}),
 }
 
 # mutant -> the CORRECT entry it deviates from by one line
@@ -374,6 +464,7 @@ PARENTS: dict[str, str] = {
     "rk4_float32_time": "ref_pf_rk4",
     "edm_heun_corrector_wrong_sigma": "ref_edm_heun",
     "ddim_scheduler_prev_index": "ddim_scheduler",
+    "lcm_renoise_sqrt_abar": "lcm_scheduler",
 }
 
 CORRECT: dict[str, Entry] = {
@@ -395,4 +486,5 @@ CORRECT: dict[str, Entry] = {
     "edm_euler": Entry(edm_euler, "denoiser", "validate.adapters.edm_euler (k-diffusion sample_euler)", {"order": 1.0}),
     "ddim_scheduler": Entry(DDIMLikeScheduler, "diffusers", "diffusers-like DDIM scheduler (parent of ddim_scheduler_*)",
                             {"order": 1.0}),
+    "lcm_scheduler": Entry(LCMLikeScheduler, "diffusers", "diffusers-like LCM scheduler (parent of lcm_*)", {"order": 1.0}),
 }
