@@ -28,6 +28,7 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("phi4", "critdiff_ref.phi4.experiment",
      "lattice phi^4: HMC observables with errors; --train-dm adds a diffusion model and DM-MCMC"),
     ("report", "critdiff_ref.report", "reproduce the papers' phenomena: figures, numbers, pass/fail"),
+    ("sweep", "critdiff_ref.sweep.cli", "run a sweep spec (phi4 / validate / report grids) on Ray or a process pool"),
 ]
 
 DEFAULT_COMMAND = "validate"

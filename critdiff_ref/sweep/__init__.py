@@ -1,0 +1,47 @@
+"""Sweeps beyond one machine: ``critdiff sweep SPEC`` on Ray or a local process pool (issue 21).
+
+A spec (TOML or JSON, :mod:`.spec`) names job kinds with grids over their parameters (:mod:`.jobs`):
+``phi4`` lattice ensembles and DM-MCMC (THEORY 8), ``validate`` runs of one sampler configuration
+(THEORY 2, 6, 8), ``report`` sections (THEORY 3-8) and ``call`` for any importable function.  Each job is
+a pure function of its parameters and seed, stored atomically as one result file named by a hash of
+its parameters and the package version (:mod:`.store`), so a rerun skips finished jobs and a failed
+job leaves its error behind while the sweep goes on.  Engines (:mod:`.engines`): Ray (embedded local
+cluster, or ``address=`` to join one; per-job CPUs, GPUs, ``max_retries``), a ``spawn`` process pool,
+or serial, giving identical result files.  At the end: the merged table (markdown, CSV, JSON),
+plots, and the Binder-cumulant crossings of a finite-size-scaling sweep (:mod:`.fss`).
+
+::
+
+    from critdiff_ref.sweep import run_spec, example_path
+    summary = run_spec(example_path("fss_binder_small"), "sweep-fss", engine="local")
+    summary["crossings"]      # kappa_c ± err where U_L and U_2L cross
+"""
+
+from .spec import Resources, Job, Spec, load_spec, job_id
+from .jobs import KINDS, check_params, execute, summarize
+from .store import write_atomic, read_result
+from .engines import ENGINES, ray_available
+from .fss import crossing, binder_crossings
+from .driver import run_spec, pending_jobs
+from .cli import example_path
+
+__all__ = [
+    "Resources",
+    "Job",
+    "Spec",
+    "load_spec",
+    "job_id",
+    "KINDS",
+    "check_params",
+    "execute",
+    "summarize",
+    "write_atomic",
+    "read_result",
+    "ENGINES",
+    "ray_available",
+    "crossing",
+    "binder_crossings",
+    "run_spec",
+    "pending_jobs",
+    "example_path",
+]

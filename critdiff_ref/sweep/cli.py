@@ -1,0 +1,65 @@
+"""``critdiff sweep SPEC``: run a sweep file on Ray (an embedded local cluster, or ``--address``) or a process pool."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+__all__ = ["add_sweep_parser", "run_sweep", "example_path"]
+
+EXAMPLES = ("fss_binder", "fss_binder_small", "validation_matrix", "validation_matrix_small")
+
+
+def example_path(name: str) -> str:
+    """The path of a spec shipped in ``critdiff_ref/sweep/examples`` (``name`` with or without ``.toml``)."""
+    stem = name[:-5] if name.endswith(".toml") else name
+    if stem not in EXAMPLES:
+        raise ValueError(f"example must be one of {EXAMPLES}, got {name!r}")
+    return os.path.join(os.path.dirname(__file__), "examples", f"{stem}.toml")
+
+
+def add_sweep_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("sweep", help="run a sweep spec (TOML/JSON: phi4, validate, report jobs over grids) on Ray "
+                                     "or a process pool; resumes, keeps failures, writes a merged table")
+    p.add_argument("spec", help="the spec file (.toml or .json), or example:NAME for a shipped one "
+                                f"({', '.join(EXAMPLES)})")
+    p.add_argument("--out", default=None, help="output folder (default: sweep-<name>)")
+    p.add_argument("--engine", default="auto", choices=["auto", "ray", "local", "serial"],
+                   help="auto: ray when installed, else a local process pool")
+    p.add_argument("--address", default=None, help="join this Ray cluster ('auto', 'ray://head:10001')")
+    p.add_argument("--workers", type=int, default=None, help="pool processes / CPUs of the embedded Ray cluster")
+    p.add_argument("--no-retry-failed", action="store_true", help="also skip jobs whose stored result is an error")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help="check the spec and list the jobs still to run")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    return p
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    """Run ``critdiff sweep``: exit 0 when every job of the spec has an ``ok`` result, 1 otherwise."""
+    from .driver import pending_jobs, run_spec
+    from .spec import load_spec
+
+    path = example_path(args.spec[len("example:"):]) if args.spec.startswith("example:") else args.spec
+    spec = load_spec(path)
+    if args.dry_run:
+        out = args.out or f"sweep-{spec.name}"
+        todo = pending_jobs(spec, out, retry_failed=not args.no_retry_failed)
+        print(f"{spec.name}: {len(spec.jobs)} jobs, {len(todo)} to run into {out}")
+        for job in todo:
+            res = job.resources
+            print(f"  {job.filename}  {job.group}  {job.varying}  cpus={res.num_cpus} gpus={res.num_gpus}")
+        return 0
+    summary = run_spec(spec, args.out, engine=args.engine, workers=args.workers, address=args.address,
+                       retry_failed=not args.no_retry_failed, plots=not args.no_plots, progress=not args.quiet)
+    print(f"{summary['jobs']} jobs: {summary['skipped']} already done, {summary['ran']} ran on {summary['engine']} "
+          f"in {summary['seconds']:.1f} s, {len(summary['failed'])} failed")
+    for name, err in summary["failed"]:
+        print(f"  FAILED {name}: {err}", file=sys.stderr)
+    from .fss import format_crossings
+
+    if summary["crossings"]:
+        print(format_crossings(summary["crossings"]))
+    print(f"table: {os.path.join(summary['out'], 'table.md')}")
+    return 0 if not summary["failed"] else 1

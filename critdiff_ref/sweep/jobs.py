@@ -1,0 +1,284 @@
+"""The job kinds of a sweep: each a pure function of its JSON parameters (and their seed) returning a JSON dict.
+
+- ``phi4`` (THEORY 8): :func:`critdiff_ref.phi4.run_phi4_experiment` (HMC observables with Gamma-method
+  errors, optionally ``train_dm`` for the diffusion model and DM-MCMC);
+- ``validate`` (THEORY 2, 6, 8): :func:`critdiff_ref.validate.validate` of one sampler ``"pkg.module:attr"``
+  through one adapter with one configuration (``prediction_type``, ``sampler_kwargs``, ``order``, ...);
+- ``report`` (THEORY 3-8): one section of :func:`critdiff_ref.report.write_report`;
+- ``call``: any importable function ``function = "pkg.module:attr"`` called with the other parameters.
+
+:func:`check_params` fills the defaults and refuses bad values before anything runs (``ValueError`` naming
+the parameter and its allowed values); :func:`execute` runs one job in the calling process with
+``torch`` limited to the CPUs the job requested, and never raises for an error of the job itself: it
+returns ``{"status": "error", "error": ..., "traceback": ...}`` instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import inspect
+import math
+import os
+import tempfile
+import time
+import traceback
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .. import _args
+
+__all__ = ["KINDS", "check_params", "execute", "summarize", "jsonable"]
+
+KINDS = ("phi4", "validate", "report", "call")
+
+_PHI4_SKIP = ("out", "progress", "keep_arrays")
+_PHI4_REQUIRED = ("L", "kappa", "lam")
+_VALIDATE_DEFAULTS: dict[str, Any] = {
+    "adapter": "score", "fields": None, "steps": [10, 20, 50, 100], "targets": ["gaussian", "mixture", "phi4"],
+    "rtol": 0.1, "order": None, "deterministic": None, "start": "noise", "sigma_min": 0.002, "sigma_max": 80.0,
+    "rho": 7.0, "prediction_type": None, "sampler_kwargs": None, "n_samples": 4000, "seed": 0,
+    "dtype": "float64", "device": "cpu", "name": None,
+}
+_REPORT_DEFAULTS: dict[str, Any] = {"full": False, "device": "cpu"}
+
+
+def _phi4_defaults() -> dict[str, Any]:
+    from ..phi4 import run_phi4_experiment
+
+    sig = inspect.signature(run_phi4_experiment)
+    return {k: (list(p.default) if isinstance(p.default, tuple) else p.default)
+            for k, p in sig.parameters.items() if k not in _PHI4_SKIP and p.default is not inspect.Parameter.empty}
+
+
+def _fail(kind: str, name: str, msg: str) -> ValueError:
+    return ValueError(f"{kind} parameter {name!r}: {msg}")
+
+
+def _choice(kind: str, name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise _fail(kind, name, f"must be one of {allowed}, got {value!r}")
+
+
+def _typed_like(kind: str, name: str, value: Any, default: Any) -> None:
+    """``value`` must have the type of ``default`` (ints for int defaults, reals for float ones, ...)."""
+    try:
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be true or false, got {value!r}")
+        elif isinstance(default, int):
+            _args.integer(name, value, 0)
+        elif isinstance(default, float):
+            _args.real(name, value)
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, got {value!r}")
+        elif isinstance(default, list) and not isinstance(value, list):
+            raise TypeError(f"{name} must be a list, got {value!r}")
+    except (TypeError, ValueError) as err:
+        raise _fail(kind, name, str(err)) from None
+
+
+def _check_phi4(p: dict) -> None:
+    from ..phi4 import EnsembleParams
+
+    defaults = _phi4_defaults()
+    for name, value in p.items():
+        _typed_like("phi4", name, value, defaults.get(name))
+    try:
+        EnsembleParams(L=p["L"], d=p["d"], kappa=p["kappa"], lam=p["lam"], sampler="hmc", n_chains=p["n_chains"],
+                       n_updates=p["n_traj"], burn_in=p["burn_in"], step=p["eps"], n_steps=p["n_steps"],
+                       seed=p["seed"], dtype=p["dtype"], device=p["device"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"phi4 parameters: {err}") from None
+    _choice("phi4", "divergence", p["divergence"], ("auto", "exact", "hutchinson"))
+    _choice("phi4", "dm_dtype", p["dm_dtype"], ("float32", "float64"))
+    _choice("phi4", "ode_method", p["ode_method"], ("euler", "heun", "rk4"))
+    for name in ("dm_steps", "dm_batch", "ode_steps", "probes", "dm_chains", "dm_iter"):
+        if p[name] < 1:
+            raise _fail("phi4", name, f"must be >= 1, got {p[name]}")
+    if not p["dm_channels"] or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in p["dm_channels"]):
+        raise _fail("phi4", "dm_channels", f"must be a non-empty list of ints >= 1, got {p['dm_channels']!r}")
+
+
+def _check_validate(p: dict) -> None:
+    from ..targets import GaussianField
+    from ..validate import ADAPTERS, TARGETS
+
+    if not isinstance(p["sampler"], str) or ":" not in p["sampler"]:
+        raise _fail("validate", "sampler", f"must be 'pkg.module:attr', got {p['sampler']!r}")
+    _choice("validate", "adapter", p["adapter"], ADAPTERS)
+    _choice("validate", "start", p["start"], ("noise", "exact"))
+    _choice("validate", "dtype", p["dtype"], ("float64", "float32"))
+    _choice("validate", "prediction_type", p["prediction_type"], (None, "epsilon", "v_prediction", "sample"))
+    steps = p["steps"]
+    if (not isinstance(steps, list) or not steps or any(isinstance(s, bool) or not isinstance(s, int) or s < 1
+                                                          for s in steps) or steps != sorted(set(steps))):
+        raise _fail("validate", "steps", f"must be a strictly increasing list of ints >= 1, got {steps!r}")
+    if not isinstance(p["targets"], list) or not p["targets"] or any(t not in TARGETS for t in p["targets"]):
+        raise _fail("validate", "targets", f"must be a non-empty list from {TARGETS}, got {p['targets']!r}")
+    if isinstance(p["rtol"], bool) or not isinstance(p["rtol"], (int, float)) or not 0 < p["rtol"] < 1:
+        raise _fail("validate", "rtol", f"must be a number in (0, 1), got {p['rtol']!r}")
+    if isinstance(p["n_samples"], bool) or not isinstance(p["n_samples"], int) or p["n_samples"] < 100:
+        raise _fail("validate", "n_samples", f"must be an int >= 100, got {p['n_samples']!r}")
+    _typed_like("validate", "seed", p["seed"], 0)
+    for name in ("sigma_min", "sigma_max", "rho"):
+        _typed_like("validate", name, p[name], 1.0)
+    if p["order"] is not None:
+        _typed_like("validate", "order", p["order"], 1.0)
+    if p["sampler_kwargs"] is not None and not isinstance(p["sampler_kwargs"], dict):
+        raise _fail("validate", "sampler_kwargs", f"must be a table, got {p['sampler_kwargs']!r}")
+    if p["fields"] is not None:
+        if not isinstance(p["fields"], list) or not p["fields"]:
+            raise _fail("validate", "fields", f"must be a non-empty list of {{L, d, r}} tables, got {p['fields']!r}")
+        for i, f in enumerate(p["fields"]):
+            if not isinstance(f, dict) or set(f) - {"L", "d", "r"}:
+                raise _fail("validate", f"fields[{i}]", f"must be a table with keys L, d, r, got {f!r}")
+            try:
+                GaussianField(**f)
+            except (TypeError, ValueError) as err:
+                raise _fail("validate", f"fields[{i}]", str(err)) from None
+
+
+def _check_report(p: dict) -> None:
+    from ..report import SECTIONS
+
+    _choice("report", "section", p["section"], tuple(SECTIONS))
+    _typed_like("report", "full", p["full"], False)
+    _typed_like("report", "device", p["device"], "cpu")
+
+
+def _check_call(p: dict) -> None:
+    if not isinstance(p["function"], str) or ":" not in p["function"]:
+        raise _fail("call", "function", f"must be 'pkg.module:attr', got {p['function']!r}")
+
+
+def check_params(kind: str, params: dict) -> dict:
+    """``params`` with the kind's defaults filled in, validated; ``ValueError`` names the bad parameter."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got kind={kind!r}")
+    if kind == "call":
+        required, defaults = ("function",), {}
+    elif kind == "phi4":
+        required, defaults = _PHI4_REQUIRED, _phi4_defaults()
+    elif kind == "validate":
+        required, defaults = ("sampler",), _VALIDATE_DEFAULTS
+    else:
+        required, defaults = ("section",), _REPORT_DEFAULTS
+    missing = [k for k in required if k not in params]
+    if missing:
+        raise ValueError(f"{kind} job is missing parameter {missing[0]!r} (required: {', '.join(required)})")
+    if kind != "call":
+        allowed = sorted({*required, *defaults})
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            raise ValueError(f"{kind} job has unknown parameter {unknown[0]!r}; allowed: {', '.join(allowed)}")
+    full = {**defaults, **params}
+    {"phi4": _check_phi4, "validate": _check_validate, "report": _check_report, "call": _check_call}[kind](full)
+    return full
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types (tuples -> lists, numpy/torch scalars and arrays -> numbers and lists)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return jsonable(value.tolist())
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _run_phi4(p: dict) -> dict:
+    from ..phi4 import run_phi4_experiment
+
+    kw = dict(p)
+    kw["dm_channels"] = tuple(kw["dm_channels"])
+    return run_phi4_experiment(**kw)
+
+
+def _run_validate(p: dict) -> dict:
+    from ..targets import GaussianField
+    from ..validate import load_object, validate
+
+    kw = dict(p)
+    sampler = load_object(kw.pop("sampler"))
+    fields = None if kw["fields"] is None else [GaussianField(**f) for f in kw["fields"]]
+    kw.update(fields=fields, steps=tuple(kw["steps"]), targets=tuple(kw["targets"]), dtype=getattr(torch, kw["dtype"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return validate(sampler, **kw).to_dict()
+
+
+def _run_report(p: dict) -> dict:
+    from ..report import write_report
+
+    with tempfile.TemporaryDirectory(prefix="critdiff-sweep-report-") as tmp:
+        doc = write_report(tmp, full=p["full"], device=p["device"], only=[p["section"]], progress=False)
+        files = {}
+        for name in sorted(os.listdir(tmp)):
+            if name.endswith(".png"):
+                with open(os.path.join(tmp, name), "rb") as fh:
+                    files[name] = base64.b64encode(fh.read()).decode("ascii")
+    doc.pop("seconds", None)  # wall time: kept in the sweep log, not in the (deterministic) result
+    return {**doc, "_files": files}
+
+
+def _run_call(p: dict) -> dict:
+    from ..validate import load_object
+
+    kw = dict(p)
+    out = load_object(kw.pop("function"))(**kw)
+    return out if isinstance(out, dict) else {"value": out}
+
+
+_RUN: dict[str, Callable[[dict], dict]] = {"phi4": _run_phi4, "validate": _run_validate, "report": _run_report,
+                                           "call": _run_call}
+
+
+def execute(kind: str, params: dict, num_cpus: float = 1) -> dict:
+    """Run one job here: ``{"status": "ok", "result": ...}`` or ``{"status": "error", "error", "traceback"}``,
+    plus ``seconds`` and ``host``. ``torch`` uses ``max(1, int(num_cpus))`` threads while it runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(num_cpus)))
+    t0 = time.perf_counter()
+    try:
+        out = {"status": "ok", "result": jsonable(_RUN[kind](params))}
+    except Exception as err:  # noqa: BLE001 - a failed job is recorded and the sweep goes on
+        out = {"status": "error", "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+    finally:
+        torch.set_num_threads(threads)
+    out.update(seconds=time.perf_counter() - t0, host=os.uname().nodename, pid=os.getpid())
+    return out
+
+
+def summarize(kind: str, result: dict) -> dict:
+    """The few numbers of a job's result that go into the merged table (flat, JSON types)."""
+    if kind == "phi4":
+        row = {k: result.get(k) for k in ("M", "M_err", "absM", "absM_err", "chi2", "chi2_err", "binder",
+                                          "binder_err", "tau_int_absM", "acceptance")}
+        if "dm" in result:
+            c = result["dm"]["dm_mcmc"]
+            row.update(dm_binder=c.get("binder"), dm_binder_err=c.get("binder_err"),
+                       dm_acceptance=c.get("acceptance"), r2_action=result["dm"].get("r2_action"))
+        return row
+    if kind == "validate":
+        res = result.get("results", [])
+        cov = [r for r in res if "/covariance@" in r["name"]]
+        order = [r for r in res if r["name"].endswith("/order")]
+        failed = [r["name"] for r in res if r.get("passed") is False]
+        return {"passed": result.get("passed"), "checks": len(res), "failed": len(failed),
+                "failures": "; ".join(failed[:3]) + (" ..." if len(failed) > 3 else ""),
+                "err_at_max_steps": cov[-1]["measured"] if cov else None,
+                "observed_order": order[0]["measured"] if order else None}
+    if kind == "report":
+        checks = [c for s in result.get("sections", {}).values() for c in s["checks"]]
+        return {"passed": result.get("passed"), "checks": len(checks), "failed": sum(not c["passed"] for c in checks)}
+    return {k: v for k, v in result.items()
+            if isinstance(v, (bool, int, float, str)) and not (isinstance(v, float) and math.isnan(v))}
