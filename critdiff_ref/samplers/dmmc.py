@@ -6,14 +6,24 @@
 - Proposals and their ``log q`` come from :mod:`critdiff_ref.samplers.likelihood` (priors, divergences,
   :func:`pf_sample`, :func:`flow_jacobian_log_density`).
 
-``log_q="jacobian"`` replaces the ODE estimate by the exact log-density of the *discretised* flow map
-``x_T -> x_0`` (``log p_T(x_T) - log|det dx_0/dx_T|``, full Jacobian by autograd, small V): the
-chain is then exact for any step count and any score.  With ``"exact"``/``"hutchinson"`` divergences
-the acceptance uses the ODE-integrated ``log q``, exact up to the ODE discretisation error (Hutchinson
-adds noise to ``log q``, which biases the chain slightly; use it for likelihoods and R^2, not for exact MCMC).
-A Gaussian ``control_variate`` (mode variances ``c_ref``) makes Hutchinson estimate only the divergence of
-``s - s_ref`` and adds the exact ``sum_k K_ref(k)``: unbiased, with far less noise when the score is close
-to Gaussian.
+What is exact and what is not (THEORY 8, "Exactness"):
+
+- ``log_q="jacobian"`` (EXACT): the log-density of the *discretised* flow map ``x_T -> x_0``,
+  ``log p_T(x_T) - log|det dx_0/dx_T|``, by :func:`~critdiff_ref.samplers.likelihood.flow_jacobian_log_density`
+  (one sampler forward pass plus ``V / chunk`` vmapped backward passes per batch, then ``slogdet``):
+  the density of the proposal as generated, so the chain targets ``p`` exactly for any step count and
+  any score.  Cost ``~ V`` backward passes through the sampler per proposal (measured against V in
+  ``BENCHMARKS.md``).
+- ``log_q="exact"``: the ODE-integrated log q with the exact divergence; exact only up to the ODE
+  discretisation error ``O(h^p)`` of the method (small, not zero).
+- ``log_q="hutchinson"`` (APPROXIMATE): the ODE-integrated log q with a Hutchinson divergence; the
+  probe noise in ``log q`` biases the chain (the stationary law is ``p(x) E[exp(-noise) | x]``:
+  no bias only when the noise law does not depend on ``x``, e.g. a linear score).  A Gaussian
+  ``control_variate`` (mode variances ``c_ref``) makes Hutchinson estimate only the divergence of
+  ``s - s_ref`` and adds the exact ``sum_k K_ref(k)``: less noise, still approximate.
+
+:func:`chain_from_proposals` runs the accept/reject on given proposals and ``log q`` (for
+re-using one set of proposals with another ``log q``, e.g. the planted-bug checks).
 
 Shapes: configurations ``(batch, *lattice)``; dtype/device follow the input.
 """
@@ -37,6 +47,7 @@ from .mcmc._chains import Action, _count
 __all__ = [
     "independence_metropolis",
     "DMMCResult",
+    "chain_from_proposals",
     "dm_mcmc",
 ]
 
@@ -90,6 +101,36 @@ class DMMCResult:
         return -self.action - self.log_q
 
 
+def chain_from_proposals(
+    proposals: torch.Tensor,
+    log_q: torch.Tensor,
+    action: torch.Tensor,
+    *,
+    burn_in: int = 0,
+    thin: int = 1,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Independence Metropolis on given proposals: ``(samples (n_kept, n_chains, *lattice), acceptance (n_chains,))``.
+
+    ``proposals`` ``(n_iter, n_chains, *lattice)``, ``log_q`` and ``action`` ``(n_iter, n_chains)``;
+    log-weights ``-S - log q``; keeps every ``thin``-th state after ``burn_in``; the acceptance is over
+    steps ``max(burn_in, 1) .. n_iter - 1`` (step 0 is the start).
+    """
+    if proposals.ndim < 3 or log_q.shape != proposals.shape[:2] or action.shape != proposals.shape[:2]:
+        raise ValueError(f"need proposals (n_iter, n_chains, *lattice) and log_q, action (n_iter, n_chains); got "
+                         f"{tuple(proposals.shape)}, {tuple(log_q.shape)}, {tuple(action.shape)}")
+    n_iter, n_chains = log_q.shape
+    burn_in, thin = _count("burn_in", burn_in, 0), _count("thin", thin, 1)
+    if burn_in >= n_iter:
+        raise ValueError(f"burn_in must be < n_iter = {n_iter}, got burn_in={burn_in}")
+    index, accepted = independence_metropolis(-action - log_q, generator)
+    keep = torch.arange(burn_in + thin - 1, n_iter, thin, device=proposals.device)
+    ar = torch.arange(n_chains, device=proposals.device)
+    samples = proposals[index[keep], ar]
+    acceptance = accepted[max(burn_in, 1):].to(torch.float64).mean(dim=0) if n_iter > 1 else accepted[0].double()
+    return samples, acceptance
+
+
 def dm_mcmc(
     target: Action,
     score: Score,
@@ -108,6 +149,7 @@ def dm_mcmc(
     burn_in: int = 0,
     thin: int = 1,
     batch_size: int = 256,
+    chunk: int | None = None,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
@@ -115,9 +157,10 @@ def dm_mcmc(
     """Diffusion-model MCMC (THEORY 8): independence Metropolis for ``p ∝ exp(-S)`` with PF-ODE proposals.
 
     ``n_chains x n_iter`` proposals (iid, generated in batches of ``batch_size``) with ``log q`` from
-    ``log_q`` in ``("exact", "hutchinson")`` (ODE-integrated divergence) or ``"jacobian"`` (exact
-    density of the discretised flow, see module docstring); accept with
-    ``min(1, q(old) p(new) / (p(old) q(new)))``. Keeps every ``thin``-th state after ``burn_in``.
+    ``log_q``: ``"jacobian"`` (EXACT density of the discretised flow; ``chunk`` Jacobian rows per vmapped
+    backward pass, default capped by ``likelihood.MAX_CHUNK_ELEMENTS``), ``"exact"`` (ODE-integrated,
+    exact divergence: exact up to ``O(h^p)``) or ``"hutchinson"`` (APPROXIMATE; see module docstring);
+    accept with ``min(1, q(old) p(new) / (p(old) q(new)))``. Keeps every ``thin``-th state after ``burn_in``.
     """
     if not hasattr(target, "action"):
         raise TypeError(f"target must have action(phi), got {type(target).__name__}")
@@ -133,7 +176,8 @@ def dm_mcmc(
         b = min(batch_size, total - start)
         if log_q == "jacobian":
             xT = prior.sample(b, generator, dtype=dtype, device=device)
-            x, lq = flow_jacobian_log_density(score, process, xT, prior, steps=steps, method=method, grid=grid, t_min=t_min)
+            x, lq = flow_jacobian_log_density(score, process, xT, prior, steps=steps, method=method, grid=grid,
+                                              t_min=t_min, chunk=chunk)
         else:
             x, lq = pf_sample(score, process, b, prior, steps=steps, method=method, grid=grid, t_min=t_min,
                               divergence=log_q, n_probes=n_probes, control_variate=control_variate, generator=generator,
@@ -143,10 +187,5 @@ def dm_mcmc(
     x = torch.cat(xs).reshape(n_iter, n_chains, *prior.shape)
     lq = torch.cat(lqs).reshape(n_iter, n_chains)
     S = target.action(x)
-    index, accepted = independence_metropolis(-S - lq, generator)
-    keep = torch.arange(burn_in + thin - 1, n_iter, thin, device=x.device)
-    ar = torch.arange(n_chains, device=x.device)
-    samples = x[index[keep], ar]  # (n_kept, n_chains, *lattice)
-    # step 0 is the start (no accept/reject): acceptance over steps max(burn_in, 1) .. n_iter - 1
-    acceptance = accepted[max(burn_in, 1):].to(torch.float64).mean(dim=0) if n_iter > 1 else accepted[0].double()
+    samples, acceptance = chain_from_proposals(x, lq, S, burn_in=burn_in, thin=thin, generator=generator)
     return DMMCResult(samples, acceptance, x, lq, S)

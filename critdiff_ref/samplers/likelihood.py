@@ -3,17 +3,19 @@
 - Priors at ``T``: :class:`ModePrior`, a Gaussian diagonal in Fourier space with an exact normalised
   ``log_prob``; :func:`isotropic_prior` (the usual noise start) and :func:`exact_prior` (a Gaussian
   field's exact forward marginal).
-- Divergence of a score ``div_x s_t(x)``: exact (autograd over all sites, small V) or Hutchinson
-  ``E_eps[eps^T J eps]`` with Rademacher probes.
+- Divergence of a score ``div_x s_t(x)``: exact (the Jacobian diagonal by :func:`jacobian_rows`,
+  ``V`` vector-Jacobian products in vmapped chunks) or Hutchinson ``E_eps[eps^T J eps]`` with Rademacher
+  probes (APPROXIMATE as a log q for MCMC: unbiased for log q, but exp of a noisy log q biases the chain).
 - PF-ODE log-density: along ``dx/dt = f(x, t) = -gamma x - (g^2/2) s_t(x)``,
   ``d/dt log p_t(x_t) = -div f``, so ``log q(x_0) = log p_T(x_T) + int_0^T div f(x_t, t) dt``.
   :func:`pf_log_likelihood` integrates the augmented state ``(x, ell)``, ``d ell/dt = div f``, from
   ``x_0`` up to ``T``; :func:`pf_sample` draws ``x_T`` from a prior and integrates down to ``t_min``,
   returning the sample and its ``log q``.  Both use the Euler / Heun / RK4 steps of
   :mod:`critdiff_ref.samplers.reverse`, so ``log q`` has the order of the ODE method.
-- :func:`flow_jacobian_log_density`: the exact log-density of the *discretised* flow map
-  ``x_T -> x_0`` (``log p_T(x_T) - log|det dx_0/dx_T|``, full Jacobian by autograd, small V), exact
-  for any step count and any score.
+- :func:`flow_jacobian_log_density`: the EXACT log-density of the *discretised* flow map
+  ``x_T -> x_0`` (``log p_T(x_T) - log|det dx_0/dx_T|``; the full Jacobian by :func:`jacobian_rows`:
+  one forward pass of the sampler and ``V / chunk`` vmapped backward passes, any device), exact for
+  any step count and any score: the log q an exact DM-MCMC needs.
 - A Gaussian ``control_variate`` (mode variances ``c_ref``) makes Hutchinson estimate only the divergence
   of ``s - s_ref`` and adds the exact ``sum_k K_ref(k)``: unbiased, with far less noise when the score is
   close to Gaussian.
@@ -42,6 +44,7 @@ __all__ = [
     "ModePrior",
     "isotropic_prior",
     "exact_prior",
+    "jacobian_rows",
     "divergence_exact",
     "divergence_hutchinson",
     "rademacher_probes",
@@ -121,27 +124,62 @@ def exact_prior(field, process: Process) -> ModePrior:
 
 
 # -- divergences -----------------------------------------------------------------------------------
-def _leaf(x: torch.Tensor) -> torch.Tensor:
-    return x.detach().requires_grad_(True)
+# Default cap on the cotangent block of one vmapped backward pass: chunk * batch * V elements
+# (2^22 float64 = 32 MiB; the pass also holds about chunk * batch * (the score's largest activation)).
+MAX_CHUNK_ELEMENTS = 2**22
 
 
-def divergence_exact(score: Score, x: torch.Tensor, t: float) -> torch.Tensor:
+def _chunk_size(chunk: int | None, B: int, n: int) -> int:
+    """Basis vectors per vmapped backward pass: ``chunk`` if given, else the largest ``<= n`` with
+    ``chunk * B * n <= MAX_CHUNK_ELEMENTS`` (at least 1)."""
+    if chunk is None:
+        return max(1, min(n, MAX_CHUNK_ELEMENTS // max(1, B * n)))
+    return min(n, _count("chunk", chunk, 1))
+
+
+def jacobian_rows(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, chunk: int | None = None, diagonal: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(fn(x), J)`` with ``J[b, i, j] = d fn(x)_{b,i} / d x_{b,j}`` of a map acting on each batch entry
+    separately, ``(batch, V, V)`` (``diagonal=True``: only ``J[b, i, i]``, ``(batch, V)``).
+
+    One forward pass, then the rows by vector-Jacobian products: cotangent ``e_i`` on every batch entry
+    at once (entries are independent, so one product gives row ``i`` of every configuration), ``chunk``
+    rows per ``torch.func.vmap``-ed backward pass (default: :data:`MAX_CHUNK_ELEMENTS` caps
+    ``chunk * batch * V``). ``V / chunk`` backward passes in all, on any device; exact to rounding.
+    ``fn`` must be ``torch.func``-transformable (torch ops, no in-place updates of captured tensors).
+    """
+    from torch.func import vjp, vmap
+
+    B, n = x.shape[0], x[0].numel()
+    c = _chunk_size(chunk, B, n)
+    with torch.enable_grad():
+        y, pullback = vjp(fn, x.detach())
+    if y.shape != x.shape:
+        raise ValueError(f"fn must map (batch, *lattice) to the same shape, got {tuple(x.shape)} -> {tuple(y.shape)}")
+    pull = vmap(pullback)
+    out = []
+    for s in range(0, n, c):
+        m = min(c, n - s)
+        cot = torch.zeros((m, B, n), dtype=y.dtype, device=y.device)
+        rows = torch.arange(m, device=y.device)
+        cot[rows, :, s + rows] = 1.0
+        (g,) = pull(cot.reshape(m, *y.shape))  # (m, B, *lattice): rows s..s+m-1 of every J_b
+        g = g.reshape(m, B, n)
+        out.append(g[rows, :, s + rows] if diagonal else g)
+    J = torch.cat(out, dim=0).transpose(0, 1)  # (B, V) or (B, V, V)
+    return y.detach(), J.detach()
+
+
+def divergence_exact(score: Score, x: torch.Tensor, t: float, *, chunk: int | None = None) -> torch.Tensor:
     """``div_x s_t(x) = sum_i d s_i / d x_i`` per configuration by autograd over every site, ``(batch,)``.
 
-    One vector-Jacobian product per site: cost ``V`` backward passes. The score must act
-    independently on each batch entry (no batch statistics).
+    Exact (to rounding): the Jacobian diagonal from :func:`jacobian_rows` (``V`` vector-Jacobian
+    products, ``chunk`` of them per vmapped backward pass). The score must act independently on each
+    batch entry (no batch statistics).
     """
-    B = x.shape[0]
-    n = x[0].numel()
-    with torch.enable_grad():
-        xg = _leaf(x)
-        y = score(xg, t).reshape(B, n)
-        div = torch.zeros(B, dtype=x.dtype, device=x.device)
-        # (a vmapped is_grads_batched product was slower than this loop on CPU for conv nets)
-        for i in range(n):
-            (g,) = torch.autograd.grad(y[:, i].sum(), xg, retain_graph=i < n - 1)
-            div = div + g.reshape(B, n)[:, i]
-    return div.detach()
+    _, diag = jacobian_rows(lambda y: score(y, t), x, chunk=chunk, diagonal=True)
+    return diag.sum(dim=1)
 
 
 def rademacher_probes(
@@ -159,11 +197,12 @@ def divergence_hutchinson(score: Score, x: torch.Tensor, t: float, probes: torch
     for probes with ``E[eps eps^T] = I`` (:func:`rademacher_probes`); ``probes`` ``(P, batch, *lattice)``."""
     if probes.shape[1:] != x.shape:
         raise ValueError(f"probes must have shape (n_probes, {tuple(x.shape)}), got {tuple(probes.shape)}")
+    from torch.func import vjp, vmap
+
     B, P = x.shape[0], probes.shape[0]
     with torch.enable_grad():
-        xg = _leaf(x)
-        y = score(xg, t)
-        g = torch.stack([torch.autograd.grad(y, xg, grad_outputs=p, retain_graph=j < P - 1)[0] for j, p in enumerate(probes)])
+        _, pullback = vjp(lambda y: score(y, t), x.detach())
+    (g,) = vmap(pullback)(probes.to(x.dtype))  # (P, batch, *lattice): J^T eps_p, all probes in one pass
     return (g * probes).reshape(P, B, -1).sum(-1).mean(0).detach()
 
 
@@ -317,12 +356,16 @@ def flow_jacobian_log_density(
     method: str = "rk4",
     grid="uniform",
     t_min: float = 0.0,
+    chunk: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact density of the discretised PF-ODE map ``Phi: x_T -> x_0``: ``(x_0, log p_T(x_T) - log|det dPhi|)``.
 
-    Full ``V x V`` Jacobian per configuration by autograd through every step (``V`` backward passes
-    through the sampler per batch; small V only). Exact for any step count and any score that acts
-    on each batch entry separately.
+    THEORY 8 ("the exact log-determinant of the discretised map"): the full ``V x V`` Jacobian per
+    configuration by :func:`jacobian_rows` through every step (one forward pass of the sampler, then
+    ``V / chunk`` vmapped backward passes), ``slogdet`` in float64. Exact to rounding for any step
+    count and any score that acts on each batch entry separately: the density of the proposal as
+    generated, which is what an exact DM-MCMC needs. Cost per proposal ``~ V`` backward passes through
+    the sampler plus ``O(V^3)`` for the determinant.
     """
     _check_common(xT, prior, method, "exact")
     times = [float(t) for t in resolve_grid(process, steps, grid, t_min)]
@@ -331,21 +374,15 @@ def flow_jacobian_log_density(
     def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
         return -float(process.gamma(t)) * x - 0.5 * float(process.g(t)) ** 2 * score(x, t)
 
-    B, n = xT.shape[0], xT[0].numel()
-    with torch.enable_grad():
-        z = _leaf(xT)
-        x = z
+    def flow(x: torch.Tensor) -> torch.Tensor:
         for i in range(len(times) - 1):
             x = step(velocity, x, times[i], times[i + 1] - times[i])
-        y = x.reshape(B, n)
-        # the score acts on each batch entry separately, so grad of sum_b y[b, i] gives row i of
-        # every configuration's Jacobian: V backward passes for the whole batch
-        rows = [torch.autograd.grad(y[:, i].sum(), z, retain_graph=i < n - 1)[0].reshape(B, n) for i in range(n)]
-    J = torch.stack(rows, dim=1)  # (B, n, n): J[b, i, j] = d x0_i / d xT_j
-    x0 = x.detach()
+        return x
+
+    x0, J = jacobian_rows(flow, xT, chunk=chunk)  # J[b, i, j] = d x0_i / d xT_j
     if not bool(torch.isfinite(x0).all()) or not bool(torch.isfinite(J).all()):
         raise FloatingPointError("flow_jacobian_log_density: non-finite x_0 or Jacobian (unstable steps or score)")
-    logdet = torch.linalg.slogdet(J)[1]
+    logdet = torch.linalg.slogdet(J.to(torch.float64))[1].to(xT.dtype)
     return x0, prior.log_prob(xT) - logdet
 
 
