@@ -6,7 +6,7 @@ A spec (TOML or JSON, :mod:`.spec`) names job kinds with grids over their parame
 a pure function of its parameters and seed, stored atomically as one result file named by a hash of
 its parameters and the package version (:mod:`.store`), so a rerun skips finished jobs and a failed
 job leaves its error behind while the sweep goes on.  Engines (:mod:`.engines`): Ray (embedded local
-cluster, or ``address=`` to join one; per-job CPUs, GPUs, ``max_retries``), a ``spawn`` process pool,
+cluster, or ``address=`` to join one; per-job CPUs, GPUs, ``max_retries``), a process pool (forkserver),
 or serial, giving identical result files.  At the end: the merged table (markdown, CSV, JSON),
 plots, and the Binder-cumulant crossings of a finite-size-scaling sweep (:mod:`.fss`).
 
@@ -15,6 +15,9 @@ plots, and the Binder-cumulant crossings of a finite-size-scaling sweep (:mod:`.
     from critdiff_ref.sweep import run_spec, example_path
     summary = run_spec(example_path("fss_binder_small"), "sweep-fss", engine="local")
     summary["crossings"]      # kappa_c ± err where U_L and U_2L cross
+
+(A script that runs the ``local`` engine needs the ``if __name__ == "__main__":`` guard: the pool's
+workers import the main module.)
 """
 
 from .spec import Resources, Job, Spec, load_spec, job_id

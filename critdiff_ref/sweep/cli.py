@@ -30,7 +30,7 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="join this Ray cluster ('auto', 'ray://head:10001')")
     p.add_argument("--workers", type=int, default=None, help="pool processes / CPUs of the embedded Ray cluster")
     p.add_argument("--no-retry-failed", action="store_true", help="also skip jobs whose stored result is an error")
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-plots", action="store_true", help="do not draw the sweep's plots")
     p.add_argument("--dry-run", action="store_true", help="check the spec and list the jobs still to run")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return p

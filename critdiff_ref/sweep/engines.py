@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import tempfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -48,8 +49,8 @@ def resolve_engine(engine: str, address: str | None = None) -> str:
     return engine
 
 
-def _lost(err: BaseException, attempts: int) -> dict:
-    return {"status": "error", "error": f"worker lost after {attempts} attempt(s): {type(err).__name__}: {err}",
+def _lost(err: BaseException, attempts: int, hint: str = "") -> dict:
+    return {"status": "error", "error": f"worker lost after {attempts} attempt(s): {type(err).__name__}: {err}{hint}",
             "traceback": "", "seconds": None, "host": None, "pid": None}
 
 
@@ -59,15 +60,19 @@ def run_serial(jobs: list[Job]) -> Iterator[Event]:
         yield job, execute(job.kind, job.params, job.resources.num_cpus), 1
 
 
-def _execute_marked(kind: str, params: dict, num_cpus: float, started: str) -> dict:
+def _execute_marked(kind: str, params: dict, num_cpus: float, started: str, path: list[str]) -> dict:
     """:func:`execute` in a pool worker, leaving the file ``started`` behind first (who was running when
-    the pool broke)."""
+    the pool broke), with the driver's ``sys.path`` entries added (a ``call`` job imports what the driver can)."""
     open(started, "w").close()
+    sys.path[:0] = [p for p in path if p not in sys.path]
     return execute(kind, params, num_cpus)
 
 
 def run_local(jobs: list[Job], workers: int | None = None) -> Iterator[Event]:
-    """A ``spawn`` process pool of ``workers`` processes (default: the CPUs over the largest ``num_cpus``).
+    """A process pool of ``workers`` processes (default: the CPUs over the largest ``num_cpus``).
+
+    Workers are forked from a ``forkserver`` that has imported torch and the job kinds once (a fresh
+    worker costs milliseconds, and no worker is forked from a process with running threads).
 
     When a worker dies the pool breaks and every unfinished job fails with ``BrokenProcessPool``; they are
     resubmitted to a fresh pool, and those that had started (a marker file per job) count an attempt:
@@ -78,30 +83,38 @@ def run_local(jobs: list[Job], workers: int | None = None) -> Iterator[Event]:
         workers = max(1, int((os.cpu_count() or 1) // max(1, need)))
     attempts: Counter = Counter()
     pending = list(jobs)
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["critdiff_ref.sweep.jobs"])
     with tempfile.TemporaryDirectory(prefix="critdiff-sweep-") as markers:
         while pending:
             with ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx) as pool:
                 futures = {}
                 for j in pending:
-                    started = os.path.join(markers, j.id)
-                    if os.path.exists(started):
-                        os.unlink(started)
-                    futures[pool.submit(_execute_marked, j.kind, j.params, j.resources.num_cpus, started)] = j
-                pending = []
+                    marker = os.path.join(markers, j.id)
+                    if os.path.exists(marker):
+                        os.unlink(marker)
+                    futures[pool.submit(_execute_marked, j.kind, j.params, j.resources.num_cpus, marker, sys.path)] = j
+                pending, broken = [], []
                 for fut in as_completed(futures):
                     job = futures[fut]
                     try:
                         outcome = fut.result()
                     except BrokenProcessPool as err:
-                        if os.path.exists(os.path.join(markers, job.id)):
-                            attempts[job.id] += 1
-                        if attempts[job.id] > job.resources.max_retries:
-                            yield job, _lost(err, attempts[job.id]), attempts[job.id]
-                        else:
-                            pending.append(job)
+                        broken.append((job, err))
                         continue
                     yield job, outcome, attempts[job.id] + 1
+            # the jobs that were running when the pool broke count an attempt; when none had started (workers
+            # dying on start-up) all of them do, so a pool that cannot run anything ends after max_retries
+            started = {job.id for job, _ in broken if os.path.exists(os.path.join(markers, job.id))}
+            for job, err in broken:
+                if job.id in started or not started:
+                    attempts[job.id] += 1
+                if attempts[job.id] > job.resources.max_retries:
+                    hint = "" if started else (" (no job started: a script running a local sweep needs the "
+                                               "`if __name__ == '__main__':` guard)")
+                    yield job, _lost(err, attempts[job.id], hint), attempts[job.id]
+                else:
+                    pending.append(job)
 
 
 def _check_fits(ray, jobs: list[Job], embedded: bool) -> None:

@@ -70,7 +70,7 @@ def _typed_like(kind: str, name: str, value: Any, default: Any) -> None:
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be true or false, got {value!r}")
         elif isinstance(default, int):
-            _args.integer(name, value, 0)
+            _args.integer(name, value, -(2**63))  # the type here; ranges where the value is used
         elif isinstance(default, float):
             _args.real(name, value)
         elif isinstance(default, str) and not isinstance(value, str):
@@ -123,7 +123,10 @@ def _check_validate(p: dict) -> None:
         raise _fail("validate", "rtol", f"must be a number in (0, 1), got {p['rtol']!r}")
     if isinstance(p["n_samples"], bool) or not isinstance(p["n_samples"], int) or p["n_samples"] < 100:
         raise _fail("validate", "n_samples", f"must be an int >= 100, got {p['n_samples']!r}")
-    _typed_like("validate", "seed", p["seed"], 0)
+    try:
+        _args.integer("seed", p["seed"], 0)
+    except (TypeError, ValueError) as err:
+        raise _fail("validate", "seed", str(err)) from None
     for name in ("sigma_min", "sigma_max", "rho"):
         _typed_like("validate", name, p[name], 1.0)
     if p["order"] is not None:
