@@ -42,6 +42,7 @@ from .adapters import ADAPTERS, edm_euler, edm_heun, karras_sigmas, load_object,
 from .runner import Runner, Schedule, exact_denoiser
 from .checks import CheckResult, gaussian_checks, order_check
 from .consistency import consistency_check, consistency_plan
+from .sde_solvers import probed_weak_order_row
 from .running import SamplerOutputError, is_deterministic
 from .nongaussian import mixture_check, phi4_check, phi4_lattice_check
 from .report import Report
@@ -154,6 +155,10 @@ def validate_runner(
                 report.results.append(order_check(runner, label, series, deterministic=deterministic, dtype=dtype))
         if not deterministic and runner.noise_sampler is not None and fields_:
             report.results.append(weak_order_row(runner, fields_[0]))
+        elif (not deterministic and runner.run_noise is not None and fields_
+              and runner.info.get("family") != "consistency"):
+            # denoiser / k-diffusion and diffusers: exact weak order by noise probing at N/2, N, 2N (N = steps[-1])
+            report.results.append(probed_weak_order_row(runner, fields_[0], max(steps[-1] // 2, 1)))
     n_1d = max(1000, n_samples)
     if "mixture" in targets:
         mix = target if isinstance(target, TwoGaussianMixture) else TwoGaussianMixture(1.0, 0.5)

@@ -19,7 +19,8 @@ Conventions (handled here and in :mod:`.schedulers`, documented once):
   k-diffusion denoiser ``model(x, sigma) = D(x, sigma) = x + sigma^2 score`` of the VE-in-sigma
   marginal ``p_0 * N(0, sigma^2)``; ``x = sigma_max z``; Karras sigmas (rho = 7) with a 0 appended.
   Internally the score is ``exact_score(target, Brownian(1, sigma_max^2))`` at time ``t = sigma^2``.
-  An ancestral sampler taking k-diffusion's ``noise_sampler(sigma, sigma_next)`` is noise-probed exactly.
+  A sampler taking k-diffusion's ``noise_sampler(sigma, sigma_next)`` is noise-probed exactly, with the
+  queries answered as increments of one Brownian path in sigma (:mod:`.sde_solvers`).
 - ``diffusers``: a diffusers scheduler (instance or class); conventions in :mod:`.schedulers`
   (flow-matching schedulers: :mod:`.flow`).
 - ``velocity``: ``sampler(velocity, x_1, sigmas, **kw)`` with the exact rectified-flow velocity
@@ -43,6 +44,7 @@ from ..targets import GaussianField
 from .runner import Runner, Schedule, _accepts, _brownian, _name, exact_denoiser
 from .flow import velocity_runner
 from .schedulers import _diffusers_runner
+from .sde_solvers import brownian_noise_run
 
 __all__ = [
     "ADAPTERS",
@@ -181,8 +183,10 @@ def _denoiser_runner(sampler, *, sigma_min: float, sigma_max: float, rho: float,
         return sampler(models[key][1], sigma_max * z, sigmas, **kw)
 
     def run_noise(target, steps, z, draw):
-        # k-diffusion's ancestral samplers take noise_sampler(sigma, sigma_next) -> unit normal like x
-        return run(target, steps, z, None, noise_sampler=lambda sigma, sigma_next: draw(tuple(z.shape), z.dtype, z.device))
+        # k-diffusion's samplers take noise_sampler(sigma, sigma_next) -> unit normal like x: answered as the
+        # normalised increment of one Brownian path in sigma (the law of its BrownianTreeNoiseSampler; for
+        # disjoint queries, as every ancestral sampler makes, that of independent draws): sde_solvers
+        return brownian_noise_run(lambda z_, ns: run(target, steps, z_, None, noise_sampler=ns), draw, z)
 
     def schedule(target, steps):
         # VE in sigma: time t = sigma^2 of Brownian(1); start N(0, sigma_max^2) = Xi(T); ends at sigma = 0.

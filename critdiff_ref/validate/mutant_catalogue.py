@@ -32,6 +32,7 @@ from ..processes import VP, Process
 from ..samplers import probability_flow, reverse_sde
 from ..samplers.sde_schemes import reverse_sde_heun
 from .adapters import edm_euler, edm_heun
+from .sde_solvers import BrownianPathNoiseSampler
 
 __all__ = [
     "Entry",
@@ -44,6 +45,7 @@ __all__ = [
     "ref_em",
     "ref_ddim",
     "ref_edm_heun",
+    "ref_dpmpp_sde",
     "DDIMLikeScheduler",
     "LCMLikeScheduler",
     "randn_tensor",
@@ -143,6 +145,35 @@ def ref_ddim(score, process: Process, x_T: torch.Tensor, steps: int, t_min: floa
 # -- correct reference (denoiser convention) -------------------------------------------------------
 # EDM Heun (Karras et al. 2022, Alg. 1; order 2), Euler for the last step to sigma = 0: the adapter's own.
 ref_edm_heun = edm_heun
+
+
+def _ancestral_split(sigma: float, sigma_to: float) -> tuple[float, float]:
+    """Ancestral step ``sigma -> sigma_to`` (eta = 1): ``sigma_up^2 = sigma_to^2 (sigma^2 - sigma_to^2) / sigma^2``,
+    ``sigma_down^2 = sigma_to^2 - sigma_up^2``; returns ``(sigma_down, sigma_up)``."""
+    up = sigma_to * math.sqrt(sigma * sigma - sigma_to * sigma_to) / sigma
+    return math.sqrt(max(sigma_to * sigma_to - up * up, 0.0)), up
+
+
+def ref_dpmpp_sde(model, x: torch.Tensor, sigmas: torch.Tensor, noise_sampler=None, generator=None) -> torch.Tensor:
+    """Stochastic DPM-Solver++ (k-diffusion's ``sample_dpmpp_sde``, eta = 1, r = 1/2; weak order 2): per step a
+    data-prediction exponential step to ``sigma_down(sigma_i -> sigma_mid)`` (``sigma_mid`` the log-sigma
+    midpoint) plus ``sigma_up`` times the Brownian increment over ``[sigma_i, sigma_mid]``, then from ``x`` with
+    the midpoint denoiser to ``sigma_down(sigma_i -> sigma_{i+1})`` plus the increment over ``[sigma_i, sigma_{i+1}]``
+    of the same path (the two overlap: their correlation is part of the scheme); Euler to ``sigma = 0``."""
+    noise_sampler = BrownianPathNoiseSampler(x, generator) if noise_sampler is None else noise_sampler
+    for i in range(len(sigmas) - 1):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        d = model(x, s)
+        if s_next == 0:
+            x = d
+            continue
+        s_mid = math.sqrt(s * s_next)
+        down, up = _ancestral_split(s, s_mid)
+        x_mid = (down / s) * x + (1.0 - down / s) * d + up * noise_sampler(s, s_mid)
+        d_mid = model(x_mid, s_mid)
+        down, up = _ancestral_split(s, s_next)
+        x = (down / s) * x + (1.0 - down / s) * d_mid + up * noise_sampler(s, s_next)
+    return x
 
 
 # -- mutants ---------------------------------------------------------------------------------------
@@ -263,6 +294,25 @@ def mut_edm_heun_wrong_time(model, x: torch.Tensor, sigmas: torch.Tensor) -> tor
             d2 = (x_next - model(x_next, s)) / s_next  # BUG: model(x_next, s) instead of model(x_next, s_next)
             x_next = x + 0.5 * (d + d2) * (s_next - s)
         x = x_next
+    return x
+
+
+def mut_dpmpp_sde_increment_wrong_interval(model, x: torch.Tensor, sigmas: torch.Tensor, noise_sampler=None,
+                                           generator=None) -> torch.Tensor:
+    """ref_dpmpp_sde with the second stage's Brownian increment taken over ``[sigma_mid, sigma_{i+1}]``."""
+    noise_sampler = BrownianPathNoiseSampler(x, generator) if noise_sampler is None else noise_sampler
+    for i in range(len(sigmas) - 1):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        d = model(x, s)
+        if s_next == 0:
+            x = d
+            continue
+        s_mid = math.sqrt(s * s_next)
+        down, up = _ancestral_split(s, s_mid)
+        x_mid = (down / s) * x + (1.0 - down / s) * d + up * noise_sampler(s, s_mid)
+        d_mid = model(x_mid, s_mid)
+        down, up = _ancestral_split(s, s_next)
+        x = (down / s) * x + (1.0 - down / s) * d_mid + up * noise_sampler(s_mid, s_next)  # BUG: [s_mid, s_next], not [s, s_next]
     return x
 
 
@@ -444,6 +494,9 @@ MUTANTS: dict[str, Entry] = {
     "ddim_scheduler_prev_index": Entry(DDIMLikeSchedulerPrevIndexBug, "diffusers",
                                        "diffusers-like DDIM stepping to timesteps[i + 2] (previous-timestep index off by one)",
                                        {"order": 1.0}),
+    "dpmpp_sde_increment_wrong_interval": Entry(mut_dpmpp_sde_increment_wrong_interval, "denoiser",
+                                                "DPM-Solver++ SDE with the stage-2 Brownian increment at the wrong time "
+                                                "([sigma_mid, sigma_next] instead of [sigma_i, sigma_next])", {"order": 2.0}),
     # consistency samplers: "order" is diffusers' one model call per step; validate() replaces the order
     # check by the consistency check (the exact law at every step count, validate.consistency)
     "lcm_renoise_sqrt_abar": Entry(LCMLikeSchedulerRenoiseBug, "diffusers",
@@ -463,6 +516,7 @@ PARENTS: dict[str, str] = {
     "ddim_abar_sqrt_swapped": "ref_ddim[VP]",
     "rk4_float32_time": "ref_pf_rk4",
     "edm_heun_corrector_wrong_sigma": "ref_edm_heun",
+    "dpmpp_sde_increment_wrong_interval": "ref_dpmpp_sde",
     "ddim_scheduler_prev_index": "ddim_scheduler",
     "lcm_renoise_sqrt_abar": "lcm_scheduler",
 }
@@ -483,6 +537,8 @@ CORRECT: dict[str, Entry] = {
     "ref_em": Entry(ref_em, "score", "reference Euler-Maruyama (parent of em_* mutants)", {"order": 1.0}),
     "ref_ddim[VP]": Entry(ref_ddim, "score", "reference DDIM eta = 0 on VP (parent of ddim_* mutants)", {"order": 1.0, **_VP}),
     "ref_edm_heun": Entry(ref_edm_heun, "denoiser", "reference EDM Heun (parent of edm_* mutants)", {"order": 2.0}),
+    "ref_dpmpp_sde": Entry(ref_dpmpp_sde, "denoiser", "reference DPM-Solver++ SDE on one Brownian path (parent of dpmpp_sde_*)",
+                           {"order": 2.0}),
     "edm_euler": Entry(edm_euler, "denoiser", "validate.adapters.edm_euler (k-diffusion sample_euler)", {"order": 1.0}),
     "ddim_scheduler": Entry(DDIMLikeScheduler, "diffusers", "diffusers-like DDIM scheduler (parent of ddim_scheduler_*)",
                             {"order": 1.0}),

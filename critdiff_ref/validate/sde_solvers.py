@@ -1,0 +1,188 @@
+"""SDE solvers driven by a Brownian path (Brownian trees): exact noise probing and the weak-order row (THEORY 1, 2).
+
+k-diffusion's ``dpmpp_sde`` / ``dpmpp_2m_sde`` / ``dpmpp_3m_sde`` and diffusers' ``DPMSolverSDEScheduler``
+draw their noise as ``noise_sampler(sigma, sigma_next) = (W(sigma_next) - W(sigma)) / sqrt|sigma_next - sigma|``
+from one Brownian path ``W`` in sigma (torchsde's ``BrownianTree`` / ``BrownianInterval``).  Two queries
+over nested intervals (``dpmpp_sde`` asks for ``[sigma_i, sigma_mid]`` and then ``[sigma_i, sigma_{i+1}]``)
+are correlated, so replacing the tree by independent draws changes the sampler's law.
+
+:class:`BrownianProbe` reproduces that law exactly and linearly: a recording run
+(:class:`NoiseRecorder`) collects every queried endpoint; the sorted endpoints cut the sigma axis into
+elementary intervals ``[p_j, p_{j+1}]``, each given an independent increment ``sqrt(p_{j+1} - p_j) xi_j``
+with ``xi_j`` one standard-normal draw; a query is answered by the sum of the increments it covers,
+divided by ``sqrt|b - a|``.  With the exact (linear) model the output is linear in the start and in every
+``xi_j``, so basis-state probing (:mod:`.probes`) gives the exact generated covariance.  For samplers that
+query disjoint intervals (every ancestral sampler) this is the law of independent draws.
+
+:func:`probed_weak_order_row` is the weak-order row of :func:`critdiff_ref.validate.validate` for
+stochastic runners whose noise is supplied through ``run_noise`` (denoiser / k-diffusion and diffusers
+adapters): exact per-mode variances at ``N, 2N, 4N`` steps, weak error ``max_k |v(k) / v_flow(k) - 1|``
+against the exact reverse-SDE end law of the same schedule, order by :func:`.sde_order.fit_order`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from typing import Callable
+
+import torch
+
+__all__ = ["NoiseRecorder", "BrownianProbe", "BrownianPathNoiseSampler", "brownian_noise_run", "probed_weak_order_row", "WEAK_ORDER_BAND"]
+
+# relative distance below which two queried endpoints are one point (float32 schedules recompute a sigma
+# as exp(-(-log sigma)), equal to ~1e-7); merging changes an increment's variance by that relative amount
+_MERGE_RTOL = 1e-6
+
+
+def _float(v) -> float:
+    return float(v.reshape(-1)[0]) if isinstance(v, torch.Tensor) else float(v)
+
+
+class NoiseRecorder:
+    """``noise_sampler(sigma, sigma_next)`` that records the queried endpoints and returns zeros shaped ``shape``."""
+
+    def __init__(self, shape, dtype=torch.float64, device=None):
+        self.shape, self.dtype, self.device = tuple(shape), dtype, device
+        self.points: list[float] = []
+
+    def __call__(self, sigma, sigma_next) -> torch.Tensor:
+        self.points.extend((_float(sigma), _float(sigma_next)))
+        return torch.zeros(self.shape, dtype=self.dtype, device=self.device)
+
+
+def _merge(points) -> list[float]:
+    out: list[float] = []
+    for p in sorted(set(points)):
+        if out and abs(p - out[-1]) <= _MERGE_RTOL * max(abs(p), abs(out[-1])):
+            continue
+        out.append(p)
+    return out
+
+
+class BrownianProbe:
+    """``noise_sampler(sigma, sigma_next)``: normalised increments of one Brownian path in sigma built from
+    ``draw`` (module docstring).  ``points``: every endpoint the sampler will query (from a
+    :class:`NoiseRecorder` run); ``draw(shape, dtype, device)`` is called once per elementary interval,
+    in increasing sigma, when the probe is built."""
+
+    def __init__(self, points, draw: Callable, shape, dtype=torch.float64, device=None):
+        self.points = _merge(points)
+        if len(self.points) < 2:
+            raise ValueError(f"a Brownian path needs >= 2 distinct queried points, got {self.points}")
+        self.increments = [math.sqrt(b - a) * draw(tuple(shape), dtype, device)
+                           for a, b in zip(self.points[:-1], self.points[1:])]
+
+    def _index(self, p: float) -> int:
+        i = bisect.bisect_left(self.points, p)
+        for j in (i - 1, i):
+            if 0 <= j < len(self.points) and abs(self.points[j] - p) <= _MERGE_RTOL * max(abs(p), 1e-300):
+                return j
+        raise ValueError(f"noise_sampler queried sigma = {p!r}, not among the recorded points")
+
+    def __call__(self, sigma, sigma_next) -> torch.Tensor:
+        a, b = _float(sigma), _float(sigma_next)
+        i, j = self._index(a), self._index(b)
+        lo, hi, sign = (i, j, 1.0) if i <= j else (j, i, -1.0)
+        if lo == hi:
+            return torch.zeros_like(self.increments[0])
+        w = sum(self.increments[lo:hi])
+        return (sign / math.sqrt(abs(self.points[hi] - self.points[lo]))) * w
+
+
+class BrownianPathNoiseSampler:
+    """``noise_sampler(sigma, sigma_next)`` from one exact Brownian path in sigma, sampled where it is queried.
+
+    A torchsde-free equivalent in law of k-diffusion's ``BrownianTreeNoiseSampler``: the first queried point
+    has ``W = 0``; a new point outside the known ones extends the path by an independent increment
+    ``sqrt(dt) z``, a point between known neighbours ``(t0, w0) < (t1, w1)`` is drawn from the Brownian bridge
+    ``N(w0 + (p - t0)/(t1 - t0) (w1 - w0), (p - t0)(t1 - p)/(t1 - t0))``.  ``x`` gives shape, dtype, device;
+    randomness only from ``generator``.
+    """
+
+    def __init__(self, x: torch.Tensor, generator: torch.Generator | None = None):
+        self.shape, self.dtype, self.device, self.generator = tuple(x.shape), x.dtype, x.device, generator
+        self.t: list[float] = []
+        self.w: list[torch.Tensor] = []
+
+    def _z(self) -> torch.Tensor:
+        return torch.randn(self.shape, generator=self.generator, dtype=self.dtype, device=self.device)
+
+    def _value(self, p: float) -> torch.Tensor:
+        i = bisect.bisect_left(self.t, p)
+        if i < len(self.t) and self.t[i] == p:
+            return self.w[i]
+        if not self.t:
+            w = torch.zeros(self.shape, dtype=self.dtype, device=self.device)
+        elif i == 0:
+            w = self.w[0] - math.sqrt(self.t[0] - p) * self._z()
+        elif i == len(self.t):
+            w = self.w[-1] + math.sqrt(p - self.t[-1]) * self._z()
+        else:
+            t0, t1, w0, w1 = self.t[i - 1], self.t[i], self.w[i - 1], self.w[i]
+            mean = w0 + (p - t0) / (t1 - t0) * (w1 - w0)
+            w = mean + math.sqrt((p - t0) * (t1 - p) / (t1 - t0)) * self._z()
+        self.t.insert(i, p)
+        self.w.insert(i, w)
+        return w
+
+    def __call__(self, sigma, sigma_next) -> torch.Tensor:
+        a, b = _float(sigma), _float(sigma_next)
+        if a == b:
+            return torch.zeros(self.shape, dtype=self.dtype, device=self.device)
+        wa = self._value(a)
+        return (self._value(b) - wa) / math.sqrt(abs(b - a))
+
+
+def brownian_noise_run(run_with: Callable, draw: Callable, z: torch.Tensor):
+    """``run_with(z, noise_sampler) -> x`` with Brownian-path noise made of ``draw`` calls (exact probing).
+
+    Two runs: one of the first batch row with a :class:`NoiseRecorder` (the queried endpoints; the
+    schedule does not depend on the batch), one of ``z`` with a :class:`BrownianProbe` over them.
+    """
+    shape, dtype, device = tuple(z.shape), z.dtype, z.device
+    recorder = NoiseRecorder((1, *shape[1:]), dtype, device)
+    run_with(z[:1], recorder)
+    if not recorder.points:
+        return run_with(z, NoiseRecorder(shape, dtype, device))
+    return run_with(z, BrownianProbe(recorder.points, draw, shape, dtype, device))
+
+
+# -- weak order ----------------------------------------------------------------------------------
+WEAK_ORDER_BAND = 0.3  # as validate's score-sampler weak-order row (sde_order.weak_order_check)
+
+
+def probed_weak_order_row(runner, field, steps: int):
+    """Weak order of a stochastic runner with ``run_noise``, exact: the row ``gauss[...]/weak_order`` (module docstring).
+
+    ``steps``: the smallest step count ``N``; runs ``N, 2N, 4N``.  Passed when the fitted order is within
+    :data:`WEAK_ORDER_BAND` of the documented one (informational when the order is unknown).
+    """
+    from .checks import CheckResult, _fourier_matrix, floor_variance
+    from .probes import probe_noise_covariance
+    from .running import _field_label
+    from .sde_order import fit_order
+
+    name = f"{_field_label(field)}/weak_order"
+    ns = (int(steps), 2 * int(steps), 4 * int(steps))
+    errors = []
+    try:
+        mask = field.mode_mask()
+        for n in ns:
+            probed = probe_noise_covariance(runner, field, n)
+            if probed is None:
+                return CheckResult(name, math.nan, math.nan, math.nan, "exact noise probing", None,
+                                   "noise cannot be probed at these step counts (too many draws): no weak-order row")
+            v = _fourier_matrix(field, probed[0]).diagonal().real.reshape(field.shape)
+            floor = floor_variance(runner, field, n)
+            errors.append(float((v[mask] / floor[mask] - 1.0).abs().max()))
+        fit = fit_order(ns, errors)
+    except Exception as err:  # noqa: BLE001 - a sampler that cannot be probed is reported, not raised
+        return CheckResult(name, math.nan, math.nan, math.nan, "exact noise probing", False, f"{type(err).__name__}: {err}")
+    detail = f"weak errors max_k |v/v_flow - 1| {[f'{e:.3g}' for e in errors]} at steps {list(ns)}"
+    source = ("exact per-mode variances (noise probing, no sampling noise); band for the pre-asymptotic drift "
+              "of a slope fitted over 3 doublings")
+    if runner.order is None:
+        return CheckResult(name, fit.order, math.nan, WEAK_ORDER_BAND, source, None, detail + " (documented order unknown)")
+    return CheckResult(name, fit.order, float(runner.order), WEAK_ORDER_BAND, source,
+                       abs(fit.order - float(runner.order)) <= WEAK_ORDER_BAND, detail)
