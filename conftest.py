@@ -34,6 +34,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 
+# CPU threads by the package's policy (critdiff_ref._threads): the suite's tensors are small, so one
+# thread unless OMP_NUM_THREADS says otherwise (torch's one-per-core default stalls on a loaded runner).
+from critdiff_ref._threads import set_threads  # noqa: E402
+
+set_threads(0)
+
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``slow`` run only with CRITDIFF_SLOW=1 (the thorough runs), as pyproject's marker says."""

@@ -40,3 +40,53 @@ def float_tensor(x: object, name: str = "x") -> tuple[torch.Tensor, bool]:
     except (TypeError, ValueError) as err:
         raise TypeError(f"{name} must be a tensor or a real array, got {type(x).__name__}") from err
     return torch.from_numpy(arr), True
+
+
+# -- command-line types: argparse reports "argument --flag: <message>" and exits 2 -----------------------
+def cli_int(lower: int):
+    """An argparse ``type`` accepting integers ``>= lower`` (the message states the minimum)."""
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lower}, got {text!r}") from None
+        if value < lower:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lower}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {lower}"
+    return parse
+
+
+def cli_positive_float(text: str) -> float:
+    """An argparse ``type`` accepting finite reals ``> 0``."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def cli_device(text: str) -> str:
+    """An argparse ``type`` accepting a torch device this machine has (``cpu``, ``cuda``, ``cuda:1``, ...)."""
+    import argparse
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (cpu, cuda, cuda:N, mps)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available on this machine")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"{text!r}: critdiff runs on cpu, cuda or mps")
+    return text

@@ -2,15 +2,19 @@
 
 Each sub-command lives next to the code it runs, as a pair ``add_<name>_parser(subparsers)`` /
 ``run_<name>(args) -> int``; this module only lists them.  ``ValueError``/``TypeError`` from the
-library (bad input) become exit code 2 with the message on stderr.
+library (bad input) become exit code 2 with the message on stderr.  Before a command runs, its
+``--json`` file is checked (:func:`critdiff_ref._io.check_output_file`) and torch's thread count is set
+from ``--threads``, ``OMP_NUM_THREADS`` or the problem size (:mod:`critdiff_ref._threads`; a module
+may define ``work_<name>(args)``, the elements of its largest per-step tensor, default small).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
+
+from . import _args, _io, _threads
 
 __all__ = ["main", "SUBCOMMANDS"]
 
@@ -38,8 +42,8 @@ def add_facts_parser(sub) -> argparse.ArgumentParser:
     from .theory import facts
 
     p = sub.add_parser("facts", help="print a target's exact facts (mode variances, cumulants, scores)")
-    p.add_argument("--target", choices=sorted(facts.TARGETS), default="gaussian-field")
-    p.add_argument("--process", choices=sorted(facts.PROCESSES), default="VE")
+    p.add_argument("--target", choices=sorted(facts.TARGETS), default="gaussian-field", help="the target distribution")
+    p.add_argument("--process", choices=sorted(facts.PROCESSES), default="VE", help="the forward process")
     p.add_argument("--L", type=int, default=16, help="lattice size (gaussian-field)")
     p.add_argument("--d", type=int, default=2, help="lattice dimension (gaussian-field)")
     p.add_argument("--r", type=float, default=0.0, help="mass r >= 0 (gaussian-field; 0 is critical)")
@@ -54,8 +58,7 @@ def run_facts(args: argparse.Namespace) -> int:
     result = facts.target_facts(args.target, args.process, L=args.L, d=args.d, r=args.r, times=args.times)
     print(facts.format_facts(result))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(result, fh, indent=2)
+        _io.atomic_write_text(args.json, _io.strict_json(result))
     return 0
 
 
@@ -69,7 +72,10 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
             continue
         mod = importlib.import_module(module)
         p = getattr(mod, f"add_{name}_parser")(sub)
-        p.set_defaults(run=getattr(mod, f"run_{name}"))
+        p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+        p.add_argument("--threads", type=_args.cli_int(1), default=None,
+                       help="CPU threads for torch (>= 1; default: OMP_NUM_THREADS if set, else from the problem size)")
+        p.set_defaults(run=getattr(mod, f"run_{name}"), work=getattr(mod, f"work_{name}", None))
     return parser
 
 
@@ -81,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = _build_parser(argv[0] if argv[0] in names else None)
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args))
+        _io.check_output_file(getattr(args, "json", None), "--json")
+        with _threads.threads(args.work(args) if args.work else 0, requested=args.threads):
+            return int(args.run(args))
     except (ValueError, TypeError) as err:
         print(f"critdiff {args.command}: error: {err}", file=sys.stderr)
         return 2

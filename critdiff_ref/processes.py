@@ -46,6 +46,24 @@ def _finite_positive(name: str, value: float, *, lower: float = 0.0, strict: boo
     return value
 
 
+def _variance_time(t: Time) -> Time:
+    """``t`` unchanged; ValueError unless every entry is finite and >= 0 (Xi(t) is a variance: a negative
+    or NaN time would silently give a negative or NaN one).  Floats, arrays and CPU tensors are checked;
+    CUDA tensors are not (the check would synchronise the device)."""
+    if isinstance(t, torch.Tensor):
+        if t.device.type != "cpu" or t.numel() == 0 or torch.compiler.is_compiling():
+            return t
+        ok = bool(((t >= 0) & torch.isfinite(t)).all())
+    elif isinstance(t, (float, int)):
+        ok = math.isfinite(t) and t >= 0
+    else:
+        arr = np.asarray(t, dtype=np.float64)
+        ok = bool(np.all((arr >= 0) & np.isfinite(arr)))
+    if not ok:
+        raise ValueError(f"t must be finite and >= 0 for the noise variance Xi(t), got t={t}")
+    return t
+
+
 def check_time(process: "Process", t: Time, *, name: str = "t") -> None:
     """Raise ValueError unless every entry of ``t`` lies in ``[0, T]`` and is finite."""
     if isinstance(t, torch.Tensor):
@@ -98,6 +116,7 @@ class OU:
         return _xp(t).exp(-1.0 * t)
 
     def Xi(self, t: Time) -> Time:
+        t = _variance_time(t)
         return -_xp(t).expm1(-2.0 * t)
 
 
@@ -125,6 +144,7 @@ class VE:
         return _const(t, 1.0)
 
     def Xi(self, t: Time) -> Time:
+        t = _variance_time(t)
         log_s = math.log(self.sigma)
         return _xp(t).expm1(2.0 * log_s * t) / (2.0 * log_s)
 
@@ -170,6 +190,7 @@ class VP:
         return _xp(t).exp(-0.5 * self.B(t))
 
     def Xi(self, t: Time) -> Time:
+        t = _variance_time(t)
         return -_xp(t).expm1(-self.B(t))
 
 
@@ -197,6 +218,7 @@ class Brownian:
         return _const(t, 1.0)
 
     def Xi(self, t: Time) -> Time:
+        t = _variance_time(t)
         return self.sigma**2 * t
 
 
@@ -231,6 +253,7 @@ class RectifiedFlow:
         return 1.0 - t
 
     def Xi(self, t: Time) -> Time:
+        t = _variance_time(t)
         return 1.0 * t * t
 
 

@@ -100,7 +100,7 @@ def test_ensemble_parameters_are_validated(tmp_path):
 def test_progress_reports_go_to_stderr(capsys):
     ensemble.generate_ensemble(small_params(), progress=True)
     err = capsys.readouterr().err
-    assert "[critdiff] 10/10 updates (100%)" in err
+    assert "[critdiff] hmc chains: 10/10 updates (100%)" in err  # plain lines: stderr is not a terminal here
 
 
 # -- the phi4 experiment and its sub-command ------------------------------------------------------

@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
-import tempfile
-import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
+from .._io import atomic_path
+from .._progress import progress_callback
 from ..errors import gamma_method
 from ..samplers import mcmc
 from ..targets import Phi4Lattice
@@ -87,17 +86,10 @@ class EnsembleParams:
         return Phi4Lattice(self.L, self.d, self.kappa, self.lam)
 
 
-def stderr_progress(every: float = 0.1) -> Progress:
-    """A progress callback printing ``done/total`` lines to stderr about every ``every`` of the run."""
-    state = {"next": 0.0, "t0": time.monotonic()}
-
-    def report(done: int, total: int) -> None:
-        if done / total + 1e-12 >= state["next"] or done == total:
-            elapsed = time.monotonic() - state["t0"]
-            print(f"[critdiff] {done}/{total} updates ({100 * done / total:.0f}%), {elapsed:.1f} s", file=sys.stderr)
-            state["next"] = done / total + every
-
-    return report
+def stderr_progress(every: float = 0.1, desc: str = "chains") -> Progress:
+    """A progress callback on stderr: a tqdm bar on a terminal, else a ``done/total`` line about every
+    ``every`` of the run (:func:`critdiff_ref._progress.progress_callback`)."""
+    return progress_callback(desc, every=every)
 
 
 def generate_ensemble(
@@ -110,7 +102,7 @@ def generate_ensemble(
     """
     if not isinstance(params, EnsembleParams):
         raise TypeError(f"params must be an EnsembleParams, got {type(params).__name__}")
-    report = stderr_progress() if progress is True else (progress or None)
+    report = stderr_progress(desc=f"{params.sampler} chains") if progress is True else (progress or None)
     callback = (lambda done, total, phi: report(done, total)) if report else None
     target = params.target
     dtype = getattr(torch, params.dtype)
@@ -177,17 +169,9 @@ def save_ensemble(path: str | os.PathLike, configs: torch.Tensor, params: Ensemb
     if not os.path.isdir(directory):
         raise ValueError(f"directory of path does not exist: {directory!r}")
     meta = json.dumps({"format_version": FORMAT_VERSION, "params": asdict(params), "summary": summary})
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    with atomic_path(path, suffix=".npz") as tmp:  # the mode honours the umask
+        with open(tmp, "wb") as fh:
             np.savez(fh, configs=configs.detach().cpu().numpy(), metadata=np.array(meta))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

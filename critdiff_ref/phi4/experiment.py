@@ -26,20 +26,20 @@ biased by the probe noise in ``log q`` with Hutchinson (THEORY 8; see :mod:`crit
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import torch
 
 from .ensemble import EnsembleParams, _hmc_ensemble, generate_ensemble, save_ensemble, stderr_progress, summarize_chains
-from .. import lattice
+from .. import _io, lattice
+from .._args import cli_device, cli_int, cli_positive_float
 from ..observables import phi4_observables
 from ..processes import VE
 from ..samplers import dmmc, likelihood
 from ..targets import Phi4Lattice
 from ..trainers import dsm
 
-__all__ = ["JSON_KEYS", "run_phi4_experiment", "format_report", "add_phi4_parser", "run_phi4"]
+__all__ = ["JSON_KEYS", "run_phi4_experiment", "format_report", "add_phi4_parser", "run_phi4", "work_phi4"]
 
 JSON_KEYS = ("M", "M_err", "absM", "absM_err", "chi2", "chi2_err", "binder", "binder_err", "tau_int_absM",
              "acceptance", "n_configs")
@@ -76,7 +76,7 @@ def _dm_section(
     data = hmc_configs.reshape(-1, *target.shape).to(dtype=dtype, device=device)
     model = dsm.ScoreUNet(target.L, target.d, process, channels=channels, data_std=float(data.std()),
                           generator=gen, dtype=dtype).to(device)
-    report = stderr_progress() if progress else None
+    report = stderr_progress(desc="DSM training") if progress else None
     cb = (lambda n, total, loss: report(n, total)) if report else None
     if progress:
         print(f"[critdiff] training the score network ({dm_steps} DSM steps)", file=sys.stderr)
@@ -212,15 +212,16 @@ def add_phi4_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--d", type=int, default=2, help="lattice dimension")
     p.add_argument("--kappa", type=float, default=0.2, help="hopping parameter kappa >= 0")
     p.add_argument("--lam", type=float, default=0.022, help="quartic coupling lambda >= 0")
-    p.add_argument("--chains", type=int, default=16, help="independent HMC (and Metropolis) chains")
-    p.add_argument("--traj", type=int, default=400, help="HMC trajectories (Metropolis sweeps) per chain after burn-in")
-    p.add_argument("--burn-in", type=int, default=100)
-    p.add_argument("--eps", type=float, default=0.1, help="leapfrog step")
-    p.add_argument("--n-steps", type=int, default=10, help="leapfrog steps per trajectory")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default=None, help="save the HMC configurations to this .npz file")
+    p.add_argument("--chains", type=cli_int(2), default=16, help="independent HMC (and Metropolis) chains (>= 2)")
+    p.add_argument("--traj", type=cli_int(4), default=400,
+                   help="HMC trajectories (Metropolis sweeps) per chain after burn-in (>= 4)")
+    p.add_argument("--burn-in", type=cli_int(0), default=100, help="trajectories discarded per chain (>= 0)")
+    p.add_argument("--eps", type=cli_positive_float, default=0.1, help="leapfrog step (> 0)")
+    p.add_argument("--n-steps", type=cli_int(1), default=10, help="leapfrog steps per trajectory (>= 1)")
+    p.add_argument("--seed", type=cli_int(0), default=0, help="random seed (>= 0)")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="precision of the chains")
+    p.add_argument("--device", type=cli_device, default="cpu", help="torch device (cpu, cuda, cuda:N)")
+    p.add_argument("--out", default=None, help="save the HMC configurations to this .npz file (written atomically)")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     g = p.add_argument_group("diffusion model (--train-dm)")
@@ -228,10 +229,10 @@ def add_phi4_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--metropolis-step", type=float, default=1.0, help="local Metropolis proposal half-width")
     g.add_argument("--dm-channels", type=int, nargs="+", default=[8, 16], help="U-Net channels per level")
     g.add_argument("--dm-steps", type=int, default=1000, help="DSM training steps")
-    g.add_argument("--dm-batch", type=int, default=64)
-    g.add_argument("--dm-lr", type=float, default=2e-3)
-    g.add_argument("--ode-steps", type=int, default=16)
-    g.add_argument("--ode-method", choices=("euler", "heun", "rk4"), default="heun")
+    g.add_argument("--dm-batch", type=int, default=64, help="DSM batch size")
+    g.add_argument("--dm-lr", type=float, default=2e-3, help="DSM learning rate (Adam)")
+    g.add_argument("--ode-steps", type=int, default=16, help="PF-ODE steps per DM proposal")
+    g.add_argument("--ode-method", choices=("euler", "heun", "rk4"), default="heun", help="PF-ODE integrator")
     g.add_argument("--divergence", choices=("auto", "exact", "hutchinson"), default="auto",
                    help=f"log q divergence (auto: exact for V <= {EXACT_DIVERGENCE_MAX_V})")
     g.add_argument("--probes", type=int, default=2, help="Hutchinson probes per configuration")
@@ -243,6 +244,8 @@ def add_phi4_parser(sub) -> argparse.ArgumentParser:
 
 def run_phi4(args: argparse.Namespace) -> int:
     """Run ``critdiff phi4``: print the report, write ``--json`` if asked. Returns the exit code."""
+    _io.check_output_file(args.json, "--json")
+    _io.check_output_file(args.out, "--out", suffix=".npz")
     result = run_phi4_experiment(
         args.L, args.d, args.kappa, args.lam, n_chains=args.chains, n_traj=args.traj, burn_in=args.burn_in,
         eps=args.eps, n_steps=args.n_steps, seed=args.seed, dtype=args.dtype, device=args.device, out=args.out,
@@ -252,10 +255,19 @@ def run_phi4(args: argparse.Namespace) -> int:
         dm_iter=args.dm_iter, dm_dtype=args.dm_dtype, progress=not args.quiet,
     )
     print(format_report(result))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(result, fh, indent=2)
+    if args.json:  # strict JSON, atomically: NaN as null with a reason
+        reasons = {"binder": "no finite Binder cumulant (<M^2> = 0: e.g. no trajectory was accepted)"}
+        _io.atomic_write_text(args.json, _io.strict_json(result, reasons=reasons))
     return 0
+
+
+def work_phi4(args: argparse.Namespace) -> int:
+    """Elements of the largest per-step tensor of ``critdiff phi4`` (for the CPU thread count)."""
+    V = args.L ** args.d
+    work = args.chains * V
+    if args.train_dm:
+        work = max(work, args.dm_batch * max(args.dm_channels) * V, args.dm_chains * max(args.dm_channels) * V)
+    return work
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -97,6 +97,34 @@ def noise_source(noise: Noise | None, generator: torch.Generator | None) -> Call
 
 
 # -- helpers ----------------------------------------------------------------------------------
+def _checked_score(score: Score, sampler: str) -> Score:
+    """``score`` whose first output is checked: a tensor with the shape, dtype and device of ``x``
+    (TypeError / ValueError naming the score and ``sampler``); later calls go straight through.
+    A score returning ``s[:1]`` or a 0-d tensor would otherwise broadcast to a finite, wrong ``x_0``."""
+    if not callable(score):
+        raise TypeError(f"{sampler}: score must be a callable (x, t) -> tensor, got {type(score).__name__}")
+    name = getattr(score, "__qualname__", None) or type(score).__name__
+    checked = False
+
+    def first(x: torch.Tensor, t: Time) -> torch.Tensor:
+        nonlocal checked
+        s = score(x, t)
+        if checked:
+            return s
+        where = f"{sampler}: the score {name}(x, t) returned"
+        if not isinstance(s, torch.Tensor):
+            raise TypeError(f"{where} {type(s).__name__}; it must return a tensor shaped like x {tuple(x.shape)}")
+        if s.shape != x.shape:
+            raise ValueError(f"{where} shape {tuple(s.shape)} for x of shape {tuple(x.shape)}; it must return one "
+                             "score per entry of x (no broadcasting)")
+        if s.dtype != x.dtype or s.device != x.device:
+            raise TypeError(f"{where} {s.dtype} on {s.device} for x {x.dtype} on {x.device}; it must follow x")
+        checked = True
+        return s
+
+    return first
+
+
 def _kept_steps(n_steps: int, return_trajectory: bool, snapshots) -> list[int] | None:
     """Step indices whose states are returned (0 = x_T, n_steps = x_0), or None for x_0 only."""
     if snapshots is None:
@@ -189,9 +217,10 @@ def probability_flow(
     fused = check_fused(fused, x_T.device, graph=True)
     step = METHODS[method]
     times = grid_floats(resolve_grid(process, steps, grid, t_min))
+    score_checked = _checked_score(score, f"probability_flow[{method}]")
 
     def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
-        return ode_drift(process, score, x, t)
+        return ode_drift(process, score_checked, x, t)
 
     def advance(i: int, x: torch.Tensor) -> torch.Tensor:
         return step(velocity, x, times[i], times[i + 1] - times[i])
@@ -230,10 +259,11 @@ def reverse_sde(
     draw = noise_source(noise, generator)
     fused = check_fused(fused, x_T.device, graph=True)
     times = grid_floats(resolve_grid(process, steps, grid, t_min))
+    score_checked = _checked_score(score, "reverse_sde")
 
     def advance(i: int, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         z_i = draw(x) if z is None else z[i]
-        return euler_maruyama_step(process, score, x, times[i], times[i + 1] - times[i], z_i)
+        return euler_maruyama_step(process, score_checked, x, times[i], times[i + 1] - times[i], z_i)
 
     keep = _kept_steps(len(times) - 1, return_trajectory, snapshots)
     guard = grid_guard(times, x_T.device, "reverse_sde")

@@ -331,11 +331,10 @@ def add_thermo_parser(sub) -> argparse.ArgumentParser:
 
 def run_thermo(args) -> int:
     """Run ``critdiff thermo``; returns the exit status."""
-    import json
+    from .._io import atomic_write_text, strict_json
 
     report = thermo_report(args.sigma, args.times, args.M, args.ratios)
     print(format_thermo_report(report))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=2)
+        atomic_write_text(args.json, strict_json(report))
     return 0

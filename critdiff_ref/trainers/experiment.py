@@ -94,11 +94,11 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
         description="Deterministic full-batch GD on the exact population loss of a Gaussian lattice field; "
         "prints steps to relative accuracy per lattice size and the fitted exponents z (steps ~ L^z).",
     )
-    p.add_argument("--L", type=int, nargs="+", default=[8, 16, 32, 64], help="lattice sizes (default 8 16 32 64)")
-    p.add_argument("--d", type=int, default=2, help="dimension (default 2)")
-    p.add_argument("--r", type=float, default=0.0, help="mass r >= 0 (default 0, critical)")
-    p.add_argument("--t", type=float, default=0.01, help="diffusion time of the OU process (default 0.01)")
-    p.add_argument("--eps", type=float, default=1e-2, help="relative accuracy in (0, 1) (default 0.01)")
+    p.add_argument("--L", type=int, nargs="+", default=[8, 16, 32, 64], help="lattice sizes")
+    p.add_argument("--d", type=int, default=2, help="dimension")
+    p.add_argument("--r", type=float, default=0.0, help="mass r >= 0 (0 is critical)")
+    p.add_argument("--t", type=float, default=0.01, help="diffusion time of the OU process")
+    p.add_argument("--eps", type=float, default=1e-2, help="relative accuracy in (0, 1)")
     p.add_argument("--ell", type=int, default=None, help="local radius (default round(ln L) per L)")
     p.add_argument("--arch", nargs="+", choices=ARCHS, default=list(DEFAULT_ARCHS), help="architectures")
     p.set_defaults(func=run_train)

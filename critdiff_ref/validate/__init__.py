@@ -66,9 +66,12 @@ __all__ = [
     "exact_denoiser",
     "ADAPTERS",
     "TARGETS",
+    "N_SAMPLES",
 ]
 
 TARGETS = ("gaussian", "mixture", "phi4")
+# the Monte Carlo sample count: one default for validate(), `critdiff validate` and the pytest plugin
+N_SAMPLES = 4000
 
 
 def default_fields() -> tuple[GaussianField, ...]:
@@ -94,7 +97,7 @@ def validate_runner(
     rtol: float = 0.1,
     deterministic: bool | None = None,
     target: Any = None,
-    n_samples: int = 4000,
+    n_samples: int = N_SAMPLES,
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
     device=None,
@@ -106,6 +109,9 @@ def validate_runner(
         raise ValueError(f"rtol must be a number in (0, 1), got rtol={rtol!r}")
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 100:
         raise ValueError(f"n_samples must be an int >= 100, got n_samples={n_samples!r}")
+    targets = (targets,) if isinstance(targets, str) else tuple(targets)
+    if not targets:
+        raise ValueError(f"targets must name at least one of {TARGETS}, got targets=()")
     bad = [t for t in targets if t not in TARGETS]
     if bad:
         raise ValueError(f"targets must be a subset of {TARGETS}, got {tuple(targets)!r}")
@@ -189,7 +195,7 @@ def validate(
     prediction_type: str | None = None,
     sampler_kwargs: dict | None = None,
     target: Any = None,
-    n_samples: int = 4000,
+    n_samples: int = N_SAMPLES,
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
     device=None,

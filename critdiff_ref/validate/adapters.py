@@ -59,12 +59,22 @@ ADAPTERS = ("score", "denoiser", "k-diffusion", "diffusers", "generator", "veloc
 
 
 def load_object(spec: str) -> Any:
-    """Import ``"pkg.module:attr"`` (``attr`` may be dotted)."""
+    """Import ``"pkg.module:attr"`` (``attr`` may be dotted); ValueError naming the module or attribute
+    that is missing (the command line and the pytest plugin put the current folder on ``sys.path``)."""
     if not isinstance(spec, str) or ":" not in spec:
         raise ValueError(f"sampler must be given as 'pkg.module:attr', got {spec!r}")
     mod_name, attr = spec.split(":", 1)
-    obj = importlib.import_module(mod_name)
-    for part in attr.split("."):
+    try:
+        obj = importlib.import_module(mod_name)
+    except ImportError as err:
+        missing = getattr(err, "name", None)
+        why = (f"no module named {mod_name!r} (run from the folder that holds it, or add that folder to PYTHONPATH)"
+               if missing and mod_name.startswith(missing) else f"importing {mod_name!r} failed: {err}")
+        raise ValueError(f"sampler {spec!r}: {why}") from err
+    for i, part in enumerate(attr.split(".")):
+        if not hasattr(obj, part):
+            owner = ".".join([mod_name, *attr.split(".")[:i]])
+            raise ValueError(f"sampler {spec!r}: {owner!r} has no attribute {part!r}")
         obj = getattr(obj, part)
     return obj
 

@@ -92,15 +92,14 @@ def add_mutants_parser(sub):
     p = sub.add_parser("mutants", help="validator power matrix: planted-bug samplers must fail, correct ones pass")
     p.add_argument("--names", nargs="+", default=None, help="entries of MUTANTS/CORRECT (default: all)")
     p.add_argument("--quick", action="store_true", help="one d=1 L=8 critical field, Gaussian checks only")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the rows as JSON")
     return p
 
 
 def run_mutants(args) -> int:
     """Print the power matrix; exit 1 if a mutant was missed or a correct sampler failed."""
-    import json
-
+    from .._io import atomic_write_text, strict_json
     from ..targets import GaussianField
 
     unknown = [n for n in (args.names or []) if n not in MUTANTS and n not in CORRECT]
@@ -112,7 +111,6 @@ def run_mutants(args) -> int:
     rows = power_matrix(args.names, **kw)
     print(format_power_matrix(rows))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump([list(r) for r in rows], fh, indent=2)
+        atomic_write_text(args.json, strict_json([list(r) for r in rows]))
     bad = [r for r in rows if (r[0] in MUTANTS) != r[1]]
     return 1 if bad else 0

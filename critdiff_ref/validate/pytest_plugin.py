@@ -8,13 +8,21 @@ diff of every check that was off.  Fixtures for one's own tests:
 - ``critdiff_report``: the :class:`~critdiff_ref.validate.Report` of the ``--critdiff-sampler`` given;
 - ``critdiff_validate``: ``critdiff_validate(sampler, **validate_kwargs)`` runs :func:`validate` and fails
   the test with the diff when a check fails (returns the report otherwise).
+
+The folder pytest was started from is importable (as for ``python -m``); a sampler spec that does not
+import, or a bad ``--critdiff-steps``, is a one-line usage error.  Validation runs with the thread
+policy of :mod:`critdiff_ref._threads` (one thread for these small problems unless ``OMP_NUM_THREADS``
+says otherwise), restored afterwards.
 """
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
-__all__ = ["pytest_addoption", "pytest_collection_modifyitems", "CritdiffItem", "CritdiffFailure"]
+__all__ = ["pytest_addoption", "pytest_configure", "pytest_collection_modifyitems", "CritdiffItem",
+           "CritdiffFailure"]
 
 
 def pytest_addoption(parser) -> None:
@@ -31,10 +39,40 @@ def pytest_addoption(parser) -> None:
 
 
 def _kwargs(config) -> dict:
-    steps = tuple(int(s) for s in config.getoption("critdiff_steps").split(","))
+    text = config.getoption("critdiff_steps")
+    try:
+        steps = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise pytest.UsageError(f"--critdiff-steps must be comma-separated integers such as 10,20,50,100, "
+                                f"got {text!r}") from None
     targets = tuple(t.strip() for t in config.getoption("critdiff_targets").split(",") if t.strip())
     return {"adapter": config.getoption("critdiff_adapter"), "steps": steps, "targets": targets,
             "rtol": config.getoption("critdiff_rtol"), "order": config.getoption("critdiff_order")}
+
+
+def _work() -> int:
+    from . import N_SAMPLES
+
+    return 64 * N_SAMPLES  # Monte Carlo batches on 64-site fields (see critdiff_ref._threads)
+
+
+def pytest_configure(config) -> None:
+    """With ``--critdiff-sampler``: put the invocation folder on ``sys.path``, check the options and that
+    every spec imports (``pytest.UsageError``, one line, otherwise)."""
+    specs = config.getoption("critdiff_sampler")
+    if not specs:
+        return
+    folder = str(config.invocation_params.dir)
+    if folder not in sys.path and "" not in sys.path:
+        sys.path.insert(0, folder)
+    _kwargs(config)
+    from .adapters import load_object
+
+    for spec in specs:
+        try:
+            load_object(spec)
+        except ValueError as err:
+            raise pytest.UsageError(f"--critdiff-sampler: {err}") from None
 
 
 class CritdiffFailure(Exception):
@@ -49,9 +87,11 @@ class CritdiffItem(pytest.Item):
         self.spec = spec
 
     def runtest(self) -> None:
+        from .. import _threads
         from . import validate
 
-        report = validate(self.spec, **_kwargs(self.config))
+        with _threads.threads(_work()):
+            report = validate(self.spec, **_kwargs(self.config))
         self.user_properties.append(("critdiff_report", report.to_json()))
         if not report.passed:
             raise CritdiffFailure(report)
@@ -77,9 +117,11 @@ def critdiff_report(request):
     specs = request.config.getoption("critdiff_sampler")
     if not specs:
         pytest.skip("no --critdiff-sampler given")
+    from .. import _threads
     from . import validate
 
-    return validate(specs[0], **_kwargs(request.config))
+    with _threads.threads(_work()):
+        return validate(specs[0], **_kwargs(request.config))
 
 
 @pytest.fixture
@@ -88,7 +130,10 @@ def critdiff_validate():
     from . import validate
 
     def run(sampler, **kw):
-        report = validate(sampler, **kw)
+        from .. import _threads
+
+        with _threads.threads(_work()):
+            report = validate(sampler, **kw)
         if not report.passed:
             pytest.fail(f"critdiff validation failed:\n{report.diff()}", pytrace=False)
         return report

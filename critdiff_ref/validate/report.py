@@ -6,11 +6,11 @@ it :meth:`Report.plot` returns no files and a note saying so.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field as dc_field
 
+from .._io import atomic_path, atomic_write_text, strict_json
 from .checks import CheckResult
 
 __all__ = ["Report"]
@@ -74,11 +74,12 @@ class Report:
         return {"sampler": self.sampler, "adapter": self.adapter, "passed": self.passed, "info": self.info,
                 "results": [r.to_dict() for r in self.results], "series": self.series}
 
-    def to_json(self, path: str | None = None, **kw) -> str:
-        text = json.dumps(self.to_dict(), indent=2, default=str, **kw)
+    def to_json(self, path: str | None = None, *, indent: int | None = 2) -> str:
+        """Strict JSON (NaN/inf as null, listed under ``"nulls"`` with the reason); written to ``path``
+        atomically when given (the old file stays until the new one is complete)."""
+        text = strict_json(self.to_dict(), default=str, indent=indent)
         if path is not None:
-            with open(path, "w") as fh:
-                fh.write(text)
+            atomic_write_text(path, text)
         return text
 
     def plot(self, directory: str) -> tuple[list[str], str]:
@@ -102,7 +103,8 @@ class Report:
         ax.set_title(self.sampler)
         ax.legend(fontsize=6)
         path = os.path.join(directory, "errors_vs_steps.png")
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=120, bbox_inches="tight")
         plt.close(fig)
         files.append(path)
         fig, ax = plt.subplots(figsize=(5, 4))
@@ -114,7 +116,8 @@ class Report:
         ax.set_ylabel("(v(k) - c0(k)) / c0(k)")
         ax.legend(fontsize=6)
         path = os.path.join(directory, "per_mode.png")
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=120, bbox_inches="tight")
         plt.close(fig)
         files.append(path)
         return files, ""

@@ -1,0 +1,132 @@
+"""Output files shared by every command: atomic writes that honour the umask, strict JSON, and
+output paths checked before a run starts.
+
+- :func:`atomic_path` / :func:`atomic_write_text`: write to a temporary file in the target's folder,
+  ``fsync``, then ``os.replace`` into place, so a reader (or an interrupted run) never sees a
+  half-written file and the previous file stays until the new one is complete.  The file gets the
+  mode a plain ``open(path, "w")`` would give (``0o666 & ~umask``), not ``mkstemp``'s ``0o600``.
+- :func:`strict_json`: JSON with ``allow_nan=False``; a NaN or infinity becomes ``null`` and its
+  JSON path is listed under a top-level ``"nulls"`` key with the reason.
+- :func:`check_output_file` / :func:`check_output_dir`: ``ValueError`` naming the flag the user typed
+  when an output cannot be written (missing folder, a folder where a file is wanted, or the reverse).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+import threading
+from typing import Any, Iterator, Mapping
+
+__all__ = ["umask", "atomic_path", "atomic_write_text", "strict_json", "check_output_file", "check_output_dir"]
+
+_UMASK_LOCK = threading.Lock()
+
+
+def umask() -> int:
+    """The process umask (read without changing it for longer than two system calls)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[str]:
+    """Yield a temporary path next to ``path``; on normal exit it replaces ``path`` atomically.
+
+    On any exception (``KeyboardInterrupt`` included) the temporary file is removed and ``path`` is
+    left as it was.  The new file's mode is ``0o666 & ~umask``.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.tmp-", suffix=suffix)
+    try:
+        os.fchmod(fd, 0o666 & ~umask())
+        os.close(fd)
+        yield tmp
+        with open(tmp, "rb+") as fh:  # the writer may have closed its handle: flush the data to disk
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> str:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_path`); returns the path."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    return os.fspath(path)
+
+
+def _json_safe(obj: Any, where: str, nulls: dict, reasons: Mapping[str, str]) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        key = where.rpartition(".")[2]
+        nulls[where] = reasons.get(where) or reasons.get(key) or f"{obj!r} (no finite value; JSON has no NaN/inf)"
+        return None
+    if isinstance(obj, Mapping):
+        return {k: _json_safe(v, f"{where}.{k}" if where else str(k), nulls, reasons) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v, f"{where}[{i}]", nulls, reasons) for i, v in enumerate(obj)]
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy / torch scalars
+        return _json_safe(obj.item(), where, nulls, reasons)
+    if hasattr(obj, "tolist"):  # numpy arrays, tensors
+        return _json_safe(obj.tolist(), where, nulls, reasons)
+    return obj
+
+
+def strict_json(obj: Any, *, reasons: Mapping[str, str] | None = None, default=None, indent: int | None = 2) -> str:
+    """``obj`` as strict JSON (``allow_nan=False``): NaN / inf become ``null``, each listed with its reason.
+
+    ``reasons`` maps a JSON path (``"dm.generated.binder"``, ``"[3].measured"``) or a bare key
+    (``"binder"``) to the reason written for it; unlisted ones get a generic reason.  When ``obj`` is a
+    dict the reasons go under its ``"nulls"`` key; otherwise the result is ``{"data": obj, "nulls": ...}``
+    only when there were nulls.  ``default`` converts other objects (as in :func:`json.dumps`).
+    """
+    nulls: dict[str, str] = {}
+    if default is not None:  # apply default first so its output is checked too
+        obj = json.loads(json.dumps(obj, default=default, allow_nan=True))
+    safe = _json_safe(obj, "", nulls, reasons or {})
+    if nulls:
+        safe = {**safe, "nulls": nulls} if isinstance(safe, dict) else {"data": safe, "nulls": nulls}
+    return json.dumps(safe, indent=indent, allow_nan=False) + "\n"
+
+
+def check_output_file(path: str | os.PathLike | None, flag: str, *, suffix: str | None = None) -> None:
+    """ValueError naming ``flag`` unless ``path`` can be written as a file (its folder exists, it is
+    not a folder, the folder is writable, and it ends with ``suffix`` when given).  ``None`` passes."""
+    if path is None:
+        return
+    path = os.fspath(path)
+    if suffix is not None and not path.endswith(suffix):
+        raise ValueError(f"{flag} {path}: the file name must end in {suffix}")
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} {path}: is a folder; give a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{flag} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: folder {folder} is not writable")
+
+
+def check_output_dir(path: str | os.PathLike | None, flag: str) -> None:
+    """ValueError naming ``flag`` when ``path`` exists and is not a folder, or its nearest existing
+    parent is not a writable folder (it is created later, by the run).  ``None`` passes."""
+    if path is None:
+        return
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{flag} {path}: exists and is not a folder")
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"{flag} {path}: {parent} is a file, so the folder cannot be created")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: {parent} is not writable")
