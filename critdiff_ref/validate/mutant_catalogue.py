@@ -14,6 +14,8 @@ Conventions (those of :mod:`critdiff_ref.validate.adapters`):
   (k-diffusion / EDM, VE in sigma).
 - ``"diffusers"``: a scheduler class with diffusers' interface (:class:`DDIMLikeScheduler`) run by the
   adapter's standard loop (``set_timesteps``, ``scale_model_input``, ``step(...).prev_sample``).
+- ``"velocity"``: ``sampler(velocity, x_1, sigmas) -> x_0`` with the rectified-flow velocity and uniform
+  ``sigmas`` from 1 to 0 (flow matching, :mod:`critdiff_ref.validate.flow`).
 
 Registry entries are :class:`Entry` ``(sampler, adapter, description, options)``; ``options`` are
 the ``validate()`` keyword arguments the sampler is written for (its documented ``order``, and
@@ -32,6 +34,7 @@ from ..processes import VP, Process
 from ..samplers import probability_flow, reverse_sde
 from ..samplers.sde_schemes import reverse_sde_heun
 from .adapters import edm_euler, edm_heun
+from .flow import shift_map
 from .sde_solvers import BrownianPathNoiseSampler
 
 __all__ = [
@@ -176,6 +179,16 @@ def ref_dpmpp_sde(model, x: torch.Tensor, sigmas: torch.Tensor, noise_sampler=No
     return x
 
 
+# -- correct reference (velocity convention, flow matching) ----------------------------------------
+def ref_flow_euler_sd3(velocity, x: torch.Tensor, sigmas: torch.Tensor, shift: float = 3.0) -> torch.Tensor:
+    """Euler on the rectified-flow ODE on the SD3 grid: the uniform sigmas shifted once,
+    ``t = shift s / (1 + (shift - 1) s)``, ``x += (t_{i+1} - t_i) v(x, t_i)`` (THEORY 1)."""
+    t = [shift_map(float(s), shift) for s in sigmas]
+    for i in range(len(t) - 1):
+        x = x + (t[i + 1] - t[i]) * velocity(x, t[i])
+    return x
+
+
 # -- mutants ---------------------------------------------------------------------------------------
 def mut_heun_previous_time(score, process: Process, x_T: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
     """ref_pf_heun with the model told the previous timestep (off-by-one time index)."""
@@ -313,6 +326,15 @@ def mut_dpmpp_sde_increment_wrong_interval(model, x: torch.Tensor, sigmas: torch
         d_mid = model(x_mid, s_mid)
         down, up = _ancestral_split(s, s_next)
         x = (down / s) * x + (1.0 - down / s) * d_mid + up * noise_sampler(s_mid, s_next)  # BUG: [s_mid, s_next], not [s, s_next]
+    return x
+
+
+def mut_flow_euler_shift_twice(velocity, x: torch.Tensor, sigmas: torch.Tensor, shift: float = 3.0) -> torch.Tensor:
+    """ref_flow_euler_sd3 with the model told a twice-shifted time (a pipeline handing already shifted
+    timesteps to a scheduler that shifts them again): the state is at t_i, the velocity is read at s(t_i)."""
+    t = [shift_map(float(s), shift) for s in sigmas]
+    for i in range(len(t) - 1):
+        x = x + (t[i + 1] - t[i]) * velocity(x, shift_map(t[i], shift))  # BUG: shift applied twice to the model's time
     return x
 
 
@@ -502,6 +524,9 @@ MUTANTS: dict[str, Entry] = {
     "lcm_renoise_sqrt_abar": Entry(LCMLikeSchedulerRenoiseBug, "diffusers",
                                    "LCM-like consistency sampler re-noising with variance 1 - sqrt(abar') (sqrt(abar) for abar)",
                                    {"order": 1.0}),
+    "flow_euler_shift_twice": Entry(mut_flow_euler_shift_twice, "velocity",
+                                    "flow-matching Euler (SD3 shift 3) with the shift applied twice to the model's time",
+                                    {"order": 1.0}),
 }
 
 # mutant -> the CORRECT entry it deviates from by one line
@@ -519,6 +544,7 @@ PARENTS: dict[str, str] = {
     "dpmpp_sde_increment_wrong_interval": "ref_dpmpp_sde",
     "ddim_scheduler_prev_index": "ddim_scheduler",
     "lcm_renoise_sqrt_abar": "lcm_scheduler",
+    "flow_euler_shift_twice": "ref_flow_euler_sd3",
 }
 
 CORRECT: dict[str, Entry] = {
@@ -543,4 +569,6 @@ CORRECT: dict[str, Entry] = {
     "ddim_scheduler": Entry(DDIMLikeScheduler, "diffusers", "diffusers-like DDIM scheduler (parent of ddim_scheduler_*)",
                             {"order": 1.0}),
     "lcm_scheduler": Entry(LCMLikeScheduler, "diffusers", "diffusers-like LCM scheduler (parent of lcm_*)", {"order": 1.0}),
+    "ref_flow_euler_sd3": Entry(ref_flow_euler_sd3, "velocity", "reference flow-matching Euler, SD3 shift 3 (parent of flow_*)",
+                                {"order": 1.0}),
 }
