@@ -88,25 +88,33 @@ def _mutate(path: tuple, value):
     return spec
 
 
-BAD_SPECS = {
-    "unknown kind": (_mutate(("jobs", 0, "kind"), "mcmc"), r"jobs\[0\]\.kind must be one of \('phi4', 'validate', 'report', 'call'\)"),
-    "missing parameter": (_mutate(("jobs", 0, "grid", "kappa"), KeyError), r"missing parameter 'kappa' \(required: L, kappa, lam\)"),
-    "negative L": (_mutate(("jobs", 0, "grid", "L"), [8, -8]), r"jobs\[0\] \(phi4, L=-8, kappa=0.2\).*L must be >= 2, got L=-8"),
+BAD_SPECS = {  # case: (spec, the message naming the field and its allowed values)
+    "unknown kind": (_mutate(("jobs", 0, "kind"), "mcmc"),
+                     r"jobs\[0\]\.kind must be one of \('phi4', 'validate', 'report', 'call'\)"),
+    "missing parameter": (_mutate(("jobs", 0, "grid", "kappa"), KeyError),
+                          r"missing parameter 'kappa' \(required: L, kappa, lam\)"),
+    "negative L": (_mutate(("jobs", 0, "grid", "L"), [8, -8]),
+                   r"jobs\[0\] \(phi4, L=-8, kappa=0.2\).*L must be >= 2, got L=-8"),
     "unknown parameter": (_mutate(("jobs", 0, "params", "kapa"), 0.1), r"unknown parameter 'kapa'; allowed: .*kappa"),
     "empty grid axis": (_mutate(("jobs", 0, "grid", "kappa"), []), r"jobs\[0\]\.grid\.kappa must be a non-empty list"),
-    "bad linspace": (_mutate(("jobs", 0, "grid", "kappa"), {"start": 0.2, "stop": 0.3}), r"grid\.kappa as a table must have exactly the keys start, stop, num"),
+    "bad linspace": (_mutate(("jobs", 0, "grid", "kappa"), {"start": 0.2, "stop": 0.3}),
+                     r"grid\.kappa as a table must have exactly the keys start, stop, num"),
     "grid and params clash": (_mutate(("jobs", 0, "params", "L"), 8), r"parameter 'L' is both in grid and in params"),
     "zero cpus": (_mutate(("jobs", 0, "resources"), {"num_cpus": 0}), r"resources\.num_cpus must be > 0"),
-    "unknown resource": (_mutate(("jobs", 0, "resources"), {"cpus": 1}), r"unknown key 'cpus'; allowed: num_cpus, num_gpus, max_retries"),
-    "unknown top key": (_mutate(("job",), []), r"spec has unknown key 'job'; allowed: name, description, resources, jobs"),
-    "bad phi4 choice": (_mutate(("jobs", 0, "params", "divergence"), "hutch"), r"'divergence': must be one of \('auto', 'exact', 'hutchinson'\)"),
+    "unknown resource": (_mutate(("jobs", 0, "resources"), {"cpus": 1}),
+                         r"unknown key 'cpus'; allowed: num_cpus, num_gpus, max_retries"),
+    "unknown top key": (_mutate(("job",), []),
+                        r"spec has unknown key 'job'; allowed: name, description, resources, jobs"),
+    "bad phi4 choice": (_mutate(("jobs", 0, "params", "divergence"), "hutch"),
+                        r"'divergence': must be one of \('auto', 'exact', 'hutchinson'\)"),
     "bad adapter": ({"jobs": [{"kind": "validate", "params": {"sampler": "m:f", "adapter": "scores"}}]},
                     r"'adapter': must be one of \('score', 'denoiser', .*\), got 'scores'"),
     "bad steps": ({"jobs": [{"kind": "validate", "params": {"sampler": "m:f"}, "grid": {"steps": [[20, 10]]}}]},
                   r"'steps': must be a strictly increasing list"),
     "bad field": ({"jobs": [{"kind": "validate", "params": {"sampler": "m:f", "fields": [{"L": 1, "d": 2}]}}]},
                   r"'fields\[0\]'"),
-    "bad section": ({"jobs": [{"kind": "report", "params": {"section": "nope"}}]}, r"'section': must be one of \('training'"),
+    "bad section": ({"jobs": [{"kind": "report", "params": {"section": "nope"}}]},
+                    r"'section': must be one of \('training'"),
 }
 
 
@@ -143,10 +151,10 @@ def test_a_job_id_names_the_computation_defaults_filled_in_and_the_version():
 
 
 def test_a_cuda_job_asks_for_a_gpu_and_fractions_share_one():
-    job = load_spec({"jobs": [{"kind": "phi4", "params": {"L": 4, "kappa": 0.2, "lam": 0.0, "device": "cuda"}}]}).jobs[0]
+    cuda = {"kind": "phi4", "params": {"L": 4, "kappa": 0.2, "lam": 0.0, "device": "cuda"}}
+    job = load_spec({"jobs": [cuda]}).jobs[0]
     assert job.resources.num_gpus == 1
-    shared = load_spec({"resources": {"num_gpus": 0.25},
-                        "jobs": [{"kind": "phi4", "params": {"L": 4, "kappa": 0.2, "lam": 0.0, "device": "cuda"}}]})
+    shared = load_spec({"resources": {"num_gpus": 0.25}, "jobs": [cuda]})
     assert shared.jobs[0].resources.num_gpus == 0.25
 
 
@@ -279,6 +287,10 @@ def test_binder_crossings_per_pair_of_sizes_combining_seeds():
     for c in g:
         assert math.isclose(c["kappa_c"], 0.265, abs_tol=1e-12) and math.isclose(c["U_c"], 0.6, abs_tol=1e-12)
         assert (c["kappa_lo"], c["kappa_hi"]) == (0.26, 0.27) and c["kappa_c_err"] > 0
+        slope_diff = {8: 3.0, 16: 7.0}[c["L1"]]  # U_L2 - U_L1 = slope_diff (k - 0.265), seeds averaged
+        assert math.isclose(c["diff_lo"], -0.005 * slope_diff, abs_tol=1e-12)
+        assert math.isclose(c["diff_hi"], 0.005 * slope_diff, abs_tol=1e-12)
+        assert math.isclose(c["diff_lo_err"], 0.01, rel_tol=1e-12)  # hypot of two seed-averaged 0.01 / sqrt(2)
     (h,) = [c for c in found if c["group"] == "h"]
     assert h["kappa_c"] is None and "U_L2 < U_L1" in h["note"]
 
@@ -294,15 +306,29 @@ def test_critdiff_sweep_runs_a_toml_spec_and_refuses_a_bad_one(tmp_path, capsys)
         grid = { kappa = [0.2, 0.3] }
     """))
     out = tmp_path / "out"
-    assert main(["sweep", str(spec), "--out", str(out), "--engine", "serial", "--no-plots"]) == 0
+    assert main(["sweep", str(spec), "--out", str(out), "--engine", "serial"]) == 0
     text = capsys.readouterr()
     assert "2 jobs: 0 already done, 2 ran on serial" in text.out
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        assert (out / "plots" / "phi4_0_binder.png").stat().st_size > 0
     assert "[critdiff sweep] 2/2 phi4-" in text.err  # plain progress lines off a terminal
     assert main(["sweep", str(spec), "--out", str(out), "--dry-run"]) == 0
     assert "2 jobs, 0 to run" in capsys.readouterr().out
     spec.write_text(spec.read_text().replace("kappa = [0.2, 0.3]", "kappa = [0.2, -0.3]"))
     assert main(["sweep", str(spec), "--out", str(tmp_path / "o2"), "--engine", "serial"]) == 2
     assert "kappa must be >= 0, got kappa=-0.3" in capsys.readouterr().err
+
+
+def test_a_json_spec_is_the_same_sweep_and_other_formats_are_refused(tmp_path):
+    spec = _spec()
+    (tmp_path / "s.json").write_text(json.dumps(spec))
+    assert [j.id for j in load_spec(tmp_path / "s.json").jobs] == [j.id for j in load_spec(spec).jobs]
+    with pytest.raises(ValueError, match=r"spec must be a \.toml or \.json file"):
+        load_spec(tmp_path / "s.yaml")
 
 
 def test_the_shipped_examples_load():

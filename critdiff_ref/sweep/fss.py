@@ -56,8 +56,9 @@ def binder_crossings(rows: list[dict]) -> list[dict]:
     ``rows``: dicts with ``kind == "phi4"``, ``status == "ok"``, ``L, d, kappa, lam, binder, binder_err``
     (what :func:`critdiff_ref.sweep.run_spec` puts in its table). Returns one dict per adjacent pair
     ``(L1, L2)`` and sign change of ``U_L2 - U_L1`` between neighbouring kappas present for both sizes
-    (``kappa_c, kappa_c_err, U_c, U_c_err, kappa_lo, kappa_hi``), or a dict with ``kappa_c = None`` and
-    the sign of the difference when the curves do not cross on the grid.
+    (``kappa_c, kappa_c_err, U_c, U_c_err, kappa_lo, kappa_hi`` and the differences ``diff_lo, diff_hi`` with
+    errors there; the errors are statistical: the linear interpolation's bias is not included), or a dict
+    with ``kappa_c = None`` and the sign of the difference when the curves do not cross on the grid.
     """
     groups: dict[tuple, dict[int, list]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
@@ -69,7 +70,8 @@ def binder_crossings(rows: list[dict]) -> list[dict]:
     for (group, d, lam), by_L in groups.items():
         sizes = sorted(by_L)
         for L1, L2 in zip(sizes, sizes[1:]):
-            c1, c2 = dict((k, (u, e)) for k, u, e in _curve(by_L[L1])), dict((k, (u, e)) for k, u, e in _curve(by_L[L2]))
+            c1 = {k: (u, e) for k, u, e in _curve(by_L[L1])}
+            c2 = {k: (u, e) for k, u, e in _curve(by_L[L2])}
             ks = sorted(set(c1) & set(c2))
             base = {"group": group, "d": d, "lam": lam, "L1": L1, "L2": L2}
             diffs = [c2[k][0] - c1[k][0] for k in ks]
@@ -79,7 +81,11 @@ def binder_crossings(rows: list[dict]) -> list[dict]:
                     k1, k2 = ks[i], ks[i + 1]
                     x = crossing(k1, k2, (c1[k1][0], c1[k2][0]), (c2[k1][0], c2[k2][0]),
                                  (c1[k1][1], c1[k2][1]), (c2[k1][1], c2[k2][1]))
-                    out.append({**base, **x, "kappa_lo": k1, "kappa_hi": k2})
+                    # U_L2 - U_L1 at the bracketing kappas, with errors: is the sign change significant?
+                    brackets = {f"diff_{side}": diffs[i + j] for j, side in enumerate(("lo", "hi"))}
+                    brackets.update({f"diff_{side}_err": math.hypot(c1[k][1], c2[k][1])
+                                     for side, k in (("lo", k1), ("hi", k2))})
+                    out.append({**base, **x, "kappa_lo": k1, "kappa_hi": k2, **brackets})
                     found = True
             if not found:
                 sign = "U_L2 > U_L1" if diffs and diffs[0] > 0 else "U_L2 < U_L1" if diffs else "no common kappa"
@@ -97,5 +103,8 @@ def format_crossings(crossings: list[dict]) -> str:
             lines.append(head + f"{c['note']} in [{c['kappa_lo']}, {c['kappa_hi']}]")
         else:
             lines.append(head + f"kappa_c = {c['kappa_c']:.4f} ± {c['kappa_c_err']:.4f}, "
-                                f"U_c = {c['U_c']:.3f} ± {c['U_c_err']:.3f} (between {c['kappa_lo']} and {c['kappa_hi']})")
+                                f"U_c = {c['U_c']:.3f} ± {c['U_c_err']:.3f} "
+                                f"(between {c['kappa_lo']} and {c['kappa_hi']}, "
+                                f"where U_L2 - U_L1 = {c['diff_lo']:+.3f} ± {c['diff_lo_err']:.3f} and "
+                                f"{c['diff_hi']:+.3f} ± {c['diff_hi_err']:.3f})")
     return "\n".join(lines)
