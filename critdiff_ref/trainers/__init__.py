@@ -4,9 +4,12 @@
 - ``steps``: deterministic steps to accuracy (:func:`steps_to_accuracy`, the stable entry point).
 - ``experiment``: the one-layer vs two-layer vs local table and the ``critdiff train`` sub-command.
 - ``dsm``: neural denoising score matching (import the module: ``from critdiff_ref.trainers import dsm``).
+- ``mlp``: :class:`ScoreMLP`, a fully connected score network for 1-D / low-dimensional targets (THEORY 6).
+- ``cumulants``: the learned-cumulants experiment (trained MLP vs exact cumulants, THEORY 6; import the module).
 """
 
-from . import dsm
+from . import cumulants, dsm
+from .mlp import ScoreMLP
 from .experiment import (
     ScalingTable,
     add_train_parser,
@@ -40,7 +43,9 @@ from .steps import (
 )
 
 __all__ = [
+    "cumulants",
     "dsm",
+    "ScoreMLP",
     "ARCHS",
     "LocalScoreNet",
     "OneLayerConv",

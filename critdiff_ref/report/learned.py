@@ -1,0 +1,252 @@
+"""The learned-cumulants table (THEORY 6): ours beside the cumulants paper's Table 1, its plot, the
+``critdiff cumulants`` command and the report section.
+
+The computation is :func:`critdiff_ref.trainers.cumulants.learned_cumulants`; here it is presented:
+rows exact / data / exact-score sampler / trained (k-statistics with bootstrap errors) and the paper's
+rows, the decomposition of each trained deviation (Euler–Maruyama bias fitted over 250..2000 steps,
+training effect on common noise, sampling noise) and the deviation-vs-steps figure.
+
+``critdiff cumulants --process {ve,vp} [--paper] [--checkpoint F] [--json F] [--plot F]``; exit code 1
+when a trained cumulant misses its exact value by more than 4 bootstrap errors plus the measured EM bias.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from ..trainers.cumulants import (
+    ORDERS,
+    PAPER,
+    QUICK,
+    SWEEP_STEPS,
+    checks,
+    learned_cumulants,
+    load_checkpoint,
+    passes,
+    save_checkpoint,
+    train_model,
+)
+from .sections import Check, Context, Section, _md_table
+
+__all__ = [
+    "PUBLISHED",
+    "TABLE_HEADER",
+    "DECOMPOSITION_HEADER",
+    "table_rows",
+    "decomposition_rows",
+    "format_result",
+    "plot_sweep",
+    "draw_sweep",
+    "add_cumulants_parser",
+    "run_cumulants",
+    "section_learned_cumulants",
+]
+
+# The cumulants paper's Table 1 (mu = 1, s = 0.25): value and bootstrap error per order.
+PUBLISHED = {
+    "exact": {2: (1.0625, 0.0), 4: (-2.0, 0.0), 6: (16.0, 0.0), 8: (-272.0, 0.0)},
+    "data": {2: (1.0624, 0.0005), 4: (-1.9997, 0.0022), 6: (15.9965, 0.0261), 8: (-271.92, 0.59)},
+    "ve": {2: (1.0700, 0.0006), 4: (-2.0034, 0.0023), 6: (16.052, 0.028), 8: (-273.15, 0.63)},
+    "vp": {2: (1.0612, 0.0005), 4: (-1.9757, 0.0019), 6: (15.715, 0.023), 8: (-265.54, 0.52)},
+}
+
+
+
+# -- table, plot, command ----------------------------------------------------------------------------------
+def _fmt(value: float, err: float | None) -> str:
+    """``value(err)`` with two significant digits of the error, in units of the last digit shown."""
+    if err is None or not err > 0.0:
+        return f"{value:.6g}"
+    digits = max(0, -int(math.floor(math.log10(err))) + 1)
+    return f"{value:.{digits}f}({round(err * 10**digits):d})"
+
+
+def table_rows(result: dict) -> list[list[str]]:
+    """``[row name, kappa_2, .., kappa_8]`` strings (value(SE)): ours, then the paper's rows beside them."""
+    rows = []
+    for name, key in (("exact", "exact"), ("data", "data"), ("exact-score sampler", "exact_score"),
+                      ("trained", "trained")):
+        r = result[key]
+        rows.append([name] + [_fmt(r[f"kappa_{n}"], r.get(f"kappa_{n}_err")) for n in ORDERS])
+    pub = PUBLISHED[result["process"]]
+    rows.append(["trained (paper)"] + [_fmt(*pub[n]) for n in ORDERS])
+    rows.append(["data (paper)"] + [_fmt(*PUBLISHED["data"][n]) for n in ORDERS])
+    return rows
+
+
+def decomposition_rows(result: dict) -> list[list[str]]:
+    """Per order: trained - exact, = EM bias (fit at ``em_steps``, incl. ``t_min``) + training effect
+    (trained - exact-score, common noise) + remainder, with the trained row's bootstrap SE and the paper's
+    deviation."""
+    rows = []
+    pub = PUBLISHED[result["process"]]
+    for n in ORDERS:
+        key = f"kappa_{n}"
+        ex = result["exact"][key]
+        dev = result["trained"][key] - ex
+        fit, eff = result["em_fit"][key], result["training_effect"]
+        remainder = dev - fit["bias"] - eff[key]
+        rows.append([f"kappa_{n}", f"{100 * dev / abs(ex):+.3f}%", f"{100 * fit['bias'] / abs(ex):+.3f}%",
+                     f"{100 * eff[key] / abs(ex):+.3f}% (SE {100 * eff[f'{key}_err'] / abs(ex):.3f}%)",
+                     f"{100 * remainder / abs(ex):+.3f}%", f"{100 * result['trained'][f'{key}_err'] / abs(ex):.3f}%",
+                     f"{100 * (pub[n][0] - ex) / abs(ex):+.2f}%"])
+    return rows
+
+
+DECOMPOSITION_HEADER = ["order", "trained - exact", "EM bias (fit)", "training effect (paired)",
+                        "remainder (exact-score noise)", "trained SE", "paper: trained - exact"]
+TABLE_HEADER = ["row"] + [f"kappa_{n}" for n in ORDERS]
+
+
+def format_result(result: dict) -> str:
+    """The table, the decomposition and the checks as text (markdown tables)."""
+    lines = [f"process {result['process'].upper()}: score error E_t Xi E|s_theta - s|^2 = "
+             f"{result['score_error']['weighted_l2']:.3g} (relative {result['score_error']['relative']:.3g})"]
+    if result.get("training"):
+        tr = result["training"]
+        lines.append(f"training: {int(tr['steps'])} steps in {tr['seconds']:.0f} s, "
+                     f"loss {tr['loss_first']:.4f} -> {tr['loss_last']:.4f}")
+    lines += ["", _md_table(TABLE_HEADER, table_rows(result)), "",
+              _md_table(DECOMPOSITION_HEADER, decomposition_rows(result)), ""]
+    for name, m, e, tol in checks(result):
+        lines.append(f"{'pass' if abs(m - e) <= tol else 'FAIL'}  {name}: {m:.6g} vs {e:.6g} +- {tol:.3g}")
+    return "\n".join(lines)
+
+
+def plot_sweep(results: list[dict], path: str | os.PathLike) -> None:
+    """Each cumulant's relative deviation from the exact value vs EM steps, exact and trained scores."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = draw_sweep(plt, results)
+    fig.tight_layout()
+    fig.savefig(os.fspath(path), dpi=110)
+    plt.close(fig)
+
+
+def draw_sweep(plt, results: list[dict]):
+    """The figure of :func:`plot_sweep` (rows: processes; columns: orders)."""
+    fig, axes = plt.subplots(len(results), len(ORDERS), figsize=(14, 3.3 * len(results)), squeeze=False)
+    for row, res in enumerate(results):
+        steps = np.array(res["sweep"]["steps"])
+        for col, n in enumerate(ORDERS):
+            key, ax = f"kappa_{n}", axes[row, col]
+            ex = res["exact"][key]
+            for label, rows, fmt in (("exact score", res["sweep"]["exact_score"], "o-"),
+                                     ("trained", res["sweep"]["trained"], "s--")):
+                v = np.array([r[key] for r in rows])
+                e = np.array([r[f"{key}_err"] for r in rows])
+                ax.errorbar(steps, 100 * (v - ex) / abs(ex), yerr=100 * e / abs(ex), fmt=fmt, ms=4, capsize=2,
+                            label=label)
+            fit = res["em_fit"][key]
+            hh = np.geomspace(steps.min(), steps.max(), 50)
+            ax.plot(hh, 100 * (fit["b0"] + fit["c"] / hh) / abs(ex), "k:", label="fit b0 + c h")
+            pub = PUBLISHED[res["process"]][n][0]
+            ax.axhline(100 * (pub - ex) / abs(ex), color="r", lw=0.8, label="paper (1000 steps)")
+            ax.axhline(0.0, color="gray", lw=0.5)
+            ax.set(xscale="log", xlabel="EM steps", ylabel="deviation (%)", title=f"{res['process'].upper()} kappa_{n}")
+    axes[0, 0].legend(fontsize=7)
+    return fig
+
+
+def _jsonable(result: dict) -> dict:
+    """The issue's JSON layout first (exact, data, exact_score, trained, process), then the rest."""
+    def clean(v):
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if isinstance(v, (np.floating, np.integer)):
+            v = v.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v
+
+    first = ("exact", "data", "exact_score", "trained", "process")
+    return clean({k: result[k] for k in first} | {k: v for k, v in result.items() if k not in first})
+
+
+def add_cumulants_parser(sub):
+    p = sub.add_parser("cumulants", help="learned cumulants: a trained score MLP on the two-peak model (paper Table 1)")
+    p.add_argument("--process", choices=("ve", "vp"), default="ve")
+    p.add_argument("--paper", action="store_true",
+                   help="the paper's settings (10^6 data and samples, 200 epochs: an hour of CPU); default: reduced")
+    p.add_argument("--checkpoint", default=None,
+                   help="weights-only checkpoint: loaded if the file exists, else written after training")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--n-data", type=int, default=None)
+    p.add_argument("--n-gen", type=int, default=None)
+    p.add_argument("--n-sweep", type=int, default=None, help="samples per step count of the EM sweep (default n-gen)")
+    p.add_argument("--steps", type=int, default=None, help="Euler-Maruyama steps of the table rows (default 1000)")
+    p.add_argument("--sweep-steps", type=int, nargs="+", default=list(SWEEP_STEPS),
+                   help="step counts of the exact-score EM-bias fit (default 250 500 1000 2000)")
+    p.add_argument("--n-boot", type=int, default=None, help="bootstrap resamples (default 100, --paper 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", metavar="FILE", default=None, help="write the result as strict JSON")
+    p.add_argument("--plot", metavar="FILE", default=None, help="deviation vs EM steps (PNG; needs matplotlib)")
+    return p
+
+
+def run_cumulants(args) -> int:
+    import sys
+
+    from .. import _io
+
+    config = replace(PAPER if args.paper else QUICK, process=args.process, seed=args.seed)
+    overrides = {"epochs": args.epochs, "n_data": args.n_data, "n_gen": args.n_gen, "em_steps": args.steps,
+                 "n_boot": args.n_boot}
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    say = lambda msg: print(f"[critdiff cumulants] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    model, info = None, {}
+    if args.checkpoint and os.path.exists(args.checkpoint):
+        model, info = load_checkpoint(args.checkpoint, config)
+        say(f"loaded {args.checkpoint}")
+    elif args.checkpoint:
+        say(f"training {config.train_steps} steps")
+        model, info = train_model(config)
+        save_checkpoint(args.checkpoint, model, config, info)
+        say(f"wrote {args.checkpoint} ({info['seconds']:.0f} s of training)")
+    result = learned_cumulants(config, model, sweep_steps=tuple(args.sweep_steps), n_sweep=args.n_sweep,
+                               progress=say)
+    if info:
+        result["training"] = info
+    print(format_result(result))
+    if args.json:
+        _io.atomic_write_text(args.json, _io.strict_json(_jsonable(result)))
+    if args.plot:
+        plot_sweep([result], args.plot)
+    return 0 if passes(result) else 1
+
+
+def section_learned_cumulants(ctx: Context) -> Section:
+    """Trained score MLP vs exact cumulants under VE and VP (quick: :data:`QUICK`; ``--full``: :data:`PAPER`)."""
+    sec = Section("learned_cumulants", "Learned cumulants: a trained score network on the two-peak model")
+    base = PAPER if ctx.full else QUICK
+    results = []
+    for process in ("ve", "vp"):
+        config = replace(base, process=process)
+        res = learned_cumulants(config, n_sweep=None if ctx.full else config.n_gen // 2,
+                                progress=lambda msg: ctx.progress(f"learned cumulants: {msg}"))
+        results.append(res)
+        tr = res["training"]
+        sec.tables.append(
+            f"{process.upper()}: {int(tr['steps'])} DSM steps in {tr['seconds']:.0f} s (batch {config.batch_size}, "
+            f"lr {config.lr:g}, {config.n_data} data), {config.em_steps} EM steps, {config.n_gen} samples; "
+            f"score error E_t Xi E|s_theta - s|^2 = {res['score_error']['weighted_l2']:.3g} "
+            f"(relative {res['score_error']['relative']:.3g}).\n\n"
+            + _md_table(TABLE_HEADER, table_rows(res)) + "\n\n"
+            + _md_table(DECOMPOSITION_HEADER, decomposition_rows(res)))
+        for name, measured, exact, tol in checks(res):
+            # 4 bootstrap SE (two-sided 6e-5 false-failure rate per check for Gaussian errors, seeds fixed)
+            # plus the measured Euler-Maruyama bias |b0 + c h| of the exact-score sampler at the same settings
+            sec.checks.append(Check(name, measured, exact, tol, "4 bootstrap SE + measured EM bias (THEORY 6)"))
+        sec.numbers[process] = {k: v for k, v in res.items() if k != "config"} | {"config": res["config"]}
+    ctx.figure(sec, "em_sweep", lambda plt: draw_sweep(plt, results))
+    return sec
