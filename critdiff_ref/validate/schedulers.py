@@ -9,6 +9,8 @@ EDM schedulers (no ``alphas_cumprod``): the network ``F`` with ``D = c_skip x + 
 the scheduler's own ``precondition_inputs`` / ``precondition_outputs`` at ``sigmas[step_index]``.
 The model input is the VP-scaled sample ``x_t = sqrt(abar) x~`` for every scheduler (Euler-type
 schedulers divide their VE-in-sigma state ``x~`` by ``sqrt(1 + sigma^2)`` in ``scale_model_input``).
+Stochastic schedulers are noise-probed: draws through ``randn_tensor``, or (DPMSolverSDE) the queries of its
+torchsde ``BrownianTreeNoiseSampler``, answered as increments of one exact Brownian path (:mod:`.sde_solvers`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from ..targets import GaussianField
 from .flow import flow_scheduler_runner, is_flow_scheduler
 from .runner import Runner, Schedule, _accepts, _brownian, exact_denoiser
+from .sde_solvers import brownian_noise_run
 from .consistency import consistency_kind, consistency_runner
 
 __all__ = ["DIFFUSERS_ORDERS"]
@@ -45,6 +48,7 @@ DIFFUSERS_ORDERS = {
     "SASolverScheduler": 2.0,
     "DDPMScheduler": 1.0,
     "EulerAncestralDiscreteScheduler": 1.0,
+    "DPMSolverSDEScheduler": 2.0,  # k-diffusion's DPM-Solver++ SDE (two stages, midpoint in log sigma)
     "FlowMatchEulerDiscreteScheduler": 1.0,  # Euler on the rectified-flow ODE (validate.flow)
     "FlowMatchHeunDiscreteScheduler": 2.0,  # Heun (EDM Algorithm 1 in flow time)
 }
@@ -65,6 +69,8 @@ def _timestep_sigma(scheduler, t, sigma_table: torch.Tensor, ratio: float, vp: b
     idx = 0 if idx is None else idx
     cands = [float(arr[idx]) for arr in (getattr(scheduler, k, None) for k in ("sigmas", "sigmas_interpol"))
              if isinstance(arr, torch.Tensor) and idx < len(arr)]
+    if getattr(scheduler, "mid_point_sigma", None) is not None:  # DPMSolverSDE's second stage
+        cands.append(float(scheduler.mid_point_sigma))
     if vp:
         if cands:
             return cands[0]
@@ -186,6 +192,10 @@ def _diffusers_runner(scheduler, *, prediction_type: str | None, sampler_kwargs:
     module = sys.modules.get(cls.__module__)
 
     def run_noise(target, steps, z, draw):
+        if hasattr(module, "BrownianTreeNoiseSampler"):
+            # DPMSolverSDE: noise from a torchsde Brownian tree in sigma, probed as one exact path (sde_solvers)
+            return brownian_noise_run(lambda z_, ns: _with_noise_sampler(module, ns, lambda: run(target, steps, z_, None)),
+                                      draw, z)
         original = module.randn_tensor
 
         def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None, **_):
@@ -201,8 +211,19 @@ def _diffusers_runner(scheduler, *, prediction_type: str | None, sampler_kwargs:
                     DIFFUSERS_ORDERS.get(cls.__name__) if order is None else order,
                     info={"prediction_type": pred, "sigma_max": sigma_max,
                           "config": {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool, type(None)))}},
-                    run_noise=run_noise if hasattr(module, "randn_tensor") else None)
+                    run_noise=run_noise if hasattr(module, "randn_tensor") or hasattr(module, "BrownianTreeNoiseSampler")
+                    else None)
     return runner
+
+
+def _with_noise_sampler(module, noise_sampler, fn):
+    """Run ``fn()`` with ``module.BrownianTreeNoiseSampler(x, sigma_min, sigma_max, seed)`` returning ``noise_sampler``."""
+    original = module.BrownianTreeNoiseSampler
+    module.BrownianTreeNoiseSampler = lambda *args, **kwargs: noise_sampler
+    try:
+        return fn()
+    finally:
+        module.BrownianTreeNoiseSampler = original
 
 
 def _event_shape(target) -> tuple[int, ...]:
