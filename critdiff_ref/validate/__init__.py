@@ -26,6 +26,8 @@ Checks: per field and step count the relative covariance error of the sampler ag
 continuous flow on the same schedule (its own error; passed at the largest step count if <= rtol),
 with the total error against ``c0``, W2, KL and the schedule's own floor alongside; linearity (deterministic);
 the observed convergence order (>= documented - 0.5); two-peak kappa_2..kappa_8 and 0-D phi^4 moments.
+Consistency samplers (LCM, TCD, SCM, CMStochasticIterative; :mod:`.consistency`): one step always, the
+consistency check (own error at rounding at every step count) instead of the order, Gaussian targets only.
 """
 
 from __future__ import annotations

@@ -214,7 +214,7 @@ def _from_x0(x: torch.Tensor, x0: torch.Tensor, a: float, b: float, pred: str) -
     raise ValueError(f"prediction_type must be 'epsilon', 'v_prediction' or 'sample', got {pred!r}")
 
 
-def _model_output(sched, kind: str, pred: str, t, x: torch.Tensor, target_x: torch.Tensor, lv: Level):
+def _model_output(sched, kind: str, pred: str, t, x: torch.Tensor, target_x: torch.Tensor, lv: Level) -> torch.Tensor:
     """The model output that makes the scheduler's step produce ``target_x`` (its consistency map) from ``x``."""
     if kind == "lcm":
         c_skip, c_out = (float(c) for c in sched.get_scalings_for_boundary_condition_discrete(t))
@@ -360,12 +360,12 @@ def consistency_plan(runner: Runner, steps: tuple[int, ...], targets) -> tuple[t
     return kept, tuple(t for t in targets if t == "gaussian"), notes
 
 
-def consistency_check(runner: Runner, label: str, series: dict):
+def consistency_check(runner: Runner, label: str, series: dict) -> CheckResult:
     """The consistency check: the scheduler's own error (against :func:`exact_law`) at every step count,
     one step included, is at rounding: ``err(N) <= 1e2 N eps(float32) + 3 MC SE(N)``.
 
-    An error growing (or merely nonzero) with ``N`` fails it.  ``measured`` is the worst ``err(N) / tol(N)``
-    times the tolerance at that ``N``; ``data`` holds every ``(N, err, tol)``.
+    An error growing (or merely nonzero) with ``N`` fails it.  ``measured`` and ``tolerance`` are ``err`` and
+    ``tol`` at the step count with the largest ``err / tol``; ``data`` holds every ``(N, err, tol)``.
     """
     name = f"{label}/consistency"
     steps, err, noise = series["steps"], series["own_error"], series["noise"]
