@@ -6,19 +6,30 @@ fraction of the measured copy-bandwidth roofline; DM-MCMC proposals (PF-ODE samp
 Bandwidth model (issue 8): one leapfrog step reads ``phi`` and ``pi`` and writes both back, so a
 perfectly fused kernel moves ``4 * itemsize`` bytes per site (16 B in float32); the roofline is the
 device's measured ``copy_`` bandwidth (:func:`benchmarks.common.copy_bandwidth`).
+
+Issue 22 (:class:`HMCVersusNumpy`): whole HMC runs of the library's default long-run path (the compiled
+trajectory, compile excluded and tracked apart) and its eager path against a plain numpy HMC
+(:mod:`benchmarks.numpy_hmc`, same action, integrator, eps = 0.1 and 10 steps), timed interleaved in
+one process so that their ratio is a same-run figure; trajectories/s of each, the ratios, and the
+library's fraction of the copy roofline with accept/reject, momentum draws and kept samples included.
+``python -m benchmarks.bench_mcmc`` prints the same figures as a table.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import time
 
+import numpy as np
 import torch
 
 from critdiff_ref import VP, GaussianField, Phi4Lattice, exact_score
 from critdiff_ref.samplers.mcmc import triton_steps as triton_mcmc
 from critdiff_ref.samplers.fused import require_compiler
-from critdiff_ref.samplers.mcmc import hmc_step, langevin_step, leapfrog, metropolis_sweep
+from critdiff_ref.samplers.mcmc import hmc, hmc_step, langevin_step, leapfrog, metropolis_sweep
+
+from . import numpy_hmc
 
 from .common import (
     DEVICES,
@@ -191,6 +202,125 @@ class TritonMCMCBandwidth(_ChainBandwidth):
     track_metropolis_bandwidth_fraction.unit = "fraction of copy bandwidth"
 
 
+# -- issue 22: the library's HMC against a plain numpy HMC ------------------------------------------
+VS_KAPPA, VS_LAM, VS_EPS, VS_STEPS = 0.2, 0.022, 0.1, 10  # the `critdiff phi4` defaults (symmetric phase, d = 2)
+VS_SITES_CAP = 2**22  # chains * L^2 per point: 64 chains reach L = 256, the numpy run stays under ~10 s
+VS_WORK = 2**21  # site-trajectories per timed run: ~0.1-1 s for every code at every size
+
+
+def _vs_start(L: int, chains: int, dtype: torch.dtype) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    return 0.5**0.5 * torch.randn((chains, L, L), generator=gen, dtype=dtype)
+
+
+def _library_run(target, phi, n_traj: int, fused) -> None:
+    hmc(target, phi, n_traj=n_traj, eps=VS_EPS, n_steps=VS_STEPS, generator=torch.Generator().manual_seed(1),
+        fused=fused, adapt=False)
+
+
+def _numpy_run(phi: np.ndarray, n_traj: int) -> None:
+    numpy_hmc.hmc(phi, n_traj, kappa=VS_KAPPA, lam=VS_LAM, eps=VS_EPS, n_steps=VS_STEPS, seed=1)
+
+
+def check_numpy_baseline(L: int = 6, chains: int = 3) -> None:
+    """The numpy trajectory is the library's: the same draws give the same state to rounding (float64)."""
+    from critdiff_ref.samplers.mcmc._hmc import _trajectory
+
+    target = Phi4Lattice(L, 2, VS_KAPPA, VS_LAM)
+    gen = torch.Generator().manual_seed(2)
+    phi = _vs_start(L, chains, torch.float64)
+    pi = torch.randn(phi.shape, generator=gen, dtype=torch.float64)
+    u = torch.rand(chains, generator=gen, dtype=torch.float64)
+    ours, acc, _ = _trajectory(target, VS_STEPS, phi, pi, u, VS_EPS)
+    theirs, acc_np = numpy_hmc.trajectory_given(phi.numpy(), pi.numpy(), u.numpy(), VS_KAPPA, VS_LAM, 2, VS_EPS, VS_STEPS)
+    if not (np.array_equal(acc.numpy(), acc_np) and np.allclose(ours.numpy(), theirs, rtol=0, atol=1e-12)):
+        raise AssertionError("benchmarks.numpy_hmc is not the library's HMC trajectory")
+
+
+def compare_with_numpy(L: int, chains: int, dtype: str = "float64", repeats: int = 3) -> dict:
+    """Trajectories/s of numpy, the library's eager and compiled (default long-run) paths, interleaved
+    (best of ``repeats`` rounds, each round numpy, eager, compiled), the compile seconds of this process
+    (0 when built before in it), and the compiled run's fraction of the copy roofline."""
+    dt = {"float32": torch.float32, "float64": torch.float64}[dtype]
+    target = Phi4Lattice(L, 2, VS_KAPPA, VS_LAM)
+    phi = _vs_start(L, chains, dt)
+    n_traj = max(2, VS_WORK // (chains * L * L))
+    t0 = time.perf_counter()
+    _library_run(target, phi, 1, True)  # builds the compiled trajectory (or loads it from the caches)
+    compile_seconds = time.perf_counter() - t0
+    runs = {"numpy": lambda: _numpy_run(phi.numpy(), n_traj),
+            "eager": lambda: _library_run(target, phi, n_traj, False),
+            "compiled": lambda: _library_run(target, phi, n_traj, True)}
+    best = {name: float("inf") for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    rate = {name: n_traj / seconds for name, seconds in best.items()}
+    site_bytes = chains * L * L * phi.element_size()
+    roofline = VS_STEPS * 4 * site_bytes * rate["compiled"] / copy_bandwidth("cpu")
+    return {"numpy": rate["numpy"], "eager": rate["eager"], "compiled": rate["compiled"],
+            "compiled/numpy": rate["compiled"] / rate["numpy"], "eager/numpy": rate["eager"] / rate["numpy"],
+            "roofline": roofline, "compile_s": compile_seconds, "n_traj": n_traj}
+
+
+class HMCVersusNumpy:
+    """Issue 22: HMC trajectories/s of the library (default long-run path: compiled whole trajectory;
+    eager path) and of a plain numpy HMC, interleaved in one process, d = 2, eps 0.1 x 10 steps, CPU;
+    the compiled run's fraction of the copy roofline (10 steps x 4 itemsizes per site per trajectory)."""
+
+    params = ([16, 32, 64, 128, 256], [1, 4, 16, 64], ["float64", "float32"])
+    param_names = ["L", "chains", "dtype"]
+    version = VERSION
+    timeout = 900
+
+    def setup(self, L, chains, dtype):
+        if chains * L * L > VS_SITES_CAP:
+            raise NotImplementedError(f"chains * L^2 = {chains * L * L} over the cap {VS_SITES_CAP}")
+        try:
+            require_compiler("cpu")
+        except RuntimeError as exc:
+            raise NotImplementedError(str(exc)) from exc
+        check_numpy_baseline()
+        self.figures = compare_with_numpy(L, chains, dtype)
+
+    def track_numpy_trajectories_per_second(self, L, chains, dtype):
+        return self.figures["numpy"]
+
+    track_numpy_trajectories_per_second.unit = "trajectories/s"
+
+    def track_library_trajectories_per_second(self, L, chains, dtype):
+        return self.figures["compiled"]
+
+    track_library_trajectories_per_second.unit = "trajectories/s"
+
+    def track_library_eager_trajectories_per_second(self, L, chains, dtype):
+        return self.figures["eager"]
+
+    track_library_eager_trajectories_per_second.unit = "trajectories/s"
+
+    def track_library_over_numpy(self, L, chains, dtype):
+        return self.figures["compiled/numpy"]
+
+    track_library_over_numpy.unit = "ratio"
+
+    def track_eager_over_numpy(self, L, chains, dtype):
+        return self.figures["eager/numpy"]
+
+    track_eager_over_numpy.unit = "ratio"
+
+    def track_library_roofline_fraction(self, L, chains, dtype):
+        return self.figures["roofline"]
+
+    track_library_roofline_fraction.unit = "fraction of copy bandwidth"
+
+    def track_compile_seconds(self, L, chains, dtype):
+        return self.figures["compile_s"]
+
+    track_compile_seconds.unit = "s"
+
+
 def _likelihood_module():
     """:mod:`critdiff_ref.samplers.likelihood` if it exists with the API used here, else NotImplementedError (skip)."""
     try:
@@ -235,3 +365,20 @@ class DiffusionMCMCProposal:
             generator=self.gen, dtype=self.dtype, device=self.device,
         )
         synchronize(self.device)
+
+
+if __name__ == "__main__":  # python -m benchmarks.bench_mcmc [dtype]: the issue-22 table
+    import sys
+
+    torch.set_num_threads(1)
+    check_numpy_baseline()
+    dtype = sys.argv[1] if len(sys.argv) > 1 else "float64"
+    print(f"| L | chains | numpy traj/s | eager traj/s | compiled traj/s | compiled/numpy | eager/numpy | roofline | compile s |  ({dtype}, 1 thread)")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for L in (16, 32, 64, 128, 256):
+        for chains in (1, 4, 16, 64):
+            if chains * L * L > VS_SITES_CAP:
+                continue
+            f = compare_with_numpy(L, chains, dtype)
+            print(f"| {L} | {chains} | {f['numpy']:.0f} | {f['eager']:.0f} | {f['compiled']:.0f} | {f['compiled/numpy']:.2f}"
+                  f" | {f['eager/numpy']:.2f} | {f['roofline']:.2f} | {f['compile_s']:.1f} |", flush=True)

@@ -170,3 +170,35 @@ def test_hmc_and_phi4_files_carry_the_same_summary(tmp_path):
     _, params_b, summary_b = load_ensemble(str(tmp_path / "phi4.npz"))
     assert params_a == params_b and set(summary_a) == set(summary_b)
     assert summary_a == summary_b  # same seed, same chains
+
+
+def test_hmc_at_L64_with_the_old_defaults_moves():
+    """Issue 22: `critdiff phi4 --L 64` (eps 0.1, n_steps 10) used to start at phi = 0, propose dH ~ 9.4
+    and accept nothing (chi_2 = 0 +- 0, exit 0).  From phi = 0 without adaptation it still does (the
+    failure mode, deterministic at this seed); the default run (hot start, step adapted during burn-in)
+    accepts most trajectories and its kept configurations differ from one another."""
+    from critdiff_ref.samplers import mcmc
+    from critdiff_ref.targets import Phi4Lattice
+
+    cold = mcmc.hmc(Phi4Lattice(64, 2, 0.2, 0.022), torch.zeros((2, 64, 64), dtype=torch.float64), n_traj=5,
+                    eps=0.1, n_steps=10, generator=torch.Generator().manual_seed(0), adapt=False)
+    assert float(cold.acceptance.max()) == 0.0 and float(cold.dH.min()) > 5.0
+    params = ensemble.EnsembleParams(L=64, n_chains=4, n_updates=20, burn_in=20, step=0.1, n_steps=10)
+    configs, info = ensemble.generate_ensemble(params)
+    # 4 chains x 20 trajectories tuned to 0.8: binomial SE 0.045, so 0.5 is ~7 SE below (false failure ~1e-12)
+    assert info["acceptance"] > 0.5 and 0.0 < info["eps"] <= 0.1
+    M = configs.mean(dim=(2, 3))
+    assert len(set(M[:, 0].tolist())) > 10  # chain 0 visited more than 10 distinct states in 20 trajectories
+
+
+def test_frozen_chains_fail_naming_the_step(capsys):
+    """An acceptance below MIN_ACCEPTANCE after burn-in raises (exit code 2 on the CLI) and names --eps /
+    --n-steps; with burn-in the same step is adapted and the run succeeds (issue 18 defect 5's case)."""
+    with pytest.raises(ValueError, match="--eps.*--n-steps"):
+        ensemble.generate_ensemble(small_params(L=8, step=5.0, burn_in=0, n_updates=8))
+    from critdiff_ref import cli
+
+    assert cli.main(["phi4", "--L", "8", "--eps", "5", "--traj", "20", "--burn-in", "0", "--quiet"]) == 2
+    assert "frozen" in capsys.readouterr().err
+    configs, info = ensemble.generate_ensemble(small_params(L=8, step=5.0, burn_in=30, n_updates=8))
+    assert info["acceptance"] > ensemble.MIN_ACCEPTANCE and info["eps"] < 5.0

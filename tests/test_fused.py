@@ -54,6 +54,23 @@ def test_fused_chain_equals_eager_chain(sampler):
         assert 0.0 < float(eager.acceptance.mean()) < 1.0  # both branches of the accept step are exercised
 
 
+def test_auto_switches_to_the_compiled_trajectory_mid_run_on_the_same_chain(monkeypatch):
+    """``fused="auto"`` times eager trajectories, then (the cost model forced here) runs the compiled
+    whole trajectory from the fourth on: the same chain as the all-eager one to rounding (module
+    docstring), the same adapted step (adaptation ends with the 2 burn-in trajectories, before the switch)."""
+    from critdiff_ref.samplers.mcmc import _compiled
+
+    monkeypatch.setattr(_compiled, "worth_compiling", lambda *args: True)
+    calls = []
+    program = _hmc._program
+    monkeypatch.setattr(_hmc, "_program", lambda *args: calls.append(1) or program(*args))
+    eager, auto = _chain("hmc", False), _chain("hmc", "auto")
+    assert calls == [1]  # compiled once, mid-run
+    assert_close(auto.samples, eager.samples, rtol=1e-10, atol=1e-10)
+    assert torch.equal(auto.acceptance, eager.acceptance) and auto.eps == eager.eps
+    assert 0.0 < float(eager.acceptance.mean()) < 1.0
+
+
 def test_fused_leapfrog_is_one_compiled_function_reused():
     """The compiled bodies are built once per function (the cache returns the same object)."""
     assert fused_module.compiled(_hmc._drift_kick) is fused_module.compiled(_hmc._drift_kick)

@@ -3,6 +3,7 @@ reproducibility, small-step limits and input validation (the statistical invaria
 invariants/test_mcmc_free_field.py)."""
 
 import math
+import os
 
 import pytest
 import torch
@@ -148,3 +149,100 @@ def test_invalid_arguments_are_rejected():
         mcmc.langevin(target, phi0, n_steps=1, dtau=0.1, metropolize=1)
     with pytest.raises(ValueError, match="thin"):
         mcmc.langevin(target, phi0, n_steps=1, dtau=0.1, thin=0)
+
+
+# -- issue 22: step adaptation, the frozen start, the thread policy, the compile cache ------------
+def _burn_in_state(target, phi0, **kw):
+    """Run an adapting chain and record (state, generator state) when burn-in ends."""
+    gen = torch.Generator().manual_seed(11)
+    seen = {}
+
+    def callback(done, total, phi):
+        if done == kw["burn_in"]:
+            seen["phi"], seen["gen"] = phi.clone(), gen.get_state()
+
+    res = mcmc.hmc(target, phi0, generator=gen, callback=callback, fused=False, **kw)
+    return res, seen
+
+
+def test_adaptation_rescues_a_frozen_step_and_then_freezes_it():
+    """eps0 = 5 accepts nothing; dual averaging over 60 burn-in trajectories lowers it until about 80 %
+    are accepted, and the kept chain is plain HMC with the final step: rerunning it from the burn-in
+    state and generator state with adapt=False and eps=result.eps gives the same samples exactly."""
+    target = Phi4Lattice(8, 2, 0.2, 0.022)
+    phi0 = math.sqrt(0.5) * torch.randn((16, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    frozen = mcmc.hmc(target, phi0, n_traj=10, eps=5.0, n_steps=10, generator=torch.Generator().manual_seed(1),
+                      adapt=False, fused=False)
+    assert float(frozen.acceptance.max()) == 0.0 and frozen.eps == 5.0  # the failure mode being fixed
+    res, seen = _burn_in_state(target, phi0, n_traj=40, eps=5.0, n_steps=10, burn_in=60)
+    assert res.eps < 5.0
+    # 16 chains x 40 trajectories: the SE of the mean acceptance is sqrt(0.8 * 0.2 / 640) = 0.016 (less
+    # with autocorrelation accounted for: the decisions are nearly independent); 0.6 is 12 SE below 0.8,
+    # a margin that also covers the step estimate's own spread (false-failure rate ~0 at this fixed seed)
+    assert float(res.acceptance.mean()) > 0.6
+    gen = torch.Generator()
+    gen.set_state(seen["gen"])
+    again = mcmc.hmc(target, seen["phi"], n_traj=40, eps=res.eps, n_steps=10, generator=gen, adapt=False, fused=False)
+    assert torch.equal(again.samples, res.samples) and again.eps == res.eps
+
+
+def test_adaptation_never_raises_the_step():
+    """A step accepted ~always stays exactly eps0 (the adapted step is capped at the caller's)."""
+    target = Phi4Lattice(4, 2, 0.2, 0.1)
+    phi0 = torch.randn((4, 4, 4), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    res = mcmc.hmc(target, phi0, n_traj=4, eps=0.01, n_steps=5, burn_in=20, generator=torch.Generator().manual_seed(0))
+    assert res.eps == 0.01
+    assert mcmc.hmc(target, phi0, n_traj=4, eps=0.01, n_steps=5, generator=torch.Generator()).eps == 0.01
+    with pytest.raises(ValueError, match="target_acceptance"):
+        mcmc.hmc(target, phi0, n_traj=1, eps=0.1, n_steps=1, target_acceptance=1.0)
+    with pytest.raises(TypeError, match="adapt"):
+        mcmc.hmc(target, phi0, n_traj=1, eps=0.1, n_steps=1, adapt=1)
+    with pytest.raises(TypeError, match="fused must be a bool or 'auto'"):
+        mcmc.hmc(target, phi0, n_traj=1, eps=0.1, n_steps=1, fused="fast")
+
+
+def test_dual_averaging_reaches_the_target_on_a_known_acceptance_curve():
+    """Deterministic acceptance curve alpha(eps) = exp(-(eps / 0.2)^4): the frozen step lands where
+    alpha = 0.8, i.e. eps* = 0.2 (ln 1.25)^(1/4) = 0.1379; 200 noiseless updates leave the averaged
+    iterate within 5 % (its O(m^-1/4) transient, checked: 1.5 % at this budget)."""
+    from critdiff_ref.samplers.mcmc._hmc import _DualAveraging
+
+    da = _DualAveraging(1.0, 0.8)
+    eps = 1.0
+    for _ in range(200):
+        eps = da.update(math.exp(-((eps / 0.2) ** 4)))
+    assert abs(da.final / (0.2 * math.log(1.25) ** 0.25) - 1.0) < 0.05
+
+
+def test_chain_threads_follow_problem_size_and_restore_torch(monkeypatch):
+    from critdiff_ref.samplers.mcmc import _chains
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert _chains.chain_threads(16 * 64 * 64, "cpu") == 1  # 65k sites: one thread (the 7x slowdown of issue 22)
+    assert _chains.chain_threads(2**40, "cpu") <= torch.get_num_threads()  # never above torch's setting
+    monkeypatch.setattr(_chains, "_idle_cores", lambda: 1)
+    assert _chains.chain_threads(2**40, "cpu") == 1  # a loaded machine: no oversubscription
+    before = torch.get_num_threads()
+    seen = []
+    mcmc.hmc(Phi4Lattice(4, 2, 0.2, 0.1), torch.zeros((2, 4, 4), dtype=torch.float64), n_traj=2, eps=0.1, n_steps=2,
+             callback=lambda done, total, phi: seen.append(torch.get_num_threads()))
+    assert seen == [1, 1] and torch.get_num_threads() == before
+
+
+def test_compile_cache_is_persistent_and_the_estimate_reads_its_marker(monkeypatch, tmp_path):
+    from critdiff_ref.samplers.mcmc import _compiled
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert _compiled.persistent_cache() == str(tmp_path / "critdiff_ref" / "inductor")
+    inputs = (torch.zeros(2, 4),)
+    key = ("test-key", 1)
+    assert _compiled.compile_estimate(key, inputs) == _compiled.COLD_COMPILE_SECONDS
+    marker = _compiled._marker((key, _compiled._signature(inputs), torch.get_num_threads()))
+    os.makedirs(os.path.dirname(marker))
+    open(marker, "w").close()
+    assert _compiled.compile_estimate(key, inputs) == _compiled.WARM_COMPILE_SECONDS
+    # a run whose eager remainder is shorter than PAYBACK warm compiles stays eager, a longer one compiles
+    per_update = 0.01
+    assert not _compiled.worth_compiling(per_update, 500, key, inputs)   # 5 s < 2 x 3 s
+    assert _compiled.worth_compiling(per_update, 1000, key, inputs)      # 10 s > 2 x 3 s

@@ -35,6 +35,9 @@ __all__ = [
 ]
 
 SAMPLERS = ("hmc", "metropolis", "langevin", "mala")
+# A run whose acceptance after burn-in is below this has frozen chains (a rejection streak of 20 updates
+# on average): it fails instead of reporting chi_2 = 0 +- 0 (issue 22).  Langevin never rejects.
+MIN_ACCEPTANCE = 0.05
 FORMAT_VERSION = 1
 
 Progress = Callable[[int, int], None]
@@ -46,7 +49,8 @@ class EnsembleParams:
 
     ``step`` is the HMC leapfrog step ``eps``, the Metropolis proposal half-width, or the Langevin
     ``dtau``; ``n_steps`` the leapfrog steps per HMC trajectory (ignored otherwise); ``n_updates``
-    trajectories / sweeps / Langevin steps per chain after ``burn_in``.
+    trajectories / sweeps / Langevin steps per chain after ``burn_in``; ``adapt``: HMC tunes ``step``
+    during burn-in to a mean acceptance of 0.8 and freezes it (:func:`critdiff_ref.samplers.mcmc.hmc`).
     """
 
     L: int = 8
@@ -63,9 +67,12 @@ class EnsembleParams:
     seed: int = 0
     dtype: str = "float64"
     device: str = "cpu"
+    adapt: bool = True
 
     def __post_init__(self) -> None:
         Phi4Lattice(self.L, self.d, self.kappa, self.lam)  # validates L, d, kappa, lam
+        if not isinstance(self.adapt, bool):
+            raise TypeError(f"adapt must be a bool, got {self.adapt!r}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got sampler={self.sampler!r}")
         for name, lower in (("n_chains", 2), ("n_updates", 4), ("burn_in", 0), ("thin", 1), ("n_steps", 1), ("seed", 0)):
@@ -95,10 +102,14 @@ def stderr_progress(every: float = 0.1, desc: str = "chains") -> Progress:
 def generate_ensemble(
     params: EnsembleParams, *, progress: Progress | bool | None = None
 ) -> tuple[torch.Tensor, dict]:
-    """Run ``params.n_chains`` independent chains from a cold start (``phi = 0``).
+    """Run ``params.n_chains`` independent chains from a hot start: ``phi_x ~ N(0, 1/2)``, the
+    ``kappa = lam = 0`` action's distribution (``phi = 0`` is a stationary point of every phi^4 action,
+    from which HMC at L = 64 proposes ``dH ~ 9`` and never moves).
 
     Returns ``(configs, info)`` with ``configs`` ``(n_kept, n_chains, *lattice)`` and ``info`` holding
-    ``acceptance`` (mean over chains) and ``acceptance_per_chain``. ``progress=True`` prints to stderr.
+    ``acceptance`` (mean over chains), ``acceptance_per_chain`` and for HMC the step ``eps`` used after
+    burn-in. ``progress=True`` prints to stderr.  Raises :class:`ValueError` naming the step when the
+    acceptance after burn-in is below :data:`MIN_ACCEPTANCE` (frozen chains).
     """
     if not isinstance(params, EnsembleParams):
         raise TypeError(f"params must be an EnsembleParams, got {type(params).__name__}")
@@ -107,10 +118,11 @@ def generate_ensemble(
     target = params.target
     dtype = getattr(torch, params.dtype)
     gen = torch.Generator(device=params.device).manual_seed(params.seed)
-    phi0 = torch.zeros((params.n_chains, *target.shape), dtype=dtype, device=params.device)
+    phi0 = math.sqrt(0.5) * torch.randn((params.n_chains, *target.shape), generator=gen, dtype=dtype, device=params.device)
     common = dict(burn_in=params.burn_in, thin=params.thin, generator=gen, callback=callback)
     if params.sampler == "hmc":
-        res = mcmc.hmc(target, phi0, n_traj=params.n_updates, eps=params.step, n_steps=params.n_steps, **common)
+        res = mcmc.hmc(target, phi0, n_traj=params.n_updates, eps=params.step, n_steps=params.n_steps,
+                       adapt=params.adapt, **common)
     elif params.sampler == "metropolis":
         res = mcmc.metropolis(target, phi0, n_sweeps=params.n_updates, step_size=params.step, **common)
     else:
@@ -123,7 +135,25 @@ def generate_ensemble(
     }
     if res.dH is not None:
         info["mean_exp_minus_dH"] = float(torch.exp(-res.dH).mean())
+    if res.eps is not None:
+        info["eps"] = res.eps
+    if params.sampler != "langevin" and info["acceptance"] < MIN_ACCEPTANCE:
+        raise ValueError(_frozen_message(params, info))
     return res.samples, info
+
+
+def _frozen_message(params: EnsembleParams, info: dict) -> str:
+    """Why a run with acceptance below :data:`MIN_ACCEPTANCE` failed, naming the knobs (CLI flags)."""
+    head = (f"{params.sampler}: acceptance {info['acceptance']:.3f} after burn-in is below {MIN_ACCEPTANCE}: "
+            f"the chains are frozen and their observables meaningless")
+    if params.sampler == "hmc":
+        how = (f"leapfrog step eps = {info['eps']:.3g}" + (" (adapted during burn-in)" if params.adapt and params.burn_in else "")
+               + f", n_steps = {params.n_steps}; lower the step (--eps) or the steps per trajectory (--n-steps)")
+        if not (params.adapt and params.burn_in):
+            how += ", or let burn-in tune the step (--burn-in > 0 with adaptation on)"
+        return f"{head} ({how})"
+    flag = "--metropolis-step" if params.sampler == "metropolis" else "the step"
+    return f"{head} (step = {params.step:.3g}; lower {flag})"
 
 
 def summarize_chains(configs: torch.Tensor, d: int, *, S: float = 1.5) -> dict:

@@ -1,37 +1,39 @@
-"""Markov chain Monte Carlo for lattice phi^4 (THEORY 8): HMC, checkerboard Metropolis, Langevin.
+"""Hamiltonian Monte Carlo for lattice phi^4 and any target with an action and a force (THEORY 8).
 
 Every sampler runs a batch of independent chains at once: ``phi`` has shape
 ``(n_chains, *lattice)``; dtype and device follow the start configuration. Randomness only
 through the ``generator`` argument. A target is anything with ``action(phi) -> (*batch,)`` and
-``force(phi) = -dS/dphi`` (:class:`~critdiff_ref.targets.Phi4Lattice`); local Metropolis needs
-the lattice action itself.
+``force(phi) = -dS/dphi`` (:class:`~critdiff_ref.targets.Phi4Lattice`).
 
-- HMC: momenta ``pi ~ N(0, 1)``, ``H = S(phi) + sum pi^2 / 2``, leapfrog with step ``eps``
-  and ``n_steps`` steps, accept with ``min(1, exp(-dH))``.
-- Local Metropolis: ``phi_x -> phi_x + U(-step_size, step_size)`` on all even sites at once,
-  then all odd sites (no two same-parity sites are neighbours when L is even).
-- Langevin (stochastic quantisation): ``phi <- phi + dtau F(phi) + sqrt(2 dtau) xi`` (Euler;
-  O(dtau) bias), optionally Metropolis-corrected (MALA; exact).
+HMC: momenta ``pi ~ N(0, 1)``, ``H = S(phi) + sum pi^2 / 2``, leapfrog with step ``eps`` and
+``n_steps`` steps, accept with ``min(1, exp(-dH))``.  A trajectory is one body,
+:func:`_trajectory`, with its random numbers passed in (momenta, then one uniform per chain); the
+eager chain runs it op by op, ``fused=True`` runs it recorded and compiled whole
+(:mod:`._compiled`), and the default ``fused="auto"`` switches to the compiled program when the run
+is long enough to pay for the compile: the same chain to rounding on every path.  During burn-in
+the step is tuned by dual averaging to a target acceptance and then frozen (issue 22: never a
+frozen chain, an exact one after burn-in).  An HMC chain cannot accept a non-finite state (its
+``dH`` is NaN or infinite), so no per-trajectory finiteness check is needed; a run whose acceptance
+collapses is caught by the caller's acceptance floor (:mod:`critdiff_ref.phi4.ensemble`).
+:func:`leapfrog` with ``fused=True`` compiles each drift-kick step (:func:`..fused.kernel`).
 
-Every update's arithmetic is a private body function with its random numbers passed in;
-``fused=True`` runs the same bodies compiled by ``torch.compile`` (:mod:`..fused`: one kernel per
-leapfrog step instead of a dozen), with the same draws from ``generator``. ``fused="triton"``
-(Langevin without correction, Metropolis; :mod:`.triton_steps`) runs one hand-written kernel per
-update that draws its noise in-kernel (Philox seeded from ``generator``): no noise array in memory,
-a different chain from the eager one with the same seed. A non-finite field
-raises :class:`FloatingPointError` naming the update (checked without a per-update host sync on
-a GPU, :mod:`.guard`).
-
-HMC lives here; Metropolis in :mod:`._metropolis`, Langevin in :mod:`._langevin`, the shared chain
-loop in :mod:`._chains`; the package :mod:`critdiff_ref.samplers.mcmc` is their public face.
+Metropolis lives in :mod:`._metropolis`, Langevin in :mod:`._langevin`, the shared chain loop in
+:mod:`._chains`; the package :mod:`critdiff_ref.samplers.mcmc` is their public face.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import time
+import warnings
+
 import torch
 
+from . import _compiled
 from ._chains import Action, Callback, ChainResult, _check_state, _count, _positive, _run, _site_sum
-from ..fused import check_fused, kernel
+from ..fused import Identity, kernel, require_compiler
+from ...targets import Phi4Lattice
 
 __all__ = [
     "hamiltonian",
@@ -71,6 +73,42 @@ def leapfrog(
     return phi, pi
 
 
+def _trajectory(target: Action, n_steps: int, phi: torch.Tensor, pi: torch.Tensor, u: torch.Tensor, eps):
+    """One HMC trajectory per chain with its random numbers given (momenta ``pi``, uniforms ``u``):
+    ``(phi_new, accepted, dH)``.  ``eps`` a float (eager) or a 0-d tensor (the compiled program's input).
+    The body every path runs: eager, and recorded and compiled whole (:mod:`._compiled`)."""
+    H0 = hamiltonian(target, phi, pi)
+    q, p = phi, pi + (0.5 * eps) * target.force(phi)
+    for i in range(n_steps):
+        q = q + eps * p
+        p = p + (eps if i < n_steps - 1 else 0.5 * eps) * target.force(q)
+    dH = hamiltonian(target, q, p) - H0
+    accept = torch.log(u) < -dH  # NaN dH (a diverged trajectory) is rejected
+    mask = accept.reshape((-1,) + (1,) * (phi.ndim - 1))
+    return torch.where(mask, q, phi), accept, dH
+
+
+def _draws(phi: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A trajectory's random numbers, in the order every path draws them: momenta, then one uniform per chain."""
+    pi = torch.randn(phi.shape, generator=generator, dtype=phi.dtype, device=phi.device)
+    u = torch.rand(phi.shape[0], generator=generator, dtype=phi.dtype, device=phi.device)
+    return pi, u
+
+
+def _key(target: Action, n_steps: int) -> tuple:
+    """What a compiled trajectory depends on besides its inputs (a Phi4Lattice by value, else by identity)."""
+    return ("hmc-trajectory", target if isinstance(target, Phi4Lattice) else Identity(target), n_steps)
+
+
+def _program(target: Action, n_steps: int, inputs: tuple[torch.Tensor, ...]):
+    body = lambda phi, pi, u, eps: _trajectory(target, n_steps, phi, pi, u, eps)  # noqa: E731
+    return _compiled.program(_key(target, n_steps), body, inputs)
+
+
+def _eps_tensor(eps: float, phi: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(eps, dtype=phi.dtype, device=phi.device)
+
+
 def hmc_step(
     target: Action,
     phi: torch.Tensor,
@@ -80,15 +118,73 @@ def hmc_step(
     n_steps: int,
     fused: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One HMC trajectory per chain: ``(phi_new, accepted (n_chains,) bool, dH (n_chains,))``."""
-    pi = torch.randn(phi.shape, generator=generator, dtype=phi.dtype, device=phi.device)
-    H0 = hamiltonian(target, phi, pi)
-    phi_new, pi_new = leapfrog(target, phi, pi, eps, n_steps, fused=fused)
-    dH = hamiltonian(target, phi_new, pi_new) - H0
-    u = torch.rand(dH.shape, generator=generator, dtype=phi.dtype, device=phi.device)
-    accept = torch.log(u) < -dH  # NaN dH (a diverged trajectory) is rejected
-    mask = accept.reshape((-1,) + (1,) * (phi.ndim - 1))
-    return torch.where(mask, phi_new, phi), accept, dH
+    """One HMC trajectory per chain: ``(phi_new, accepted (n_chains,) bool, dH (n_chains,))``.
+    ``fused``: the whole trajectory compiled (:mod:`._compiled`; same result to rounding)."""
+    pi, u = _draws(phi, generator)
+    if fused:
+        inputs = (phi.contiguous(), pi, u, _eps_tensor(eps, phi))
+        return _program(target, n_steps, inputs)(*inputs)
+    return _trajectory(target, n_steps, phi, pi, u, eps)
+
+
+# -- step-size adaptation -----------------------------------------------------------------------
+TARGET_ACCEPTANCE = 0.8
+# Dual averaging constants of Hoffman & Gelman (2014), Algorithm 5 (as in Stan): shrinkage gamma,
+# stabilisation t0, averaging exponent kappa; the shrinkage point is log(eps0) (the user's step).
+_GAMMA, _T0, _KAPPA = 0.05, 10.0, 0.75
+_LOG_EPS_RANGE = 30.0  # log(eps0 / eps) is clamped to this: far below any useful step
+
+
+class _DualAveraging:
+    """Dual averaging of ``log eps`` so that the mean acceptance probability approaches ``target``
+    (Nesterov 2009; Hoffman & Gelman 2014, Algorithm 5).  :meth:`update` after each burn-in trajectory
+    gives the next step; :attr:`final` (the weighted average of the iterates) is the frozen step.
+
+    The step only shrinks (``eps <= eps0``): with ``n_steps`` fixed a larger step lengthens the
+    trajectory, and on a nearly Gaussian target a trajectory near half a mode's period flips that mode
+    every time (measured: L = 4, lam = 0, eps 0.1 -> 0.52 at 10 steps made M alternate in sign,
+    rho(1) = -0.67).  ``eps0 * n_steps`` is the longest trajectory the caller asked for."""
+
+    def __init__(self, eps0: float, target: float) -> None:
+        self.eps0, self.mu = eps0, math.log(eps0)
+        self.log_eps_bar = self.mu
+        self.target, self.h_bar, self.m = target, 0.0, 0
+
+    def update(self, alpha: float) -> float:
+        self.m += 1
+        w = 1.0 / (self.m + _T0)
+        self.h_bar = (1.0 - w) * self.h_bar + w * (self.target - alpha)
+        log_eps = self.mu - math.sqrt(self.m) / _GAMMA * self.h_bar
+        log_eps = min(max(log_eps, self.mu - _LOG_EPS_RANGE), self.mu)
+        eta = self.m ** (-_KAPPA)
+        self.log_eps_bar = eta * log_eps + (1.0 - eta) * self.log_eps_bar
+        return self._step(log_eps)
+
+    def _step(self, log_eps: float) -> float:
+        return self.eps0 if log_eps >= self.mu else math.exp(log_eps)  # the cap is eps0 exactly
+
+    @property
+    def final(self) -> float:
+        return self._step(self.log_eps_bar)
+
+
+def _mean_acceptance_probability(dH: torch.Tensor) -> float:
+    """``mean over chains of min(1, exp(-dH))``, a diverged (NaN) trajectory counting 0."""
+    return float(torch.nan_to_num(torch.exp(-dH).clamp(max=1.0), nan=0.0).mean())
+
+
+def _check_hmc_fused(fused, device: torch.device) -> bool | str:
+    if fused == "auto":
+        return "auto"
+    if not isinstance(fused, bool):
+        raise TypeError(f"fused must be a bool or 'auto' (HMC has no Triton kernel), got {fused!r}")
+    if fused:
+        require_compiler(device)
+    return fused
+
+
+# Eager trajectories timed before the default path decides whether compiling pays (the first is not timed).
+_TIMED = 2
 
 
 def hmc(
@@ -102,19 +198,77 @@ def hmc(
     thin: int = 1,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
-    fused: bool = False,
+    fused: bool | str = "auto",
+    adapt: bool = True,
+    target_acceptance: float = TARGET_ACCEPTANCE,
 ) -> ChainResult:
     """Batched HMC (THEORY 8): ``burn_in`` then ``n_traj`` trajectories, every ``thin``-th kept.
 
-    ``phi0`` ``(n_chains, *lattice)``; ``callback(done, total, phi)`` after each trajectory;
-    ``fused`` compiles the leapfrog steps (same chain to rounding, :mod:`.fused`).
+    ``phi0`` ``(n_chains, *lattice)``; ``callback(done, total, phi)`` after each trajectory.
+    ``adapt`` (with ``burn_in > 0``): the leapfrog step starts at ``eps`` and is lowered during burn-in
+    by dual averaging towards a mean acceptance probability ``target_acceptance`` (never above ``eps``),
+    then frozen, so the kept chain is an exact HMC chain; the step used is ``result.eps``.  ``fused``: ``"auto"`` runs the
+    eager trajectory and switches to the compiled whole trajectory (:mod:`._compiled`) when the rest
+    of the run pays for the compile (a Phi4Lattice target with a compiler present); ``True`` always
+    compiles, ``False`` never.  Every path is the same chain to rounding (same draws, same body).
     """
-    phi = _check_state(target, phi0)
+    phi = _check_state(target, phi0).contiguous()  # the compiled program is built for dense tensors
     eps = _positive("eps", eps)
     n_steps, n_traj = _count("n_steps", n_steps, 1), _count("n_traj", n_traj, 1)
     burn_in, thin = _count("burn_in", burn_in, 0), _count("thin", thin, 1)
-    fused = check_fused(fused, phi.device)
-    return _run(
-        lambda p: hmc_step(target, p, generator, eps=eps, n_steps=n_steps, fused=fused),
-        phi, n_traj, burn_in, thin, callback, "hmc",
-    )
+    fused = _check_hmc_fused(fused, phi.device)
+    if not isinstance(adapt, bool):
+        raise TypeError(f"adapt must be a bool, got {adapt!r}")
+    target_acceptance = _positive("target_acceptance", target_acceptance)
+    if not target_acceptance < 1.0:
+        raise ValueError(f"target_acceptance must be in (0, 1), got target_acceptance={target_acceptance}")
+    adapter = _DualAveraging(eps, target_acceptance) if adapt and burn_in > 0 else None
+    total = burn_in + n_traj
+    auto = fused == "auto" and isinstance(target, Phi4Lattice) and _compiled.can_compile(phi.device)
+    state = {"it": 0, "eps": eps, "eps_t": None, "run": None, "seconds": []}
+
+    def compile_now(inputs) -> None:
+        try:
+            state["run"] = _program(target, n_steps, inputs)
+        except Exception as exc:  # noqa: BLE001 - any compiler failure: the eager chain is the same chain
+            if fused is True:
+                raise
+            warnings.warn(f"hmc: compiling the trajectory failed ({type(exc).__name__}: {exc}); running eagerly",
+                          RuntimeWarning, stacklevel=4)
+            state["run"] = False
+
+    def update(p: torch.Tensor):
+        it = state["it"]
+        state["it"] = it + 1
+        if adapter is not None and it == burn_in:
+            state["eps"], state["eps_t"] = adapter.final, None  # frozen from here on: an exact chain
+        pi, u = _draws(p, generator)
+        if state["run"] is None and (fused is True or (auto and it == _TIMED + 1)):
+            eps_t = _eps_tensor(state["eps"], p)
+            rate = sorted(state["seconds"])[0] if state["seconds"] else 0.0
+            if fused is True or _compiled.worth_compiling(rate, total - it, _key(target, n_steps), (p, pi, u, eps_t)):
+                compile_now((p, pi, u, eps_t))
+        if state["run"]:
+            if state["eps_t"] is None or adapter is not None and it < burn_in:
+                state["eps_t"] = _eps_tensor(state["eps"], p)
+            out = state["run"](p, pi, u, state["eps_t"])
+        else:
+            timed = auto and state["run"] is None and 1 <= it <= _TIMED
+            if timed:
+                _synchronize(p.device)
+                t0 = time.perf_counter()
+            out = _trajectory(target, n_steps, p, pi, u, state["eps"])
+            if timed:
+                _synchronize(p.device)
+                state["seconds"].append(time.perf_counter() - t0)
+        if adapter is not None and it < burn_in:
+            state["eps"] = adapter.update(_mean_acceptance_probability(out[2]))
+        return out
+
+    res = _run(update, phi, n_traj, burn_in, thin, callback, "hmc", finite_by_construction=True)
+    return dataclasses.replace(res, eps=state["eps"])
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
