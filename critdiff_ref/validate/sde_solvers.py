@@ -96,8 +96,9 @@ class BrownianPathNoiseSampler:
     A torchsde-free equivalent in law of k-diffusion's ``BrownianTreeNoiseSampler``: the first queried point
     has ``W = 0``; a new point outside the known ones extends the path by an independent increment
     ``sqrt(dt) z``, a point between known neighbours ``(t0, w0) < (t1, w1)`` is drawn from the Brownian bridge
-    ``N(w0 + (p - t0)/(t1 - t0) (w1 - w0), (p - t0)(t1 - p)/(t1 - t0))``.  ``x`` gives shape, dtype, device;
-    randomness only from ``generator``.
+    ``N(w0 + (p - t0)/(t1 - t0) (w1 - w0), (p - t0)(t1 - p)/(t1 - t0))``; a point within a relative 1e-6 of a
+    known one is that point (as in :class:`BrownianProbe`).  ``x`` gives shape, dtype, device; randomness
+    only from ``generator``.
     """
 
     def __init__(self, x: torch.Tensor, generator: torch.Generator | None = None):
@@ -110,8 +111,9 @@ class BrownianPathNoiseSampler:
 
     def _value(self, p: float) -> torch.Tensor:
         i = bisect.bisect_left(self.t, p)
-        if i < len(self.t) and self.t[i] == p:
-            return self.w[i]
+        for j in (i - 1, i):  # a point recomputed with rounding (exp(-(-log sigma))) is the known one
+            if 0 <= j < len(self.t) and abs(self.t[j] - p) <= _MERGE_RTOL * max(abs(p), abs(self.t[j])):
+                return self.w[j]
         if not self.t:
             w = torch.zeros(self.shape, dtype=self.dtype, device=self.device)
         elif i == 0:
