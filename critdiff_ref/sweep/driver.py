@@ -96,11 +96,11 @@ def run_spec(
         {"name": spec.name, "source": spec.source,
          "jobs": [{**asdict(j), "filename": j.filename} for j in spec.jobs]}, indent=1, default=str) + "\n")
     todo = pending_jobs(spec, out, retry_failed=retry_failed)
-    t0 = time.monotonic()
-    bar = _Progress(len(todo), progress)
     if progress:
         print(f"[critdiff sweep] {spec.name}: {len(spec.jobs)} jobs, {len(spec.jobs) - len(todo)} already done, "
               f"{len(todo)} to run on engine {engine!r} -> {out}", file=sys.stderr, flush=True)
+    t0 = time.monotonic()
+    bar = _Progress(len(todo), progress)
     if not todo:
         events = iter(())  # nothing to run: no pool, no Ray cluster
     elif engine == "serial":
@@ -116,6 +116,7 @@ def run_spec(
             bar.update(job, outcome)
     finally:
         bar.close()
+        getattr(events, "close", lambda: None)()  # an interrupted sweep shuts its pool / Ray cluster down now
     seconds = time.monotonic() - t0
     records = {j.id: read_result(out, j) for j in spec.jobs}
     rows = table_rows(list(spec.jobs), records, read_log(out))

@@ -127,7 +127,7 @@ def _check_fits(ray, jobs: list[Job], embedded: bool) -> None:
                 if embedded:
                     raise ValueError(msg + " (lower resources.num_" + ("cpus" if key == "CPU" else "gpus") +
                                      " or join a larger cluster with address=)")
-                print(f"[critdiff sweep] warning: {msg}; it waits for the autoscaler")
+                print(f"[critdiff sweep] warning: {msg}; it waits for the autoscaler", file=sys.stderr)
 
 
 def run_ray(jobs: list[Job], workers: int | None = None, address: str | None = None) -> Iterator[Event]:
