@@ -16,7 +16,7 @@ import sys
 
 from . import _args, _io, _threads
 
-__all__ = ["main", "SUBCOMMANDS"]
+__all__ = ["main", "SUBCOMMANDS", "HelpFormatter"]
 
 # (name, module, help) — the module defines add_<name>_parser and run_<name>.
 SUBCOMMANDS: list[tuple[str, str, str]] = [
@@ -36,6 +36,16 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
 ]
 
 DEFAULT_COMMAND = "validate"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows the default of every option that takes a value (on/off flags and ``None``
+    defaults, whose help says what happens, are left as written)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.nargs == 0 or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def add_facts_parser(sub) -> argparse.ArgumentParser:
@@ -72,7 +82,7 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
             continue
         mod = importlib.import_module(module)
         p = getattr(mod, f"add_{name}_parser")(sub)
-        p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+        p.formatter_class = HelpFormatter
         p.add_argument("--threads", type=_args.cli_int(1), default=None,
                        help="CPU threads for torch (>= 1; default: OMP_NUM_THREADS if set, else from the problem size)")
         p.set_defaults(run=getattr(mod, f"run_{name}"), work=getattr(mod, f"work_{name}", None))
