@@ -165,7 +165,7 @@ def _jsonable(v):
 def add_report_parser(sub):
     p = sub.add_parser("report", help="reproduce the papers' phenomena: figures, numbers, pass/fail")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="small sizes, minutes on a CPU (default)")
+    mode.add_argument("--quick", action="store_true", help="small sizes, minutes on a CPU (the default mode)")
     mode.add_argument("--full", action="store_true", help="the published sizes (GPU recommended)")
     p.add_argument("--device", type=cli_device, default="cpu",
                    help="torch device for the Monte Carlo sections (cpu, cuda, cuda:N)")
