@@ -39,6 +39,7 @@ from .common import (
     VERSION,
     best_seconds,
     copy_bandwidth,
+    median_seconds,
     require_sites,
     resolve,
     synchronize,
@@ -382,3 +383,40 @@ if __name__ == "__main__":  # python -m benchmarks.bench_mcmc [dtype]: the issue
             f = compare_with_numpy(L, chains, dtype)
             print(f"| {L} | {chains} | {f['numpy']:.0f} | {f['eager']:.0f} | {f['compiled']:.0f} | {f['compiled/numpy']:.2f}"
                   f" | {f['eager/numpy']:.2f} | {f['roofline']:.2f} | {f['compile_s']:.1f} |", flush=True)
+
+
+class DiffusionMCMCExactLogQ:
+    """Issue 17: the EXACT DM-MCMC log q, ``likelihood.flow_jacobian_log_density`` (log-det of the
+    discretised flow map: one sampler forward pass, ``V / chunk`` vmapped backward passes), for a batch
+    of 4 proposals, 16 Heun steps, exact Fourier score of a Gaussian field, float64; ``chunk`` "auto"
+    (memory-capped vmapped chunks) or 1 (one Jacobian row per backward pass, the old path).  The cost
+    per proposal against V is ``track_ms_per_proposal``."""
+
+    params = ([4, 8, 16], list(DEVICES), ["auto", "1"])
+    param_names = ["L", "device", "chunk"]
+    version = VERSION
+    timeout = 600
+
+    def setup(self, L, device, chunk):
+        likelihood = _likelihood_module()
+        self.device, dtype = resolve(device, "float64")
+        require_sites(L, 2, 4 * L * L, device)
+        process = VP()
+        field = GaussianField(L, 2, 0.5)
+        prior = likelihood.exact_prior(field, process)
+        xT = prior.sample(4, torch.Generator(device=self.device).manual_seed(0), dtype=dtype, device=self.device)
+        c = None if chunk == "auto" else int(chunk)
+        score = exact_score(field, process)
+        self.run = lambda: likelihood.flow_jacobian_log_density(score, process, xT, prior, steps=16, method="heun",
+                                                                t_min=1e-3, chunk=c)
+        self.run()  # warm-up
+        synchronize(self.device)
+
+    def time_exact_log_q(self, L, device, chunk):
+        self.run()
+        synchronize(self.device)
+
+    def track_ms_per_proposal(self, L, device, chunk):
+        return 1e3 * median_seconds(self.run, self.device, repeats=3) / 4
+
+    track_ms_per_proposal.unit = "ms per proposal"
