@@ -129,7 +129,7 @@ def test_phi4_experiment_with_a_diffusion_model_runs_end_to_end():
                                  dm_steps=5, dm_batch=16, ode_steps=4, dm_chains=4, dm_iter=8)
     assert set(res) == set(pe.JSON_KEYS) | {"metropolis", "dm"}
     dm = res["dm"]
-    assert dm["divergence"] == "exact"  # V = 16: the exact divergence is the default
+    assert dm["divergence"] == "jacobian"  # V = 16: the exact log q (flow Jacobian log-det) is the default
     assert 0.0 <= dm["r2_action"] <= 1.0 and 0.0 <= dm["dm_mcmc"]["acceptance"] <= 1.0
     assert dm["generated"]["n_configs"] == 32
     assert all(math.isfinite(v) for v in dm["generated"].values())

@@ -17,10 +17,11 @@ settings for L = 32 / 64: ``--device cuda --dtype float32 --dm-channels 32 64 12
 --dm-batch 256 --ode-steps 32 --divergence hutchinson --probes 4 --dm-chains 64 --dm-iter 256``
 (and ``--traj 4000 --eps 0.05 --n-steps 20`` for HMC at L = 64).
 
-``log q`` uses the exact divergence (``V`` backward passes per ODE stage) for ``V <= 16`` by default and
-Hutchinson otherwise (on the residual from the Gaussian with the ensemble's ``<|phi_k|^2>``, whose
-divergence is exact: a control variate); DM-MCMC is exact up to the ODE error with the exact divergence, and slightly
-biased by the probe noise in ``log q`` with Hutchinson (THEORY 8; see :mod:`critdiff_ref.samplers.dmmc`).
+``log q`` is by default the EXACT log-density of the discretised flow (``--divergence jacobian``: Jacobian
+log-det, ``V`` vmapped backward passes per proposal) for ``V <= 16``, and Hutchinson otherwise (APPROXIMATE:
+on the residual from the Gaussian with the ensemble's ``<|phi_k|^2>``, whose divergence is exact: a control
+variate); DM-MCMC is exact with ``jacobian``, exact up to the ODE error with ``exact``, and biased by the
+probe noise in ``log q`` with Hutchinson (THEORY 8; issue 17; see :mod:`critdiff_ref.samplers.dmmc`).
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ def _dm_section(
                           generator=gen, callback=cb)
     for p in model.parameters():
         p.requires_grad_(False)
-    if divergence == "auto":
-        divergence = "exact" if target.V <= EXACT_DIVERGENCE_MAX_V else "hutchinson"
+    if divergence == "auto":  # the exact log q (Jacobian log-det of the discretised flow) where affordable
+        divergence = "jacobian" if target.V <= EXACT_DIVERGENCE_MAX_V else "hutchinson"
     if progress:
         print(f"[critdiff] DM-MCMC: {dm_chains} x {dm_iter} PF-ODE proposals ({ode_method}, {ode_steps} steps,"
               f" {divergence} divergence)", file=sys.stderr)
@@ -152,8 +153,8 @@ def run_phi4_experiment(
     """Run the experiment (module docstring). Returns ``{key: value for key in JSON_KEYS}`` for HMC, plus
     ``metropolis`` and ``dm`` sub-dicts when ``train_dm`` (``keep_arrays=True`` adds ``dm["arrays"]``:
     per-proposal ``log_q``, ``action`` and magnetisations, for plots; not JSON-serialisable)."""
-    if divergence not in ("auto", "exact", "hutchinson"):
-        raise ValueError(f"divergence must be 'auto', 'exact' or 'hutchinson', got divergence={divergence!r}")
+    if divergence not in ("auto", "jacobian", "exact", "hutchinson"):
+        raise ValueError(f"divergence must be 'auto', 'jacobian', 'exact' or 'hutchinson', got divergence={divergence!r}")
     if dm_dtype not in ("float32", "float64"):
         raise ValueError(f"dm_dtype must be 'float32' or 'float64', got dm_dtype={dm_dtype!r}")
     hmc_configs, hmc_params, hmc = _hmc_ensemble(
@@ -233,8 +234,10 @@ def add_phi4_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--dm-lr", type=cli_positive_float, default=2e-3, help="DSM learning rate (Adam, > 0)")
     g.add_argument("--ode-steps", type=cli_int(1), default=16, help="PF-ODE steps per DM proposal (>= 1)")
     g.add_argument("--ode-method", choices=("euler", "heun", "rk4"), default="heun", help="PF-ODE integrator")
-    g.add_argument("--divergence", choices=("auto", "exact", "hutchinson"), default="auto",
-                   help=f"log q divergence (auto: exact for V <= {EXACT_DIVERGENCE_MAX_V})")
+    g.add_argument("--divergence", choices=("auto", "jacobian", "exact", "hutchinson"), default="auto",
+                   help="log q: jacobian = exact log-det of the discretised flow (exact DM-MCMC, ~V backward passes),"
+                        " exact = ODE-integrated exact divergence (exact up to O(h^p)), hutchinson = APPROXIMATE"
+                        f" (biased chain); auto: jacobian for V <= {EXACT_DIVERGENCE_MAX_V}, else hutchinson")
     g.add_argument("--probes", type=cli_int(1), default=2, help="Hutchinson probes per configuration (>= 1)")
     g.add_argument("--dm-chains", type=int, default=8, help="DM-MCMC chains")
     g.add_argument("--dm-iter", type=int, default=64, help="DM-MCMC proposals per chain")
