@@ -32,6 +32,8 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("phi4", "critdiff_ref.phi4.experiment",
      "lattice phi^4: HMC observables with errors; --train-dm adds a diffusion model and DM-MCMC"),
     ("report", "critdiff_ref.report", "reproduce the papers' phenomena: figures, numbers, pass/fail"),
+    ("cumulants", "critdiff_ref.report.learned",
+     "learned cumulants: a trained score MLP vs exact kappa_2..kappa_8 under VE and VP (THEORY 6)"),
     ("sweep", "critdiff_ref.sweep.cli", "run a sweep spec (phi4 / validate / report grids) on Ray or a process pool"),
 ]
 

@@ -28,6 +28,7 @@ import torch
 
 from .. import _io
 from .._progress import is_tty, progress_callback, progress_lines
+from .learned import section_learned_cumulants
 from .nongaussian import section_cumulants, section_phi4, section_symmetry
 from .._args import cli_device
 from .sections import Context, Section, _md_table, section_generation, section_local, section_training
@@ -40,6 +41,7 @@ SECTIONS: dict[str, Callable[[Context], Section]] = {
     "generation": section_generation,
     "local": section_local,
     "cumulants": section_cumulants,
+    "learned_cumulants": section_learned_cumulants,
     "symmetry": section_symmetry,
     "phi4": section_phi4,
 }

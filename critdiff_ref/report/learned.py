@@ -182,6 +182,7 @@ def add_cumulants_parser(sub):
                    help="weights-only checkpoint: loaded if the file exists, else written after training")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--n-data", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (cosine decay to 0)")
     p.add_argument("--n-gen", type=int, default=None)
     p.add_argument("--n-sweep", type=int, default=None, help="samples per step count of the EM sweep (default n-gen)")
     p.add_argument("--steps", type=int, default=None, help="Euler-Maruyama steps of the table rows (default 1000)")
@@ -200,7 +201,8 @@ def run_cumulants(args) -> int:
     from .. import _io
 
     config = replace(PAPER if args.paper else QUICK, process=args.process, seed=args.seed)
-    overrides = {"epochs": args.epochs, "n_data": args.n_data, "n_gen": args.n_gen, "em_steps": args.steps,
+    overrides = {"epochs": args.epochs, "lr": args.lr, "n_data": args.n_data, "n_gen": args.n_gen,
+                 "em_steps": args.steps,
                  "n_boot": args.n_boot}
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     say = lambda msg: print(f"[critdiff cumulants] {msg}", file=sys.stderr, flush=True)  # noqa: E731

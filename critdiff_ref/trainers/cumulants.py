@@ -124,7 +124,7 @@ class CumulantsConfig:
 
 
 PAPER = CumulantsConfig()
-QUICK = replace(PAPER, n_data=100_000, epochs=20, lr=1e-3, n_gen=100_000, n_boot=100)
+QUICK = replace(PAPER, n_data=50_000, epochs=20, lr=1e-3, n_gen=50_000, n_boot=100)
 
 
 def make_process(config: CumulantsConfig) -> Process:
@@ -401,9 +401,10 @@ def learned_cumulants(
     Returns ``{"process", "exact", "data", "exact_score", "trained", "training_effect", "em_fit",
     "sweep": {"steps", "exact_score", "trained"}, "score_error", "training", "config"}``: rows as in
     :func:`cumulant_row`; ``training_effect`` = trained minus exact-score sampler on common noise
-    (:func:`paired_difference`); ``em_fit`` from :func:`fit_em_bias` on the exact-score sweep of
-    ``n_sweep`` (default ``n_gen``) samples per step count. ``process`` replaces the sampler's
-    process for the trained rows (planted bugs).
+    (:func:`paired_difference`); ``em_fit`` from :func:`fit_em_bias` on the exact-score sweep (``n_gen``
+    samples per step count; the trained score is run on ``n_sweep``, default ``n_gen``, away from
+    ``em_steps``: it costs far more per sample). ``process`` replaces the sampler's process for the trained
+    rows (planted bugs).
     """
     from ..scores import exact_score
 
@@ -421,8 +422,8 @@ def learned_cumulants(
     x_ref = x_net = None
     for N in sorted(set(sweep_steps) | {config.em_steps}):
         size = config.n_gen if N == config.em_steps else n_sweep
-        progress(f"{config.process}: {N} EM steps, {size} samples (exact and trained scores)")
-        xe = generate(ref_score, config, steps=N, n=size)
+        progress(f"{config.process}: {N} EM steps: exact score ({config.n_gen} samples), trained ({size})")
+        xe = generate(ref_score, config, steps=N)
         xt = generate(trained_score, config, steps=N, n=size, process=process)
         sweep_exact[N] = cumulant_row(xe, n_boot=config.n_boot, seed=config.seed + 5)
         sweep_trained[N] = cumulant_row(xt, n_boot=config.n_boot, seed=config.seed + 5)
