@@ -372,6 +372,10 @@ def test_field_consistency_function_gain():
 def test_dispatch_recognises_flow_schedulers():
     assert is_flow_scheduler(EULER()) and is_flow_scheduler(HEUN) and is_flow_scheduler(LCM())
     assert not is_flow_scheduler(diffusers.DDIMScheduler())
+    # a flow-shift config that is not a FlowMatch scheduler (multi-stage set_timesteps) is not taken
+    assert not is_flow_scheduler(diffusers.HeliosScheduler())
+    with pytest.raises(TypeError, match="alphas_cumprod"):
+        make_runner(diffusers.HeliosScheduler(), "diffusers")
     assert make_runner(EULER(shift=3.0), "diffusers").order == 1.0
     assert make_runner(HEUN(), "diffusers").order == 2.0
     assert make_runner(LCM(), "diffusers").info["family"] == "consistency"

@@ -244,12 +244,13 @@ def velocity_runner(sampler, *, shift: float = 1.0, sampler_kwargs: dict | None 
 
 # -- diffusers FlowMatch* schedulers ------------------------------------------------------------
 def is_flow_scheduler(scheduler) -> bool:
-    """A diffusers flow-matching scheduler: no ``alphas_cumprod`` and a FlowMatch class or flow-shift config."""
+    """A diffusers flow-matching scheduler this runner fits: no ``alphas_cumprod`` and a ``FlowMatch*`` class (or a
+    subclass of one).  Other flow-shift configs (Helios' multi-stage pyramid schedulers, ``set_timesteps`` per
+    stage) do not run the one-call-per-timestep loop and are left to the diffusers adapter's TypeError."""
     if hasattr(scheduler, "alphas_cumprod"):
         return False
     cls = scheduler if isinstance(scheduler, type) else type(scheduler)
-    config = getattr(scheduler, "config", None) or {}
-    return cls.__name__.startswith("FlowMatch") or ("shift" in config and "use_dynamic_shifting" in config)
+    return any(k.__name__.startswith("FlowMatch") for k in cls.__mro__)
 
 
 def flow_scheduler_runner(scheduler, *, prediction_type: str | None, sampler_kwargs: dict, order, name) -> Runner:
