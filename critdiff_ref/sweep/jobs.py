@@ -16,7 +16,6 @@ returns ``{"status": "error", "error": ..., "traceback": ...}`` instead.
 from __future__ import annotations
 
 import base64
-import importlib
 import inspect
 import math
 import os
