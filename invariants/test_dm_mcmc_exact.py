@@ -77,6 +77,15 @@ def test_jacobian_rows_equal_autograd_functional_jacobian(shape, chunk, seed):
         assert_close(y, fn(x), ulps=4)
 
 
+def test_jacobian_rows_rejects_bad_chunks_and_shape_changing_maps():
+    x = torch.randn(2, 4, dtype=torch.float64)
+    for bad, exc in ((0, ValueError), (-1, ValueError), (2.5, TypeError), (True, TypeError)):
+        with pytest.raises(exc, match="chunk"):
+            likelihood.jacobian_rows(lambda y: y**2, x, chunk=bad)
+    with pytest.raises(ValueError, match="same shape"):
+        likelihood.jacobian_rows(lambda y: y.sum(-1, keepdim=True), x)
+
+
 @FEW
 @given(st.sampled_from([(4, 1), (6, 1), (4, 2)]), st.sampled_from(["euler", "heun", "rk4"]), st.integers(1, 4),
        st.sampled_from([VE(sigma=25.0, T=1.0), VP(beta_min=0.1, beta_max=20.0, T=1.0)]), seeds())
