@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import math
 import sys
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
