@@ -11,9 +11,9 @@ from __future__ import annotations
 import base64
 import json
 import os
-import tempfile
 import time
 
+from .._io import atomic_path
 from .spec import Job
 
 __all__ = ["FORMAT", "write_atomic", "result_path", "write_result", "read_result", "append_log", "read_log"]
@@ -22,27 +22,13 @@ FORMAT = 1
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> str:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``: readers see
-    the old file or the whole new one, never a part. The file gets the mode ``0o666 & ~umask``."""
+    """Write ``data`` to ``path`` (its folder created) through :func:`critdiff_ref._io.atomic_path`: readers see
+    the old file or the whole new one, never a part; the mode is ``0o666 & ~umask``."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    if isinstance(data, str):
-        data = data.encode()
-    umask = os.umask(0)
-    os.umask(umask)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
     return path
 
 
