@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import asdict
 
+from .._progress import is_tty
 from . import engines
 from .spec import Job, Spec, load_spec
 from .store import append_log, read_log, read_result, write_atomic, write_result
@@ -18,7 +19,8 @@ __all__ = ["run_spec", "pending_jobs"]
 
 
 class _Progress:
-    """A tqdm bar on a terminal when tqdm is installed, plain ``[critdiff sweep]`` lines otherwise."""
+    """A tqdm bar over jobs on a terminal when tqdm is installed, otherwise one ``[critdiff sweep]`` line per
+    finished job (its file, status, seconds and error), the job-level form of :mod:`critdiff_ref._progress`."""
 
     def __init__(self, total: int, enabled: bool, stream=None):
         self.stream = stream or sys.stderr
@@ -26,7 +28,7 @@ class _Progress:
         self.t0 = time.monotonic()
         self.bar = None
         self.enabled = enabled and total > 0
-        if self.enabled and getattr(self.stream, "isatty", lambda: False)():
+        if self.enabled and is_tty(self.stream):
             try:
                 from tqdm import tqdm
 
