@@ -104,12 +104,18 @@ def _inductor(graph: torch.fx.GraphModule, inputs: tuple[torch.Tensor, ...]) -> 
     """The recorded graph compiled by inductor without dynamo: no guards and no module call around the
     kernel (~100-150 us less per call than ``torch.compile(graph)``, which is most of a trajectory at
     L = 32).  Safe because :func:`program` caches per exact shapes, dtypes and devices and its callers
-    pass contiguous tensors; ``torch.compile`` where inductor's entry point is missing."""
+    pass contiguous tensors.  The build runs in a tracing context with a shape environment, without
+    which inductor bypasses its on-disk caches ("No shape env"); ``torch.compile`` where these private
+    entry points are missing."""
     try:
+        from torch._guards import TracingContext, tracing
         from torch._inductor.compile_fx import compile_fx
-    except ImportError:  # pragma: no cover - a torch without the private entry point
+        from torch._subclasses.fake_tensor import FakeTensorMode
+        from torch.fx.experimental.symbolic_shapes import ShapeEnv
+    except ImportError:  # pragma: no cover - a torch without these entry points
         return torch.compile(graph, dynamic=False, options=_OPTIONS)
-    return compile_fx(graph, list(inputs), config_patches=_OPTIONS)
+    with tracing(TracingContext(FakeTensorMode(shape_env=ShapeEnv()))):
+        return compile_fx(graph, list(inputs), config_patches=_OPTIONS)
 
 
 def program(key: tuple, body: Callable[..., tuple], inputs: tuple[torch.Tensor, ...]) -> Callable[..., tuple]:
