@@ -243,6 +243,7 @@ def test_compile_cache_is_persistent_and_the_estimate_reads_its_marker(monkeypat
     open(marker, "w").close()
     assert _compiled.compile_estimate(key, inputs) == _compiled.WARM_COMPILE_SECONDS
     # a run whose eager remainder is shorter than PAYBACK warm compiles stays eager, a longer one compiles
+    warm = _compiled.PAYBACK * _compiled.WARM_COMPILE_SECONDS
     per_update = 0.01
-    assert not _compiled.worth_compiling(per_update, 500, key, inputs)   # 5 s < 2 x 3 s
-    assert _compiled.worth_compiling(per_update, 1000, key, inputs)      # 10 s > 2 x 3 s
+    assert not _compiled.worth_compiling(per_update, int(0.9 * warm / per_update), key, inputs)
+    assert _compiled.worth_compiling(per_update, int(1.1 * warm / per_update), key, inputs)

@@ -10,8 +10,8 @@ trajectory -- ``H0``, the ``n_steps`` leapfrog steps, ``dH``, accept/reject -- i
 adaptation does not recompile.  Its random numbers are inputs drawn eagerly from the chain's generator,
 so the compiled chain is the eager chain to rounding.
 
-Compilation costs ~5-40 s on a loaded 2-core CPU; inductor's on-disk caches make a second process pay
-only the tracing (~1-3 s).  :func:`persistent_cache` points them at ``~/.cache/critdiff_ref/inductor``
+Compilation costs 25-110 s on this loaded 2-core CPU; inductor's on-disk caches make a second process
+pay only the tracing and loading (5-10 s).  :func:`persistent_cache` points them at ``~/.cache/critdiff_ref/inductor``
 (``$XDG_CACHE_HOME`` honoured) unless ``TORCHINDUCTOR_CACHE_DIR`` is set, and a marker file per
 program records that it was built there before.  :func:`worth_compiling` compares the estimated eager
 remainder of a run with that compile estimate: short runs stay eager.
@@ -31,10 +31,11 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 __all__ = []  # private: used by ._hmc
 
-# Estimated compile seconds of one trajectory program: first build (inductor + C++ compiler on a loaded
-# 2-core machine: 5-40 s measured) and a build found in the on-disk caches (tracing only: 1-3 s).
-COLD_COMPILE_SECONDS = 30.0
-WARM_COMPILE_SECONDS = 3.0
+# Estimated compile seconds of one trajectory program (10 leapfrog steps): first build (inductor + C++
+# compiler: 25-110 s measured on this 2-core machine under load 10-20) and a build found in the on-disk
+# caches (tracing and loading: 5-10 s under the same load).
+COLD_COMPILE_SECONDS = 40.0
+WARM_COMPILE_SECONDS = 6.0
 # Compile only when the eager remainder of the run exceeds this many compile estimates: the compiled
 # trajectory is 2-5x faster (BENCHMARKS.md), so half the eager time must at least pay for the compile.
 PAYBACK = 2.0
@@ -105,8 +106,9 @@ def _inductor(graph: torch.fx.GraphModule, inputs: tuple[torch.Tensor, ...]) -> 
     kernel (~100-150 us less per call than ``torch.compile(graph)``, which is most of a trajectory at
     L = 32).  Safe because :func:`program` caches per exact shapes, dtypes and devices and its callers
     pass contiguous tensors.  The build runs in a tracing context with a shape environment, without
-    which inductor bypasses its on-disk caches ("No shape env"); ``torch.compile`` where these private
-    entry points are missing."""
+    which inductor bypasses its on-disk caches ("No shape env"), on static fake inputs (with real ones the
+    shape environment makes every size symbolic: generic loops, measured 3.7x slower); ``torch.compile``
+    where these private entry points are missing."""
     try:
         from torch._guards import TracingContext, tracing
         from torch._inductor.compile_fx import compile_fx
@@ -114,8 +116,10 @@ def _inductor(graph: torch.fx.GraphModule, inputs: tuple[torch.Tensor, ...]) -> 
         from torch.fx.experimental.symbolic_shapes import ShapeEnv
     except ImportError:  # pragma: no cover - a torch without these entry points
         return torch.compile(graph, dynamic=False, options=_OPTIONS)
-    with tracing(TracingContext(FakeTensorMode(shape_env=ShapeEnv()))):
-        return compile_fx(graph, list(inputs), config_patches=_OPTIONS)
+    fake_mode = FakeTensorMode(shape_env=ShapeEnv())
+    fake_inputs = [fake_mode.from_tensor(x, static_shapes=True) for x in inputs]
+    with tracing(TracingContext(fake_mode)):
+        return compile_fx(graph, fake_inputs, config_patches=_OPTIONS)
 
 
 def program(key: tuple, body: Callable[..., tuple], inputs: tuple[torch.Tensor, ...]) -> Callable[..., tuple]:
