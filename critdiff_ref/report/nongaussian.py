@@ -238,7 +238,7 @@ def _phi4_diffusion(ctx: Context, sec: Section) -> None:
     L = 8 if ctx.full else 4
     ctx.progress(f"phi4: diffusion model at L={L} (DSM training, PF-ODE likelihoods, DM-MCMC)")
     # run lengths for the resolution check below (quick, L = 4: measured (4 + 1.645) SE / chi_2 = 0.49 with
-    # 200 trajectories and 32 x 64 proposals; 800 and 32 x 96 bring it to ~0.37)
+    # 200 trajectories and 32 x 64 proposals, 0.34 with 800 and 32 x 96 (DM samples' chi_2 bias there: 47 %))
     r = run_phi4_experiment(L=L, kappa=0.2, lam=0.022, n_traj=400 if ctx.full else 800, train_dm=True,
                             dm_steps=1000 if ctx.full else 300, dm_chains=16 if ctx.full else 32,
                             dm_iter=128 if ctx.full else 96, device=ctx.device,
