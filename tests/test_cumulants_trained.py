@@ -185,18 +185,19 @@ def test_cli_writes_strict_json_and_reuses_its_checkpoint(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("process", ["vp", "ve"])
 def test_quick_trained_network_passes_and_planted_bugs_fail(process):
-    """QUICK training, 20 000 generated samples (trained-score sweep on 5 000): the trained MLP passes
+    """QUICK settings, as in the quick report (trained-score sweep on n_gen / 4): the trained MLP passes
     (4 SE + measured EM bias; seeds fixed, 6e-5 two-sided false-failure rate per order for Gaussian
     errors); the time-blind network fails, and so does the trained network sampled with the VP drift
     sign flipped."""
-    config = replace(cumulants.QUICK, process=process, n_gen=20_000)
+    config = replace(cumulants.QUICK, process=process)
+    n_sweep = config.n_gen // 4
     model, _ = cumulants.train_model(config)
-    good = cumulants.learned_cumulants(config, model, n_sweep=5_000)
+    good = cumulants.learned_cumulants(config, model, n_sweep=n_sweep)
     assert cumulants.passes(good), cumulants.checks(good)
     blind, _ = cumulants.train_model(config, time_blind=True)
-    bad = cumulants.learned_cumulants(config, blind, n_sweep=5_000)
+    bad = cumulants.learned_cumulants(config, blind, n_sweep=n_sweep)
     assert not cumulants.passes(bad), cumulants.checks(bad)
     if process == "vp":
-        wrong = cumulants.learned_cumulants(config, model, n_sweep=5_000,
+        wrong = cumulants.learned_cumulants(config, model, n_sweep=n_sweep,
                                             process=cumulants.WrongDriftSign(cumulants.make_process(config)))
         assert not cumulants.passes(wrong), cumulants.checks(wrong)

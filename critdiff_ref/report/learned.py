@@ -236,7 +236,7 @@ def section_learned_cumulants(ctx: Context) -> Section:
     results = []
     for process in ("ve", "vp"):
         config = replace(base, process=process)
-        res = learned_cumulants(config, n_sweep=None if ctx.full else config.n_gen // 5,
+        res = learned_cumulants(config, n_sweep=None if ctx.full else config.n_gen // 4,
                                 progress=lambda msg: ctx.progress(f"learned cumulants: {msg}"))
         results.append(res)
         tr = res["training"]

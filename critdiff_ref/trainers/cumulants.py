@@ -124,7 +124,7 @@ class CumulantsConfig:
 
 
 PAPER = CumulantsConfig()
-QUICK = replace(PAPER, n_data=50_000, epochs=20, lr=1e-3, n_gen=50_000, n_boot=100)
+QUICK = replace(PAPER, n_data=50_000, epochs=20, lr=1e-3, n_gen=20_000, n_boot=100)
 
 
 def make_process(config: CumulantsConfig) -> Process:
