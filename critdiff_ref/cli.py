@@ -25,6 +25,8 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("facts", "critdiff_ref.cli", "print a target's exact facts (mode variances, cumulants, scores)"),
     ("mutants", "critdiff_ref.validate.mutants",
      "validator power matrix: planted-bug samplers must fail, correct ones pass"),
+    ("coverage", "critdiff_ref.validate.coverage",
+     "validate every diffusers scheduler class and config variant (README coverage table); --kdiffusion"),
     ("train", "critdiff_ref.trainers.experiment",
      "steps to accuracy: one-layer vs two-layer vs local linear scores (THEORY 3-5)"),
     ("thermo", "critdiff_ref.thermo",

@@ -97,8 +97,15 @@ def test_full_matrix(name):
     the README names a finding for it."""
     runner = kdiffusion_runner(name)
     rep = validate_runner(runner)
-    if name in BELOW_DOCUMENTED or name == "euler_ancestral":
-        # euler_ancestral: first order with a large constant, own error 0.10-0.12 > rtol 0.1 at 100 steps
+    if name in BELOW_DOCUMENTED or name in FULL_MATRIX_FAILS:
         assert not rep.passed
     else:
         assert rep.passed, rep.diff()
+
+
+# measured at validate()'s defaults (README k-diffusion table)
+FULL_MATRIX_FAILS = {
+    "euler_ancestral": "first order with a large constant: own error 0.10-0.12 > rtol 0.1 at 100 steps",
+    "dpm_adaptive": "error-controlled, not step-controlled: with rtol = atol = 1/N^2 its own error barely moves "
+                    "(1.0e-3 -> 9.4e-4 from N = 50 to 100 on d = 1, L = 16), so the convergence check (>= 0.5) fails",
+}

@@ -31,9 +31,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:Should have ta>=t0")
 EPS = torch.finfo(torch.float64).eps
 
 
-def _coefficients(points, queries):
+def _coefficients(queries):
     """Each query's answer as a vector of coefficients on the elementary increments (one-hot draws)."""
-    M = len(points) - 1
+    points = [p for q in queries for p in q]
+    M = len(set(points)) - 1
     count = iter(range(M))
 
     def draw(shape, dtype, device):
@@ -42,14 +43,16 @@ def _coefficients(points, queries):
         return e
 
     probe = BrownianProbe(points, draw, (M,))
-    return [probe(a, b) for a, b in queries]
+    out = [probe(a, b) for a, b in queries]
+    assert not probe.increments  # every increment dropped after its last query
+    return out
 
 
 def test_probe_reproduces_brownian_covariances_exactly():
     """Normalised increments of one path: unit variance; corr([a, b], [a, c]) = sqrt((b - a)/(c - a)) for
     nested intervals, 0 for disjoint ones, -1 for a reversed query."""
     a, mid, b, c = 3.0, 2.2, 1.5, 0.7
-    q = _coefficients([a, mid, b, c], [(a, b), (a, mid), (b, c), (b, a)])
+    q = _coefficients([(a, b), (a, mid), (b, c), (b, a)])
     # exact arithmetic on a handful of sqrt: 16 eps
     for v in q:
         assert abs(float(v @ v) - 1.0) < 16 * EPS

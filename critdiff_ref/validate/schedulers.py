@@ -49,6 +49,9 @@ DIFFUSERS_ORDERS = {
     "DDPMScheduler": 1.0,
     "EulerAncestralDiscreteScheduler": 1.0,
     "DPMSolverSDEScheduler": 2.0,  # k-diffusion's DPM-Solver++ SDE (two stages, midpoint in log sigma)
+    "DDIMParallelScheduler": 1.0,  # DDIM / DDPM with a batched (parallel) step: the same update
+    "DDPMParallelScheduler": 1.0,
+    "CogVideoXDDIMScheduler": 1.0,  # DDIM on CogVideoX's zero-terminal-SNR schedule
     "FlowMatchEulerDiscreteScheduler": 1.0,  # Euler on the rectified-flow ODE (validate.flow)
     "FlowMatchHeunDiscreteScheduler": 2.0,  # Heun (EDM Algorithm 1 in flow time)
 }

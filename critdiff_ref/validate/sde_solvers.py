@@ -17,7 +17,9 @@ query disjoint intervals (every ancestral sampler) this is the law of independen
 :func:`probed_weak_order_row` is the weak-order row of :func:`critdiff_ref.validate.validate` for
 stochastic runners whose noise is supplied through ``run_noise`` (denoiser / k-diffusion and diffusers
 adapters): exact per-mode variances at ``N, 2N, 4N`` steps, weak error ``max_k |v(k) / v_flow(k) - 1|``
-against the exact reverse-SDE end law of the same schedule, order by :func:`.sde_order.fit_order`.
+against the exact reverse-SDE end law of the same schedule, order by :func:`.sde_order.fit_order`; passed when
+the order is at least the documented one minus :data:`WEAK_ORDER_BAND` (one-sided, as validate's order check: a
+scheme converging faster than documented on this target is not a failure).
 """
 
 from __future__ import annotations
@@ -62,16 +64,23 @@ def _merge(points) -> list[float]:
 
 class BrownianProbe:
     """``noise_sampler(sigma, sigma_next)``: normalised increments of one Brownian path in sigma built from
-    ``draw`` (module docstring).  ``points``: every endpoint the sampler will query (from a
-    :class:`NoiseRecorder` run); ``draw(shape, dtype, device)`` is called once per elementary interval,
-    in increasing sigma, when the probe is built."""
+    ``draw`` (module docstring).  ``points``: every endpoint the sampler will query, in query order, two per
+    query (a :class:`NoiseRecorder`'s ``points``); ``draw(shape, dtype, device)`` is called once per elementary
+    interval, when a query first covers it, and an increment is dropped after the last query covering it (probe
+    draws are batch-sized: keeping them all would hold ``M`` of them at once)."""
 
     def __init__(self, points, draw: Callable, shape, dtype=torch.float64, device=None):
         self.points = _merge(points)
         if len(self.points) < 2:
             raise ValueError(f"a Brownian path needs >= 2 distinct queried points, got {self.points}")
-        self.increments = [math.sqrt(b - a) * draw(tuple(shape), dtype, device)
-                           for a, b in zip(self.points[:-1], self.points[1:])]
+        self.draw, self.shape, self.dtype, self.device = draw, tuple(shape), dtype, device
+        self.increments: dict[int, torch.Tensor] = {}
+        self.last_use: dict[int, int] = {}
+        for q, (a, b) in enumerate(zip(points[0::2], points[1::2])):
+            lo, hi = sorted((self._index(_float(a)), self._index(_float(b))))
+            for j in range(lo, hi):
+                self.last_use[j] = q
+        self.query = 0
 
     def _index(self, p: float) -> int:
         i = bisect.bisect_left(self.points, p)
@@ -80,13 +89,23 @@ class BrownianProbe:
                 return j
         raise ValueError(f"noise_sampler queried sigma = {p!r}, not among the recorded points")
 
+    def _increment(self, j: int) -> torch.Tensor:
+        if j not in self.increments:
+            h = self.points[j + 1] - self.points[j]
+            self.increments[j] = math.sqrt(h) * self.draw(self.shape, self.dtype, self.device)
+        return self.increments[j]
+
     def __call__(self, sigma, sigma_next) -> torch.Tensor:
         a, b = _float(sigma), _float(sigma_next)
         i, j = self._index(a), self._index(b)
         lo, hi, sign = (i, j, 1.0) if i <= j else (j, i, -1.0)
+        q, self.query = self.query, self.query + 1
         if lo == hi:
-            return torch.zeros_like(self.increments[0])
-        w = sum(self.increments[lo:hi])
+            return torch.zeros(self.shape, dtype=self.dtype, device=self.device)
+        w = sum(self._increment(k) for k in range(lo, hi))
+        for k in range(lo, hi):
+            if self.last_use.get(k, q) <= q:
+                self.increments.pop(k, None)
         return (sign / math.sqrt(abs(self.points[hi] - self.points[lo]))) * w
 
 
@@ -151,14 +170,14 @@ def brownian_noise_run(run_with: Callable, draw: Callable, z: torch.Tensor):
 
 
 # -- weak order ----------------------------------------------------------------------------------
-WEAK_ORDER_BAND = 0.3  # as validate's score-sampler weak-order row (sde_order.weak_order_check)
+WEAK_ORDER_BAND = 0.3  # the width of validate's score-sampler weak-order row (sde_order.weak_order_check)
 
 
 def probed_weak_order_row(runner, field, steps: int):
     """Weak order of a stochastic runner with ``run_noise``, exact: the row ``gauss[...]/weak_order`` (module docstring).
 
-    ``steps``: the smallest step count ``N``; runs ``N, 2N, 4N``.  Passed when the fitted order is within
-    :data:`WEAK_ORDER_BAND` of the documented one (informational when the order is unknown).
+    ``steps``: the smallest step count ``N``; runs ``N, 2N, 4N``.  Passed when the fitted order is at least the
+    documented one minus :data:`WEAK_ORDER_BAND` (informational when the order is unknown).
     """
     from .checks import CheckResult, _fourier_matrix, floor_variance
     from .probes import probe_noise_covariance
@@ -182,9 +201,9 @@ def probed_weak_order_row(runner, field, steps: int):
     except Exception as err:  # noqa: BLE001 - a sampler that cannot be probed is reported, not raised
         return CheckResult(name, math.nan, math.nan, math.nan, "exact noise probing", False, f"{type(err).__name__}: {err}")
     detail = f"weak errors max_k |v/v_flow - 1| {[f'{e:.3g}' for e in errors]} at steps {list(ns)}"
-    source = ("exact per-mode variances (noise probing, no sampling noise); band for the pre-asymptotic drift "
-              "of a slope fitted over 3 doublings")
+    source = ("exact per-mode variances (noise probing, no sampling noise); documented order - 0.3: band for the "
+              "pre-asymptotic drift of a slope fitted over 3 doublings")
     if runner.order is None:
         return CheckResult(name, fit.order, math.nan, WEAK_ORDER_BAND, source, None, detail + " (documented order unknown)")
     return CheckResult(name, fit.order, float(runner.order), WEAK_ORDER_BAND, source,
-                       abs(fit.order - float(runner.order)) <= WEAK_ORDER_BAND, detail)
+                       fit.order >= float(runner.order) - WEAK_ORDER_BAND, detail)

@@ -1,0 +1,256 @@
+"""Coverage of every diffusers scheduler class and of the config variants that change the maths (THEORY 1, 2).
+
+``critdiff coverage`` runs :func:`critdiff_ref.validate.validate` on every ``*Scheduler`` class that
+``diffusers`` exports, except the ones named in :data:`NOT_APPLICABLE` (with the one-line reason), and
+prints the README's coverage table: per class the own error at the two step counts, the observed order
+against the documented one, the exact weak order (stochastic schedulers), the schedule floor and the
+failed checks.  A class the adapters cannot run yet is listed with the reason from :data:`KNOWN_GAPS`
+(tried anyway: once an adapter handles it, it is validated).  ``--variants`` adds the configs that change
+the maths (:func:`config_variants`: timestep spacing, Karras / exponential / beta sigmas, final sigma,
+prediction type; thresholding is named, not run: it is a non-linear image-range projection).
+
+:data:`CLASSES` is the catalogue of the classes of the diffusers release it was written for; the test suite
+compares it with ``dir(diffusers)``, so a new release's classes show up as a failing test.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+__all__ = [
+    "NOT_APPLICABLE",
+    "KNOWN_GAPS",
+    "CLASSES",
+    "exported_schedulers",
+    "config_variants",
+    "coverage_rows",
+    "format_coverage_table",
+    "add_coverage_parser",
+    "run_coverage",
+]
+
+# one-line reasons: the class has no meaning on a Gaussian field with an exact model
+NOT_APPLICABLE: dict[str, str] = {
+    "AmusedScheduler": "discrete-state (masked image tokens), not a Gaussian diffusion",
+    "VQDiffusionScheduler": "discrete-state (vector-quantised tokens)",
+    "BlockRefinementScheduler": "discrete-state (token blocks committed by confidence)",
+    "DiscreteDDIMScheduler": "discrete-state (D3PM uniform corruption)",
+    "EntropyBoundScheduler": "discrete-state (uniform corruption, entropy-bounded unmasking)",
+    "RFD4ProteinaScheduler": "protein-structure flow: step() needs per-modality emit masks",
+    "KarrasVeScheduler": "removed from diffusers: exported as a dummy object with no config or step()",
+    "DDIMInverseScheduler": "inversion (data -> noise): no sampling end law to compare",
+    "DPMSolverMultistepInverseScheduler": "inversion (data -> noise): no sampling end law to compare",
+    "RePaintScheduler": "inpainting: step() needs original_image and a mask",
+}
+
+# applicable, but no adapter runs them yet (tried anyway; the reason is shown while they fail to run)
+KNOWN_GAPS: dict[str, str] = {
+    "CogVideoXDPMScheduler": "step() needs old_pred_original_sample and timestep_back from the pipeline",
+    "DDPMWuerstchenScheduler": "Wuerstchen's continuous cosine schedule, no alphas_cumprod: no adapter",
+    "ScoreSdeVeScheduler": "predictor-corrector API (step_pred / step_correct), no step(): no adapter",
+    "HeliosScheduler": "multi-stage pipeline scheduler: set_timesteps needs the pipeline's stage arguments",
+    "HeliosDMDScheduler": "multi-stage pipeline scheduler: set_timesteps needs the pipeline's stage arguments",
+    "IPNDMScheduler": "VE in sigma without alphas_cumprod or EDM preconditioning: no adapter",
+    "FlowMapEulerDiscreteScheduler": "flow-map distillation: step() needs r_timestep and a two-time flow-map model",
+    "LTXEulerAncestralRFScheduler": "rectified-flow ancestral variant not dispatched to validate.flow",
+    "MiniMaxH3Scheduler": "rectified-flow variant not dispatched to validate.flow",
+    "PiflowScheduler": "PiFlow: the model outputs a policy (widened output), no exact model output defined",
+}
+
+# every *Scheduler class exported by diffusers 0.42.1 (tests/test_coverage.py compares with dir(diffusers))
+CLASSES: tuple[str, ...] = (
+    "AmusedScheduler", "BlockRefinementScheduler", "CMStochasticIterativeScheduler", "CogVideoXDDIMScheduler",
+    "CogVideoXDPMScheduler", "CosineDPMSolverMultistepScheduler", "DDIMInverseScheduler", "DDIMParallelScheduler",
+    "DDIMScheduler", "DDPMParallelScheduler", "DDPMScheduler", "DDPMWuerstchenScheduler", "DEISMultistepScheduler",
+    "DPMSolverMultistepInverseScheduler", "DPMSolverMultistepScheduler", "DPMSolverSDEScheduler",
+    "DPMSolverSinglestepScheduler", "DiscreteDDIMScheduler", "EDMDPMSolverMultistepScheduler", "EDMEulerScheduler",
+    "EntropyBoundScheduler", "EulerAncestralDiscreteScheduler", "EulerDiscreteScheduler",
+    "FlowMapEulerDiscreteScheduler", "FlowMatchEulerDiscreteScheduler", "FlowMatchHeunDiscreteScheduler",
+    "FlowMatchLCMScheduler", "HeliosDMDScheduler", "HeliosScheduler", "HeunDiscreteScheduler", "IPNDMScheduler",
+    "KDPM2AncestralDiscreteScheduler", "KDPM2DiscreteScheduler", "KarrasVeScheduler", "LCMScheduler",
+    "LMSDiscreteScheduler", "LTXEulerAncestralRFScheduler", "MiniMaxH3Scheduler", "PNDMScheduler", "PiflowScheduler",
+    "RFD4ProteinaScheduler", "RePaintScheduler", "SASolverScheduler", "SCMScheduler", "ScoreSdeVeScheduler",
+    "TCDScheduler", "UnCLIPScheduler", "UniPCMultistepScheduler", "VQDiffusionScheduler",
+)
+
+THRESHOLDING_REASON = ("dynamic thresholding clips x0 to an image range: non-linear by design, outside the exact "
+                       "Gaussian check (validate reports its linearity failure)")
+
+
+def exported_schedulers() -> list[str]:
+    """Every ``*Scheduler`` name exported by the installed ``diffusers``."""
+    import diffusers
+
+    return sorted(n for n in dir(diffusers) if n.endswith("Scheduler"))
+
+
+def config_variants(cls) -> list[tuple[str, dict]]:
+    """``(label, overrides)`` for the config keys of ``cls`` that change the maths, each value but the default."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        config = cls().config
+    out = []
+    if "timestep_spacing" in config:
+        for v in ("linspace", "leading", "trailing"):
+            if v != config["timestep_spacing"]:
+                out.append((f"timestep_spacing={v}", {"timestep_spacing": v}))
+    for key in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"):
+        if key in config and not config[key]:
+            out.append((f"{key}=True", {key: True}))
+    if "final_sigmas_type" in config:
+        for v in ("zero", "sigma_min"):
+            if v != config["final_sigmas_type"]:
+                out.append((f"final_sigmas_type={v}", {"final_sigmas_type": v}))
+    if "prediction_type" in config:
+        for v in ("epsilon", "v_prediction", "sample"):
+            if v != config["prediction_type"]:
+                out.append((f"prediction_type={v}", {"prediction_type": v}))
+    return out
+
+
+def _row(name: str, variant: str, build, field, steps) -> dict:
+    """Validate one scheduler (``build()`` returns the class or instance) and summarise it."""
+    from . import validate
+
+    t0 = time.time()
+    row = {"scheduler": name, "variant": variant, "status": "validated", "reason": "", "errors": {},
+           "observed_order": math.nan, "documented_order": None, "weak_order": math.nan, "floor_error": math.nan,
+           "failures": [], "seconds": 0.0}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rep = validate(build(), "diffusers", fields=[field], steps=steps, targets=("gaussian",))
+    except Exception as err:  # noqa: BLE001 - an adapter refusing the class is a coverage row, not a crash
+        message = f"{type(err).__name__}: {str(err).splitlines()[0][:140] if str(err) else ''}"
+        if variant:  # the class itself refuses the config (or crashes on it): say so, with its message
+            row.update(status="refused by the class", reason=message)
+        else:
+            row.update(status="not covered", reason=KNOWN_GAPS.get(name, message))
+        return row
+    # the sampler could not run (the run check) or no covariance could be computed: not covered
+    broken = [r for r in rep.results
+              if r.name.rsplit("/", 1)[-1] == "run" or ("/covariance@" in r.name and not math.isfinite(r.measured))]
+    if broken:
+        row.update(status="not covered", reason=KNOWN_GAPS.get(name, broken[0].detail.splitlines()[0][:160]))
+        return row
+    cov = [r for r in rep.results if "/covariance@" in r.name]
+    for r in rep.results:
+        kind = r.name.rsplit("/", 1)[-1]
+        if kind in ("order", "consistency"):
+            row["observed_order"], row["documented_order"] = r.measured, rep.info.get("order")
+            row["order_kind"] = kind
+        elif kind == "weak_order":
+            row["weak_order"] = r.measured
+    row["errors"] = {int(r.name.rsplit("@", 1)[1]): r.measured for r in cov}
+    row["floor_error"] = cov[-1].data.get("floor_error", math.nan) if cov and cov[-1].data else math.nan
+    row["exact"] = all("Monte Carlo" not in r.detail for r in cov)
+    row["failures"] = [r.name.split("/", 1)[1] for r in rep.failures()]
+    row["passed"] = rep.passed
+    row["seconds"] = time.time() - t0
+    return row
+
+
+def coverage_rows(names=None, *, variants: bool = False, field=None, steps=(50, 100), progress=None) -> list[dict]:
+    """One row per exported scheduler class (and per config variant with ``variants=True``); module docstring.
+    ``progress(row)`` is called with each row as it is done."""
+    import diffusers
+
+    from ..targets import GaussianField
+
+    field = GaussianField(16, 1, 0.0) if field is None else field
+    rows: list[dict] = []
+    _append = rows.append
+    if progress is not None:
+        def _append(row):  # noqa: F811 - report each row as it is done
+            rows.append(row)
+            progress(row)
+    for name in (exported_schedulers() if names is None else names):
+        if name in NOT_APPLICABLE:
+            _append({"scheduler": name, "variant": "", "status": "not applicable", "reason": NOT_APPLICABLE[name]})
+            continue
+        cls = getattr(diffusers, name)
+        row = _row(name, "", lambda: cls, field, steps)
+        _append(row)
+        if not variants or row["status"] != "validated":
+            continue
+        for label, overrides in config_variants(cls):
+            def build(overrides=overrides):
+                base = cls()
+                off = {k: False for k in ("clip_sample", "thresholding") if base.config.get(k)}
+                return cls.from_config({k: v for k, v in base.config.items() if k != "_use_default_values"},
+                                       **off, **overrides)
+            _append(_row(name, label, build, field, steps))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            has_thresholding = "thresholding" in cls().config
+        if has_thresholding:
+            _append({"scheduler": name, "variant": "thresholding=True", "status": "not applicable",
+                         "reason": THRESHOLDING_REASON})
+    return rows
+
+
+def format_coverage_table(rows: list[dict], steps=(50, 100)) -> str:
+    """Markdown table of :func:`coverage_rows` (validated rows show numbers, the others their reason)."""
+    def f(v):
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2g}"
+
+    head = ["scheduler", "config", "status", *[f"err@{n}" for n in steps], "order (observed / documented)",
+            "weak order", "floor", "failed checks / reason"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if r["status"] != "validated":
+            cells = [r["scheduler"], r["variant"] or "default", r["status"], *["" for _ in steps], "", "", "", r["reason"]]
+        else:
+            kind = r.get("order_kind", "order")
+            order = ("consistency " + f(r["observed_order"]) if kind == "consistency"
+                     else f"{f(r['observed_order'])} / {f(r['documented_order'])}")
+            status = ("pass" if r["passed"] else "FAIL") + ("" if r.get("exact", True) else " (MC)")
+            cells = [r["scheduler"], r["variant"] or "default", status, *[f(r["errors"].get(n)) for n in steps], order,
+                     f(r["weak_order"]), f(r["floor_error"]), ", ".join(r["failures"])]
+        out.append("| " + " | ".join(cells) + " |")
+    n_val = sum(r["status"] == "validated" for r in rows if not r["variant"])
+    n_na = sum(r["status"] == "not applicable" for r in rows if not r["variant"])
+    n_gap = sum(r["status"] == "not covered" for r in rows if not r["variant"])
+    out.append("")
+    out.append(f"{n_val + n_na + n_gap} classes: {n_val} validated, {n_na} not applicable, {n_gap} not covered yet")
+    return "\n".join(out)
+
+
+def add_coverage_parser(sub):
+    """``critdiff coverage``: every diffusers scheduler class (and config variant) validated or named n/a."""
+    p = sub.add_parser("coverage", help="validate every diffusers scheduler class (README coverage table)")
+    p.add_argument("--names", nargs="+", default=None, help="scheduler classes (default: all exported)")
+    p.add_argument("--variants", action="store_true", help="also the config variants that change the maths")
+    p.add_argument("--kdiffusion", action="store_true", help="print the k-diffusion table instead")
+    p.add_argument("--steps", type=int, nargs=2, default=[50, 100], help="two increasing step counts")
+    p.add_argument("--json", metavar="FILE", default=None, help="also write the rows as JSON")
+    return p
+
+
+def run_coverage(args) -> int:
+    """Print the coverage table; exit 1 if a class exported by diffusers is missing from :data:`CLASSES`."""
+    import json
+    import sys
+
+    steps = tuple(args.steps)
+    if args.kdiffusion:
+        from .kdiffusion import format_kdiffusion_table, kdiffusion_table
+
+        rows = kdiffusion_table()
+        print(format_kdiffusion_table(rows))
+    else:
+        def progress(row):
+            print(f"  {row['scheduler']} {row['variant'] or 'default'}: {row['status']}", file=sys.stderr, flush=True)
+
+        rows = coverage_rows(args.names, variants=args.variants, steps=steps, progress=progress)
+        print(format_coverage_table(rows, steps))
+        new = sorted(set(exported_schedulers()) - set(CLASSES))
+        if new and args.names is None:
+            print(f"classes not in the catalogue (a new diffusers release?): {new}")
+            return 1
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=2, default=str)
+    return 0
