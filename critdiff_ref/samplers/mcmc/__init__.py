@@ -1,6 +1,7 @@
 """Markov chain Monte Carlo for lattice phi^4 and any target with an action and a force (THEORY 8).
 
-- :mod:`._hmc`: Hamiltonian Monte Carlo (leapfrog, ``H = S + pi^2/2``);
+- :mod:`._hmc`: Hamiltonian Monte Carlo (leapfrog, ``H = S + pi^2/2``; step adapted during burn-in);
+- :mod:`._compiled`: the whole HMC trajectory compiled, its on-disk cache and the eager/compiled choice;
 - :mod:`._metropolis`: checkerboard local Metropolis;
 - :mod:`._langevin`: Langevin / stochastic quantisation, optionally Metropolis-corrected (MALA);
 - :mod:`._chains`: the shared chain loop and result record;
