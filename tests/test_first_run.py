@@ -434,10 +434,9 @@ def test_hmc_progress_is_a_bar_on_a_terminal_and_lines_in_a_log(monkeypatch, tty
         assert "20/20" in stream.text and "\r" not in stream.text
 
 
-def test_quiet_prints_no_progress(capsys, tmp_path):
+def test_quiet_prints_no_progress(capsys):
     assert main(["phi4", "--quiet", "--L", "4", "--chains", "2", "--traj", "8", "--burn-in", "2"]) == 0
     assert capsys.readouterr().err == ""
-    _ = tmp_path
 
 
 def test_report_progress_respects_quiet(tmp_path, monkeypatch, capsys):

@@ -177,21 +177,21 @@ def _jsonable(result: dict) -> dict:
 
 def add_cumulants_parser(sub):
     p = sub.add_parser("cumulants", help="learned cumulants: a trained score MLP on the two-peak model (paper Table 1)")
-    p.add_argument("--process", choices=("ve", "vp"), default="ve")
+    p.add_argument("--process", choices=("ve", "vp"), default="ve", help="the forward process")
     p.add_argument("--paper", action="store_true",
                    help="the paper's settings (10^6 data and samples, 200 epochs: an hour of CPU); default: reduced")
     p.add_argument("--checkpoint", default=None,
                    help="weights-only checkpoint: loaded if the file exists, else written after training")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--n-data", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the quick or --paper setting)")
+    p.add_argument("--n-data", type=int, default=None, help="training data points (default: the quick or --paper setting)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (cosine decay to 0)")
-    p.add_argument("--n-gen", type=int, default=None)
+    p.add_argument("--n-gen", type=int, default=None, help="generated samples per table row (default: the quick or --paper setting)")
     p.add_argument("--n-sweep", type=int, default=None, help="samples per step count of the EM sweep (default n-gen)")
     p.add_argument("--steps", type=int, default=None, help="Euler-Maruyama steps of the table rows (default 1000)")
     p.add_argument("--sweep-steps", type=int, nargs="+", default=list(SWEEP_STEPS),
                    help="step counts of the exact-score EM-bias fit (default 250 500 1000 2000)")
     p.add_argument("--n-boot", type=int, default=None, help="bootstrap resamples (default 100, --paper 200)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--json", metavar="FILE", default=None, help="write the result as strict JSON")
     p.add_argument("--plot", metavar="FILE", default=None, help="deviation vs EM steps (PNG; needs matplotlib)")
     return p
