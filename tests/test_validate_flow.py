@@ -420,3 +420,16 @@ def test_bad_input_names_the_parameter():
         exact_velocity(TINY, VE())
     with pytest.raises(TypeError, match="sampler"):
         make_runner(42, "velocity")
+
+
+def test_the_velocity_adapter_is_offered_by_the_command_line(capsys):
+    """`critdiff validate pkg:attr --adapter velocity` runs a user's flow sampler (the choices come from ADAPTERS);
+    the planted double shift fails through the same path (exit code 1)."""
+    from critdiff_ref.cli import main
+
+    spec = "critdiff_ref.validate.mutant_catalogue:{}"
+    good = main(["validate", spec.format("ref_flow_euler_sd3"), "--adapter", "velocity", "--targets", "gaussian"])
+    out = capsys.readouterr().out
+    assert good == 0 and "PASS" in out and "velocity" in out
+    bad = main(["validate", spec.format("mut_flow_euler_shift_twice"), "--adapter", "velocity", "--targets", "gaussian"])
+    assert bad == 1 and "FAIL" in capsys.readouterr().out

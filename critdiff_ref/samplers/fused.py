@@ -4,7 +4,8 @@ An eager phi^4 leapfrog step launches one kernel per ``torch.roll``, product and
 ``phi`` and ``pi`` through memory many times; the same arithmetic compiled by inductor is one
 kernel that reads ``phi`` and ``pi`` once and writes them once (16 B per site in float32, the
 bandwidth roofline of the update). The MCMC samplers (:mod:`.mcmc`) call their update bodies
-through :func:`kernel`, so ``fused=True`` runs exactly the eager arithmetic, compiled; the random
+through :func:`kernel`, so ``fused=True`` runs exactly the eager arithmetic, compiled (HMC's default
+``fused="auto"`` compiles the whole trajectory instead, :mod:`.mcmc._compiled`); the random
 numbers are still drawn eagerly from the caller's ``torch.Generator``, so a fused chain and an
 eager chain with the same seed agree to rounding.
 

@@ -14,6 +14,7 @@ import warnings
 
 from .. import _io
 from . import N_SAMPLES
+from .adapters import ADAPTERS
 
 
 __all__ = ["add_validate_parser", "run_validate", "work_validate", "DEFAULT_DIFFUSERS", "default_runners", "convergence_table",
@@ -120,7 +121,7 @@ def format_convergence_table(rows: list[dict], steps=(10, 20, 50, 100)) -> str:
 def add_validate_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="validate a diffusion sampler against exact answers (default: ours + diffusers)")
     p.add_argument("sampler", nargs="?", default=None, help="the sampler as pkg.module:attr (default: reference samplers)")
-    p.add_argument("--adapter", default="score", choices=["score", "denoiser", "k-diffusion", "diffusers", "generator"],
+    p.add_argument("--adapter", default="score", choices=list(ADAPTERS),
                    help="how the sampler is called (README: adapters)")
     p.add_argument("--steps", type=int, nargs="+", default=[10, 20, 50, 100], help="increasing step counts")
     p.add_argument("--rtol", type=float, default=0.1, help="accuracy target at the largest step count")
