@@ -64,9 +64,11 @@ def test_heun_plateau_is_the_last_step_jump():
     assert report["gauss[d=2,L=8,r=0]/order"].passed is False
 
 
-@pytest.mark.parametrize("cls_name, pred", DEFAULT_DIFFUSERS)
-def test_every_default_scheduler_runs(cls_name, pred):
-    report = validate(getattr(diffusers, cls_name), "diffusers", prediction_type=pred, fields=[GaussianField(4, 1, 0.5)],
+@pytest.mark.parametrize("entry", DEFAULT_DIFFUSERS, ids=lambda e: "-".join(str(x) for x in e))
+def test_every_default_scheduler_runs(entry):
+    cls_name, pred, *config = entry
+    cls = getattr(diffusers, cls_name)
+    report = validate(cls(**config[0]) if config else cls, "diffusers", prediction_type=pred, fields=[GaussianField(4, 1, 0.5)],
                       steps=(10, 20), targets=("gaussian",), n_samples=200)
     errors = [r for r in report.results if "Error" in r.detail or "error:" in r.detail]
     assert not errors, report.diff()

@@ -42,6 +42,14 @@ DEFAULT_DIFFUSERS = (
     ("SASolverScheduler", None),
     ("EDMEulerScheduler", None),
     ("EDMDPMSolverMultistepScheduler", None),
+    # what today's image and video models ship with (issue 16): flow matching at SD3's shift,
+    # consistency / distilled samplers, a Brownian-tree SDE solver
+    ("FlowMatchEulerDiscreteScheduler", None, {"shift": 3.0}),
+    ("FlowMatchHeunDiscreteScheduler", None, {"shift": 3.0}),
+    ("FlowMatchLCMScheduler", None, {"shift": 3.0}),
+    ("LCMScheduler", None),
+    ("TCDScheduler", None),
+    ("DPMSolverSDEScheduler", None),
 )
 
 
@@ -57,15 +65,21 @@ def default_runners(include_diffusers: bool = True) -> tuple[list, str]:
     except ImportError:
         return runners, "diffusers is not installed: only the reference samplers ran (pip install 'critdiff-ref[diffusers]')"
     note = f"diffusers {diffusers.__version__}"
-    for cls_name, pred in DEFAULT_DIFFUSERS:
+    for cls_name, pred, *config in DEFAULT_DIFFUSERS:
+        config = config[0] if config else {}
         cls = getattr(diffusers, cls_name, None)
         if cls is None:
             note += f"; {cls_name} not in this diffusers version"
             continue
-        label = cls_name + (f"[{pred}]" if pred else "")
+        label = cls_name + (f"[{pred}]" if pred else "") + "".join(f"[{k}={v:g}]" for k, v in config.items())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            runners.append(make_runner(cls, "diffusers", prediction_type=pred, name=label))
+            try:
+                scheduler = cls(**config) if config else cls
+            except ImportError as exc:  # DPMSolverSDEScheduler without torchsde
+                note += f"; {cls_name} skipped ({exc})"
+                continue
+            runners.append(make_runner(scheduler, "diffusers", prediction_type=pred, name=label))
     return runners, note
 
 
