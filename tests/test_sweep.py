@@ -225,7 +225,6 @@ def test_the_process_pool_gives_the_serial_files_and_survives_a_killed_worker(tm
     assert next(line["attempts"] for line in log if line["id"] == crashed.id) == 2
 
 
-@pytest.mark.slow
 def test_a_ray_cluster_gives_the_serial_files_and_survives_a_killed_worker(tmp_path, crashy):
     ray = pytest.importorskip("ray")
     serial = run_spec(_spec(), tmp_path / "serial", engine="serial", progress=False, plots=False)
