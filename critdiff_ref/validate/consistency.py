@@ -32,15 +32,14 @@ import copy
 import inspect
 import math
 import sys
-from contextlib import contextmanager
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
 from ..samplers.exact import apply_gain
 from ..targets import GaussianField
 from .checks import CheckResult
-from .runner import Runner, Schedule, _accepts, _brownian
+from .runner import Runner, Schedule, _accepts, _brownian, supplied_noise
 
 __all__ = [
     "CONSISTENCY_SCHEDULERS",
@@ -233,21 +232,6 @@ def _model_output(sched, kind: str, pred: str, t, x: torch.Tensor, target_x: tor
     return (target_x - c_skip * x) / c_out
 
 
-@contextmanager
-def _supplied_noise(module, draw: Callable):
-    """Route the module's ``randn_tensor`` (diffusers' noise source) to ``draw(shape, dtype, device)``."""
-    original = module.randn_tensor
-
-    def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None, **_):
-        return draw(tuple(shape), dtype, device)
-
-    module.randn_tensor = randn_tensor
-    try:
-        yield
-    finally:
-        module.randn_tensor = original
-
-
 def consistency_runner(scheduler, *, prediction_type: str | None, sampler_kwargs: dict, name: str | None) -> Runner:
     """The ``diffusers`` adapter for consistency schedulers (module docstring): a :class:`Runner` whose
     model is the exact consistency function and whose ``schedule`` is the exact end law (:func:`exact_law`).
@@ -323,7 +307,7 @@ def consistency_runner(scheduler, *, prediction_type: str | None, sampler_kwargs
     module = sys.modules.get(cls.__module__)
 
     def run_noise(target, steps, z, draw):
-        with _supplied_noise(module, draw):
+        with supplied_noise(module, draw):
             return run(target, steps, z, None)
 
     info: dict[str, Any] = {"family": "consistency", "kind": kind, "prediction_type": pred, "max_steps": max_steps,

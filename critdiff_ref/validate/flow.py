@@ -33,7 +33,7 @@ from .. import lattice
 from ..processes import RectifiedFlow
 from ..scores import exact_velocity
 from ..targets import Density1D, GaussianField, GaussianMixture1D, Phi4Lattice, Phi4ZeroD, TwoGaussianMixture
-from .runner import Runner, Schedule, _accepts, _name
+from .runner import Runner, Schedule, _accepts, _name, supplied_noise
 
 __all__ = [
     "FLOW_PREDICTIONS",
@@ -316,16 +316,8 @@ def flow_scheduler_runner(scheduler, *, prediction_type: str | None, sampler_kwa
     module = sys.modules.get(cls.__module__)
 
     def run_noise(target, steps, z, draw):
-        original = module.randn_tensor
-
-        def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None, **_):
-            return draw(tuple(shape), dtype, device)
-
-        module.randn_tensor = randn_tensor
-        try:
+        with supplied_noise(module, draw):
             return run(target, steps, z, None)
-        finally:
-            module.randn_tensor = original
 
     info = {"prediction_type": pred, "config": {k: v for k, v in config.items()
                                                 if isinstance(v, (int, float, str, bool, type(None)))}}

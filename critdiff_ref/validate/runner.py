@@ -7,6 +7,7 @@ Shared by :mod:`.adapters` and :mod:`.schedulers` (which import it, never each o
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 from dataclasses import dataclass, field as dc_field
 from typing import Any, Callable
 
@@ -15,7 +16,7 @@ import torch
 from ..processes import Brownian, Process
 from ..scores import exact_score
 
-__all__ = ["Schedule", "Runner", "exact_denoiser"]
+__all__ = ["Schedule", "Runner", "exact_denoiser", "supplied_noise"]
 
 
 @dataclass(frozen=True)
@@ -85,3 +86,19 @@ def exact_denoiser(target, sigma_max: float) -> Callable[[torch.Tensor, Any], to
         return x + s * s * score(x, min(s * s, process.T))
 
     return model
+
+
+@contextmanager
+def supplied_noise(module, draw: Callable):
+    """Route the module's ``randn_tensor`` (diffusers' noise source, imported into each scheduler's
+    module) to ``draw(shape, dtype, device)`` for the duration of the block: exact noise probing."""
+    original = module.randn_tensor
+
+    def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None, **_):
+        return draw(tuple(shape), dtype, device)
+
+    module.randn_tensor = randn_tensor
+    try:
+        yield
+    finally:
+        module.randn_tensor = original

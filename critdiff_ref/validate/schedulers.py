@@ -23,7 +23,7 @@ import torch
 
 from ..targets import GaussianField
 from .flow import flow_scheduler_runner, is_flow_scheduler
-from .runner import Runner, Schedule, _accepts, _brownian, exact_denoiser
+from .runner import Runner, Schedule, _accepts, _brownian, exact_denoiser, supplied_noise
 from .sde_solvers import brownian_noise_run
 from .consistency import consistency_kind, consistency_runner
 
@@ -199,16 +199,8 @@ def _diffusers_runner(scheduler, *, prediction_type: str | None, sampler_kwargs:
             # DPMSolverSDE: noise from a torchsde Brownian tree in sigma, probed as one exact path (sde_solvers)
             return brownian_noise_run(lambda z_, ns: _with_noise_sampler(module, ns, lambda: run(target, steps, z_, None)),
                                       draw, z)
-        original = module.randn_tensor
-
-        def randn_tensor(shape, generator=None, device=None, dtype=None, layout=None, **_):
-            return draw(tuple(shape), dtype, device)
-
-        module.randn_tensor = randn_tensor
-        try:
+        with supplied_noise(module, draw):
             return run(target, steps, z, None)
-        finally:
-            module.randn_tensor = original
 
     runner = Runner(name or cls.__name__, "diffusers", run, schedule,
                     DIFFUSERS_ORDERS.get(cls.__name__) if order is None else order,
