@@ -10,9 +10,9 @@ import torch
 
 from critdiff_ref import VE, VP, GaussianField, exact_score
 from critdiff_ref.validate.mutants import power_matrix
+from critdiff_ref.validate.mutant_schedulers import DDIMLikeScheduler
 from critdiff_ref.validate.mutant_catalogue import (
     CORRECT,
-    DDIMLikeScheduler,
     MUTANTS,
     PARENTS,
     Entry,

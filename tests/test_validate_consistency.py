@@ -27,7 +27,8 @@ from critdiff_ref.validate.consistency import (  # noqa: E402
     consistency_kind,
     exact_law,
 )
-from critdiff_ref.validate.mutant_catalogue import LCMLikeScheduler, MUTANTS  # noqa: E402
+from critdiff_ref.validate.mutant_catalogue import MUTANTS  # noqa: E402
+from critdiff_ref.validate.mutant_schedulers import LCMLikeScheduler  # noqa: E402
 from critdiff_ref.validate.probes import probe_covariance, probe_noise_covariance  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore")
