@@ -54,7 +54,6 @@ KNOWN_GAPS: dict[str, str] = {
     "HeliosDMDScheduler": "multi-stage pipeline scheduler: set_timesteps needs the pipeline's stage arguments",
     "IPNDMScheduler": "VE in sigma without alphas_cumprod or EDM preconditioning: no adapter",
     "FlowMapEulerDiscreteScheduler": "flow-map distillation: step() needs r_timestep and a two-time flow-map model",
-    "LTXEulerAncestralRFScheduler": "rectified-flow ancestral variant not dispatched to validate.flow",
     "MiniMaxH3Scheduler": "rectified-flow variant not dispatched to validate.flow",
     "PiflowScheduler": "PiFlow: the model outputs a policy (widened output), no exact model output defined",
 }

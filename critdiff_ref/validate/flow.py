@@ -243,6 +243,11 @@ def velocity_runner(sampler, *, shift: float = 1.0, sampler_kwargs: dict | None 
 
 
 # -- diffusers FlowMatch* schedulers ------------------------------------------------------------
+# Rectified-flow schedulers outside the FlowMatch* family that run the one-call-per-timestep loop on the
+# velocity: LTX's Euler ancestral RF (sigma in [0, 1], re-noising to the next sigma; first order).
+FLOW_VARIANTS = frozenset({"LTXEulerAncestralRFScheduler"})
+
+
 def is_flow_scheduler(scheduler) -> bool:
     """A diffusers flow-matching scheduler this runner fits: no ``alphas_cumprod`` and a ``FlowMatch*`` class (or a
     subclass of one).  Other flow-shift configs (Helios' multi-stage pyramid schedulers, ``set_timesteps`` per
@@ -250,7 +255,7 @@ def is_flow_scheduler(scheduler) -> bool:
     if hasattr(scheduler, "alphas_cumprod"):
         return False
     cls = scheduler if isinstance(scheduler, type) else type(scheduler)
-    return any(k.__name__.startswith("FlowMatch") for k in cls.__mro__)
+    return any(k.__name__.startswith("FlowMatch") or k.__name__ in FLOW_VARIANTS for k in cls.__mro__)
 
 
 def flow_scheduler_runner(scheduler, *, prediction_type: str | None, sampler_kwargs: dict, order, name) -> Runner:

@@ -53,6 +53,7 @@ DIFFUSERS_ORDERS = {
     "DDPMParallelScheduler": 1.0,
     "CogVideoXDDIMScheduler": 1.0,  # DDIM on CogVideoX's zero-terminal-SNR schedule
     "FlowMatchEulerDiscreteScheduler": 1.0,  # Euler on the rectified-flow ODE (validate.flow)
+    "LTXEulerAncestralRFScheduler": 1.0,  # Euler ancestral on the rectified flow (validate.flow): weak order 1
     "FlowMatchHeunDiscreteScheduler": 2.0,  # Heun (EDM Algorithm 1 in flow time)
 }
 
