@@ -21,7 +21,7 @@ from typing import Iterator
 
 import torch
 
-__all__ = ["WORK_PER_THREAD", "usable_cores", "choose_threads", "set_threads", "threads"]
+__all__ = ["WORK_PER_THREAD", "usable_cores", "idle_cores", "choose_threads", "set_threads", "threads"]
 
 # elements of the largest per-step tensor per thread before a second thread pays (about 1 ms of
 # elementwise work; torch's own grain size, 32768, is the floor below which it never splits)
@@ -34,6 +34,16 @@ def usable_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+
+def idle_cores() -> int:
+    """Usable cores minus the other runnable work (1-minute load average, less our own ~1), at least 1."""
+    cores = usable_cores()
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return cores
+    return max(1, min(cores, int(cores - max(load - 1.0, 0.0) + 0.5)))
 
 
 def choose_threads(work: int = 0, *, requested: int | None = None) -> int | None:

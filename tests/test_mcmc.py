@@ -215,12 +215,13 @@ def test_dual_averaging_reaches_the_target_on_a_known_acceptance_curve():
 
 
 def test_chain_threads_follow_problem_size_and_restore_torch(monkeypatch):
+    from critdiff_ref import _threads
     from critdiff_ref.samplers.mcmc import _chains
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert _chains.chain_threads(16 * 64 * 64, "cpu") == 1  # 65k sites: one thread (the 7x slowdown of issue 22)
     assert _chains.chain_threads(2**40, "cpu") <= torch.get_num_threads()  # never above torch's setting
-    monkeypatch.setattr(_chains, "_idle_cores", lambda: 1)
+    monkeypatch.setattr(_threads, "idle_cores", lambda: 1)
     assert _chains.chain_threads(2**40, "cpu") == 1  # a loaded machine: no oversubscription
     before = torch.get_num_threads()
     seen = []

@@ -79,6 +79,15 @@ class CritdiffFailure(Exception):
     """A validation report with failed checks."""
 
 
+def _validate(sampler, **kw):
+    """:func:`validate` under the thread policy of :mod:`critdiff_ref._threads` (one thread for these sizes)."""
+    from .. import _threads
+    from . import validate
+
+    with _threads.threads(_work()):
+        return validate(sampler, **kw)
+
+
 class CritdiffItem(pytest.Item):
     """One ``--critdiff-sampler``: runs :func:`validate` and fails with the report's diff."""
 
@@ -87,11 +96,7 @@ class CritdiffItem(pytest.Item):
         self.spec = spec
 
     def runtest(self) -> None:
-        from .. import _threads
-        from . import validate
-
-        with _threads.threads(_work()):
-            report = validate(self.spec, **_kwargs(self.config))
+        report = _validate(self.spec, **_kwargs(self.config))
         self.user_properties.append(("critdiff_report", report.to_json()))
         if not report.passed:
             raise CritdiffFailure(report)
@@ -117,23 +122,14 @@ def critdiff_report(request):
     specs = request.config.getoption("critdiff_sampler")
     if not specs:
         pytest.skip("no --critdiff-sampler given")
-    from .. import _threads
-    from . import validate
-
-    with _threads.threads(_work()):
-        return validate(specs[0], **_kwargs(request.config))
+    return _validate(specs[0], **_kwargs(request.config))
 
 
 @pytest.fixture
 def critdiff_validate():
     """``critdiff_validate(sampler, **kw) -> Report``; fails the test with the diff when a check fails."""
-    from . import validate
-
     def run(sampler, **kw):
-        from .. import _threads
-
-        with _threads.threads(_work()):
-            report = validate(sampler, **kw)
+        report = _validate(sampler, **kw)
         if not report.passed:
             pytest.fail(f"critdiff validation failed:\n{report.diff()}", pytrace=False)
         return report

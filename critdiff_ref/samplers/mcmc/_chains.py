@@ -13,9 +13,7 @@ machine).  The loop runs under :func:`chain_threads` and restores torch's settin
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -55,16 +53,6 @@ class ChainResult:
 
 
 # -- thread policy ------------------------------------------------------------------------------
-def _idle_cores() -> int:
-    """Usable cores minus the other runnable work (1-minute load average, less our own ~1), at least 1."""
-    cores = _threads.usable_cores()
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return cores
-    return max(1, min(cores, int(cores - max(load - 1.0, 0.0) + 0.5)))
-
-
 def chain_threads(n_sites: int, device: torch.device | str) -> int:
     """Intra-op threads for a chain update over ``n_sites`` (all chains) on ``device`` (module docstring)."""
     if torch.device(device).type != "cpu":
@@ -72,20 +60,7 @@ def chain_threads(n_sites: int, device: torch.device | str) -> int:
     chosen = _threads.choose_threads(n_sites)
     if chosen is None:  # OMP_NUM_THREADS set: the user's choice
         return torch.get_num_threads()
-    return max(1, min(chosen, torch.get_num_threads(), _idle_cores()))
-
-
-@contextlib.contextmanager
-def _thread_count(n: int):
-    """Run the block with ``torch.set_num_threads(n)``; torch's setting is restored afterwards."""
-    before = torch.get_num_threads()
-    if n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
+    return max(1, min(chosen, torch.get_num_threads(), _threads.idle_cores()))
 
 
 # -- argument checks ----------------------------------------------------------------------------
@@ -144,7 +119,7 @@ def _run(
     total = burn_in + n_updates
     guard = None if finite_by_construction else FiniteGuard(
         total, phi.device, lambda it: f"{name}: non-finite field after update {it} (step size too large?)")
-    with _thread_count(chain_threads(phi.numel(), phi.device)):
+    with _threads.threads(requested=chain_threads(phi.numel(), phi.device)):
         for it in range(total):
             phi, accepted, dH = update(phi)
             if guard is not None:
