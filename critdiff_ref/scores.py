@@ -183,7 +183,7 @@ def exact_score(target, process: Process) -> ScoreFn:
 
 
 # -- flow-matching velocity (rectified flow) ---------------------------------------------------------
-def _fourier_velocity(target: GaussianField) -> ScoreFn:
+def _fourier_velocity(target: GaussianField, process: RectifiedFlow) -> ScoreFn:
     """``v_k = x_k (t - (1 - t) c0(k)) / C_t(k)``, ``C_t = (1 - t)^2 c0 + t^2`` (THEORY 1); 0 on a removed zero mode."""
     d, mask_zero = target.d, target.zero_mode_removed
     kernels: OrderedDict = OrderedDict()
@@ -194,6 +194,7 @@ def _fourier_velocity(target: GaussianField) -> ScoreFn:
         key = (tf, x.dtype, x.device)
         K = kernels.get(key)
         if K is None:
+            check_time(process, tf)  # once per time: a NaN or out-of-range t is an error, not a NaN field
             c = target.c0_half(dtype=x.dtype, device=x.device)
             K = (tf - (1.0 - tf) * c) / ((1.0 - tf) ** 2 * c + tf * tf)
             if mask_zero:
@@ -238,7 +239,7 @@ def exact_velocity(target, process: RectifiedFlow) -> ScoreFn:
     if isinstance(target, Phi4Lattice) and target.lam == 0.0:
         target = target.free_field()
     if isinstance(target, GaussianField):
-        return _fourier_velocity(target)
+        return _fourier_velocity(target, process)
     score = exact_score(target, process)  # raises TypeError / ValueError for targets without an exact score
     if isinstance(target, TwoGaussianMixture):
         mix = target.as_mixture()

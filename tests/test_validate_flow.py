@@ -448,3 +448,14 @@ def test_ltx_euler_ancestral_rf_runs_on_the_exact_velocity():
     assert "noise probing" in e100.detail  # exact, no sampling noise
     assert 0.35 < e100.measured / e50.measured < 0.65
     assert report.passed, report.diff()
+
+
+@pytest.mark.parametrize("t", [1.5, -0.1, math.nan])
+def test_exact_velocity_refuses_times_outside_the_process(t):
+    """A time outside [0, T] (or NaN) is a ValueError naming t, for the Fourier form as for the others."""
+    field = GaussianField(8, 1, 0.0)
+    x = torch.zeros((2, 8), dtype=torch.float64)
+    for target in (field, TwoGaussianMixture(1.0, 0.25)):
+        v = exact_velocity(target, RectifiedFlow())
+        with pytest.raises(ValueError, match=r"t must lie in \[0, T\]"):
+            v(x if target is field else x[:, :1], t)
