@@ -198,3 +198,26 @@ def test_cosine_dpmsolver_sigma_min_final_crashes_in_its_brownian_tree():
     with pytest.raises(RecursionError):
         for t in sched.timesteps:
             x = sched.step(torch.zeros_like(x), t, x).prev_sample
+
+
+def test_coverage_json_is_strict_atomic_and_its_path_checked_first(tmp_path, capsys):
+    """`critdiff coverage --json F`: a row's NaN (DDIM is deterministic: no weak order) is null with its place
+    listed, the file is valid strict JSON written without a leftover temporary, and a --json into a missing
+    folder is a usage error (exit 2) before any class is run."""
+    import json
+
+    from critdiff_ref.cli import main
+
+    out = tmp_path / "rows.json"
+    assert main(["coverage", "--names", "DDIMScheduler", "AmusedScheduler", "--steps", "10", "20",
+                 "--json", str(out)]) == 0
+    doc = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    ddim, amused = doc["data"]
+    assert ddim["scheduler"] == "DDIMScheduler" and ddim["weak_order"] is None and doc["nulls"]
+    assert amused == {"scheduler": "AmusedScheduler", "variant": "", "status": "not applicable",
+                      "reason": NOT_APPLICABLE["AmusedScheduler"]}
+    assert [p.name for p in tmp_path.iterdir()] == ["rows.json"]  # no temporary left behind
+    capsys.readouterr()
+    assert main(["coverage", "--names", "DDIMScheduler", "--json", str(tmp_path / "missing" / "rows.json")]) == 2
+    captured = capsys.readouterr()
+    assert "--json" in captured.err and "DDIMScheduler" not in captured.out  # refused before running

@@ -17,8 +17,8 @@ import os
 from dataclasses import replace
 
 import numpy as np
-import torch
 
+from .. import _io
 from ..trainers.cumulants import (
     ORDERS,
     PAPER,
@@ -127,7 +127,8 @@ def plot_sweep(results: list[dict], path: str | os.PathLike) -> None:
 
     fig = draw_sweep(plt, results)
     fig.tight_layout()
-    fig.savefig(os.fspath(path), dpi=110)
+    with _io.atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
 

@@ -14,6 +14,7 @@ import math
 import os
 from collections import defaultdict
 
+from .. import _io
 from .fss import binder_crossings, format_crossings
 from .jobs import summarize
 from .spec import Job
@@ -131,7 +132,8 @@ def write_plots(out: str | os.PathLike, rows: list[dict]) -> tuple[list[str], st
             continue
         fig.tight_layout()
         path = os.path.join(folder, f"{safe}_{'binder' if kind == 'phi4' else 'errors'}.png")
-        fig.savefig(path, dpi=110)
+        with _io.atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110)
         plt.close(fig)
         files.append(path)
     return files, ""

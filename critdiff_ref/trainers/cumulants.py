@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Callable
@@ -34,6 +33,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .. import _io
 from ..processes import VE, VP, Process
 from ..targets import TwoGaussianMixture
 from .dsm import train_dsm
@@ -218,23 +218,16 @@ def train_model(
 
 
 def save_checkpoint(path: str | os.PathLike, model: ScoreMLP, config: CumulantsConfig, info: dict) -> None:
-    """Write ``{"format", "config", "info", "state_dict"}`` (tensors and plain values only) atomically:
-    to a temporary file in the same folder, then ``os.replace``."""
+    """Write ``{"format", "config", "info", "state_dict"}`` (tensors and plain values only) atomically
+    (:func:`critdiff_ref._io.atomic_path`: a temporary file in the same folder, then ``os.replace``)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     payload = {"format": CHECKPOINT_FORMAT, "config": asdict(config) | {"hidden": list(config.hidden)},
                "info": {k: float(v) for k, v in info.items()},
                "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with _io.atomic_path(path, suffix=".pt") as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: str | os.PathLike, config: CumulantsConfig) -> tuple[ScoreMLP, dict]:

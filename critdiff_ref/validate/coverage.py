@@ -230,9 +230,11 @@ def add_coverage_parser(sub):
 
 def run_coverage(args) -> int:
     """Print the coverage table; exit 1 if a class exported by diffusers is missing from :data:`CLASSES`."""
-    import json
     import sys
 
+    from .. import _io
+
+    _io.check_output_file(args.json, "--json")  # before the run, not after minutes of it
     steps = tuple(args.steps)
     if args.kdiffusion:
         from .kdiffusion import format_kdiffusion_table, kdiffusion_table
@@ -249,7 +251,6 @@ def run_coverage(args) -> int:
         if new and args.names is None:
             print(f"classes not in the catalogue (a new diffusers release?): {new}")
             return 1
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=2, default=str)
+    if args.json:  # strict JSON (NaN as null with a reason), written atomically
+        _io.atomic_write_text(args.json, _io.strict_json(rows, default=str))
     return 0
