@@ -212,6 +212,23 @@ def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path, mon
     assert path.read_text() == "old" and os.listdir(tmp_path) == ["r.json"]
 
 
+def test_a_pool_worker_marks_its_job_started_before_running_it_with_the_umask_mode(tmp_path):
+    """The process pool's "started" marker (which lost jobs count an attempt) exists when the job body runs,
+    is empty, and has mode 0o666 & ~umask like every _io output (it is created directly: see the comment in
+    _execute_marked for why it needs no atomic write)."""
+    from critdiff_ref.sweep.engines import _execute_marked
+
+    marker = tmp_path / "job-id"
+    old = os.umask(0o027)
+    try:
+        outcome = _execute_marked("call", {"function": "os.path:exists", "path": str(marker)}, 1, str(marker), [])
+    finally:
+        os.umask(old)
+    assert outcome["status"] == "ok" and outcome["result"] == {"value": True}
+    assert marker.read_bytes() == b"" and os.stat(marker).st_mode & 0o777 == 0o640
+    assert os.listdir(tmp_path) == ["job-id"]  # no temporary left beside it
+
+
 def test_the_process_pool_gives_the_serial_files_and_survives_a_killed_worker(tmp_path, crashy):
     serial = run_spec(_spec(), tmp_path / "serial", engine="serial", progress=False, plots=False)
     pool = run_spec(_fault_spec(crashy), tmp_path / "pool", engine="local", workers=2, progress=False, plots=False)

@@ -63,6 +63,10 @@ def run_serial(jobs: list[Job]) -> Iterator[Event]:
 def _execute_marked(kind: str, params: dict, num_cpus: float, started: str, path: list[str]) -> dict:
     """:func:`execute` in a pool worker, leaving the file ``started`` behind first (who was running when
     the pool broke), with the driver's ``sys.path`` entries added (a ``call`` job imports what the driver can)."""
+    # Deliberately not _io.atomic_path: the marker is empty and only its existence is read, and creating a
+    # name (O_CREAT) is already atomic, so there is no partial state to hide; it lives in the driver's private
+    # temporary folder for one run, so fsync buys nothing. open() creates it with 0o666 & ~umask (the kernel
+    # applies the umask), the mode _io gives its files, unlike mkstemp's 0o600.
     open(started, "w").close()
     sys.path[:0] = [p for p in path if p not in sys.path]
     return execute(kind, params, num_cpus)
