@@ -150,6 +150,35 @@ def test_a_job_id_names_the_computation_defaults_filled_in_and_the_version():
     assert len(load_spec({"jobs": [given, explicit]}).jobs) == 1
 
 
+def test_a_job_id_changes_with_the_package_source_not_only_its_version(tmp_path, monkeypatch):
+    """Editing the code without a version bump gives new ids, so a resumed sweep reruns the jobs instead of
+    reusing results of the old code; the digest covers the *.py contents and paths, nothing else."""
+    from critdiff_ref.sweep import spec as spec_module
+
+    params = load_spec({"jobs": [{"kind": "phi4", "params": {"L": 4, "kappa": 0.2, "lam": 0.022}}]}).jobs[0].params
+    monkeypatch.setattr(spec_module, "_source_digest", lambda: "a" * 64)
+    before = job_id("phi4", params)
+    assert job_id("phi4", params) == before
+    monkeypatch.setattr(spec_module, "_source_digest", lambda: "b" * 64)
+    assert job_id("phi4", params) != before
+    monkeypatch.undo()
+
+    def tree(name, files):
+        root = tmp_path / name
+        for rel, text in files.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text(text)
+        return spec_module._source_digest(str(root))
+
+    base = {"__init__.py": "", "sub/mod.py": "x = 1\n"}
+    digest = tree("base", base)
+    assert tree("same", {**base, "README.md": "not code"}) == digest
+    assert tree("edited", {**base, "sub/mod.py": "x = 2\n"}) != digest
+    assert tree("moved", {"__init__.py": "", "mod.py": "x = 1\n"}) != digest
+    # the package's own digest is computed once per process
+    assert spec_module._source_digest() is spec_module._source_digest()
+
+
 def test_a_cuda_job_asks_for_a_gpu_and_fractions_share_one():
     cuda = {"kind": "phi4", "params": {"L": 4, "kappa": 0.2, "lam": 0.0, "device": "cuda"}}
     job = load_spec({"jobs": [cuda]}).jobs[0]

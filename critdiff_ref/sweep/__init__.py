@@ -4,7 +4,7 @@ A spec (TOML or JSON, :mod:`.spec`) names job kinds with grids over their parame
 ``phi4`` lattice ensembles and DM-MCMC (THEORY 8), ``validate`` runs of one sampler configuration
 (THEORY 2, 6, 8), ``report`` sections (THEORY 3-8) and ``call`` for any importable function.  Each job is
 a pure function of its parameters and seed, stored atomically as one result file named by a hash of
-its parameters and the package version (:mod:`.store`), so a rerun skips finished jobs and a failed
+its parameters, the package version and its source (:mod:`.store`), so a rerun skips finished jobs and a failed
 job leaves its error behind while the sweep goes on.  Engines (:mod:`.engines`): Ray (embedded local
 cluster, or ``address=`` to join one; per-job CPUs, GPUs, ``max_retries``), a process pool (forkserver),
 or serial, giving identical result files.  At the end: the merged table (markdown, CSV, JSON),

@@ -16,17 +16,20 @@
 
 Each ``[[jobs]]`` entry expands to ``cases x product(grid)`` jobs with ``{**params, **case, **point}``;
 every job is checked (:func:`critdiff_ref.sweep.jobs.check_params`) before anything runs, and gets an id:
-the first 16 hex digits of the SHA-256 of its kind, its full parameters (defaults filled in) and the
-package version, so a result file names exactly the computation that produced it.
+the first 16 hex digits of the SHA-256 of its kind, its full parameters (defaults filled in), the
+package version and a digest of the package source (every ``critdiff_ref/**/*.py``), so a result file
+names exactly the computation that produced it and a code change without a version bump reruns the job.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
 import math
 import os
+import pathlib
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,9 +96,24 @@ def _version() -> str:
     return __version__
 
 
+@functools.cache
+def _source_digest(root: str | None = None) -> str:
+    """SHA-256 over every ``*.py`` below ``root`` (default: the ``critdiff_ref`` package), each as its relative
+    path and bytes in path order; computed once per process and root."""
+    base = pathlib.Path(root) if root is not None else pathlib.Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for rel, path in sorted((p.relative_to(base).as_posix(), p) for p in base.rglob("*.py")):
+        data = path.read_bytes()
+        for chunk in (rel.encode(), data):
+            digest.update(len(chunk).to_bytes(8, "little") + chunk)
+    return digest.hexdigest()
+
+
 def job_id(kind: str, params: dict, version: str | None = None) -> str:
-    """First 16 hex digits of SHA-256 over the canonical JSON of ``(kind, params, version)``."""
-    payload = {"kind": kind, "params": _jobs.jsonable(params), "version": _version() if version is None else version}
+    """First 16 hex digits of SHA-256 over the canonical JSON of ``(kind, params, version, code)``, ``code`` being
+    :func:`_source_digest` (a code change without a version bump must not reuse a stored result)."""
+    payload = {"kind": kind, "params": _jobs.jsonable(params), "version": _version() if version is None else version,
+               "code": _source_digest()}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
