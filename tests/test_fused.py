@@ -54,6 +54,26 @@ def test_fused_chain_equals_eager_chain(sampler):
         assert 0.0 < float(eager.acceptance.mean()) < 1.0  # both branches of the accept step are exercised
 
 
+@pytest.mark.parametrize("L,chains", [(6, 4), (5, 5)])  # 5 x 5 x 5: an odd number of momenta
+def test_chains_last_compiled_chain_equals_eager_chain(L, chains):
+    """From ``CHAINS_LAST_MIN`` chains the compiled trajectory runs on chains-last fields (another
+    program, another memory order): still the eager chain to rounding (module docstring), final state
+    back in ``(n_chains, *lattice)`` and dense."""
+    assert chains >= _hmc.CHAINS_LAST_MIN
+    target = Phi4Lattice(L, 2, kappa=0.15, lam=0.3)
+    runs = []
+    for fused in (False, True):
+        gen = torch.Generator().manual_seed(7)
+        phi0 = 0.5 * torch.randn((chains, *target.shape), generator=gen, dtype=torch.float64)
+        runs.append(mcmc.hmc(target, phi0, n_traj=8, eps=0.4, n_steps=5, generator=gen, fused=fused, burn_in=2))
+    eager, fused = runs
+    assert_close(fused.samples, eager.samples, rtol=1e-10, atol=1e-10)  # rounding (module docstring)
+    assert torch.equal(fused.acceptance, eager.acceptance)
+    assert_close(fused.dH, eager.dH, rtol=1e-8, atol=1e-10)  # dH is a difference of O(V) energies
+    assert fused.final.shape == eager.final.shape and fused.final.is_contiguous()
+    assert 0.0 < float(eager.acceptance.mean()) < 1.0  # both branches of the accept step are exercised
+
+
 def test_auto_switches_to_the_compiled_trajectory_mid_run_on_the_same_chain(monkeypatch):
     """``fused="auto"`` times eager trajectories, then (the cost model forced here) runs the compiled
     whole trajectory from the fourth on: the same chain as the all-eager one to rounding (module
@@ -180,3 +200,19 @@ def test_capture_cache_is_bounded_and_keyed_by_identity(monkeypatch):
     assert fused_module.Identity(loops[0]) != fused_module.Identity(lambda y: (y,))
     fused_module.clear_captured()
     assert len(fused_module._CAPTURED) == 0
+
+
+def test_a_compile_is_announced_before_and_timed_after(monkeypatch):
+    """``notify`` hears of a compile before it starts (with its estimate and the cache) and after it ends;
+    an eager run (``fused=False``) compiles nothing and says nothing."""
+    from critdiff_ref.samplers.mcmc import _compiled
+
+    monkeypatch.setattr(_compiled, "compile_estimate", lambda *args: _compiled.COLD_COMPILE_SECONDS)
+    heard: list[str] = []
+    gen = torch.Generator().manual_seed(7)
+    phi0 = 0.5 * torch.randn((2, *TARGET.shape), generator=gen, dtype=torch.float64)
+    mcmc.hmc(TARGET, phi0, n_traj=2, eps=0.4, n_steps=5, generator=gen, fused=True, notify=heard.append)
+    assert len(heard) == 2 and "compiling" in heard[0] and "the first time" in heard[0] and "compiled in" in heard[1]
+    heard.clear()
+    mcmc.hmc(TARGET, phi0, n_traj=2, eps=0.4, n_steps=5, generator=gen, fused=False, notify=heard.append)
+    assert heard == []

@@ -248,3 +248,31 @@ def test_compile_cache_is_persistent_and_the_estimate_reads_its_marker(monkeypat
     per_update = 0.01
     assert not _compiled.worth_compiling(per_update, int(0.9 * warm / per_update), key, inputs)
     assert _compiled.worth_compiling(per_update, int(1.1 * warm / per_update), key, inputs)
+
+
+def test_momenta_are_standard_normal_in_one_order_on_every_layout():
+    """HMC's momenta come from uniforms by Box-Muller (``_hmc._normals``) in one site-major, chain-minor
+    order: the chains-first and the chains-last layouts read the same momentum at each site.  Their law is
+    N(0, 1): with n = 2^20 draws the sample mean, variance - 1 and (fourth moment - 3) have standard
+    errors 1/sqrt(n), sqrt(2/n), sqrt(96/n); 6 of them (false failure ~1e-9 each, fixed seed anyway).
+    A planted bug -- ``r = sqrt(-log(1 - w1))``, variance 1/2 -- fails the variance check by ~360 sigma."""
+    from critdiff_ref.samplers.mcmc import _hmc
+
+    gen = torch.Generator().manual_seed(3)
+    phi = torch.zeros(4, 16, 8, dtype=torch.float64)
+    w, u = _hmc._draws(phi, gen)
+    first = _hmc._momenta(w, phi, False)
+    last = _hmc._momenta(w, phi.movedim(0, -1).contiguous(), True)
+    assert first.shape == phi.shape and torch.equal(first, last.movedim(-1, 0))
+    assert u.shape == (4,) and float(u.min()) >= 0.0 and float(u.max()) < 1.0
+    n = 2**20
+    z = _hmc._normals(torch.rand(n, generator=gen, dtype=torch.float64), n)
+    assert bool(torch.isfinite(z).all())
+    assert abs(float(z.mean())) < 6 / math.sqrt(n)
+    assert abs(float(z.var()) - 1.0) < 6 * math.sqrt(2 / n)
+    assert abs(float((z**4).mean()) - 3.0) < 6 * math.sqrt(96 / n)
+    m = n // 2
+    w = torch.rand(n, generator=gen, dtype=torch.float64)
+    bad = torch.sqrt(-torch.log1p(-w[:m])) * torch.cos(2 * math.pi * w[m:])
+    assert abs(float(bad.var()) - 1.0) > 6 * math.sqrt(2 / m)  # the planted bug is seen
+    assert _hmc._normals(torch.rand(6, generator=gen, dtype=torch.float64), 5).shape == (5,)  # odd count

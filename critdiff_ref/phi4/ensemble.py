@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -122,7 +123,7 @@ def generate_ensemble(
     common = dict(burn_in=params.burn_in, thin=params.thin, generator=gen, callback=callback)
     if params.sampler == "hmc":
         res = mcmc.hmc(target, phi0, n_traj=params.n_updates, eps=params.step, n_steps=params.n_steps,
-                       adapt=params.adapt, **common)
+                       adapt=params.adapt, notify=_stderr_notice if progress else None, **common)
     elif params.sampler == "metropolis":
         res = mcmc.metropolis(target, phi0, n_sweeps=params.n_updates, step_size=params.step, **common)
     else:
@@ -140,6 +141,10 @@ def generate_ensemble(
     if params.sampler != "langevin" and info["acceptance"] < MIN_ACCEPTANCE:
         raise ValueError(_frozen_message(params, info))
     return res.samples, info
+
+
+def _stderr_notice(message: str) -> None:
+    print(f"[critdiff] {message}", file=sys.stderr, flush=True)
 
 
 def _frozen_message(params: EnsembleParams, info: dict) -> str:

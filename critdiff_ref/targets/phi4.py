@@ -271,20 +271,29 @@ class Phi4Lattice:
         """Classical critical hopping ``(1 - 2 lam) / (2d)``."""
         return (1.0 - 2.0 * self.lam) / (2 * self.d)
 
-    def _hop(self, phi: torch.Tensor) -> torch.Tensor:
-        return sum(torch.roll(phi, -1, dims=mu) for mu in lattice.lattice_dims(self.d))
+    def _axes(self, phi: torch.Tensor, dims: tuple[int, ...] | None) -> tuple[int, ...]:
+        """The lattice axes of ``phi``: the last ``d`` (``dims=None``) or the ``d`` axes given, each of size ``L``."""
+        axes = lattice.lattice_dims(self.d) if dims is None else tuple(dims)
+        if len(axes) != self.d or any(phi.shape[mu] != self.L for mu in axes):
+            where = f"(*batch, {self.shape})" if dims is None else f"size {self.L} along the {self.d} axes {axes}"
+            raise ValueError(f"phi must have shape {where}, got {tuple(phi.shape)}")
+        return axes
 
-    def action(self, phi: torch.Tensor) -> torch.Tensor:
-        """``S(phi)`` per configuration, shape ``(*batch,)``."""
-        if tuple(phi.shape[-self.d :]) != self.shape:
-            raise ValueError(f"phi must have shape (*batch, {self.shape}), got {tuple(phi.shape)}")
+    def action(self, phi: torch.Tensor, dims: tuple[int, ...] | None = None) -> torch.Tensor:
+        """``S(phi) = sum_x [-2 kappa sum_mu phi_x phi_{x+mu} + (1 - 2 lam) phi_x^2 + lam phi_x^4]`` summed over
+        the lattice axes ``dims`` (default the last ``d``: ``phi`` is ``(*batch, *lattice)``; HMC's compiled
+        multi-chain trajectory passes ``dims = (0..d-1)`` for a chains-last ``(*lattice, n_chains)`` field)."""
+        axes = self._axes(phi, dims)
         phi2 = phi * phi
-        dens = -2.0 * self.kappa * phi * self._hop(phi) + (1.0 - 2.0 * self.lam) * phi2 + self.lam * phi2 * phi2
-        return dens.sum(dim=lattice.lattice_dims(self.d))
+        hop = sum(torch.roll(phi, -1, dims=mu) for mu in axes)
+        dens = -2.0 * self.kappa * phi * hop + (1.0 - 2.0 * self.lam) * phi2 + self.lam * phi2 * phi2
+        return dens.sum(dim=axes)
 
-    def force(self, phi: torch.Tensor) -> torch.Tensor:
-        """``-dS/dphi_x = 2 kappa sum_mu (phi_{x+mu} + phi_{x-mu}) - 2 (1 - 2 lam) phi_x - 4 lam phi_x^3``."""
-        nn = sum(torch.roll(phi, s, dims=mu) for mu in lattice.lattice_dims(self.d) for s in (1, -1))
+    def force(self, phi: torch.Tensor, dims: tuple[int, ...] | None = None) -> torch.Tensor:
+        """``-dS/dphi_x = 2 kappa sum_mu (phi_{x+mu} + phi_{x-mu}) - 2 (1 - 2 lam) phi_x - 4 lam phi_x^3``, the
+        neighbours along the lattice axes ``dims`` (default the last ``d``; see :meth:`action`)."""
+        axes = lattice.lattice_dims(self.d) if dims is None else tuple(dims)
+        nn = sum(torch.roll(phi, s, dims=mu) for mu in axes for s in (1, -1))
         return 2.0 * self.kappa * nn - 2.0 * (1.0 - 2.0 * self.lam) * phi - 4.0 * self.lam * phi**3
 
     def free_field(self) -> GaussianField:
