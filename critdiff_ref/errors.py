@@ -48,7 +48,7 @@ class GammaResult:
     """Output of :func:`gamma_method` (Wolff 2004).
 
     ``value`` = f(means), ``err`` its standard error, ``tau_int`` the integrated autocorrelation
-    time of the projected fluctuations at the chosen window ``W`` and ``tau_int_err`` its error
+    time of the projected fluctuations at the chosen window ``W`` (floored at 1/2) and ``tau_int_err`` its error
     (Wolff eq. 42), ``rho`` the normalised autocorrelation function up to ``W`` (``rho[0] = 1``),
     ``n_total`` the number of measurements over all replicas.
     """
@@ -183,6 +183,11 @@ def gamma_method(
     ``tau = S / ln((2 tau_int(W) + 1)/(2 tau_int(W) - 1))``. ``Gamma`` gets the bias correction
     ``+ C_F / N``; ``err^2 = C_F / N`` with ``C_F = Gamma(0) + 2 sum_{t=1}^W Gamma(t)``,
     ``tau_int = C_F / (2 Gamma(0))`` and ``tau_int_err^2 = 4 (W + 1/2 - tau_int) tau_int^2 / N``.
+
+    ``C_F`` is floored at ``Gamma(0)`` (``tau_int >= 1/2``, as pyerrors does): the windowing assumes
+    decaying positive correlations and stops where the running ``tau_int(W)`` first falls to 1/2 or
+    below, which on anti-correlated data cuts the alternating sum at a low point (``C_F <= 0`` when
+    ``rho(1) <= -1/2``). The error is then the naive one, an upper bound there, never 0.
     """
     if isinstance(S, bool) or not isinstance(S, (int, float)) or not (0 < S < 100):
         raise ValueError(f"S must be a real number in (0, 100), got S={S!r}")
@@ -225,10 +230,10 @@ def gamma_method(
         if math.exp(-w / tau) - tau / math.sqrt(w * n_total) < 0:
             W = w
             break
-    CF = gam[0] + 2.0 * gam[1 : W + 1].sum()
+    # floor tau_int at 1/2 (docstring): at the chosen W the truncated sum may be below Gamma(0), even negative
+    CF = max(gam[0] + 2.0 * gam[1 : W + 1].sum(), gam[0])
     gam = gam + CF / n_total  # bias correction (Wolff eq. 49)
-    CF = gam[0] + 2.0 * gam[1 : W + 1].sum()
-    CF = max(CF, 0.0)
+    CF = max(gam[0] + 2.0 * gam[1 : W + 1].sum(), gam[0])
     tau_int = CF / (2.0 * gam[0])
     tau_err = tau_int * math.sqrt(max(4.0 * (W + 0.5 - tau_int) / n_total, 0.0))
     return GammaResult(value, math.sqrt(CF / n_total), tau_int, tau_err, W, gam[: W + 1] / gam[0], n_total)

@@ -88,6 +88,54 @@ def test_gamma_method_of_independent_data_is_the_naive_error():
     assert g.ess == pytest.approx(x.size / (2 * g.tau_int))
 
 
+def _ar1(rho: float, N: int, seed: int) -> np.ndarray:
+    """A stationary AR(1) chain ``x_{i+1} = rho x_i + sqrt(1 - rho^2) z_i`` of unit variance, shape (N,)."""
+    z = torch.randn(N, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).numpy()
+    x = np.empty(N)
+    x[0] = z[0]
+    for i in range(1, N):
+        x[i] = rho * x[i - 1] + math.sqrt(1 - rho * rho) * z[i]
+    return x
+
+
+@given(st.floats(-0.95, -0.5), st.integers(20, 400), seeds())
+def test_gamma_method_never_reports_a_zero_error_on_anti_correlated_chains(rho, N, seed):
+    """On anti-correlated chains tau_int is floored at 1/2: the error is the naive one, positive and finite
+    (the windowed sum stops at lag 1, where 1 + 2 rho(1) <= 0 gave an error of 0)."""
+    x = _ar1(rho, N, seed)
+    g = errors.gamma_method(x)
+    assert math.isfinite(g.err) and g.err > 0 and g.tau_int >= 0.5
+    assert math.isfinite(g.tau_int_err) and g.ess <= N * (1 + 1e-12)
+
+
+def test_gamma_method_error_of_a_short_rho_minus_0_9_chain_is_the_naive_upper_bound():
+    """For AR(1) with rho = -0.9 and N = 200 the error is the naive sd / sqrt(N) (with Wolff's bias factor),
+    which bounds the exact error of the mean from above."""
+    rho, N = -0.9, 200
+    x = _ar1(rho, N, seed=3)
+    g = errors.gamma_method(x)
+    assert g.tau_int == 0.5 and g.W == 1
+    # floored C_F = Gamma(0), bias-corrected by (1 + 1/N) (Wolff eq. 49): rounding only
+    assert math.isclose(g.err, math.sqrt(x.var() * (1 + 1 / N) / N), rel_tol=1e-12)
+    # exact var of the mean (1/N)[1 + 2 sum_t (1 - t/N) rho^t] is 0.053 / N: the naive error is ~4.4x the
+    # exact one, far outside the ~15% spread of the sample variance at N = 200
+    t = np.arange(1, N)
+    exact = math.sqrt((1 + 2 * np.sum((1 - t / N) * rho**t)) / N)
+    assert exact < g.err < 10 * exact
+
+
+def test_gamma_method_tau_int_of_a_long_rho_0_8_chain_is_the_exact_one_within_its_error():
+    """For AR(1) with rho = 0.8 (N = 10^5) tau_int agrees with (1 + rho) / (2 (1 - rho)) = 4.5 within 5 of
+    its stated errors (Wolff eq. 42) plus the window's truncation bias: the floor leaves it alone."""
+    rho, N = 0.8, 100_000
+    g = errors.gamma_method(_ar1(rho, N, seed=5))
+    exact = (1 + rho) / (2 * (1 - rho))
+    # 5 sigma: two-sided normal tail 5.7e-7; truncation drops sum_{t > W} rho^t = rho^(W+1) / (1 - rho)
+    trunc = rho ** (g.W + 1) / (1 - rho)
+    assert abs(g.tau_int - exact) <= 5 * g.tau_int_err + trunc
+    assert g.tau_int_err < 0.05 * exact  # the bound is informative: 5 sigma < 25% of tau_int
+
+
 def test_error_analysis_rejects_bad_input():
     with pytest.raises(ValueError, match="S must be"):
         errors.gamma_method(np.zeros(10), S=0.0)
