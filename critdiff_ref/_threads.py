@@ -21,7 +21,7 @@ from typing import Iterator
 
 import torch
 
-__all__ = ["WORK_PER_THREAD", "usable_cores", "idle_cores", "choose_threads", "set_threads", "threads"]
+__all__ = ["WORK_PER_THREAD", "usable_cores", "idle_cores", "choose_threads", "set_threads", "threads", "user_threads"]
 
 # elements of the largest per-step tensor per thread before a second thread pays (about 1 ms of
 # elementwise work; torch's own grain size, 32768, is the floor below which it never splits)
@@ -71,12 +71,28 @@ def set_threads(work: int = 0, *, requested: int | None = None) -> int:
     return torch.get_num_threads()
 
 
+_USER: list[int] = []  # the ``--threads`` counts in force (innermost last): the user's word, not a policy
+
+
+def user_threads() -> int | None:
+    """The ``--threads N`` the command line is running under (:func:`threads` with ``user=True``), else None.
+    Policies that would lower the count (the MCMC load-average cap) leave a user's count alone."""
+    return _USER[-1] if _USER else None
+
+
 @contextlib.contextmanager
-def threads(work: int = 0, *, requested: int | None = None) -> Iterator[int]:
-    """:func:`set_threads` for the duration of a ``with`` block, then the previous count again."""
+def threads(work: int = 0, *, requested: int | None = None, user: bool = False) -> Iterator[int]:
+    """:func:`set_threads` for the duration of a ``with`` block, then the previous count again.
+    ``user=True``: ``requested`` is the user's ``--threads`` (:func:`user_threads` reports it inside)."""
     before = torch.get_num_threads()
+    pushed = user and requested is not None
     try:
-        yield set_threads(work, requested=requested)
+        n = set_threads(work, requested=requested)
+        if pushed:
+            _USER.append(n)
+        yield n
     finally:
+        if pushed:
+            _USER.pop()
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)

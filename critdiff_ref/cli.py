@@ -18,7 +18,7 @@ from . import _args, _io, _threads
 
 __all__ = ["main", "SUBCOMMANDS", "HelpFormatter"]
 
-# (name, module, help) — the module defines add_<name>_parser and run_<name>.
+# (name, module, help) — the module defines add_<name>_parser and run_<name> (a "-" in name is "_" there).
 SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("validate", "critdiff_ref.validate.cli",
      "validate a diffusion sampler against exact answers (default: ours + diffusers schedulers)"),
@@ -33,6 +33,8 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
      "Curie-Weiss fixed points, m, chi and exact REM participation ratios (THEORY 7)"),
     ("phi4", "critdiff_ref.phi4.experiment",
      "lattice phi^4: HMC observables with errors; --train-dm adds a diffusion model and DM-MCMC"),
+    ("phi4-figures", "critdiff_ref.phi4.figures",
+     "phi^4 DM-MCMC figures: acceptance vs kappa and L, |M| autocorrelation, broken-phase histogram"),
     ("report", "critdiff_ref.report", "reproduce the papers' phenomena: figures, numbers, pass/fail"),
     ("cumulants", "critdiff_ref.report.learned",
      "learned cumulants: a trained score MLP vs exact kappa_2..kappa_8 under VE and VP (THEORY 6)"),
@@ -85,11 +87,12 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
             sub.add_parser(name, help=help_)  # listed in --help, not imported
             continue
         mod = importlib.import_module(module)
-        p = getattr(mod, f"add_{name}_parser")(sub)
+        fn = name.replace("-", "_")  # phi4-figures -> add_phi4_figures_parser
+        p = getattr(mod, f"add_{fn}_parser")(sub)
         p.formatter_class = HelpFormatter
         p.add_argument("--threads", type=_args.cli_int(1), default=None,
                        help="CPU threads for torch (>= 1; default: OMP_NUM_THREADS if set, else from the problem size)")
-        p.set_defaults(run=getattr(mod, f"run_{name}"), work=getattr(mod, f"work_{name}", None))
+        p.set_defaults(run=getattr(mod, f"run_{fn}"), work=getattr(mod, f"work_{fn}", None))
     return parser
 
 
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         _io.check_output_file(getattr(args, "json", None), "--json")
-        with _threads.threads(args.work(args) if args.work else 0, requested=args.threads):
+        with _threads.threads(args.work(args) if args.work else 0, requested=args.threads, user=True):
             return int(args.run(args))
     except (ValueError, TypeError) as err:
         print(f"critdiff {args.command}: error: {err}", file=sys.stderr)

@@ -228,6 +228,9 @@ def test_chain_threads_follow_problem_size_and_restore_torch(monkeypatch):
     mcmc.hmc(Phi4Lattice(4, 2, 0.2, 0.1), torch.zeros((2, 4, 4), dtype=torch.float64), n_traj=2, eps=0.1, n_steps=2,
              callback=lambda done, total, phi: seen.append(torch.get_num_threads()))
     assert seen == [1, 1] and torch.get_num_threads() == before
+    with _threads.threads(requested=2, user=True):  # a CLI --threads 2 is the user's word: not capped by load
+        assert _threads.user_threads() == 2 and _chains.chain_threads(16 * 64 * 64, "cpu") == 2
+    assert _threads.user_threads() is None and torch.get_num_threads() == before
 
 
 def test_compile_cache_is_persistent_and_the_estimate_reads_its_marker(monkeypatch, tmp_path):

@@ -4,9 +4,10 @@ callback, and a :class:`~.guard.FiniteGuard` that raises :class:`FloatingPointEr
 non-finite update, without a per-update host sync on a GPU).
 
 Thread policy (issue 22): the package policy of :mod:`critdiff_ref._threads` (one thread per
-``WORK_PER_THREAD`` sites of all chains together, ``OMP_NUM_THREADS`` kept when set), never more than
-torch's current setting (a CLI ``--threads`` or the caller's ``torch.set_num_threads``), and never more
-than the cores the load average leaves idle: on a loaded machine extra threads only spin at OpenMP
+``WORK_PER_THREAD`` sites of all chains together), never more than torch's current setting (the
+caller's ``torch.set_num_threads``), and never more than the cores the load average leaves idle -- unless
+the user said: ``OMP_NUM_THREADS`` or a CLI ``--threads N`` is kept as it is.  On a loaded machine extra
+threads only spin at OpenMP
 barriers (measured: 16 chains at L = 64 ran 7x slower with torch's default threads on a loaded 2-core
 machine).  The loop runs under :func:`chain_threads` and restores torch's setting afterwards.
 """
@@ -58,7 +59,7 @@ def chain_threads(n_sites: int, device: torch.device | str) -> int:
     if torch.device(device).type != "cpu":
         return torch.get_num_threads()
     chosen = _threads.choose_threads(n_sites)
-    if chosen is None:  # OMP_NUM_THREADS set: the user's choice
+    if chosen is None or _threads.user_threads() is not None:  # OMP_NUM_THREADS or --threads: the user's choice
         return torch.get_num_threads()
     return max(1, min(chosen, torch.get_num_threads(), _threads.idle_cores()))
 

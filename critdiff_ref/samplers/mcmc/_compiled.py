@@ -29,6 +29,8 @@ from typing import Callable
 import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
+from ... import _io
+
 __all__ = []  # private: used by ._hmc
 
 # Estimated compile seconds of one trajectory program (10 leapfrog steps): first build (inductor + C++
@@ -146,10 +148,9 @@ def program(key: tuple, body: Callable[..., tuple], inputs: tuple[torch.Tensor, 
     while len(_PROGRAMS) > MAX_PROGRAMS:
         _PROGRAMS.popitem(last=False)
     path = _marker(full)
-    try:
+    try:  # atomically, so a killed process never leaves a marker claiming a build it did not finish
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as fh:
-            fh.write(repr(full))
+        _io.atomic_write_text(path, repr(full))
     except OSError:  # no writable cache: the next process estimates a cold build, which is only conservative
         pass
     return run
