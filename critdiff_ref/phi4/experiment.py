@@ -1,7 +1,7 @@
 """The lattice phi^4 experiment (THEORY 8): HMC observables with honest errors and, optionally, a neural
 diffusion model trained on the HMC ensemble, its PF-ODE likelihood and diffusion-model MCMC.
 
-``critdiff phi4 --L 8 --kappa 0.2 --lam 0.022 [--json FILE] [--train-dm]``:
+``critdiff phi4 --L 8 --kappa 0.2 --lam 0.022 [--json FILE] [--train-dm [--checkpoint F.pt]]``:
 
 1. HMC, the run of :func:`critdiff_ref.phi4.ensemble.run_hmc_experiment`: ``<M>, <|M|>, chi_2, U_L`` with Gamma-method
    errors over independent chains, ``tau_int`` of ``|M|`` (in trajectories) and the acceptance.
@@ -10,7 +10,10 @@ diffusion model trained on the HMC ensemble, its PF-ODE likelihood and diffusion
    configurations; PF-ODE samples with their model log-density ``log q``; the observables of the raw
    generated configurations (jackknife errors, independent draws); ``R^2`` of ``S_eff = -log q``
    against the true action; DM-MCMC (independence Metropolis on the same proposals) with its
-   acceptance, observables and ``tau_int`` of ``|M|`` (in proposals).
+   acceptance, observables and ``tau_int`` of ``|M|`` (in proposals).  ``--checkpoint F.pt`` trains once:
+   the weights (``state_dict`` only) and a JSON-able config are saved atomically and later loaded with
+   ``torch.load(weights_only=True)``, refused (ValueError naming the field) when L, d, kappa, lam or the
+   channels differ (:func:`trained_dm`).
 
 Defaults (L = 8, d = 2) finish in about a minute on one CPU core (two with ``--train-dm``). GPU
 settings for L = 32 / 64: ``--device cuda --dtype float32 --dm-channels 32 64 128 --dm-steps 20000
@@ -27,7 +30,9 @@ probe noise in ``log q`` with Hutchinson (THEORY 8; issue 17; see :mod:`critdiff
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 
 import torch
 
@@ -40,7 +45,9 @@ from ..samplers import dmmc, likelihood
 from ..targets import Phi4Lattice
 from ..trainers import dsm
 
-__all__ = ["JSON_KEYS", "run_phi4_experiment", "format_report", "add_phi4_parser", "run_phi4", "work_phi4"]
+__all__ = ["JSON_KEYS", "DM_CHECKPOINT_FORMAT", "DM_MATCH", "dm_process", "dm_config", "train_dm", "save_dm_checkpoint",
+           "load_dm_checkpoint", "trained_dm", "run_dm_mcmc", "run_phi4_experiment", "format_report", "add_phi4_parser",
+           "run_phi4", "work_phi4"]
 
 JSON_KEYS = ("M", "M_err", "absM", "absM_err", "chi2", "chi2_err", "binder", "binder_err", "tau_int_absM",
              "acceptance", "n_configs")
@@ -49,6 +56,161 @@ EXACT_DIVERGENCE_MAX_V = 16
 # the noise-conditional network is trained on t >= T_MIN and the PF-ODE stops there: proposals are
 # x_{T_MIN} (VE: Xi(T_MIN) = 1e-3), whose density log q is what DM-MCMC uses, so the chain stays exact
 T_MIN = 1e-3
+
+
+DM_CHECKPOINT_FORMAT = "critdiff-phi4-dm/1"
+# the fields a checkpoint must share with the run that loads it (the target and the network's shape)
+DM_MATCH = ("L", "d", "kappa", "lam", "channels", "sigma", "T")
+DM_SIGMA, DM_T = 25.0, 1.0
+
+
+def dm_process() -> VE:
+    """The forward process of the phi^4 DM: VE with sigma = 25, T = 1 (THEORY 1, 8)."""
+    return VE(sigma=DM_SIGMA, T=DM_T)
+
+
+def dm_config(target: Phi4Lattice, channels: tuple[int, ...], data_std: float) -> dict:
+    """The JSON-able settings that rebuild the phi^4 :class:`~critdiff_ref.trainers.dsm.ScoreUNet` of a checkpoint."""
+    return {"L": target.L, "d": target.d, "kappa": float(target.kappa), "lam": float(target.lam),
+            "channels": [int(c) for c in channels], "sigma": DM_SIGMA, "T": DM_T, "data_std": float(data_std)}
+
+
+def _build_dm(config: dict, *, dtype: torch.dtype, device: str, generator: torch.Generator | None) -> dsm.ScoreUNet:
+    return dsm.ScoreUNet(config["L"], config["d"], VE(sigma=config["sigma"], T=config["T"]),
+                         channels=tuple(config["channels"]), data_std=config["data_std"], generator=generator,
+                         dtype=dtype).to(device)
+
+
+def train_dm(
+    target: Phi4Lattice,
+    hmc_configs: torch.Tensor,
+    *,
+    seed: int,
+    dtype: torch.dtype = torch.float32,
+    device: str = "cpu",
+    channels: tuple[int, ...] = (8, 16),
+    dm_steps: int = 1000,
+    dm_batch: int = 64,
+    dm_lr: float = 2e-3,
+    progress: bool = False,
+) -> tuple[dsm.ScoreUNet, dict, dict]:
+    """Train the phi^4 score U-Net by DSM (THEORY 1, 8; VE sigma = 25, T = 1, ``t >= T_MIN``) on the HMC
+    configurations ``(..., *lattice)``. Returns ``(model, config, info)``: the frozen model (eval mode), its
+    :func:`dm_config` and the training record (steps, batch, lr, seed, final loss, seconds)."""
+    gen = torch.Generator(device=device).manual_seed(seed + 1)
+    data = hmc_configs.reshape(-1, *target.shape).to(dtype=dtype, device=device)
+    config = dm_config(target, channels, float(data.std()))
+    model = _build_dm(config, dtype=dtype, device=device, generator=gen)
+    report = stderr_progress(desc="DSM training") if progress else None
+    cb = (lambda n, total, loss: report(n, total)) if report else None
+    if progress:
+        print(f"[critdiff] training the score network ({dm_steps} DSM steps)", file=sys.stderr)
+    t0 = time.perf_counter()
+    train = dsm.train_dsm(model, data, dm_process(), steps=dm_steps, batch_size=dm_batch, lr=dm_lr, t_min=T_MIN,
+                          generator=gen, callback=cb)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    info = {"dm_steps": int(dm_steps), "dm_batch": int(dm_batch), "dm_lr": float(dm_lr), "seed": int(seed),
+            "n_train": int(data.shape[0]), "final_loss": float(train.losses[-min(50, dm_steps):].mean()),
+            "train_seconds": time.perf_counter() - t0}
+    return model, config, info
+
+
+def save_dm_checkpoint(path: str | os.PathLike, model: dsm.ScoreUNet, config: dict, info: dict) -> str:
+    """Write the DM weights only (``state_dict``) with its :func:`dm_config` and training ``info`` atomically
+    (:func:`critdiff_ref._io.save_weights`); returns the path."""
+    payload = {"format": DM_CHECKPOINT_FORMAT, "config": dict(config), "info": dict(info),
+               "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+    return _io.save_weights(path, payload)
+
+
+def load_dm_checkpoint(
+    path: str | os.PathLike, expected: dict, *, dtype: torch.dtype = torch.float32, device: str = "cpu"
+) -> tuple[dsm.ScoreUNet, dict, dict]:
+    """Load a :func:`save_dm_checkpoint` file (``torch.load(weights_only=True)``) into a fresh U-Net.
+
+    ``expected`` is the :func:`dm_config` of the run; a checkpoint whose ``L, d, kappa, lam, channels,
+    sigma`` or ``T`` differ raises ValueError naming each field with its saved and requested value.
+    Returns ``(model, config, info)`` like :func:`train_dm` (the model frozen, in eval mode)."""
+    payload = _io.load_weights(path, DM_CHECKPOINT_FORMAT, what="phi^4 DM checkpoint")
+    saved = payload["config"]
+    diff = [f"{k}: saved {saved.get(k)!r}, requested {expected.get(k)!r}" for k in DM_MATCH if saved.get(k) != expected.get(k)]
+    if diff:
+        raise ValueError(f"checkpoint {os.fspath(path)} does not match this run: " + "; ".join(diff))
+    model = _build_dm(saved, dtype=dtype, device=device, generator=None)
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, dict(saved), dict(payload["info"])
+
+
+def trained_dm(
+    target: Phi4Lattice,
+    hmc_configs: torch.Tensor,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    seed: int,
+    dtype: torch.dtype = torch.float32,
+    device: str = "cpu",
+    channels: tuple[int, ...] = (8, 16),
+    dm_steps: int = 1000,
+    dm_batch: int = 64,
+    dm_lr: float = 2e-3,
+    progress: bool = False,
+) -> tuple[dsm.ScoreUNet, dict, dict]:
+    """:func:`train_dm` once: with ``checkpoint`` an existing file is loaded (:func:`load_dm_checkpoint`,
+    which checks it against this target and ``channels``) and a missing one is written after training.
+    ``info["loaded"]`` says which happened."""
+    if checkpoint is not None and os.path.exists(checkpoint):
+        data = hmc_configs.reshape(-1, *target.shape)
+        model, config, info = load_dm_checkpoint(checkpoint, dm_config(target, channels, float(data.std())),
+                                                 dtype=dtype, device=device)
+        if progress:
+            print(f"[critdiff] loaded the score network from {checkpoint}", file=sys.stderr)
+        return model, config, {**info, "loaded": True}
+    model, config, info = train_dm(target, hmc_configs, seed=seed, dtype=dtype, device=device, channels=channels,
+                                   dm_steps=dm_steps, dm_batch=dm_batch, dm_lr=dm_lr, progress=progress)
+    if checkpoint is not None:
+        save_dm_checkpoint(checkpoint, model, config, info)
+    return model, config, {**info, "loaded": False}
+
+
+def run_dm_mcmc(
+    target: Phi4Lattice,
+    model: dsm.ScoreUNet,
+    hmc_configs: torch.Tensor,
+    *,
+    seed: int,
+    dtype: torch.dtype = torch.float32,
+    device: str = "cpu",
+    ode_steps: int = 16,
+    ode_method: str = "heun",
+    divergence: str = "auto",
+    probes: int = 2,
+    dm_chains: int = 8,
+    dm_iter: int = 64,
+    progress: bool = False,
+) -> tuple[dmmc.DMMCResult, str]:
+    """DM-MCMC (THEORY 8) with PF-ODE proposals of ``model`` stopped at ``T_MIN``: the prior's variance and
+    the Hutchinson control variate (the Gaussian with the ensemble's ``<|phi_k|^2>``) come from
+    ``hmc_configs``. ``divergence="auto"``: the exact Jacobian log q for ``V <= EXACT_DIVERGENCE_MAX_V``.
+    Returns ``(result, divergence used)``; randomness from a generator seeded ``seed + 3``."""
+    process = dm_process()
+    data = hmc_configs.reshape(-1, *target.shape).to(dtype=dtype, device=device)
+    if divergence == "auto":  # the exact log q (Jacobian log-det of the discretised flow) where affordable
+        divergence = "jacobian" if target.V <= EXACT_DIVERGENCE_MAX_V else "hutchinson"
+    if progress:
+        print(f"[critdiff] DM-MCMC: {dm_chains} x {dm_iter} PF-ODE proposals ({ode_method}, {ode_steps} steps,"
+              f" {divergence} divergence)", file=sys.stderr)
+    prior = likelihood.isotropic_prior(process, target.L, target.d, data_variance=float(data.var()))
+    power = (lattice.fft(data.to(torch.float64), target.d).abs() ** 2).mean(dim=0).cpu()
+    reference = likelihood.ModePrior(power.clamp_min(1e-12), target.d)
+    gen = torch.Generator(device=device).manual_seed(seed + 3)
+    res = dmmc.dm_mcmc(target, model, process, prior, n_chains=dm_chains, n_iter=dm_iter, steps=ode_steps,
+                       method=ode_method, t_min=T_MIN, log_q=divergence, n_probes=probes, control_variate=reference,
+                       burn_in=min(8, dm_iter // 4), generator=gen, dtype=dtype, device=device)
+    return res, divergence
 
 
 def _dm_section(
@@ -70,34 +232,15 @@ def _dm_section(
     dm_iter: int,
     progress: bool,
     keep_arrays: bool = False,
+    checkpoint: str | os.PathLike | None = None,
 ) -> dict:
-    """Train the DM on the HMC configurations, sample with log q, run DM-MCMC; observables of both."""
-    process = VE(sigma=25.0, T=1.0)
-    gen = torch.Generator(device=device).manual_seed(seed + 1)
-    data = hmc_configs.reshape(-1, *target.shape).to(dtype=dtype, device=device)
-    model = dsm.ScoreUNet(target.L, target.d, process, channels=channels, data_std=float(data.std()),
-                          generator=gen, dtype=dtype).to(device)
-    report = stderr_progress(desc="DSM training") if progress else None
-    cb = (lambda n, total, loss: report(n, total)) if report else None
-    if progress:
-        print(f"[critdiff] training the score network ({dm_steps} DSM steps)", file=sys.stderr)
-    train = dsm.train_dsm(model, data, process, steps=dm_steps, batch_size=dm_batch, lr=dm_lr, t_min=T_MIN,
-                          generator=gen, callback=cb)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    if divergence == "auto":  # the exact log q (Jacobian log-det of the discretised flow) where affordable
-        divergence = "jacobian" if target.V <= EXACT_DIVERGENCE_MAX_V else "hutchinson"
-    if progress:
-        print(f"[critdiff] DM-MCMC: {dm_chains} x {dm_iter} PF-ODE proposals ({ode_method}, {ode_steps} steps,"
-              f" {divergence} divergence)", file=sys.stderr)
-    prior = likelihood.isotropic_prior(process, target.L, target.d, data_variance=float(data.var()))
-    # Hutchinson control variate: the Gaussian with the ensemble's measured <|phi_k|^2>
-    power = (lattice.fft(data.to(torch.float64), target.d).abs() ** 2).mean(dim=0).cpu()
-    reference = likelihood.ModePrior(power.clamp_min(1e-12), target.d)
-    res = dmmc.dm_mcmc(target, model, process, prior, n_chains=dm_chains, n_iter=dm_iter, steps=ode_steps,
-                       method=ode_method, t_min=T_MIN, log_q=divergence, n_probes=probes, control_variate=reference,
-                       burn_in=min(8, dm_iter // 4),
-                       generator=gen, dtype=dtype, device=device)
+    """Train the DM on the HMC configurations (or load it from ``checkpoint``), sample with log q, run
+    DM-MCMC; observables of both."""
+    model, _, info = trained_dm(target, hmc_configs, checkpoint=checkpoint, seed=seed, dtype=dtype, device=device,
+                                channels=channels, dm_steps=dm_steps, dm_batch=dm_batch, dm_lr=dm_lr, progress=progress)
+    res, divergence = run_dm_mcmc(target, model, hmc_configs, seed=seed, dtype=dtype, device=device,
+                                  ode_steps=ode_steps, ode_method=ode_method, divergence=divergence, probes=probes,
+                                  dm_chains=dm_chains, dm_iter=dm_iter, progress=progress)
     raw = res.proposals.reshape(-1, *target.shape).to(torch.float64)
     raw_obs = phi4_observables(raw, target.d, n_blocks=min(20, raw.shape[0]))
     chain = summarize_chains(res.samples, target.d)
@@ -108,10 +251,12 @@ def _dm_section(
     if keep_arrays:  # for plots (not JSON): log q and S per proposal, M of raw proposals and of the chain
         dims = tuple(range(-target.d, 0))
         arrays = {"arrays": {"log_q": res.log_q.detach().cpu(), "action": res.action.detach().cpu(),
-                             "M_generated": raw.mean(dim=dims), "M_chain": res.samples.to(torch.float64).mean(dim=dims)}}
+                             "M_generated": raw.mean(dim=dims), "M_chain": res.samples.to(torch.float64).mean(dim=dims),
+                             "M_hmc": hmc_configs.to(torch.float64).mean(dim=dims).cpu()}}  # (n_traj, n_chains)
     return {
         **arrays,
-        "final_loss": float(train.losses[-min(50, dm_steps):].mean()),
+        "final_loss": info["final_loss"],
+        "checkpoint_loaded": info["loaded"],
         "divergence": divergence,
         "generated": generated,
         "r2_action": likelihood.action_r2(res.log_q, res.action),
@@ -149,14 +294,18 @@ def run_phi4_experiment(
     dm_dtype: str = "float32",
     progress: bool = False,
     keep_arrays: bool = False,
+    checkpoint: str | None = None,
 ) -> dict:
     """Run the experiment (module docstring). Returns ``{key: value for key in JSON_KEYS}`` for HMC, plus
     ``metropolis`` and ``dm`` sub-dicts when ``train_dm`` (``keep_arrays=True`` adds ``dm["arrays"]``:
-    per-proposal ``log_q``, ``action`` and magnetisations, for plots; not JSON-serialisable)."""
+    per-proposal ``log_q``, ``action`` and magnetisations, for plots; not JSON-serialisable). ``checkpoint``: a
+    ``.pt`` file the trained DM is saved to, or loaded from when it exists (:func:`trained_dm`: train once)."""
     if divergence not in ("auto", "jacobian", "exact", "hutchinson"):
         raise ValueError(f"divergence must be 'auto', 'jacobian', 'exact' or 'hutchinson', got divergence={divergence!r}")
     if dm_dtype not in ("float32", "float64"):
         raise ValueError(f"dm_dtype must be 'float32' or 'float64', got dm_dtype={dm_dtype!r}")
+    if checkpoint is not None and not str(checkpoint).endswith(".pt"):
+        raise ValueError(f"checkpoint must be a .pt file name, got checkpoint={checkpoint!r}")
     hmc_configs, hmc_params, hmc = _hmc_ensemble(
         L, d, kappa, lam, n_chains=n_chains, n_traj=n_traj, burn_in=burn_in, eps=eps, n_steps=n_steps, thin=1,
         seed=seed, dtype=dtype, device=device, progress=progress,
@@ -177,7 +326,7 @@ def run_phi4_experiment(
         Phi4Lattice(L, d, kappa, lam), hmc_configs, seed=seed, dtype=getattr(torch, dm_dtype), device=device,
         channels=tuple(dm_channels), dm_steps=dm_steps, dm_batch=dm_batch, dm_lr=dm_lr, ode_steps=ode_steps,
         ode_method=ode_method, divergence=divergence, probes=probes, dm_chains=dm_chains, dm_iter=dm_iter,
-        progress=progress, keep_arrays=keep_arrays,
+        progress=progress, keep_arrays=keep_arrays, checkpoint=checkpoint,
     )
     return result
 
@@ -201,7 +350,7 @@ def format_report(result: dict) -> str:
         c = dm["dm_mcmc"]
         lines.append(_row("DM-MCMC", c, f"   acc {c['acceptance']:.3f}  tau_int(|M|) {c['tau_int_absM']:.2f} proposals"))
         lines.append(f"PF-ODE R^2(S_eff = -log q vs S) = {dm['r2_action']:.4f}  ({dm['divergence']} divergence);"
-                     f" final DSM loss {dm['final_loss']:.4f}")
+                     f" final DSM loss {dm['final_loss']:.4f}" + (" (checkpoint loaded)" if dm.get("checkpoint_loaded") else ""))
     return "\n".join(lines)
 
 
@@ -242,6 +391,12 @@ def add_phi4_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--dm-chains", type=int, default=8, help="DM-MCMC chains")
     g.add_argument("--dm-iter", type=int, default=64, help="DM-MCMC proposals per chain")
     g.add_argument("--dm-dtype", choices=("float32", "float64"), default="float32", help="DM network precision")
+    g.add_argument("--cumulants", action="store_true",
+                   help="with --train-dm: cumulants chi_2, g_4, g_6 of M from HMC, DM samples and DM-MCMC with errors"
+                        " (critdiff_ref.phi4.cumulants; exit 1 if an exact sampler misses by > 5 SE)")
+    g.add_argument("--checkpoint", metavar="FILE.pt", default=None,
+                   help="train the DM once: load it from FILE.pt when it exists (L, d, kappa, lam and channels must"
+                        " match), else train and save it there (weights only, written atomically)")
     return p
 
 
@@ -249,19 +404,32 @@ def run_phi4(args: argparse.Namespace) -> int:
     """Run ``critdiff phi4``: print the report, write ``--json`` if asked. Returns the exit code."""
     _io.check_output_file(args.json, "--json")
     _io.check_output_file(args.out, "--out", suffix=".npz")
+    cumulants = getattr(args, "cumulants", False)
+    if cumulants and not args.train_dm:
+        raise ValueError("--cumulants needs --train-dm (the table compares HMC with the diffusion model and DM-MCMC)")
+    if args.checkpoint is not None and not args.train_dm:
+        raise ValueError(f"--checkpoint {args.checkpoint}: needs --train-dm (the checkpoint holds the diffusion model)")
+    if args.checkpoint is not None and not os.path.exists(args.checkpoint):
+        _io.check_output_file(args.checkpoint, "--checkpoint", suffix=".pt")
     result = run_phi4_experiment(
         args.L, args.d, args.kappa, args.lam, n_chains=args.chains, n_traj=args.traj, burn_in=args.burn_in,
         eps=args.eps, n_steps=args.n_steps, seed=args.seed, dtype=args.dtype, device=args.device, out=args.out,
         train_dm=args.train_dm, metropolis_step=args.metropolis_step, dm_channels=tuple(args.dm_channels),
         dm_steps=args.dm_steps, dm_batch=args.dm_batch, dm_lr=args.dm_lr, ode_steps=args.ode_steps,
         ode_method=args.ode_method, divergence=args.divergence, probes=args.probes, dm_chains=args.dm_chains,
-        dm_iter=args.dm_iter, dm_dtype=args.dm_dtype, progress=not args.quiet,
+        dm_iter=args.dm_iter, dm_dtype=args.dm_dtype, progress=not args.quiet, keep_arrays=cumulants, checkpoint=args.checkpoint,
     )
     print(format_report(result))
+    if cumulants:  # magnetisation cumulants of the same run; the arrays (not JSON) are dropped after
+        from .cumulants import format_cumulants, phi4_cumulants
+
+        result["cumulants"] = phi4_cumulants(result, Phi4Lattice(args.L, args.d, args.kappa, args.lam), seed=args.seed)
+        del result["dm"]["arrays"]
+        print(format_cumulants(result["cumulants"]))
     if args.json:  # strict JSON, atomically: NaN as null with a reason
         reasons = {"binder": "no finite Binder cumulant (<M^2> = 0: e.g. no trajectory was accepted)"}
         _io.atomic_write_text(args.json, _io.strict_json(result, reasons=reasons))
-    return 0
+    return 1 if cumulants and not result["cumulants"]["passed"] else 0
 
 
 def work_phi4(args: argparse.Namespace) -> int:

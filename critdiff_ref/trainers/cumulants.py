@@ -220,14 +220,10 @@ def train_model(
 def save_checkpoint(path: str | os.PathLike, model: ScoreMLP, config: CumulantsConfig, info: dict) -> None:
     """Write ``{"format", "config", "info", "state_dict"}`` (tensors and plain values only) atomically
     (:func:`critdiff_ref._io.atomic_path`: a temporary file in the same folder, then ``os.replace``)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     payload = {"format": CHECKPOINT_FORMAT, "config": asdict(config) | {"hidden": list(config.hidden)},
                "info": {k: float(v) for k, v in info.items()},
                "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-    with _io.atomic_path(path, suffix=".pt") as tmp:
-        torch.save(payload, tmp)
+    _io.save_weights(path, payload)
 
 
 def load_checkpoint(path: str | os.PathLike, config: CumulantsConfig) -> tuple[ScoreMLP, dict]:
@@ -236,9 +232,7 @@ def load_checkpoint(path: str | os.PathLike, config: CumulantsConfig) -> tuple[S
     ValueError when its architecture (process, target, widths, features) differs from ``config``'s.
     Returns the model (eval mode) and the saved training ``info``.
     """
-    payload = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a learned-cumulants checkpoint (format {CHECKPOINT_FORMAT})")
+    payload = _io.load_weights(path, CHECKPOINT_FORMAT, what="learned-cumulants checkpoint")
     saved = CumulantsConfig(**{**payload["config"], "hidden": tuple(payload["config"]["hidden"])})
     if saved.architecture() != config.architecture():
         diff = {k: (v, config.architecture()[k]) for k, v in saved.architecture().items() if config.architecture()[k] != v}

@@ -1,0 +1,117 @@
+"""Train-once checkpoints of the phi^4 diffusion model (THEORY 8; issue 17 item 2): weights only, written
+atomically, reloaded with ``torch.load(weights_only=True)``, refused when the target or network differ."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+import torch
+
+from critdiff_ref import _io
+from critdiff_ref.cli import main
+from critdiff_ref.phi4 import experiment as pe
+from critdiff_ref.targets import Phi4Lattice
+
+torch.set_num_threads(1)
+
+TARGET = Phi4Lattice(4, 2, 0.21, 0.022)
+CHANNELS = (4, 8)
+
+
+def _hmc_like(seed: int = 0) -> torch.Tensor:
+    """Stand-in training configurations ``(n, chains, L, L)``: the checkpoint logic does not care where they come from."""
+    return 0.7 * torch.randn((6, 4, 4, 4), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _train(path=None):
+    return pe.trained_dm(TARGET, _hmc_like(), checkpoint=path, seed=3, channels=CHANNELS, dm_steps=5, dm_batch=8)
+
+
+def _scores(model) -> torch.Tensor:
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn((5, 4, 4), generator=g)
+    t = 1e-3 + torch.rand(5, generator=g, dtype=torch.float64) * (1 - 1e-3)
+    return model(x, t)
+
+
+def test_checkpoint_round_trip_gives_identical_scores(tmp_path):
+    path = str(tmp_path / "dm.pt")
+    model, config, info = _train(path)
+    assert os.path.exists(path) and not info["loaded"]
+    loaded, config2, info2 = pe.load_dm_checkpoint(path, config)
+    # the same float32 weights and the same fixed Fourier features: bit-identical scores (no tolerance)
+    assert torch.equal(_scores(model), _scores(loaded))
+    assert config2 == config and info2["final_loss"] == info["final_loss"]
+    assert not any(p.requires_grad for p in loaded.parameters())
+    # trained_dm with an existing checkpoint loads it instead of training
+    again, _, info3 = _train(path)
+    assert info3["loaded"] and torch.equal(_scores(again), _scores(model))
+
+
+def test_the_file_holds_only_weights_and_plain_values(tmp_path):
+    path = str(tmp_path / "dm.pt")
+    _train(path)
+    payload = torch.load(path, weights_only=True)  # raises if anything but tensors / plain containers were pickled
+    assert payload["format"] == pe.DM_CHECKPOINT_FORMAT
+    assert set(payload) == {"format", "config", "info", "state_dict"}
+    assert all(isinstance(v, torch.Tensor) for v in payload["state_dict"].values())
+
+
+@pytest.mark.parametrize("field, other", [("L", 6), ("d", 3), ("kappa", 0.27), ("lam", 0.05), ("channels", [8, 16]),
+                                          ("sigma", 10.0)])
+def test_a_checkpoint_of_another_run_is_refused_naming_the_field(tmp_path, field, other):
+    path = str(tmp_path / "dm.pt")
+    _, config, _ = _train(path)
+    with pytest.raises(ValueError, match=rf"{field}: saved .*, requested {re.escape(repr(other))}"):
+        pe.load_dm_checkpoint(path, {**config, field: other})
+
+
+def test_trained_dm_refuses_a_checkpoint_of_another_kappa(tmp_path):
+    path = str(tmp_path / "dm.pt")
+    _train(path)
+    with pytest.raises(ValueError, match="kappa: saved 0.21, requested 0.27"):
+        pe.trained_dm(Phi4Lattice(4, 2, 0.27, 0.022), _hmc_like(), checkpoint=path, seed=3, channels=CHANNELS, dm_steps=5)
+
+
+def test_a_file_that_is_not_a_dm_checkpoint_is_refused(tmp_path):
+    path = str(tmp_path / "other.pt")
+    _io.save_weights(path, {"format": 1, "state_dict": {}})  # e.g. a learned-cumulants checkpoint
+    with pytest.raises(ValueError, match="not a phi\\^4 DM checkpoint"):
+        pe.load_dm_checkpoint(path, pe.dm_config(TARGET, CHANNELS, 1.0))
+
+
+def test_an_interrupted_save_leaves_the_old_checkpoint(tmp_path, monkeypatch):
+    path = str(tmp_path / "dm.pt")
+    model, config, info = _train(path)
+    before = open(path, "rb").read()
+
+    def broken_save(obj, f):
+        open(f, "wb").write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        pe.save_dm_checkpoint(path, model, config, info)
+    assert open(path, "rb").read() == before
+    assert os.listdir(tmp_path) == ["dm.pt"]  # the temporary file is gone
+
+
+def test_phi4_train_dm_with_a_checkpoint_trains_once_and_reproduces(tmp_path):
+    """Training then sampling equals loading then sampling: the DM-MCMC stream has its own seed."""
+    path = str(tmp_path / "dm.pt")
+    kw = dict(n_chains=4, n_traj=24, burn_in=4, train_dm=True, dm_channels=CHANNELS, dm_steps=10, dm_batch=8,
+              ode_steps=4, dm_chains=2, dm_iter=8, checkpoint=path)
+    first = pe.run_phi4_experiment(4, 2, 0.2, 0.022, **kw)
+    second = pe.run_phi4_experiment(4, 2, 0.2, 0.022, **kw)
+    assert not first["dm"]["checkpoint_loaded"] and second["dm"]["checkpoint_loaded"]
+    assert first["dm"]["dm_mcmc"] == second["dm"]["dm_mcmc"]
+    assert first["dm"]["generated"] == second["dm"]["generated"]
+
+
+def test_cli_checkpoint_needs_train_dm_and_a_pt_name(tmp_path, capsys):
+    assert main(["phi4", "--L", "4", "--checkpoint", str(tmp_path / "dm.pt"), "--quiet"]) == 2
+    assert "needs --train-dm" in capsys.readouterr().err
+    assert main(["phi4", "--L", "4", "--train-dm", "--checkpoint", str(tmp_path / "dm.bin"), "--quiet"]) == 2
+    assert "--checkpoint" in capsys.readouterr().err
