@@ -7,9 +7,10 @@ through the ``generator`` argument. A target is anything with ``action(phi) -> (
 
 HMC: momenta ``pi ~ N(0, 1)``, ``H = S(phi) + sum pi^2 / 2``, leapfrog with step ``eps`` and
 ``n_steps`` steps, accept with ``min(1, exp(-dH))``.  A trajectory is one body,
-:func:`_trajectory`, with its random numbers passed in (momenta, then one uniform per chain); the
-eager chain runs it op by op, ``fused=True`` runs it recorded and compiled whole
-(:mod:`._compiled`), and the default ``fused="auto"`` switches to the compiled program when the run
+:func:`_trajectory`, with its random numbers passed in (uniforms that Box-Muller turns into the
+momenta, in one site-major order, then one uniform per chain: :func:`_draws`); the eager chain runs it
+op by op, ``fused=True`` runs it recorded and compiled whole (:mod:`._compiled`; with 4 or more chains
+on a CPU on chains-last fields, :class:`_ChainsLast`, which vectorises every neighbour read), and the default ``fused="auto"`` switches to the compiled program when the run
 is long enough to pay for the compile: the same chain to rounding on every path.  During burn-in
 the step is tuned by dual averaging to a target acceptance and then frozen (issue 22: never a
 frozen chain, an exact one after burn-in).  An HMC chain cannot accept a non-finite state (its
