@@ -1,5 +1,5 @@
 """critdiff_ref.validate.coverage: every diffusers scheduler class is validated or named not applicable
-with its reason (issue 16, part 5); the catalogue and the README table follow the installed diffusers."""
+with its reason (issue 16, part 5); the catalogue and the coverage table (docs/coverage.md) follow the installed diffusers."""
 
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ from critdiff_ref.validate.coverage import (
 
 diffusers = pytest.importorskip("diffusers")
 pytestmark = pytest.mark.filterwarnings("ignore")
-README = Path(__file__).resolve().parents[1] / "README.md"
+TABLE = Path(__file__).resolve().parents[1] / "docs" / "coverage.md"  # the table the README links to
 
 
 def test_catalogue_is_what_diffusers_exports():
-    """A diffusers release adding or removing a *Scheduler class fails here: update CLASSES (and the README
+    """A diffusers release adding or removing a *Scheduler class fails here: update CLASSES (and docs/coverage.md
     table with `critdiff coverage --variants`)."""
     exported = exported_schedulers()
     assert exported == sorted(CLASSES), {"new": sorted(set(exported) - set(CLASSES)),
@@ -41,12 +41,12 @@ def test_reasons_are_one_line_and_name_catalogued_classes():
 
 
 def _readme_rows() -> dict[str, str]:
-    """Default-config rows of the README coverage table: class -> status cell."""
-    text = README.read_text()
-    start = text.index("### Coverage: every diffusers scheduler class")
+    """Default-config rows of the coverage table (docs/coverage.md): class -> status cell."""
+    text = TABLE.read_text()
+    start = text.index("## Default configurations")
     rows = {}
     for line in text[start:].splitlines()[1:]:
-        if line.startswith("### ") or line.startswith("## "):
+        if line.startswith("## "):
             break
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) > 3 and cells[1] == "default":
@@ -55,7 +55,7 @@ def _readme_rows() -> dict[str, str]:
 
 
 def test_readme_table_accounts_for_every_class():
-    """The README coverage table has one default row per catalogued class: validated (pass / FAIL, with numbers)
+    """The coverage table (docs/coverage.md) has one default row per catalogued class: validated (pass / FAIL, with numbers)
     or not applicable / not covered with the catalogue's reason; no class is left out silently."""
     rows = _readme_rows()
     assert sorted(rows) == sorted(CLASSES), sorted(set(CLASSES) ^ set(rows))
@@ -109,7 +109,7 @@ def test_cosine_dpmsolver_error_stops_at_its_final_denoise():
     """Finding: CosineDPMSolverMultistepScheduler (Stable Audio; SDE-DPM-Solver++, sigma_min = 0.3) does not converge:
     its exact own error stops at the error of the final step x <- D(x, sigma_min) from sigma_min = 0.3 to 0 alone,
     ||c0^2 / (c0 + s^2) - c0|| / ||c0|| (the law at sigma_min being exact): 0.028 / 0.030 at 50 / 100 steps
-    against 0.031 on the critical d = 1, L = 16 field (README coverage table)."""
+    against 0.031 on the critical d = 1, L = 16 field (docs/coverage.md)."""
     f = GaussianField(8, 1, 0.0)
     sched = diffusers.CosineDPMSolverMultistepScheduler()
     c0, s2 = f.c0()[f.mode_mask()], float(sched.config.sigma_min) ** 2
