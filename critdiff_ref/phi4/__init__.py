@@ -1,10 +1,12 @@
 """Lattice phi^4 experiments (THEORY 8): HMC ensembles with honest errors, saved atomically
 (:mod:`.ensemble`), and the ``critdiff phi4`` experiment with a diffusion model and DM-MCMC
-(:mod:`.experiment`).  The target itself is :class:`critdiff_ref.targets.Phi4Lattice`; the
+(:mod:`.experiment`, with train-once DM checkpoints), and the paper's DM-MCMC figures as measured
+tables (:mod:`.figures`: acceptance vs kappa and L, |M| autocorrelation, broken-phase histogram).
+The target itself is :class:`critdiff_ref.targets.Phi4Lattice`; the
 samplers are in :mod:`critdiff_ref.samplers.mcmc` and :mod:`critdiff_ref.samplers.dmmc`.
 """
 
-from . import ensemble, experiment
+from . import ensemble, experiment, figures
 from .ensemble import (
     SAMPLERS,
     EnsembleParams,
@@ -26,6 +28,7 @@ from .experiment import (
 __all__ = [
     "ensemble",
     "experiment",
+    "figures",
     "SAMPLERS",
     "EnsembleParams",
     "generate_ensemble",
