@@ -180,3 +180,12 @@ def test_cli_rejects_an_output_path_that_is_a_file(tmp_path, capsys):
     f.write_text("x")
     assert main(["phi4-figures", "--quick", "--out", str(f), "--quiet"]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_cli_flags_reach_the_config(tmp_path, capsys):
+    out = tmp_path / "figs"
+    assert main(["phi4-figures", "--quick", "--parts", "broken", "--no-plots", "--quiet", "--out", str(out),
+                 "--dm-steps", "5", "--channels", "4", "8", "--dm-batch", "8", "--hmc-traj", "16", "--seed", "2"]) == 0
+    cfg = json.loads((out / "broken.json").read_text())["config"]
+    assert (cfg["dm_steps"], cfg["channels"], cfg["dm_batch"], cfg["hmc_traj"], cfg["seed"]) == (5, [4, 8], 8, 16, 2)
+    assert not (out / "broken.png").exists()

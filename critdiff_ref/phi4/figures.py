@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .. import _io
-from .._args import cli_int, cli_positive_float
+from .._args import cli_device, cli_int, cli_positive_float
 from ..errors import autocorrelation, gamma_method
 from ..targets import Phi4Lattice
 from .ensemble import EnsembleParams, generate_ensemble, summarize_chains
@@ -71,6 +71,7 @@ class FiguresConfig:
     DM: U-Net ``channels``, ``dm_steps`` DSM steps; proposals by ``ode_method`` with ``ode_steps`` steps;
     acceptance runs ``dm_chains x dm_iter`` proposals. Autocorrelation: ``ac_chains`` chains of
     ``ac_updates`` HMC trajectories / Metropolis sweeps each and ``ac_proposals`` DM-MCMC proposals each.
+    ``device``: where the chains and the DM run (``"cuda"`` for the paper's sizes).
     """
 
     L: int = 8
@@ -99,6 +100,7 @@ class FiguresConfig:
     ac_proposals: int = 48
     t_max: int = 20
     seed: int = 0
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         for name, lower in (("L", 2), ("d", 1), ("hmc_chains", 2), ("hmc_traj", 4), ("burn_in", 0), ("n_steps", 1),
@@ -163,7 +165,7 @@ def stationary_acceptance(log_w: torch.Tensor | np.ndarray) -> float:
     w = torch.exp(lw - lw.max())
     ws = torch.sort(w).values
     # sum_{i != j} min(w_i, w_j) = 2 sum_k ws_k (n - 1 - k) over the ascending order (k = 0..n-1)
-    pair_sum = 2.0 * float((ws * (n - 1 - torch.arange(n, dtype=torch.float64))).sum())
+    pair_sum = 2.0 * float((ws * (n - 1 - torch.arange(n, dtype=torch.float64, device=ws.device))).sum())
     return pair_sum / (n * (n - 1)) / float(w.mean())
 
 
@@ -206,7 +208,7 @@ def _checkpoint_path(folder: str | None, cfg: FiguresConfig, L: int, kappa: floa
 
 def _hmc(cfg: FiguresConfig, L: int, kappa: float, *, n_chains: int, n_traj: int, seed: int) -> tuple[torch.Tensor, dict]:
     params = EnsembleParams(L=L, d=cfg.d, kappa=kappa, lam=cfg.lam, sampler="hmc", n_chains=n_chains, n_updates=n_traj,
-                            burn_in=cfg.burn_in, step=cfg.eps, n_steps=cfg.n_steps, seed=seed)
+                            burn_in=cfg.burn_in, step=cfg.eps, n_steps=cfg.n_steps, seed=seed, device=cfg.device)
     t0 = time.perf_counter()
     configs, info = generate_ensemble(params)
     return configs, {**info, "seconds": time.perf_counter() - t0}
@@ -222,7 +224,7 @@ def _model(cfg: FiguresConfig, L: int, kappa: float, checkpoints: str | None, ca
         target = Phi4Lattice(L, cfg.d, kappa, cfg.lam)
         model, _, train = trained_dm(target, configs, checkpoint=_checkpoint_path(checkpoints, cfg, L, kappa),
                                      seed=cfg.seed, channels=cfg.channels, dm_steps=cfg.dm_steps, dm_batch=cfg.dm_batch,
-                                     dm_lr=cfg.dm_lr)
+                                     dm_lr=cfg.dm_lr, device=cfg.device)
         cache[key] = {"target": target, "configs": configs, "hmc": info, "model": model, "train": train}
     return cache[key]
 
@@ -230,7 +232,8 @@ def _model(cfg: FiguresConfig, L: int, kappa: float, checkpoints: str | None, ca
 def _dm_chain(cfg: FiguresConfig, m: dict, *, n_chains: int, n_iter: int) -> tuple[object, float]:
     t0 = time.perf_counter()
     res, _ = run_dm_mcmc(m["target"], m["model"], m["configs"], seed=cfg.seed, ode_steps=cfg.ode_steps,
-                         ode_method=cfg.ode_method, divergence="jacobian", dm_chains=n_chains, dm_iter=n_iter)
+                         ode_method=cfg.ode_method, divergence="jacobian", dm_chains=n_chains, dm_iter=n_iter,
+                         device=cfg.device)
     return res, time.perf_counter() - t0
 
 
@@ -272,7 +275,8 @@ def autocorrelation_table(cfg: FiguresConfig, *, checkpoints: str | None = None,
     if progress:
         print(f"[critdiff] phi4-figures: Metropolis, HMC and DM-MCMC chains at L = {L}, kappa = {kappa:g}", file=sys.stderr)
     met = EnsembleParams(L=L, d=cfg.d, kappa=kappa, lam=cfg.lam, sampler="metropolis", n_chains=cfg.ac_chains,
-                         n_updates=cfg.ac_updates, burn_in=cfg.burn_in, step=cfg.metropolis_step, seed=cfg.seed + 2)
+                         n_updates=cfg.ac_updates, burn_in=cfg.burn_in, step=cfg.metropolis_step, seed=cfg.seed + 2,
+                         device=cfg.device)
     t0 = time.perf_counter()
     met_configs, met_info = generate_ensemble(met)
     dt = time.perf_counter() - t0
@@ -503,7 +507,16 @@ def add_phi4_figures_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--sizes", type=int, nargs="+", default=None, help="L scan at --kappa-critical")
     p.add_argument("--kappa-critical", type=float, default=None, help="kappa of the L scan and the autocorrelation")
     p.add_argument("--kappa-broken", type=float, default=None, help="kappa of the broken-phase histogram")
+    p.add_argument("--channels", type=int, nargs="+", default=None, help="U-Net channels per level")
     p.add_argument("--dm-steps", type=cli_int(1), default=None, help="DSM training steps")
+    p.add_argument("--dm-batch", type=cli_int(1), default=None, help="DSM batch size")
+    p.add_argument("--hmc-chains", type=cli_int(2), default=None, help="HMC chains of each training ensemble")
+    p.add_argument("--hmc-traj", type=cli_int(4), default=None, help="HMC trajectories per chain of each training ensemble")
+    p.add_argument("--eps", type=cli_positive_float, default=None, help="HMC leapfrog step (tuned during burn-in)")
+    p.add_argument("--n-steps", type=cli_int(1), default=None, help="HMC leapfrog steps per trajectory")
+    p.add_argument("--dm-chains", type=cli_int(2), default=None, help="DM-MCMC chains (acceptance, broken phase)")
+    p.add_argument("--ac-chains", type=cli_int(2), default=None, help="chains per sampler (autocorrelation)")
+    p.add_argument("--device", type=cli_device, default=None, help="torch device (cpu, cuda, cuda:N)")
     p.add_argument("--dm-iter", type=cli_int(4), default=None, help="DM-MCMC proposals per chain (acceptance)")
     p.add_argument("--ac-updates", type=cli_int(8), default=None, help="HMC trajectories / Metropolis sweeps per chain")
     p.add_argument("--ac-proposals", type=cli_int(8), default=None, help="DM-MCMC proposals per chain (b, c)")
@@ -517,7 +530,9 @@ def add_phi4_figures_parser(sub) -> argparse.ArgumentParser:
 
 _FLAGS = {"L": "L", "kappas": "kappas", "sizes": "sizes", "kappa_critical": "kappa_critical",
           "kappa_broken": "kappa_broken", "dm_steps": "dm_steps", "dm_iter": "dm_iter", "ac_updates": "ac_updates",
-          "ac_proposals": "ac_proposals", "ode_steps": "ode_steps", "lr": "dm_lr", "seed": "seed"}
+          "ac_proposals": "ac_proposals", "ode_steps": "ode_steps", "lr": "dm_lr", "seed": "seed",
+          "channels": "channels", "dm_batch": "dm_batch", "hmc_chains": "hmc_chains", "hmc_traj": "hmc_traj",
+          "eps": "eps", "n_steps": "n_steps", "dm_chains": "dm_chains", "ac_chains": "ac_chains", "device": "device"}
 
 
 def run_phi4_figures(args: argparse.Namespace) -> int:
@@ -535,5 +550,6 @@ def run_phi4_figures(args: argparse.Namespace) -> int:
 
 def work_phi4_figures(args: argparse.Namespace) -> int:
     """Elements of the largest per-step tensor (for the CPU thread count): a DSM batch of the U-Net."""
-    L = args.L or (QUICK.L if args.quick else FiguresConfig.L)
-    return FiguresConfig.dm_batch * max(FiguresConfig.channels) * L ** FiguresConfig.d
+    base = QUICK if args.quick else FiguresConfig()
+    L = args.L or base.L
+    return (args.dm_batch or base.dm_batch) * max(args.channels or base.channels) * L ** base.d
