@@ -1,12 +1,13 @@
 """Lattice phi^4 experiments (THEORY 8): HMC ensembles with honest errors, saved atomically
 (:mod:`.ensemble`), and the ``critdiff phi4`` experiment with a diffusion model and DM-MCMC
 (:mod:`.experiment`, with train-once DM checkpoints), and the paper's DM-MCMC figures as measured
-tables (:mod:`.figures`: acceptance vs kappa and L, |M| autocorrelation, broken-phase histogram).
+tables (:mod:`.figures`: acceptance vs kappa and L, |M| autocorrelation, broken-phase histogram),
+and the magnetisation cumulants chi_2, g_4, g_6 of HMC, the DM and DM-MCMC (:mod:`.cumulants`, THEORY 6).
 The target itself is :class:`critdiff_ref.targets.Phi4Lattice`; the
 samplers are in :mod:`critdiff_ref.samplers.mcmc` and :mod:`critdiff_ref.samplers.dmmc`.
 """
 
-from . import ensemble, experiment, figures
+from . import cumulants, ensemble, experiment, figures
 from .ensemble import (
     SAMPLERS,
     EnsembleParams,
@@ -26,6 +27,7 @@ from .experiment import (
 )
 
 __all__ = [
+    "cumulants",
     "ensemble",
     "experiment",
     "figures",
