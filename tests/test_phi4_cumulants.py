@@ -219,3 +219,25 @@ def test_critdiff_phi4_cumulants_end_to_end(tmp_path, capsys):
     assert [c["name"] for c in required] == ["DM-MCMC vs HMC"] * 3
     assert rc == (0 if table["passed"] else 1)
     assert table["passed"], required
+
+
+def test_report_table_adds_the_required_checks_of_a_run():
+    """The report's phi4 section hook: a markdown table and one Check per required comparison (DM-MCMC vs
+    HMC at lam > 0), which fail for a planted DM-MCMC chain with a 30 % larger variance."""
+    from critdiff_ref.report.learned import add_phi4_cumulants
+    from critdiff_ref.report.sections import Section
+
+    target = Phi4Lattice(4, 2, 0.2, 0.022)
+    hmc = torch.randn(400, 16, generator=_gen(17), dtype=torch.float64) / 4.0
+    chain = torch.randn(400, 16, generator=_gen(18), dtype=torch.float64) / 4.0
+    dm = torch.randn(3000, generator=_gen(19), dtype=torch.float64) / 4.0
+    for scale, ok in ((1.0, True), (1.3**0.5, False)):
+        sec = Section("phi4", "phi4")
+        arrays = {"M_hmc": hmc, "M_generated": dm, "M_chain": chain * scale}
+        table = add_phi4_cumulants(sec, {"dm": {"arrays": arrays}}, target)
+        assert len(sec.tables) == 1 and "g_4 = V k_4/k_2^2" in sec.tables[0]
+        assert [c.name.split(" (")[0] for c in sec.checks] == ["DM-MCMC vs HMC chi2", "DM-MCMC vs HMC g4",
+                                                               "DM-MCMC vs HMC g6"]
+        assert sec.numbers["magnetisation_cumulants"] is table
+        # same law: every check passes (5 SE); 30 % variance shift: chi_2 off by ~12 SE (as above)
+        assert all(c.passed for c in sec.checks) is ok and sec.checks[0].passed is ok

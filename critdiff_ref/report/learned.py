@@ -8,6 +8,10 @@ training effect on common noise, sampling noise) and the deviation-vs-steps figu
 
 ``critdiff cumulants --process {ve,vp} [--paper] [--checkpoint F] [--json F] [--plot F]``; exit code 1
 when a trained cumulant misses its exact value by more than 4 bootstrap errors plus the measured EM bias.
+
+The lattice phi^4 counterpart ("Table 2": cumulants of the magnetisation from HMC, the phi^4 diffusion model
+and DM-MCMC, :mod:`critdiff_ref.phi4.cumulants`) is presented by :func:`add_phi4_cumulants`, which the
+report's phi4 section calls on its own diffusion-model run (no second training: no extra cost).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import replace
 import numpy as np
 
 from .. import _io
+from ..phi4.cumulants import K_SIGMA, QUANTITIES, phi4_cumulants
 from ..trainers.cumulants import (
     ORDERS,
     PAPER,
@@ -45,6 +50,7 @@ __all__ = [
     "add_cumulants_parser",
     "run_cumulants",
     "section_learned_cumulants",
+    "add_phi4_cumulants",
 ]
 
 # The cumulants paper's Table 1 (mu = 1, s = 0.25): value and bootstrap error per order.
@@ -255,3 +261,40 @@ def section_learned_cumulants(ctx: Context) -> Section:
         sec.numbers[process] = res
     ctx.figure(sec, "em_sweep", lambda plt: draw_sweep(plt, results))
     return sec
+
+
+# -- lattice phi^4: the magnetisation cumulants of the phi4 section's diffusion-model run ("Table 2") ------
+_Q_HEADER = {"chi2": "chi_2 = V k_2", "g4": "g_4 = V k_4/k_2^2", "g6": "g_6 = V^2 k_6/k_2^3"}
+
+
+def add_phi4_cumulants(sec: Section, result: dict, target) -> dict:
+    """Add the magnetisation-cumulant table of a ``run_phi4_experiment(..., train_dm=True, keep_arrays=True)``
+    ``result`` at ``target`` (:func:`critdiff_ref.phi4.cumulants.phi4_cumulants`: chi_2, g_4, g_6 of THEORY 6, 8)
+    to ``sec``: rows exact (when known) / HMC / DM samples / DM-MCMC, the DM rows' deviations in SE, and one
+    :class:`Check` per required comparison (exact samplers within ``K_SIGMA`` combined SE).  Returns the table."""
+    table = phi4_cumulants(result, target, seed=0)
+    rows = []
+    for name, r in table["rows"].items():
+        if r is None:
+            continue
+        rows.append([name, str(r.get("n_configs", "")), r.get("errors", "exact")]
+                    + [_fmt(r[q], r.get(f"{q}_err")) for q in QUANTITIES])
+    z = {(c["name"], c["quantity"]): c["z"] for c in table["checks"]}
+    devs = "; ".join(f"{name} vs HMC: " + ", ".join(f"{q} {z[(f'{name} vs HMC', q)]:+.1f}" for q in QUANTITIES)
+                     for name in ("DM", "DM-MCMC") if (f"{name} vs HMC", "chi2") in z)
+    sec.tables.append(
+        f"Magnetisation cumulants (issue 23, Table 2) at L = {target.L}, kappa = {target.kappa:g}, lam = {target.lam:g}"
+        " of the same run: M = (1/V) sum_x phi_x, k_n its k-statistics (THEORY 6), V-scaled to be intensive"
+        " (THEORY 8; g_4 = -3 V U_L at <M> = 0). Errors: bootstrap over the independent DM samples, jackknife over"
+        f" independent chains (HMC, DM-MCMC). Deviations in combined SE: {devs}"
+        + ("" if table["rows"]["exact"] is not None else "; no exact values at lam > 0, kappa > 0") + ".\n\n"
+        + _md_table(["sampler", "N", "errors"] + [_Q_HEADER[q] for q in QUANTITIES], rows))
+    for c in table["checks"]:
+        if c["required"]:
+            # exact samplers (HMC; DM-MCMC with the exact log q) must agree: K_SIGMA = 5 combined SE, the
+            # chain-jackknife errors having R - 1 dof (module comment of critdiff_ref.phi4.cumulants)
+            sec.checks.append(Check(f"{c['name']} {c['quantity']} (L={target.L}, magnetisation cumulants)",
+                                    c["measured"], c["reference"], c["tolerance"],
+                                    f"THEORY 8: exact samplers agree; {K_SIGMA:g} combined SE (THEORY 6 k-statistics)"))
+    sec.numbers["magnetisation_cumulants"] = table
+    return table

@@ -272,6 +272,11 @@ def _phi4_diffusion(ctx: Context, sec: Section) -> None:
     err = math.hypot(dm["dm_mcmc"]["chi2_err"], r["chi2_err"])
     sec.checks.append(Check(f"DM-MCMC chi_2 check resolution (L={L}): (4 + 1.645) SE / chi_2", 5.645 * err / r["chi2"],
                             0.0, 0.5, "issue 17: a 50 % chi_2 bias fails the check with >= 95 % power"))
+    # issue 23 ("Table 2"): chi_2, g_4, g_6 of M from HMC, the DM samples and DM-MCMC of this same run
+    from ..targets import Phi4Lattice
+    from .learned import add_phi4_cumulants
+
+    add_phi4_cumulants(sec, {**r, "dm": {**dm, "arrays": arrays}}, Phi4Lattice(L, 2, 0.2, 0.022))  # issue 23
 
     def draw(plt):
         fig, ax = plt.subplots(1, 2, figsize=(10, 4))
