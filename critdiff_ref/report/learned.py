@@ -286,10 +286,10 @@ def add_phi4_cumulants(sec: Section, result: dict, target) -> dict:
         f"Magnetisation cumulants (issue 23, Table 2) at L = {target.L}, kappa = {target.kappa:g}, lam = {target.lam:g}"
         " of the same run: M = (1/V) sum_x phi_x, k_n its k-statistics (THEORY 6), V-scaled to be intensive"
         " (THEORY 8; g_4 = -3 V U_L at <M> = 0). Errors: bootstrap over the independent DM samples, jackknife over"
-        f" independent chains (HMC, DM-MCMC). Deviations in combined SE: {devs}"
+        f" independent chains (HMC, DM-MCMC; log q: {table['divergence']}). Deviations in combined SE: {devs}"
         + ("" if table["rows"]["exact"] is not None else "; no exact values at lam > 0, kappa > 0") + ".\n\n"
         + _md_table(["sampler", "N", "errors"] + [_Q_HEADER[q] for q in QUANTITIES], rows))
-    for c in table["checks"]:
+    for c in table["checks"]:  # with a Hutchinson log q DM-MCMC is approximate and its checks informative only
         if c["required"]:
             # exact samplers (HMC; DM-MCMC with the exact log q) must agree: K_SIGMA = 5 combined SE, the
             # chain-jackknife errors having R - 1 dof (module comment of critdiff_ref.phi4.cumulants)
