@@ -14,6 +14,10 @@ What is exact and what is not (THEORY 8, "Exactness"):
   the density of the proposal as generated, so the chain targets ``p`` exactly for any step count and
   any score.  Cost ``~ V`` backward passes through the sampler per proposal (measured against V in
   ``BENCHMARKS.md``).
+- ``log_q="stepwise"`` (EXACT): the same density by the chain rule, step by step
+  (:func:`~critdiff_ref.samplers.likelihood.stepwise_flow_log_density`), for a score with a cheap exact
+  Jacobian ``score.score_jacobian(x, t)`` (e.g. :class:`~critdiff_ref.trainers.fourier_local.FourierLocalScore`):
+  no backward pass through the sampler, ``O(steps V^3)`` per proposal.
 - ``log_q="exact"``: the ODE-integrated log q with the exact divergence; exact only up to the ODE
   discretisation error ``O(h^p)`` of the method (small, not zero).
 - ``log_q="hutchinson"`` (APPROXIMATE): the ODE-integrated log q with a Hutchinson divergence; the
@@ -41,6 +45,7 @@ from .likelihood import (
     Score,
     flow_jacobian_log_density,
     pf_sample,
+    stepwise_flow_log_density,
 )
 from .mcmc._chains import Action, _count
 
@@ -51,7 +56,7 @@ __all__ = [
     "dm_mcmc",
 ]
 
-LOG_Q = DIVERGENCES + ("jacobian",)
+LOG_Q = DIVERGENCES + ("jacobian", "stepwise")
 
 
 # -- independence Metropolis -------------------------------------------------------------------------
@@ -158,7 +163,8 @@ def dm_mcmc(
 
     ``n_chains x n_iter`` proposals (iid, generated in batches of ``batch_size``) with ``log q`` from
     ``log_q``: ``"jacobian"`` (EXACT density of the discretised flow; ``chunk`` Jacobian rows per vmapped
-    backward pass, default capped by ``likelihood.MAX_CHUNK_ELEMENTS``), ``"exact"`` (ODE-integrated,
+    backward pass, default capped by ``likelihood.MAX_CHUNK_ELEMENTS``), ``"stepwise"`` (EXACT, the same
+    density by the chain rule; needs ``score.score_jacobian``), ``"exact"`` (ODE-integrated,
     exact divergence: exact up to ``O(h^p)``) or ``"hutchinson"`` (APPROXIMATE; see module docstring);
     accept with ``min(1, q(old) p(new) / (p(old) q(new)))``. Keeps every ``thin``-th state after ``burn_in``.
     """
@@ -166,6 +172,8 @@ def dm_mcmc(
         raise TypeError(f"target must have action(phi), got {type(target).__name__}")
     if log_q not in LOG_Q:
         raise ValueError(f"log_q must be one of {LOG_Q}, got log_q={log_q!r}")
+    if log_q == "stepwise" and not callable(getattr(score, "score_jacobian", None)):
+        raise TypeError(f"log_q='stepwise' needs a score with score_jacobian(x, t) -> (s, J), got {type(score).__name__}")
     n_chains, n_iter = _count("n_chains", n_chains, 1), _count("n_iter", n_iter, 1)
     burn_in, thin, batch_size = _count("burn_in", burn_in, 0), _count("thin", thin, 1), _count("batch_size", batch_size, 1)
     if burn_in >= n_iter:
@@ -178,6 +186,10 @@ def dm_mcmc(
             xT = prior.sample(b, generator, dtype=dtype, device=device)
             x, lq = flow_jacobian_log_density(score, process, xT, prior, steps=steps, method=method, grid=grid,
                                               t_min=t_min, chunk=chunk)
+        elif log_q == "stepwise":
+            xT = prior.sample(b, generator, dtype=dtype, device=device)
+            x, lq = stepwise_flow_log_density(score, process, xT, prior, steps=steps, method=method, grid=grid,
+                                              t_min=t_min)
         else:
             x, lq = pf_sample(score, process, b, prior, steps=steps, method=method, grid=grid, t_min=t_min,
                               divergence=log_q, n_probes=n_probes, control_variate=control_variate, generator=generator,

@@ -4,11 +4,13 @@
 - ``steps``: deterministic steps to accuracy (:func:`steps_to_accuracy`, the stable entry point).
 - ``experiment``: the one-layer vs two-layer vs local table and the ``critdiff train`` sub-command.
 - ``dsm``: neural denoising score matching (import the module: ``from critdiff_ref.trainers import dsm``).
+- ``fourier_local``: :class:`~.fourier_local.FourierLocalScore`, Fourier (Gaussian) + local CNN score with an exact,
+  cheap Jacobian (circulant + coloured JVPs) for the stepwise exact DM-MCMC log q (THEORY 8; import the module).
 - ``mlp``: :class:`ScoreMLP`, a fully connected score network for 1-D / low-dimensional targets (THEORY 6).
 - ``cumulants``: the learned-cumulants experiment (trained MLP vs exact cumulants, THEORY 6; import the module).
 """
 
-from . import cumulants, dsm
+from . import cumulants, dsm, fourier_local
 from .mlp import ScoreMLP
 from .experiment import (
     ScalingTable,
@@ -45,6 +47,7 @@ from .steps import (
 __all__ = [
     "cumulants",
     "dsm",
+    "fourier_local",
     "ScoreMLP",
     "ARCHS",
     "LocalScoreNet",

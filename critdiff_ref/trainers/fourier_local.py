@@ -1,0 +1,224 @@
+"""Fourier + local score network with an exact, cheap Jacobian (THEORY 1, 2, 5, 8; issue 17).
+
+``s_theta(x, t) = F^-1[K_t(k) F[x]] + s_loc(x, t)``:
+
+- Gaussian part (THEORY 2): a translation-invariant linear map, ``K_t(k) = -1 / (a(t)^2 c_theta(t, k) + Xi(t))``
+  with learned mode variances ``c_theta(t, k) = data_std^2 exp(MLP(emb(t), khat^2 / 4d))`` (the exact score of
+  a Gaussian field has this form with ``c_theta = c0(k)``); it carries the long-range correlations.
+- Local part (THEORY 5): ``s_loc = c_out(t) eps(c_in(t) x, t)``, ``c_in = 1/sqrt(a^2 data_std^2 + Xi)``,
+  ``c_out = a / (a^2 data_std^2 + Xi)``, ``eps`` a time-conditioned periodic CNN of receptive radius ``r``
+  (``radius`` stacked 3^d convolutions, then site-wise 1x1 layers; ``radius = 0``: a site-wise MLP of
+  ``(phi_x, t)``); odd-symmetrised when ``odd`` (phi^4's Z2: ``s(-x) = -s(x)``).  No normalisation
+  layers: the output at ``x`` depends on ``phi`` within lattice distance ``r`` (per axis) only.
+
+Jacobian (:meth:`FourierLocalScore.score_jacobian`), exact to rounding:
+``J = circ(k_t) + J_loc`` with the circulant's kernel ``k_t(r) = V^-1 sum_k K_t(k) e^{ikr}`` and
+``J_loc[i, j] = 0`` unless ``|i - j|_mu <= r`` on every axis (periodic).  ``J_loc`` is read off ``m^d``
+forward-mode products ``J_loc v_c`` with the colourings ``v_c = 1[x mod m = c]``, ``m`` the smallest divisor
+of ``L`` with ``m >= min(2r + 1, L)``: two sites of one colour are ``>= m > 2r`` apart on some axis, so each
+product holds exactly one nonzero of each row's ``(2r+1)^d`` window (no aliasing).  Cost ``m^d`` JVPs
+(``r = 1``: 16 for L = 4, 8, 16, 32 in d = 2) instead of ``V`` backward passes.
+
+Trained by :func:`critdiff_ref.trainers.dsm.train_dsm` like :class:`~critdiff_ref.trainers.dsm.ScoreUNet`
+(``model(x, t)`` with ``t`` a float or ``(batch,)``).  Shapes: ``x`` ``(batch, *lattice)``; ``J`` ``(batch, V, V)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .. import lattice
+from ..processes import Process
+from .dsm import GaussianFourierFeatures, _positive_float, _positive_int
+
+__all__ = ["FourierLocalScore", "colouring_modulus"]
+
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+
+
+def colouring_modulus(L: int, radius: int) -> int:
+    """The smallest divisor ``m`` of ``L`` with ``m >= min(2 radius + 1, L)``: colours ``x mod m`` per axis
+    never put two sites of one ``(2 radius + 1)``-window in one colour (module docstring)."""
+    L, radius = _positive_int("L", L), _positive_int("radius", radius, 0)
+    need = min(2 * radius + 1, L)
+    return next(m for m in range(need, L + 1) if L % m == 0)
+
+
+class FourierLocalScore(nn.Module):
+    """``s_theta(x, t) = F^-1[K_t F[x]] + c_out eps(c_in x, t)`` (module docstring) on ``(Z_L)^d``, d = 1, 2, 3.
+
+    ``radius``: receptive radius of the local CNN (0, 1, 2, ...); ``channels`` its width; ``depth`` its
+    site-wise layers after the convolutions; ``kernel_hidden`` the width of the mode-variance MLP.
+    """
+
+    def __init__(
+        self,
+        L: int,
+        d: int,
+        process: Process,
+        *,
+        radius: int = 1,
+        channels: int = 16,
+        depth: int = 2,
+        embed_dim: int = 16,
+        kernel_hidden: int = 32,
+        fourier_scale: float = 4.0,
+        data_std: float = 1.0,
+        odd: bool = True,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+    ):
+        super().__init__()
+        lattice.check_lattice(L, d)
+        if d not in _CONV:
+            raise ValueError(f"d must be 1, 2 or 3 for the convolutional local part, got d={d}")
+        if not isinstance(odd, bool):
+            raise TypeError(f"odd must be a bool, got {odd!r}")
+        self.L, self.d, self.process, self.odd = L, d, process, odd
+        self.radius = _positive_int("radius", radius, 0)
+        channels, depth = _positive_int("channels", channels), _positive_int("depth", depth)
+        embed_dim, kernel_hidden = _positive_int("embed_dim", embed_dim, 2), _positive_int("kernel_hidden", kernel_hidden)
+        self.data_std = _positive_float("data_std", data_std)
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator)) if generator is not None else None
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            conv = _CONV[d]
+            self.time = GaussianFourierFeatures(embed_dim, fourier_scale, float(process.T), generator=generator)
+            self.time_mlp = nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim))
+            self.kernel_mlp = nn.Sequential(nn.Linear(embed_dim + 1, kernel_hidden), nn.SiLU(),
+                                            nn.Linear(kernel_hidden, kernel_hidden), nn.SiLU(), nn.Linear(kernel_hidden, 1))
+            nn.init.zeros_(self.kernel_mlp[-1].weight)  # start at c_theta = data_std^2 (white)
+            nn.init.zeros_(self.kernel_mlp[-1].bias)
+            # radius 3^d convolutions (radius 0: one 1x1), then depth - 1 hidden 1x1 layers and a 1x1 output
+            n_conv = max(self.radius, 1)
+            k = 3 if self.radius else 1
+            self.convs = nn.ModuleList([conv(1 if i == 0 else channels, channels, k, padding=k // 2, padding_mode="circular")
+                                        for i in range(n_conv)])
+            self.pointwise = nn.ModuleList([conv(channels, channels, 1) for _ in range(depth - 1)])
+            self.emb = nn.ModuleList([nn.Linear(embed_dim, channels) for _ in range(n_conv + depth - 1)])
+            self.out = conv(channels, 1, 1)
+        khat2 = lattice.khat2(L, d) / (4.0 * d)
+        self.register_buffer("khat2", khat2)
+        self.to(dtype)
+        self._index_cache: dict = {}
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.out.weight.dtype
+
+    # -- the pieces -------------------------------------------------------------------------------
+    def _times(self, x: torch.Tensor, t) -> torch.Tensor:
+        tt = torch.as_tensor(t, dtype=torch.float64, device=x.device)
+        if tt.ndim == 0:
+            tt = tt.expand(x.shape[0])
+        if tt.shape != (x.shape[0],):
+            raise ValueError(f"t must be a float or a tensor of shape (batch,) = ({x.shape[0]},), got {tuple(tt.shape)}")
+        if bool((self.process.Xi(tt) <= 0).any()):
+            raise ValueError("t must be > 0 (Xi(t) > 0) for a noise-conditional score")
+        return tt
+
+    def _check_x(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError("x must be a floating torch.Tensor of shape (batch, *lattice)")
+        if tuple(x.shape[1:]) != (self.L,) * self.d:
+            raise ValueError(f"x must have shape (batch, {', '.join([str(self.L)] * self.d)}), got {tuple(x.shape)}")
+
+    def score_kernel(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``K_t(k) = -1 / (a^2 c_theta(t, k) + Xi)`` for times ``t`` ``(batch,)``: ``(batch, *lattice)`` in ``dtype``."""
+        emb = self.time_mlp(self.time(t.to(self.dtype)))  # (B, E)
+        B, V = emb.shape[0], self.khat2.numel()
+        feats = torch.cat([emb.unsqueeze(1).expand(B, V, emb.shape[1]),
+                           self.khat2.reshape(1, V, 1).expand(B, V, 1).to(emb.dtype)], dim=-1)
+        log_c = self.kernel_mlp(feats).squeeze(-1).to(dtype)  # (B, V)
+        a, Xi = self.process.a(t).to(dtype).reshape(B, 1), self.process.Xi(t).to(dtype).reshape(B, 1)
+        K = -1.0 / (a * a * self.data_std**2 * torch.exp(log_c) + Xi)
+        return K.reshape(B, *self.khat2.shape)
+
+    def _eps(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        shape = (*emb.shape[:1], -1) + (1,) * self.d
+        h = h.unsqueeze(1)
+        layers = list(self.convs) + list(self.pointwise)
+        for i, layer in enumerate(layers):
+            h = layer(h if i == 0 else F.silu(h)) + self.emb[i](emb).reshape(shape)
+        return self.out(F.silu(h)).squeeze(1)
+
+    def local_score(self, x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+        """``s_loc(x, t) = c_out eps(c_in x, t)`` (odd-symmetrised if ``odd``), times ``tt`` ``(batch,)``."""
+        a, Xi = self.process.a(tt), self.process.Xi(tt)
+        shape = (-1,) + (1,) * self.d
+        var = a * a * self.data_std**2 + Xi
+        c_in, c_out = (1.0 / torch.sqrt(var)).reshape(shape), (a / var).reshape(shape)
+        xin = (c_in.to(x.dtype) * x).to(self.dtype)
+        emb = self.time_mlp(self.time(tt.to(self.dtype)))
+        if self.odd:
+            both = self._eps(torch.cat([xin, -xin]), torch.cat([emb, emb]))
+            eps = 0.5 * (both[: x.shape[0]] - both[x.shape[0]:])
+        else:
+            eps = self._eps(xin, emb)
+        return c_out.to(x.dtype) * eps.to(x.dtype)
+
+    def forward(self, x: torch.Tensor, t) -> torch.Tensor:
+        """``s_theta(x, t)``, shape/dtype of ``x``; ``t`` a float or ``(batch,)``."""
+        self._check_x(x)
+        tt = self._times(x, t)
+        K = self.score_kernel(tt, x.dtype)
+        gauss = lattice.ifft(lattice.fft(x, self.d) * K, self.d).real
+        return gauss + self.local_score(x, tt)
+
+    # -- the exact Jacobian --------------------------------------------------------------------------
+    def _indices(self, m: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(diff (V, V), colours (m^d, *lattice), window_j (W, V), window_colour (W, V))`` for modulus ``m``."""
+        key = (m, str(device))
+        if key not in self._index_cache:
+            L, d, r = self.L, self.d, self.radius
+            coords = torch.stack(torch.meshgrid(*[torch.arange(L, device=device)] * d, indexing="ij"), -1).reshape(-1, d)
+            weights = torch.tensor([L ** (d - 1 - mu) for mu in range(d)], device=device)
+            diff = (((coords[:, None, :] - coords[None, :, :]) % L) * weights).sum(-1)  # flat index of (i - j) mod L
+            colour_of = ((coords % m) * torch.tensor([m ** (d - 1 - mu) for mu in range(d)], device=device)).sum(-1)
+            colours = (colour_of[None, :] == torch.arange(m**d, device=device)[:, None]).reshape(m**d, *(L,) * d)
+            offsets = sorted({tuple(o % L for o in off) for off in itertools.product(range(-r, r + 1), repeat=d)})
+            js, cs = [], []
+            for off in offsets:
+                j = (coords + torch.tensor(off, device=device)) % L
+                js.append((j * weights).sum(-1))
+                cs.append(colour_of[js[-1]])
+            self._index_cache[key] = (diff, colours, torch.stack(js), torch.stack(cs))
+        return self._index_cache[key]
+
+    def score_jacobian(self, x: torch.Tensor, t, *, modulus: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(s_theta(x, t), J)`` with ``J[b, i, j] = d s_i / d x_j`` ``(batch, V, V)``, exact to rounding.
+
+        ``J = circ(k_t) + J_loc`` (module docstring): the circulant from ``K_t``'s inverse FFT, ``J_loc``
+        from ``m^d`` coloured forward-mode JVPs.  ``modulus``: the colouring ``m`` (default
+        :func:`colouring_modulus`; a divisor of ``L``; one below ``min(2r+1, L)`` aliases, i.e. is wrong).
+        """
+        from torch.func import jvp
+
+        self._check_x(x)
+        m = colouring_modulus(self.L, self.radius) if modulus is None else _positive_int("modulus", modulus)
+        if self.L % m:
+            raise ValueError(f"modulus must divide L = {self.L}, got modulus={m}")
+        tt = self._times(x, t)
+        B, V, n_col = x.shape[0], self.khat2.numel(), m**self.d
+        diff, colours, window_j, window_c = self._indices(m, x.device)
+        x = x.detach()
+        with torch.no_grad():
+            s = self(x, tt)
+            kernel = torch.fft.ifftn(self.score_kernel(tt, x.dtype), dim=lattice.lattice_dims(self.d)).real
+            J = kernel.reshape(B, V)[:, diff]  # circulant: J[i, j] = k_t(i - j)
+        tangents = colours.to(x.dtype).unsqueeze(1).expand(n_col, B, *x.shape[1:]).reshape(n_col * B, *x.shape[1:])
+        x_rep = x.unsqueeze(0).expand(n_col, *x.shape).reshape(n_col * B, *x.shape[1:])
+        t_rep = tt.unsqueeze(0).expand(n_col, B).reshape(-1)
+        with torch.no_grad():
+            _, Jv = jvp(lambda y: self.local_score(y, t_rep), (x_rep,), (tangents,))
+        Jv = Jv.reshape(n_col, B, V)  # Jv[c, b, i] = sum_{j of colour c} J_loc[b, i, j]
+        rows = torch.arange(V, device=x.device)
+        for j, c in zip(window_j, window_c):  # one window offset at a time: J_loc[b, i, i + off]
+            J[:, rows, j] += Jv[c, :, rows].transpose(0, 1)
+        return s.detach(), J
