@@ -238,85 +238,114 @@ def check_numpy_baseline(L: int = 6, chains: int = 3) -> None:
         raise AssertionError("benchmarks.numpy_hmc is not the library's HMC trajectory")
 
 
-def compare_with_numpy(L: int, chains: int, dtype: str = "float64", repeats: int = 3) -> dict:
+def compare_with_numpy(L: int, chains: int, dtype: str = "float64", repeats: int = 3, work: int = VS_WORK) -> dict:
     """Trajectories/s of numpy, the library's eager and compiled (default long-run) paths, interleaved
-    (best of ``repeats`` rounds, each round numpy, eager, compiled), the compile seconds of this process
-    (0 when built before in it), and the compiled run's fraction of the copy roofline."""
+    (best of ``repeats`` rounds, each round numpy, eager, compiled, then a copy for the roofline), the
+    compile seconds of this process (0 when built before in it), and the compiled run's fraction of the
+    copy roofline measured in the same rounds (a shared machine's bandwidth drifts with its load).
+    ``work``: site-trajectories per timed run (at least 8 trajectories)."""
     dt = {"float32": torch.float32, "float64": torch.float64}[dtype]
     target = Phi4Lattice(L, 2, VS_KAPPA, VS_LAM)
     phi = _vs_start(L, chains, dt)
-    n_traj = max(8, VS_WORK // (chains * L * L))  # >= 8: the first trajectory's layout copy amortised
+    n_traj = max(8, work // (chains * L * L))  # >= 8: the first trajectory's layout copy amortised
     t0 = time.perf_counter()
     _library_run(target, phi, 1, True)  # builds the compiled trajectory (or loads it from the caches)
     compile_seconds = time.perf_counter() - t0
+    src = torch.ones(COPY_BYTES // 4, dtype=torch.float32)
+    dst = torch.empty_like(src)
     runs = {"numpy": lambda: _numpy_run(phi.numpy(), n_traj),
             "eager": lambda: _library_run(target, phi, n_traj, False),
-            "compiled": lambda: _library_run(target, phi, n_traj, True)}
+            "compiled": lambda: _library_run(target, phi, n_traj, True),
+            "copy": lambda: [dst.copy_(src) for _ in range(COPY_REPEATS)]}
     best = {name: float("inf") for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
             t0 = time.perf_counter()
             run()
             best[name] = min(best[name], time.perf_counter() - t0)
-    rate = {name: n_traj / seconds for name, seconds in best.items()}
+    rate = {name: n_traj / best[name] for name in ("numpy", "eager", "compiled")}
+    bandwidth = 2 * COPY_BYTES * COPY_REPEATS / best["copy"]  # one read and one write per byte copied
     site_bytes = chains * L * L * phi.element_size()
-    roofline = VS_STEPS * 4 * site_bytes * rate["compiled"] / copy_bandwidth("cpu")
+    roofline = VS_STEPS * 4 * site_bytes * rate["compiled"] / bandwidth
     return {"numpy": rate["numpy"], "eager": rate["eager"], "compiled": rate["compiled"],
             "compiled/numpy": rate["compiled"] / rate["numpy"], "eager/numpy": rate["eager"] / rate["numpy"],
-            "roofline": roofline, "compile_s": compile_seconds, "n_traj": n_traj}
+            "roofline": roofline, "copy_GBps": bandwidth / 1e9, "compile_s": compile_seconds, "n_traj": n_traj}
+
+
+COPY_BYTES, COPY_REPEATS = 2**26, 4  # the roofline copy: 64 MiB, as benchmarks.common.copy_bandwidth
+
+
+def vs_grid() -> list[tuple[int, int, str]]:
+    """The (L, chains, dtype) points of :class:`HMCVersusNumpy` under :data:`VS_SITES_CAP`."""
+    return [(L, c, dt) for dt in HMCVersusNumpy.params[2] for L in HMCVersusNumpy.params[0]
+            for c in HMCVersusNumpy.params[1] if c * L * L <= VS_SITES_CAP]
 
 
 class HMCVersusNumpy:
     """Issue 22: HMC trajectories/s of the library (default long-run path: compiled whole trajectory;
     eager path) and of a plain numpy HMC, interleaved in one process, d = 2, eps 0.1 x 10 steps, CPU;
-    the compiled run's fraction of the copy roofline (10 steps x 4 itemsizes per site per trajectory)."""
+    the compiled run's fraction of the copy roofline (10 steps x 4 itemsizes per site per trajectory).
+    The whole grid is measured once (``setup_cache``, one process: the compiled programs are built once)
+    and every ``track_`` reads it."""
 
     params = ([16, 32, 64, 128, 256], [1, 4, 16, 64], ["float64", "float32"])
     param_names = ["L", "chains", "dtype"]
     version = VERSION
     timeout = 900
 
-    def setup(self, L, chains, dtype):
-        if chains * L * L > VS_SITES_CAP:
-            raise NotImplementedError(f"chains * L^2 = {chains * L * L} over the cap {VS_SITES_CAP}")
+    @staticmethod
+    def measure(points, work: int = VS_WORK) -> dict:
+        """``{(L, chains, dtype): compare_with_numpy(...)}`` for ``points`` ({} without a C++ compiler)."""
+        torch.set_num_threads(1)
         try:
             require_compiler("cpu")
-        except RuntimeError as exc:
-            raise NotImplementedError(str(exc)) from exc
+        except RuntimeError:
+            return {}
         check_numpy_baseline()
-        self.figures = compare_with_numpy(L, chains, dtype)
+        return {tuple(point): compare_with_numpy(*point, work=work) for point in points}
 
-    def track_numpy_trajectories_per_second(self, L, chains, dtype):
+    def setup_cache(self):
+        return self.measure(vs_grid())
+
+    setup_cache.timeout = 3600
+
+    def setup(self, figures, L, chains, dtype):
+        if (L, chains, dtype) not in figures:
+            raise NotImplementedError(f"not measured: chains * L^2 = {chains * L * L} over the cap {VS_SITES_CAP},"
+                                      " or no C++ compiler")
+        self.figures = figures[(L, chains, dtype)]
+
+    def track_numpy_trajectories_per_second(self, figures, L, chains, dtype):
         return self.figures["numpy"]
 
     track_numpy_trajectories_per_second.unit = "trajectories/s"
 
-    def track_library_trajectories_per_second(self, L, chains, dtype):
+    def track_library_trajectories_per_second(self, figures, L, chains, dtype):
         return self.figures["compiled"]
 
     track_library_trajectories_per_second.unit = "trajectories/s"
 
-    def track_library_eager_trajectories_per_second(self, L, chains, dtype):
+    def track_library_eager_trajectories_per_second(self, figures, L, chains, dtype):
         return self.figures["eager"]
 
     track_library_eager_trajectories_per_second.unit = "trajectories/s"
 
-    def track_library_over_numpy(self, L, chains, dtype):
+    def track_library_over_numpy(self, figures, L, chains, dtype):
         return self.figures["compiled/numpy"]
 
     track_library_over_numpy.unit = "ratio"
 
-    def track_eager_over_numpy(self, L, chains, dtype):
+    def track_eager_over_numpy(self, figures, L, chains, dtype):
         return self.figures["eager/numpy"]
 
     track_eager_over_numpy.unit = "ratio"
 
-    def track_library_roofline_fraction(self, L, chains, dtype):
+    def track_library_roofline_fraction(self, figures, L, chains, dtype):
         return self.figures["roofline"]
 
     track_library_roofline_fraction.unit = "fraction of copy bandwidth"
 
-    def track_compile_seconds(self, L, chains, dtype):
+    def track_compile_seconds(self, figures, L, chains, dtype):
         return self.figures["compile_s"]
 
     track_compile_seconds.unit = "s"
@@ -374,15 +403,12 @@ if __name__ == "__main__":  # python -m benchmarks.bench_mcmc [dtype]: the issue
     torch.set_num_threads(1)
     check_numpy_baseline()
     dtype = sys.argv[1] if len(sys.argv) > 1 else "float64"
-    print(f"| L | chains | numpy traj/s | eager traj/s | compiled traj/s | compiled/numpy | eager/numpy | roofline | compile s |  ({dtype}, 1 thread)")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for L in (16, 32, 64, 128, 256):
-        for chains in (1, 4, 16, 64):
-            if chains * L * L > VS_SITES_CAP:
-                continue
-            f = compare_with_numpy(L, chains, dtype)
-            print(f"| {L} | {chains} | {f['numpy']:.0f} | {f['eager']:.0f} | {f['compiled']:.0f} | {f['compiled/numpy']:.2f}"
-                  f" | {f['eager/numpy']:.2f} | {f['roofline']:.2f} | {f['compile_s']:.1f} |", flush=True)
+    print(f"| L | chains | numpy traj/s | eager traj/s | compiled traj/s | compiled/numpy | eager/numpy | roofline | copy GB/s | compile s |  ({dtype}, 1 thread)")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for L, chains, _ in (point for point in vs_grid() if point[2] == dtype):
+        f = compare_with_numpy(L, chains, dtype)
+        print(f"| {L} | {chains} | {f['numpy']:.0f} | {f['eager']:.0f} | {f['compiled']:.0f} | {f['compiled/numpy']:.2f}"
+              f" | {f['eager/numpy']:.2f} | {f['roofline']:.2f} | {f['copy_GBps']:.1f} | {f['compile_s']:.1f} |", flush=True)
 
 
 class DiffusionMCMCExactLogQ:
