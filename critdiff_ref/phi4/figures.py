@@ -433,10 +433,10 @@ def _plot(part: str, result: dict, path: str) -> None:
             rho = np.asarray(r["rho"])
             t = np.arange(rho.size)
             axes[0].plot(t, rho, "o-", ms=3, label=f"{_NAMES[name]} (t in {r['unit']})")
-            axes[1].plot(t * r["seconds_per_update"], rho, "o-", ms=3, label=_NAMES[name])
+            axes[1].plot(t[1:] * r["seconds_per_update"], rho[1:], "o-", ms=3, label=_NAMES[name])
         axes[0].set_xlabel("t (updates: sweeps / trajectories / proposals)")
-        axes[1].set_xlabel("t (CPU seconds per chain)")
-        axes[1].set_xscale("symlog", linthresh=1e-3)
+        axes[1].set_xlabel("t x (CPU seconds per update of one chain)")
+        axes[1].set_xscale("log")
         for ax in axes:
             ax.axhline(0, color="k", lw=0.5)
             ax.set_ylabel("rho_|M|(t)")
