@@ -38,7 +38,6 @@ from .dsm import GaussianFourierFeatures, _positive_float, _positive_int
 
 __all__ = ["FourierLocalScore", "colouring_modulus"]
 
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
 
 def colouring_modulus(L: int, radius: int) -> int:
@@ -75,7 +74,7 @@ class FourierLocalScore(nn.Module):
     ):
         super().__init__()
         lattice.check_lattice(L, d)
-        if d not in _CONV:
+        if d not in (1, 2, 3):
             raise ValueError(f"d must be 1, 2 or 3 for the convolutional local part, got d={d}")
         if not isinstance(odd, bool):
             raise TypeError(f"odd must be a bool, got {odd!r}")
@@ -88,21 +87,21 @@ class FourierLocalScore(nn.Module):
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
-            conv = _CONV[d]
             self.time = GaussianFourierFeatures(embed_dim, fourier_scale, float(process.T), generator=generator)
             self.time_mlp = nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim))
             self.kernel_mlp = nn.Sequential(nn.Linear(embed_dim + 1, kernel_hidden), nn.SiLU(),
                                             nn.Linear(kernel_hidden, kernel_hidden), nn.SiLU(), nn.Linear(kernel_hidden, 1))
             nn.init.zeros_(self.kernel_mlp[-1].weight)  # start at c_theta = data_std^2 (white)
             nn.init.zeros_(self.kernel_mlp[-1].bias)
-            # radius 3^d convolutions (radius 0: one 1x1), then depth - 1 hidden 1x1 layers and a 1x1 output
+            # radius periodic 3^d convolutions (radius 0: one site-wise layer), then depth - 1 hidden site-wise
+            # layers and a site-wise output; channels last, a convolution = Linear over the 3^d rolled copies
             n_conv = max(self.radius, 1)
-            k = 3 if self.radius else 1
-            self.convs = nn.ModuleList([conv(1 if i == 0 else channels, channels, k, padding=k // 2, padding_mode="circular")
-                                        for i in range(n_conv)])
-            self.pointwise = nn.ModuleList([conv(channels, channels, 1) for _ in range(depth - 1)])
+            taps = 3**d if self.radius else 1
+            self.convs = nn.ModuleList([nn.Linear(taps * (1 if i == 0 else channels), channels) for i in range(n_conv)])
+            self.pointwise = nn.ModuleList([nn.Linear(channels, channels) for _ in range(depth - 1)])
             self.emb = nn.ModuleList([nn.Linear(embed_dim, channels) for _ in range(n_conv + depth - 1)])
-            self.out = conv(channels, 1, 1)
+            self.out = nn.Linear(channels, 1)
+        self._offsets = list(itertools.product((-1, 0, 1), repeat=d)) if self.radius else [(0,) * d]
         khat2 = lattice.khat2(L, d) / (4.0 * d)
         self.register_buffer("khat2", khat2)
         self.to(dtype)
@@ -140,13 +139,41 @@ class FourierLocalScore(nn.Module):
         K = -1.0 / (a * a * self.data_std**2 * torch.exp(log_c) + Xi)
         return K.reshape(B, *self.khat2.shape)
 
+    def _neighbours(self, h: torch.Tensor, first: int = 1) -> torch.Tensor:
+        """``(..., *lattice, C) -> (..., *lattice, taps C)``: the periodic 3^d neighbourhood of every site
+        (lattice axes ``first .. first + d - 1``)."""
+        dims = tuple(range(first, first + self.d))
+        return torch.cat([torch.roll(h, shifts=tuple(-o for o in off), dims=dims) for off in self._offsets], dim=-1)
+
+    def _layers(self):
+        """``(layer, embedding, takes_neighbours)`` in order: the convolutions, then the site-wise layers."""
+        n = len(self.convs)
+        return [(c, self.emb[i], True) for i, c in enumerate(self.convs)] + \
+               [(p, self.emb[n + i], False) for i, p in enumerate(self.pointwise)]
+
     def _eps(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        shape = (*emb.shape[:1], -1) + (1,) * self.d
-        h = h.unsqueeze(1)
-        layers = list(self.convs) + list(self.pointwise)
-        for i, layer in enumerate(layers):
-            h = layer(h if i == 0 else F.silu(h)) + self.emb[i](emb).reshape(shape)
-        return self.out(F.silu(h)).squeeze(1)
+        shape = (emb.shape[0],) + (1,) * self.d + (-1,)
+        h = h.unsqueeze(-1)
+        for i, (layer, embed, conv) in enumerate(self._layers()):
+            a = h if i == 0 else F.silu(h)
+            h = layer(self._neighbours(a) if conv else a) + embed(emb).reshape(shape)
+        return self.out(F.silu(h)).squeeze(-1)
+
+    def _eps_tangents(self, h: torch.Tensor, emb: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Forward-mode products ``J_eps(h) v_c`` for tangents ``v`` ``(n_col, *lattice)`` shared by the batch
+        ``h`` ``(N, *lattice)``: ``(n_col, N, *lattice)`` (the chain rule of :meth:`_eps`, layer by layer)."""
+        shape = (emb.shape[0],) + (1,) * self.d + (-1,)
+        h, dh = h.unsqueeze(-1), v.unsqueeze(-1).unsqueeze(1)  # (N, *lat, 1), (n_col, 1, *lat, 1)
+        for i, (layer, embed, conv) in enumerate(self._layers()):
+            if i == 0:
+                a, da = h, dh
+            else:
+                sig = torch.sigmoid(h)
+                a, da = h * sig, dh * (sig * (1.0 + h * (1.0 - sig)))  # silu and silu'
+            h = layer(self._neighbours(a) if conv else a) + embed(emb).reshape(shape)
+            dh = F.linear(self._neighbours(da, 2) if conv else da, layer.weight)
+        sig = torch.sigmoid(h)
+        return F.linear(dh * (sig * (1.0 + h * (1.0 - sig))), self.out.weight).squeeze(-1)
 
     def local_score(self, x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
         """``s_loc(x, t) = c_out eps(c_in x, t)`` (odd-symmetrised if ``odd``), times ``tt`` ``(batch,)``."""
@@ -195,11 +222,9 @@ class FourierLocalScore(nn.Module):
         """``(s_theta(x, t), J)`` with ``J[b, i, j] = d s_i / d x_j`` ``(batch, V, V)``, exact to rounding.
 
         ``J = circ(k_t) + J_loc`` (module docstring): the circulant from ``K_t``'s inverse FFT, ``J_loc``
-        from ``m^d`` coloured forward-mode JVPs.  ``modulus``: the colouring ``m`` (default
+        from ``m^d`` coloured forward-mode products (the chain rule through the layers, :meth:`_eps_tangents`).  ``modulus``: the colouring ``m`` (default
         :func:`colouring_modulus`; a divisor of ``L``; one below ``min(2r+1, L)`` aliases, i.e. is wrong).
         """
-        from torch.func import jvp
-
         self._check_x(x)
         m = colouring_modulus(self.L, self.radius) if modulus is None else _positive_int("modulus", modulus)
         if self.L % m:
@@ -212,12 +237,20 @@ class FourierLocalScore(nn.Module):
             s = self(x, tt)
             kernel = torch.fft.ifftn(self.score_kernel(tt, x.dtype), dim=lattice.lattice_dims(self.d)).real
             J = kernel.reshape(B, V)[:, diff]  # circulant: J[i, j] = k_t(i - j)
-        tangents = colours.to(x.dtype).unsqueeze(1).expand(n_col, B, *x.shape[1:]).reshape(n_col * B, *x.shape[1:])
-        x_rep = x.unsqueeze(0).expand(n_col, *x.shape).reshape(n_col * B, *x.shape[1:])
-        t_rep = tt.unsqueeze(0).expand(n_col, B).reshape(-1)
+        # J_loc v_c = c_out c_in J_eps v_c (odd: 0.5 (J_eps(c_in x) + J_eps(-c_in x)) v_c)
+        a, Xi = self.process.a(tt), self.process.Xi(tt)
+        var = a * a * self.data_std**2 + Xi
+        scale = (a / var / torch.sqrt(var)).to(x.dtype).reshape(1, B, 1)
         with torch.no_grad():
-            _, Jv = jvp(lambda y: self.local_score(y, t_rep), (x_rep,), (tangents,))
-        Jv = Jv.reshape(n_col, B, V)  # Jv[c, b, i] = sum_{j of colour c} J_loc[b, i, j]
+            xin = ((1.0 / torch.sqrt(var)).to(x.dtype).reshape((-1,) + (1,) * self.d) * x).to(self.dtype)
+            emb = self.time_mlp(self.time(tt.to(self.dtype)))
+            v = colours.to(self.dtype)
+            if self.odd:
+                both = self._eps_tangents(torch.cat([xin, -xin]), torch.cat([emb, emb]), v)
+                Jv = 0.5 * (both[:, :B] + both[:, B:])
+            else:
+                Jv = self._eps_tangents(xin, emb, v)
+        Jv = scale * Jv.to(x.dtype).reshape(n_col, B, V)  # Jv[c, b, i] = sum_{j of colour c} J_loc[b, i, j]
         rows = torch.arange(V, device=x.device)
         for j, c in zip(window_j, window_c):  # one window offset at a time: J_loc[b, i, i + off]
             J[:, rows, j] += Jv[c, :, rows].transpose(0, 1)

@@ -1,0 +1,49 @@
+"""critdiff_ref.phi4.exact_dm: the exact (stepwise log q) DM-MCMC run for lattice phi^4 (THEORY 8, issue 17)."""
+
+import math
+import os
+
+import pytest
+import torch
+
+from critdiff_ref.phi4.exact_dm import OBSERVABLES, Z_CHECK, power_against_bias, run_exact_dm, z_scores
+
+
+def test_power_against_bias_is_the_two_sided_normal_tail():
+    # zero bias: the false-failure rate of a 2-sigma check, 2 (1 - Phi(2)) = 0.0455
+    assert math.isclose(power_against_bias(0.0, 1.0), math.erfc(2.0 / math.sqrt(2.0)), rel_tol=1e-12)
+    # bias = (2 + 1.645) se: 95 % power (plus the negligible far tail Phi(-5.645))
+    assert math.isclose(power_against_bias(3.645, 1.0), 0.95, abs_tol=1e-3)
+    assert power_against_bias(1.0, 0.1) > 1.0 - 1e-12
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="se"):
+            power_against_bias(0.1, bad)
+
+
+def test_z_scores_combine_the_errors_in_quadrature():
+    a = {k: 1.0 for k in OBSERVABLES} | {f"{k}_err": 0.3 for k in OBSERVABLES}
+    b = {k: 0.5 for k in OBSERVABLES} | {f"{k}_err": 0.4 for k in OBSERVABLES}
+    assert all(math.isclose(z, 0.5 / 0.5) for z in z_scores(a, b).values())
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="ode_method"):
+        run_exact_dm(4, ode_method="midpoint")
+    with pytest.raises(ValueError, match="kappa"):
+        run_exact_dm(4, kappa=-0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("CRITDIFF_SLOW") != "1", reason="slow: set CRITDIFF_SLOW=1")
+def test_exact_dm_mcmc_with_a_trained_network_reproduces_hmc_at_L8():
+    """L = 8, kappa = 0.21, lam = 0.022: DM-MCMC with the trained FourierLocalScore and the exact stepwise
+    log q reproduces the long HMC run's M, |M|, chi_2, U_L within 2 combined SE, with power >= 0.95 against a
+    10 % chi_2 bias (the run's standard errors make that possible), and the chain accepts (0.2 < acc < 1)."""
+    torch.set_num_threads(1)
+    r = run_exact_dm(8, 0.21, 0.022, hmc_chains=64, hmc_traj=4000, dm_steps=2000, ode_steps=8, dm_chains=32,
+                     dm_iter=300, seed=0)
+    print({k: r[k] for k in ("z_dm_mcmc", "z_dm_raw", "power_10pct_chi2")}, r["dm_mcmc"]["acceptance"])
+    assert all(abs(z) < Z_CHECK for z in r["z_dm_mcmc"].values()), r["z_dm_mcmc"]
+    assert r["power_10pct_chi2"] >= 0.95, r["power_10pct_chi2"]
+    assert 0.2 < r["dm_mcmc"]["acceptance"] < 1.0, r["dm_mcmc"]["acceptance"]
+    assert r["train_ensemble"]["thin"] >= 2 * r["train_ensemble"]["tau_int_absM"]
