@@ -81,8 +81,10 @@ def magnetisation_cumulants(M, V: int, *, n_boot: int = 200, seed: int = 0) -> d
     value = normalised_cumulants(flat, V)
     if Mt.ndim == 1:
         gen = torch.Generator().manual_seed(seed)
-        idx = torch.randint(0, flat.numel(), (n_boot, flat.numel()), generator=gen)
-        err = normalised_cumulants(flat[idx], V).std(dim=0, correction=1)
+        N, chunk = flat.numel(), max(1, 2**22 // flat.numel())  # resamples per batch: ~4M indices in memory
+        reps = [normalised_cumulants(flat[torch.randint(0, N, (min(chunk, n_boot - b), N), generator=gen)], V)
+                for b in range(0, n_boot, chunk)]
+        err = torch.cat(reps).std(dim=0, correction=1)
         how = "bootstrap"
     else:
         R = Mt.shape[1]
