@@ -115,13 +115,17 @@ def test_stationary_acceptance_is_one_for_exact_proposals_and_the_chain_agrees()
 
 
 # -- helpers -----------------------------------------------------------------------------------------
-def test_sign_changes_and_magnetisation_series():
-    M = np.array([[1.0, -1.0], [-0.5, -2.0], [0.3, -0.1], [0.2, 0.4]])
-    assert pf.sign_changes(M).tolist() == [2, 1]
+def test_well_changes_and_magnetisation_series():
+    M = np.array([[1.0, -1.0], [-0.5, -2.0], [0.3, -0.1], [0.2, 0.4], [-0.9, 0.1]])
+    assert pf.well_changes(M).tolist() == [3, 1]  # plain sign changes
+    # hysteresis at 0.6: chain 0 goes + -> (0.3, 0.2, ignored) -> -: one move; chain 1 stays in the - well
+    assert pf.well_changes(M, 0.6).tolist() == [1, 0]
     cfg = torch.ones((3, 2, 4, 4)) * torch.tensor([1.0, -2.0]).reshape(1, 2, 1, 1)
     assert np.array_equal(pf.magnetisation_series(cfg, 2), np.tile([1.0, -2.0], (3, 1)))
     with pytest.raises(ValueError, match="M must have shape"):
-        pf.sign_changes(np.zeros(5))
+        pf.well_changes(np.zeros(5))
+    with pytest.raises(ValueError, match="threshold"):
+        pf.well_changes(M, -1.0)
 
 
 @pytest.mark.parametrize("kw, name", [({"ode_method": "euler2"}, "ode_method"), ({"sizes": (4, 5)}, "L=5"),
@@ -159,9 +163,10 @@ def test_autocorrelation_and_broken_phase_tables(tmp_path):
     for r in ac.values():
         assert r["rho"][0] == pytest.approx(1.0) and r["tau_int"] > 0 and r["seconds_per_update"] > 0
     br = res["broken"]["rows"]
-    assert br["hmc"]["n"] == TINY.hmc_chains * TINY.hmc_traj and "sign_changes" not in br["dm_samples"]
+    assert br["hmc"]["n"] == TINY.hmc_chains * TINY.hmc_traj and "well_changes" not in br["dm_samples"]
     assert np.sum(br["hmc"]["histogram"]) * np.diff(res["broken"]["edges"])[0] == pytest.approx(1.0)
-    assert "sign changes of M" in (tmp_path / "broken.md").read_text()
+    assert "Tunnelling" in (tmp_path / "broken.md").read_text()
+    assert br["hmc"]["well_changes"] <= br["hmc"]["sign_changes"]  # hysteresis only removes moves
 
 
 @pytest.mark.slow

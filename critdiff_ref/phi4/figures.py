@@ -47,7 +47,7 @@ __all__ = [
     "QUICK",
     "stationary_acceptance",
     "magnetisation_series",
-    "sign_changes",
+    "well_changes",
     "autocorrelation_row",
     "acceptance_table",
     "autocorrelation_table",
@@ -176,13 +176,23 @@ def magnetisation_series(configs: torch.Tensor, d: int) -> np.ndarray:
     return configs.to(torch.float64).mean(dim=tuple(range(2, configs.ndim))).cpu().numpy()
 
 
-def sign_changes(M: np.ndarray) -> np.ndarray:
-    """Number of sign changes of ``M`` along each chain of an ``(N, R)`` series (tunnelling events), ``(R,)``."""
+def well_changes(M: np.ndarray, threshold: float = 0.0) -> np.ndarray:
+    """Tunnelling events per chain of an ``(N, R)`` series: moves between the wells ``M > threshold`` and
+    ``M < -threshold``, with hysteresis (a configuration with ``|M| <= threshold``, e.g. a two-domain
+    state whose ``M`` fluctuates about 0, keeps the last well). ``threshold = 0``: sign changes. ``(R,)``."""
     M = np.asarray(M, dtype=np.float64)
     if M.ndim != 2 or M.shape[0] < 2:
         raise ValueError(f"M must have shape (N >= 2, R), got {M.shape}")
-    s = np.sign(M)
-    return (s[1:] * s[:-1] < 0).sum(axis=0)
+    if not (math.isfinite(threshold) and threshold >= 0):
+        raise ValueError(f"threshold must be a finite real >= 0, got threshold={threshold!r}")
+    well = np.where(M > threshold, 1, np.where(M < -threshold, -1, 0))
+    changes = np.zeros(M.shape[1], dtype=np.int64)
+    last = well[0].copy()
+    for w in well[1:]:
+        moved = (w != 0) & (last != 0) & (w != last)
+        changes += moved
+        last = np.where(w != 0, w, last)
+    return changes
 
 
 def autocorrelation_row(abs_m: np.ndarray, *, seconds_per_update: float, unit: str, t_max: int) -> dict:
@@ -299,8 +309,9 @@ def autocorrelation_table(cfg: FiguresConfig, *, checkpoints: str | None = None,
 def broken_phase(cfg: FiguresConfig, *, checkpoints: str | None = None, cache: dict | None = None,
                  progress: bool = False, bins: int = 40) -> dict:
     """Magnetisation histograms at ``(cfg.L, cfg.kappa_broken)``: the HMC training ensemble, the DM's own
-    samples (PF-ODE proposals) and the DM-MCMC chain (``dm_chains x ac_proposals`` proposals), with the sign
-    changes of ``M`` per chain (tunnelling) and the fraction of configurations with ``M > 0``."""
+    samples (PF-ODE proposals) and the DM-MCMC chain (``dm_chains x ac_proposals`` proposals), with the
+    tunnelling events per chain (:func:`well_changes` with the threshold ``<|M|>_HMC / 2``) and the
+    fraction of configurations with ``M > 0``."""
     cache = {} if cache is None else cache
     L, kappa = cfg.L, cfg.kappa_broken
     m = _model(cfg, L, kappa, checkpoints, cache, progress)
@@ -309,15 +320,19 @@ def broken_phase(cfg: FiguresConfig, *, checkpoints: str | None = None, cache: d
               "dm_mcmc": magnetisation_series(res.samples, cfg.d)}
     top = max(float(np.abs(s).max()) for s in series.values())
     edges = np.linspace(-top, top, bins + 1)
+    threshold = 0.5 * float(np.abs(series["hmc"]).mean())
     rows = {}
     for name, M in series.items():
-        flips = sign_changes(M) if name != "dm_samples" else None  # raw proposals are iid, not a chain
+        flips = well_changes(M, threshold) if name != "dm_samples" else None  # raw proposals are iid, not a chain
         rows[name] = {"n": int(M.size), "n_per_chain": int(M.shape[0]), "n_chains": int(M.shape[1]),
                       "absM": float(np.abs(M).mean()), "fraction_positive": float((M > 0).mean()),
                       "histogram": np.histogram(M.reshape(-1), bins=edges, density=True)[0].tolist()}
         if flips is not None:
-            rows[name].update({"sign_changes": int(flips.sum()), "chains_with_both_signs": int(((M > 0).any(0) & (M < 0).any(0)).sum())})
-    return {"config": _json_config(cfg), "L": L, "kappa": kappa, "edges": edges.tolist(), "rows": rows,
+            both = ((M > threshold).any(0) & (M < -threshold).any(0)).sum()
+            rows[name].update({"well_changes": int(flips.sum()), "sign_changes": int(well_changes(M).sum()),
+                               "chains_in_both_wells": int(both)})
+    return {"config": _json_config(cfg), "L": L, "kappa": kappa, "edges": edges.tolist(), "threshold": threshold,
+            "rows": rows,
             "hmc_seconds": m["hmc"]["seconds"], "train_seconds": m["train"]["train_seconds"],
             "checkpoint_loaded": m["train"]["loaded"], "mcmc_seconds": dt, "acceptance": float(res.acceptance.mean())}
 
@@ -347,7 +362,7 @@ def acceptance_markdown(result: dict) -> str:
         train = "loaded" if r["checkpoint_loaded"] else f"{r['train_seconds']:.0f}"
         lines.append(f"| {r['L']} | {r['kappa']:g} | {_pm(r['acceptance'], r['acceptance_err'], 2)} | "
                      f"{r['stationary_acceptance']:.2f} | {_pm(r['chi2_hmc'], r['chi2_hmc_err'], 2)} | "
-                     f"{_pm(r['chi2_dm_mcmc'], r['chi2_dm_mcmc_err'], 2)} | {r['hmc_seconds']:.0f} | {train} | "
+                     f"{_pm(r['chi2_dm_mcmc'], r['chi2_dm_mcmc_err'], 2)} | {r['hmc_seconds']:.1f} | {train} | "
                      f"{r['mcmc_seconds']:.0f} ({r['seconds_per_proposal']:.3f}) |")
     return "\n".join(lines) + "\n"
 
@@ -377,10 +392,12 @@ def autocorrelation_markdown(result: dict) -> str:
 def tunnelling_statement(result: dict) -> str:
     """One sentence on tunnelling between the two wells, from the measured sign changes of ``M``."""
     h, d = result["rows"]["hmc"], result["rows"]["dm_mcmc"]
-    return (f"HMC: {h['sign_changes']} sign changes of M in {h['n_chains']} chains x {h['n_per_chain']} trajectories "
-            f"({h['chains_with_both_signs']} chains visit both wells; fraction M > 0: {h['fraction_positive']:.2f}). "
-            f"DM-MCMC: {d['sign_changes']} sign changes in {d['n_chains']} chains x {d['n_per_chain']} proposals "
-            f"({d['chains_with_both_signs']} chains visit both wells; fraction M > 0: {d['fraction_positive']:.2f}).")
+    return (f"Tunnelling (moves between M > {result['threshold']:.2f} and M < -{result['threshold']:.2f}, i.e. "
+            f"<|M|>_HMC / 2, with hysteresis): HMC {h['well_changes']} in {h['n_chains']} chains x {h['n_per_chain']} "
+            f"trajectories ({h['chains_in_both_wells']} chains visit both wells); DM-MCMC {d['well_changes']} in "
+            f"{d['n_chains']} chains x {d['n_per_chain']} proposals ({d['chains_in_both_wells']} chains visit both "
+            f"wells). Plain sign changes of M (two-domain states with M near 0 included): HMC {h['sign_changes']}, "
+            f"DM-MCMC {d['sign_changes']}.")
 
 
 def broken_markdown(result: dict) -> str:
@@ -389,14 +406,14 @@ def broken_markdown(result: dict) -> str:
     lines = [f"Broken phase L = {result['L']}, kappa = {result['kappa']:g}, lam = {c['lam']}: magnetisation of the HMC "
              f"training ensemble ({c['hmc_chains']} x {c['hmc_traj']} trajectories, hot starts), the DM's own samples and "
              f"DM-MCMC ({c['dm_chains']} x {c['ac_proposals']} proposals, acceptance {result['acceptance']:.2f}). "
-             f"Wall times: HMC {result['hmc_seconds']:.0f} s, DM training "
+             f"Wall times: HMC {result['hmc_seconds']:.1f} s, DM training "
              + ("loaded from checkpoint" if result["checkpoint_loaded"] else f"{result['train_seconds']:.0f} s")
              + f", DM-MCMC {result['mcmc_seconds']:.0f} s.",
              "",
-             "| sampler | N | <\\|M\\|> | fraction M > 0 | sign changes of M |",
+             "| sampler | N | <\\|M\\|> | fraction M > 0 | tunnelling events (well changes) |",
              "|---|---|---|---|---|"]
     for name, r in result["rows"].items():
-        flips = f"{r['sign_changes']} ({r['n_chains']} chains)" if "sign_changes" in r else "– (iid)"
+        flips = f"{r['well_changes']} ({r['n_chains']} chains)" if "well_changes" in r else "– (iid)"
         lines.append(f"| {_NAMES[name]} | {r['n']} | {r['absM']:.4f} | {r['fraction_positive']:.2f} | {flips} |")
     return "\n".join(lines) + "\n\n" + tunnelling_statement(result) + "\n"
 
