@@ -4,7 +4,8 @@
 :class:`critdiff_ref.trainers.fourier_local.FourierLocalScore` (radius 1, 16 channels; the cost does not
 depend on the weights), seconds per proposal of ``likelihood.stepwise_flow_log_density`` (chain rule,
 coloured-JVP Jacobians) and, for ``V <= VMAPPED_MAX_V``, of ``likelihood.flow_jacobian_log_density``
-(V vmapped backward passes through the sampler) for the same network; 16 Heun steps, d = 2, one thread.
+(V vmapped backward passes through the sampler) for the same network; 16 Heun steps, d = 2, one thread,
+float64 (``--float32``: the network in float32, the determinants still float64).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ STEPS, T_MIN = 16, 1e-3
 VMAPPED_MAX_V = 256
 
 
-def cost(sizes=(4, 8, 16, 32), batch: int = 2, dtype: torch.dtype = torch.float32) -> list[dict]:
+def cost(sizes=(4, 8, 16, 32), batch: int = 2, dtype: torch.dtype = torch.float64) -> list[dict]:
     """One row per L: ``{"L", "V", "stepwise_s", "vmapped_s" (or None), "agree"}`` (seconds per proposal)."""
     torch.set_num_threads(1)
     process = VE(sigma=25.0, T=1.0)
@@ -35,10 +36,12 @@ def cost(sizes=(4, 8, 16, 32), batch: int = 2, dtype: torch.dtype = torch.float3
         prior = likelihood.isotropic_prior(process, L, 2)
         xT = prior.sample(batch, torch.Generator().manual_seed(1), dtype=dtype)
         kw = dict(steps=STEPS, method="heun", t_min=T_MIN)
+        likelihood.stepwise_flow_log_density(net, process, xT[:1], prior, steps=1, method="heun", t_min=T_MIN)  # warm-up
         t0 = time.perf_counter()
         _, lq = likelihood.stepwise_flow_log_density(net, process, xT, prior, **kw)
         row = {"L": L, "V": L * L, "stepwise_s": (time.perf_counter() - t0) / batch, "vmapped_s": None, "agree": None}
         if L * L <= VMAPPED_MAX_V:
+            likelihood.flow_jacobian_log_density(net, process, xT[:1], prior, steps=1, method="heun", t_min=T_MIN)
             t0 = time.perf_counter()
             _, lq_ref = likelihood.flow_jacobian_log_density(net, process, xT, prior, **kw)
             row["vmapped_s"] = (time.perf_counter() - t0) / batch
@@ -49,4 +52,5 @@ def cost(sizes=(4, 8, 16, 32), batch: int = 2, dtype: torch.dtype = torch.float3
 
 
 if __name__ == "__main__":
-    cost(tuple(int(a) for a in sys.argv[1:]) or (4, 8, 16, 32))
+    args = [a for a in sys.argv[1:] if a != "--float32"]
+    cost(tuple(int(a) for a in args) or (4, 8, 16, 32), dtype=torch.float32 if "--float32" in sys.argv else torch.float64)

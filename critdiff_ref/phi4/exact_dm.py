@@ -26,7 +26,7 @@ from ..trainers import dsm
 from ..trainers.fourier_local import FourierLocalScore
 from .ensemble import EnsembleParams, generate_ensemble, summarize_chains
 
-__all__ = ["OBSERVABLES", "Z_CHECK", "z_scores", "power_against_bias", "run_exact_dm"]
+__all__ = ["OBSERVABLES", "Z_CHECK", "z_scores", "power_against_bias", "run_exact_dm", "main"]
 
 OBSERVABLES = ("M", "absM", "chi2", "binder")
 Z_CHECK = 2.0  # the issue's criterion: within 2 combined standard errors
@@ -81,7 +81,7 @@ def run_exact_dm(
     dm_steps: int = 3000,
     dm_batch: int = 64,
     dm_lr: float = 3e-3,
-    ode_steps: int = 12,
+    ode_steps: int = 16,
     ode_method: str = "heun",
     dm_chains: int = 16,
     dm_iter: int = 250,
@@ -176,3 +176,34 @@ def run_exact_dm(
         "seconds_per_proposal": seconds["dm_mcmc"] / (dm_chains * dm_iter),
         "seconds": seconds,
     }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """``python -m critdiff_ref.phi4.exact_dm --L 16 [--kappa K] [--json FILE] [--KEY VALUE ...]``: one
+    :func:`run_exact_dm` (integer / float keyword arguments by name), the result printed as JSON."""
+    import argparse
+    import inspect
+    import json
+
+    from .._io import atomic_path
+
+    p = argparse.ArgumentParser(prog="python -m critdiff_ref.phi4.exact_dm", description=__doc__.splitlines()[0])
+    p.add_argument("--L", type=int, required=True)
+    p.add_argument("--json", default=None, help="also write the result to this file (atomically)")
+    for name, par in inspect.signature(run_exact_dm).parameters.items():
+        if name != "L" and par.default is not inspect.Parameter.empty and name != "progress":
+            p.add_argument(f"--{name.replace('_', '-')}", type=type(par.default), default=par.default)
+    args = vars(p.parse_args(argv))
+    out = args.pop("json")
+    result = run_exact_dm(progress=True, **args)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if out is not None:
+        with atomic_path(out, suffix=".json") as tmp:
+            with open(tmp, "w") as fh:
+                fh.write(text)
+    return result
+
+
+if __name__ == "__main__":
+    main()
