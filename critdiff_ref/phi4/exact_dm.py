@@ -88,6 +88,7 @@ def run_exact_dm(
     dm_burn_in: int = 10,
     batch_size: int = 32,
     device: str = "cpu",
+    save_model: str = "",
     progress: bool = False,
 ) -> dict:
     """HMC reference, DSM training, exact DM-MCMC (module docstring): a JSON-able dict.
@@ -98,6 +99,8 @@ def run_exact_dm(
     ``power_10pct_chi2``, ``final_loss``, the settings and wall times (``seconds``).  The network trains
     in float32; the proposals and their log q are float64 (the same weights).  Seeds: reference HMC
     ``seed``, training HMC ``seed + 1``, network ``seed + 2``, DSM ``seed + 3``, proposals ``seed + 4``.
+    ``save_model``: a ``.pt`` path for the trained weights (``state_dict`` only, written atomically; reload with
+    ``torch.load(path, weights_only=True)``), or ``""``.
     """
     torch.set_num_threads(1)
     target = Phi4Lattice(L, d, kappa, lam)
@@ -138,6 +141,11 @@ def run_exact_dm(
                            t_min=T_MIN, generator=torch.Generator(device=device).manual_seed(seed + 3))
     final_loss = float(report.losses[-max(1, dm_steps // 10):].mean())
     seconds["train_dm"] = time.perf_counter() - t0
+    if save_model:
+        from .._io import atomic_path
+
+        with atomic_path(save_model, suffix=".pt") as tmp:
+            torch.save(net.state_dict(), tmp)
     say(f"DSM {dm_steps} steps on {data.shape[0]} configs (thin {thin}): final loss {final_loss:.4f} "
         f"({seconds['train_dm']:.0f} s)")
 
