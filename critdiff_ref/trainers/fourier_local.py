@@ -16,8 +16,10 @@ Jacobian (:meth:`FourierLocalScore.score_jacobian`), exact to rounding:
 ``J_loc[i, j] = 0`` unless ``|i - j|_mu <= r`` on every axis (periodic).  ``J_loc`` is read off ``m^d``
 forward-mode products ``J_loc v_c`` with the colourings ``v_c = 1[x mod m = c]``, ``m`` the smallest divisor
 of ``L`` with ``m >= min(2r + 1, L)``: two sites of one colour are ``>= m > 2r`` apart on some axis, so each
-product holds exactly one nonzero of each row's ``(2r+1)^d`` window (no aliasing).  Cost ``m^d`` JVPs
-(``r = 1``: 16 for L = 4, 8, 16, 32 in d = 2) instead of ``V`` backward passes.
+product holds exactly one nonzero of each row's ``(2r+1)^d`` window (no aliasing).  The products are the
+chain rule through the layers written out (:meth:`FourierLocalScore._eps_tangents`: one primal pass shared
+by all colours; checked against ``torch.func.jacrev``).  Cost ``m^d`` JVPs (``r = 1``: 16 for L = 4, 8, 16, 32
+in d = 2) instead of ``V`` backward passes.
 
 Trained by :func:`critdiff_ref.trainers.dsm.train_dsm` like :class:`~critdiff_ref.trainers.dsm.ScoreUNet`
 (``model(x, t)`` with ``t`` a float or ``(batch,)``).  Shapes: ``x`` ``(batch, *lattice)``; ``J`` ``(batch, V, V)``.
@@ -26,7 +28,6 @@ Trained by :func:`critdiff_ref.trainers.dsm.train_dsm` like :class:`~critdiff_re
 from __future__ import annotations
 
 import itertools
-import math
 
 import torch
 from torch import nn
