@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from critdiff_ref.phi4.exact_dm import OBSERVABLES, Z_CHECK, power_against_bias, run_exact_dm, z_scores
+from critdiff_ref.phi4.exact_dm import OBSERVABLES, Z_CHECK, pool_runs, power_against_bias, run_exact_dm, z_scores
 
 
 def test_power_against_bias_is_the_two_sided_normal_tail():
@@ -24,6 +24,27 @@ def test_z_scores_combine_the_errors_in_quadrature():
     a = {k: 1.0 for k in OBSERVABLES} | {f"{k}_err": 0.3 for k in OBSERVABLES}
     b = {k: 0.5 for k in OBSERVABLES} | {f"{k}_err": 0.4 for k in OBSERVABLES}
     assert all(math.isclose(z, 0.5 / 0.5) for z in z_scores(a, b).values())
+
+
+def _fake_run(value: float, err: float, n: int, loss: float = 0.3) -> dict:
+    summary = {k: value for k in OBSERVABLES} | {f"{k}_err": err for k in OBSERVABLES} | {"n_configs": n}
+    hmc = {k: 1.0 for k in OBSERVABLES} | {f"{k}_err": 0.01 for k in OBSERVABLES}
+    return {"hmc": hmc, "final_loss": loss, "dm_mcmc": {**summary, "acceptance": 0.5}, "dm_raw": dict(summary)}
+
+
+def test_pool_runs_is_the_inverse_variance_mean():
+    pooled = pool_runs([_fake_run(1.0, 0.1, 10), _fake_run(1.3, 0.2, 30)])
+    w1, w2 = 1 / 0.01, 1 / 0.04
+    assert math.isclose(pooled["dm_mcmc"]["chi2"], (w1 * 1.0 + w2 * 1.3) / (w1 + w2), rel_tol=1e-14)
+    assert math.isclose(pooled["dm_mcmc"]["chi2_err"], (w1 + w2) ** -0.5, rel_tol=1e-14)
+    assert pooled["dm_raw"]["n_configs"] == 40 and pooled["n_runs"] == 2
+    # two equal runs: the error shrinks by sqrt(2), the value stays
+    two = pool_runs([_fake_run(1.1, 0.2, 10), _fake_run(1.1, 0.2, 10)])
+    assert math.isclose(two["dm_mcmc"]["absM_err"], 0.2 / math.sqrt(2), rel_tol=1e-14)
+    with pytest.raises(ValueError, match="share"):
+        pool_runs([_fake_run(1.0, 0.1, 10), _fake_run(1.0, 0.1, 10, loss=0.4)])
+    with pytest.raises(ValueError, match="at least one"):
+        pool_runs([])
 
 
 def test_bad_input():

@@ -26,7 +26,7 @@ from ..trainers import dsm
 from ..trainers.fourier_local import FourierLocalScore
 from .ensemble import EnsembleParams, generate_ensemble, summarize_chains
 
-__all__ = ["OBSERVABLES", "Z_CHECK", "z_scores", "power_against_bias", "run_exact_dm", "main"]
+__all__ = ["OBSERVABLES", "Z_CHECK", "z_scores", "power_against_bias", "pool_runs", "run_exact_dm", "main"]
 
 OBSERVABLES = ("M", "absM", "chi2", "binder")
 Z_CHECK = 2.0  # the issue's criterion: within 2 combined standard errors
@@ -48,6 +48,35 @@ def power_against_bias(bias: float, se: float, z_check: float = Z_CHECK) -> floa
         raise ValueError(f"se must be finite and > 0, got se={se!r}")
     shift = bias / se
     return 1.0 - _normal_cdf(z_check - shift) + _normal_cdf(-z_check - shift)
+
+
+def pool_runs(results: list[dict]) -> dict:
+    """Pool :func:`run_exact_dm` results that share the HMC reference and the network (same ``seed`` and settings,
+    different ``proposal_seed``): inverse-variance means ``sum w_i v_i / sum w_i``, ``w_i = 1/err_i^2``, error
+    ``(sum w_i)^-1/2`` per observable, for ``dm_mcmc`` and ``dm_raw``; z-scores, pass and power recomputed."""
+    if len(results) < 1:
+        raise ValueError("results must hold at least one run_exact_dm result")
+    ref = results[0]["hmc"]
+    for r in results[1:]:
+        if any(r["hmc"][k] != ref[k] for k in OBSERVABLES) or r["final_loss"] != results[0]["final_loss"]:
+            raise ValueError("results must share the HMC reference and the network (same seed and settings)")
+
+    def pooled(key: str) -> dict:
+        out = {}
+        for k in OBSERVABLES:
+            w = [1.0 / r[key][f"{k}_err"] ** 2 for r in results]
+            out[k] = sum(wi * r[key][k] for wi, r in zip(w, results)) / sum(w)
+            out[f"{k}_err"] = sum(w) ** -0.5
+        out["n_configs"] = sum(r[key]["n_configs"] for r in results)
+        return out
+
+    chain, raw = pooled("dm_mcmc"), pooled("dm_raw")
+    chain["acceptance"] = sum(r["dm_mcmc"]["acceptance"] for r in results) / len(results)
+    z_chain = z_scores(chain, ref)
+    se = math.hypot(chain["chi2_err"], ref["chi2_err"])
+    return {"n_runs": len(results), "hmc": ref, "dm_mcmc": chain, "dm_raw": raw, "z_dm_mcmc": z_chain,
+            "z_dm_raw": z_scores(raw, ref), "passes": all(abs(z) < Z_CHECK for z in z_chain.values()),
+            "chi2_combined_se": se, "power_10pct_chi2": power_against_bias(0.1 * ref["chi2"], se)}
 
 
 def _summary(configs: torch.Tensor, d: int) -> dict:
@@ -89,6 +118,7 @@ def run_exact_dm(
     batch_size: int = 32,
     device: str = "cpu",
     save_model: str = "",
+    proposal_seed: int = -1,
     progress: bool = False,
 ) -> dict:
     """HMC reference, DSM training, exact DM-MCMC (module docstring): a JSON-able dict.
@@ -98,7 +128,8 @@ def run_exact_dm(
     ``z_dm_mcmc`` / ``z_dm_raw`` (vs HMC), ``passes`` (every ``|z| < 2``), ``chi2_combined_se``,
     ``power_10pct_chi2``, ``final_loss``, the settings and wall times (``seconds``).  The network trains
     in float32; the proposals and their log q are float64 (the same weights).  Seeds: reference HMC
-    ``seed``, training HMC ``seed + 1``, network ``seed + 2``, DSM ``seed + 3``, proposals ``seed + 4``.
+    ``seed``, training HMC ``seed + 1``, network ``seed + 2``, DSM ``seed + 3``, proposals ``seed + 4`` (or
+    ``proposal_seed`` when >= 0: independent chains of the same network, to pool runs).
     ``save_model``: a ``.pt`` path for the trained weights (``state_dict`` only, written atomically; reload with
     ``torch.load(path, weights_only=True)``), or ``""``.
     """
@@ -156,7 +187,8 @@ def run_exact_dm(
     prior = likelihood.isotropic_prior(process, L, d, data_variance=data_std**2)
     res = dmmc.dm_mcmc(target, net, process, prior, n_chains=dm_chains, n_iter=dm_iter, steps=ode_steps,
                        method=ode_method, t_min=T_MIN, log_q="stepwise", burn_in=dm_burn_in, batch_size=batch_size,
-                       generator=torch.Generator(device=device).manual_seed(seed + 4), dtype=torch.float64, device=device)
+                       generator=torch.Generator(device=device).manual_seed(seed + 4 if proposal_seed < 0 else proposal_seed),
+                       dtype=torch.float64, device=device)
     seconds["dm_mcmc"] = time.perf_counter() - t0
     chain = {**_summary(res.samples, d), "acceptance": float(res.acceptance.mean())}
     raw = _summary(res.proposals[dm_burn_in:], d)
@@ -170,7 +202,7 @@ def run_exact_dm(
                      "burn_in": burn_in, "eps": eps, "n_steps": n_steps, "radius": radius, "channels": channels,
                      "depth": depth, "dm_steps": dm_steps, "dm_batch": dm_batch, "dm_lr": dm_lr, "ode_steps": ode_steps,
                      "ode_method": ode_method, "dm_chains": dm_chains, "dm_iter": dm_iter, "dm_burn_in": dm_burn_in,
-                     "seed": seed},
+                     "seed": seed, "proposal_seed": proposal_seed},
         "hmc": hmc,
         "train_ensemble": train_ensemble,
         "final_loss": final_loss,
