@@ -133,7 +133,6 @@ def run_exact_dm(
     ``save_model``: a ``.pt`` path for the trained weights (``state_dict`` only, written atomically; reload with
     ``torch.load(path, weights_only=True)``), or ``""``.
     """
-    torch.set_num_threads(1)
     target = Phi4Lattice(L, d, kappa, lam)
     if ode_method not in ("euler", "heun", "rk4"):
         raise ValueError(f"ode_method must be 'euler', 'heun' or 'rk4', got ode_method={ode_method!r}")
@@ -235,6 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
             p.add_argument(f"--{name.replace('_', '-')}", type=type(par.default), default=par.default)
     args = vars(p.parse_args(argv))
     out = args.pop("json")
+    torch.set_num_threads(1)  # the measured runs: one thread (the CPU is shared)
     result = run_exact_dm(progress=True, **args)
     text = json.dumps(result, indent=1)
     print(text)
