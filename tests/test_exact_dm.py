@@ -66,7 +66,7 @@ def test_exact_dm_mcmc_with_a_trained_network_reproduces_hmc_at_L8():
     """L = 8, kappa = 0.21, lam = 0.022: DM-MCMC with the trained FourierLocalScore and the exact stepwise log q
     reproduces the long HMC run's M, |M|, chi_2, U_L within K_REQUIRED combined SE; its SE are small enough that a
     10 % chi_2 bias fails the 2-SE criterion with >= 95 % probability; the DM's raw samples fail (their chi_2 is
-    low: the correction does something); the chain accepts.  (~17 min at load ~6 on the 2-core CPU; measured
+    low: the correction does something); the chain accepts.  (3 min at load ~1, ~10 min at load ~6; measured
     seed 0: z = 0.48, -2.10, -2.21, 0.28, power 0.976, acceptance 0.78, raw chi_2 z = -18.)"""
     torch.set_num_threads(1)
     r = run_exact_dm(8, 0.21, 0.022, hmc_chains=64, hmc_traj=4000, dm_steps=2000, ode_steps=16, dm_chains=32,
