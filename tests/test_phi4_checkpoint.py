@@ -115,3 +115,44 @@ def test_cli_checkpoint_needs_train_dm_and_a_pt_name(tmp_path, capsys):
     assert "needs --train-dm" in capsys.readouterr().err
     assert main(["phi4", "--L", "4", "--train-dm", "--checkpoint", str(tmp_path / "dm.bin"), "--quiet"]) == 2
     assert "--checkpoint" in capsys.readouterr().err
+
+
+# -- the fourier-local network (cheap exact step Jacobians, issue 17 item 1) through critdiff phi4 ---------
+def test_fourier_local_checkpoint_round_trip_and_net_mismatch(tmp_path):
+    """``net="fourier-local"`` is saved and rebuilt like the U-Net (bit-identical scores); a checkpoint of
+    the other network or another radius is refused naming the field."""
+    path = str(tmp_path / "fl.pt")
+    model, config, _ = pe.trained_dm(TARGET, _hmc_like(), checkpoint=path, seed=3, channels=CHANNELS, dm_steps=5,
+                                     dm_batch=8, net="fourier-local", radius=1)
+    assert config["net"] == "fourier-local" and config["radius"] == 1 and hasattr(model, "score_jacobian")
+    loaded, _, _ = pe.load_dm_checkpoint(path, config)
+    assert torch.equal(_scores(model), _scores(loaded))
+    with pytest.raises(ValueError, match="net: saved 'fourier-local', requested 'unet'"):
+        _train(path)
+    with pytest.raises(ValueError, match="radius: saved 1, requested 2"):
+        pe.trained_dm(TARGET, _hmc_like(), checkpoint=path, seed=3, channels=CHANNELS, net="fourier-local", radius=2)
+    with pytest.raises(ValueError, match="net must be one of"):
+        pe.dm_config(TARGET, CHANNELS, 1.0, net="mlp")
+
+
+def test_phi4_experiment_with_fourier_local_runs_exact_stepwise_dm_mcmc():
+    """``dm_net="fourier-local"`` with ``divergence="auto"`` picks the exact step-by-step log q (any V), runs
+    DM-MCMC with it and reports it; ``stepwise`` with the U-Net is refused before any work."""
+    out = pe.run_phi4_experiment(4, 2, 0.21, 0.022, n_chains=2, n_traj=20, burn_in=5, train_dm=True,
+                                 dm_net="fourier-local", dm_channels=(4,), dm_steps=5, dm_batch=8, ode_steps=4,
+                                 dm_chains=2, dm_iter=4)
+    assert out["dm"]["divergence"] == "stepwise"
+    assert 0.0 <= out["dm"]["dm_mcmc"]["acceptance"] <= 1.0
+    with pytest.raises(ValueError, match="stepwise.*fourier-local"):
+        pe.run_phi4_experiment(4, 2, 0.21, 0.022, train_dm=True, divergence="stepwise")
+
+
+def test_the_auto_network_keeps_dm_mcmc_exact_at_every_volume():
+    """``dm_net="auto"``: the U-Net where its whole-sampler Jacobian is affordable (V <= 16), the fourier-local
+    network (exact stepwise log q) beyond -- never the approximate Hutchinson log q by default (d <= 3)."""
+    assert pe.default_dm_net(4, 2) == "unet" and pe.default_dm_net(16, 1) == "unet"
+    assert pe.default_dm_net(8, 2) == "fourier-local" and pe.default_dm_net(32, 2) == "fourier-local"
+    assert pe.default_dm_net(3, 3) == "fourier-local" and pe.default_dm_net(2, 4) == "unet"  # d = 4: V = 16
+    out = pe.run_phi4_experiment(6, 2, 0.21, 0.022, n_chains=2, n_traj=20, burn_in=5, train_dm=True, dm_channels=(4,),
+                                 dm_steps=5, dm_batch=8, ode_steps=4, dm_chains=2, dm_iter=4)
+    assert out["dm"]["divergence"] == "stepwise"  # V = 36 > 16

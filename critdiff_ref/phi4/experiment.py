@@ -5,9 +5,11 @@ diffusion model trained on the HMC ensemble, its PF-ODE likelihood and diffusion
 
 1. HMC, the run of :func:`critdiff_ref.phi4.ensemble.run_hmc_experiment`: ``<M>, <|M|>, chi_2, U_L`` with Gamma-method
    errors over independent chains, ``tau_int`` of ``|M|`` (in trajectories) and the acceptance.
-2. ``--train-dm``: local Metropolis at the same parameters (``tau_int`` in sweeps); a
-   :class:`~critdiff_ref.trainers.dsm.ScoreUNet` trained by DSM (VE, sigma = 25, T = 1) on the HMC
-   configurations; PF-ODE samples with their model log-density ``log q``; the observables of the raw
+2. ``--train-dm``: local Metropolis at the same parameters (``tau_int`` in sweeps); a score network
+   trained by DSM (VE, sigma = 25, T = 1) on the HMC configurations (``--dm-net``: a
+   :class:`~critdiff_ref.trainers.dsm.ScoreUNet`, or a
+   :class:`~critdiff_ref.trainers.fourier_local.FourierLocalScore` whose step Jacobians are cheap and exact;
+   ``auto``: the U-Net for ``V <= 16``, else fourier-local); PF-ODE samples with their model log-density ``log q``; the observables of the raw
    generated configurations (jackknife errors, independent draws); ``R^2`` of ``S_eff = -log q``
    against the true action; DM-MCMC (independence Metropolis on the same proposals) with its
    acceptance, observables and ``tau_int`` of ``|M|`` (in proposals).  ``--checkpoint F.pt`` trains once:
@@ -20,8 +22,10 @@ settings for L = 32 / 64: ``--device cuda --dtype float32 --dm-channels 32 64 12
 --dm-batch 256 --ode-steps 32 --divergence hutchinson --probes 4 --dm-chains 64 --dm-iter 256``
 (and ``--traj 4000 --eps 0.05 --n-steps 20`` for HMC at L = 64).
 
-``log q`` is by default the EXACT log-density of the discretised flow (``--divergence jacobian``: Jacobian
-log-det, ``V`` vmapped backward passes per proposal) for ``V <= 16``, and Hutchinson otherwise (APPROXIMATE:
+``log q`` is by default the EXACT log-density of the discretised flow: for the U-Net (``V <= 16``)
+``--divergence jacobian`` (Jacobian log-det, ``V`` vmapped backward passes per proposal), for fourier-local
+``--divergence stepwise`` (the same log-det step by step, ~V^3 per step: 0.6 s per proposal at L = 16);
+a U-Net beyond ``V = 16`` uses Hutchinson (APPROXIMATE:
 on the residual from the Gaussian with the ensemble's ``<|phi_k|^2>``, whose divergence is exact: a control
 variate); DM-MCMC is exact with ``jacobian``, exact up to the ODE error with ``exact``, and biased by the
 probe noise in ``log q`` with Hutchinson (THEORY 8; issue 17; see :mod:`critdiff_ref.samplers.dmmc`).
@@ -43,9 +47,9 @@ from ..observables import phi4_observables
 from ..processes import VE
 from ..samplers import dmmc, likelihood
 from ..targets import Phi4Lattice
-from ..trainers import dsm
+from ..trainers import dsm, fourier_local
 
-__all__ = ["JSON_KEYS", "DM_CHECKPOINT_FORMAT", "DM_MATCH", "dm_process", "dm_config", "train_dm", "save_dm_checkpoint",
+__all__ = ["JSON_KEYS", "DM_CHECKPOINT_FORMAT", "DM_MATCH", "DM_NETS", "default_dm_net", "dm_process", "dm_config", "train_dm", "save_dm_checkpoint",
            "load_dm_checkpoint", "trained_dm", "run_dm_mcmc", "run_phi4_experiment", "format_report", "add_phi4_parser",
            "run_phi4", "work_phi4"]
 
@@ -60,8 +64,20 @@ T_MIN = 1e-3
 
 DM_CHECKPOINT_FORMAT = "critdiff-phi4-dm/1"
 # the fields a checkpoint must share with the run that loads it (the target and the network's shape)
-DM_MATCH = ("L", "d", "kappa", "lam", "channels", "sigma", "T")
+DM_MATCH = ("L", "d", "kappa", "lam", "net", "channels", "radius", "sigma", "T")
+# the score networks: the U-Net (exact log q by whole-sampler Jacobian, ~V^2 per proposal) and the
+# Fourier-linear + local-CNN network whose step Jacobians are cheap and exact (``log_q="stepwise"``, issue 17)
+DM_NETS = ("unet", "fourier-local")
+_DM_DEFAULTS = {"net": "unet", "radius": None}  # what a checkpoint written before these fields holds
 DM_SIGMA, DM_T = 25.0, 1.0
+
+
+def default_dm_net(L: int, d: int) -> str:
+    """``dm_net="auto"``: the U-Net where its exact whole-sampler Jacobian log q is affordable
+    (``V <= EXACT_DIVERGENCE_MAX_V``), else the fourier-local network, whose exact log q costs ~V^3 per step
+    (0.6 s per proposal at L = 16, 5.9 s at L = 32 on this CPU) -- DM-MCMC is exact by default at every L
+    (d <= 3; beyond, the U-Net and its Hutchinson log q)."""
+    return "unet" if L**d <= EXACT_DIVERGENCE_MAX_V or d > 3 else "fourier-local"
 
 
 def dm_process() -> VE:
@@ -69,16 +85,27 @@ def dm_process() -> VE:
     return VE(sigma=DM_SIGMA, T=DM_T)
 
 
-def dm_config(target: Phi4Lattice, channels: tuple[int, ...], data_std: float) -> dict:
-    """The JSON-able settings that rebuild the phi^4 :class:`~critdiff_ref.trainers.dsm.ScoreUNet` of a checkpoint."""
-    return {"L": target.L, "d": target.d, "kappa": float(target.kappa), "lam": float(target.lam),
-            "channels": [int(c) for c in channels], "sigma": DM_SIGMA, "T": DM_T, "data_std": float(data_std)}
+def dm_config(target: Phi4Lattice, channels: tuple[int, ...], data_std: float, *, net: str = "unet",
+              radius: int = 1) -> dict:
+    """The JSON-able settings that rebuild the phi^4 score network of a checkpoint: ``net="unet"`` a
+    :class:`~critdiff_ref.trainers.dsm.ScoreUNet` with ``channels`` per level, ``net="fourier-local"`` a
+    :class:`~critdiff_ref.trainers.fourier_local.FourierLocalScore` whose local CNN has width ``channels[-1]``
+    and receptive radius ``radius``."""
+    if net not in DM_NETS:
+        raise ValueError(f"net must be one of {DM_NETS}, got net={net!r}")
+    return {"L": target.L, "d": target.d, "kappa": float(target.kappa), "lam": float(target.lam), "net": net,
+            "channels": [int(c) for c in channels], "radius": int(radius) if net == "fourier-local" else None,
+            "sigma": DM_SIGMA, "T": DM_T, "data_std": float(data_std)}
 
 
-def _build_dm(config: dict, *, dtype: torch.dtype, device: str, generator: torch.Generator | None) -> dsm.ScoreUNet:
-    return dsm.ScoreUNet(config["L"], config["d"], VE(sigma=config["sigma"], T=config["T"]),
-                         channels=tuple(config["channels"]), data_std=config["data_std"], generator=generator,
-                         dtype=dtype).to(device)
+def _build_dm(config: dict, *, dtype: torch.dtype, device: str, generator: torch.Generator | None) -> torch.nn.Module:
+    process = VE(sigma=config["sigma"], T=config["T"])
+    if config.get("net", "unet") == "fourier-local":
+        return fourier_local.FourierLocalScore(config["L"], config["d"], process, radius=config["radius"],
+                                               channels=config["channels"][-1], data_std=config["data_std"],
+                                               generator=generator, dtype=dtype).to(device)
+    return dsm.ScoreUNet(config["L"], config["d"], process, channels=tuple(config["channels"]),
+                         data_std=config["data_std"], generator=generator, dtype=dtype).to(device)
 
 
 def train_dm(
@@ -93,13 +120,15 @@ def train_dm(
     dm_batch: int = 64,
     dm_lr: float = 2e-3,
     progress: bool = False,
-) -> tuple[dsm.ScoreUNet, dict, dict]:
-    """Train the phi^4 score U-Net by DSM (THEORY 1, 8; VE sigma = 25, T = 1, ``t >= T_MIN``) on the HMC
+    net: str = "unet",
+    radius: int = 1,
+) -> tuple[torch.nn.Module, dict, dict]:
+    """Train the phi^4 score network (``net``, :func:`dm_config`) by DSM (THEORY 1, 8; VE sigma = 25, T = 1, ``t >= T_MIN``) on the HMC
     configurations ``(..., *lattice)``. Returns ``(model, config, info)``: the frozen model (eval mode), its
     :func:`dm_config` and the training record (steps, batch, lr, seed, final loss, seconds)."""
     gen = torch.Generator(device=device).manual_seed(seed + 1)
     data = hmc_configs.reshape(-1, *target.shape).to(dtype=dtype, device=device)
-    config = dm_config(target, channels, float(data.std()))
+    config = dm_config(target, channels, float(data.std()), net=net, radius=radius)
     model = _build_dm(config, dtype=dtype, device=device, generator=gen)
     report = stderr_progress(desc="DSM training") if progress else None
     cb = (lambda n, total, loss: report(n, total)) if report else None
@@ -129,11 +158,12 @@ def load_dm_checkpoint(
 ) -> tuple[dsm.ScoreUNet, dict, dict]:
     """Load a :func:`save_dm_checkpoint` file (``torch.load(weights_only=True)``) into a fresh U-Net.
 
-    ``expected`` is the :func:`dm_config` of the run; a checkpoint whose ``L, d, kappa, lam, channels,
-    sigma`` or ``T`` differ raises ValueError naming each field with its saved and requested value.
+    ``expected`` is the :func:`dm_config` of the run; a checkpoint whose ``L, d, kappa, lam, net, channels,
+    radius, sigma`` or ``T`` differ raises ValueError naming each field with its saved and requested value.
     Returns ``(model, config, info)`` like :func:`train_dm` (the model frozen, in eval mode)."""
     payload = _io.load_weights(path, DM_CHECKPOINT_FORMAT, what="phi^4 DM checkpoint")
     saved = payload["config"]
+    saved = {**_DM_DEFAULTS, **saved}
     diff = [f"{k}: saved {saved.get(k)!r}, requested {expected.get(k)!r}" for k in DM_MATCH if saved.get(k) != expected.get(k)]
     if diff:
         raise ValueError(f"checkpoint {os.fspath(path)} does not match this run: " + "; ".join(diff))
@@ -158,19 +188,23 @@ def trained_dm(
     dm_batch: int = 64,
     dm_lr: float = 2e-3,
     progress: bool = False,
-) -> tuple[dsm.ScoreUNet, dict, dict]:
+    net: str = "unet",
+    radius: int = 1,
+) -> tuple[torch.nn.Module, dict, dict]:
     """:func:`train_dm` once: with ``checkpoint`` an existing file is loaded (:func:`load_dm_checkpoint`,
     which checks it against this target and ``channels``) and a missing one is written after training.
     ``info["loaded"]`` says which happened."""
     if checkpoint is not None and os.path.exists(checkpoint):
         data = hmc_configs.reshape(-1, *target.shape)
-        model, config, info = load_dm_checkpoint(checkpoint, dm_config(target, channels, float(data.std())),
+        model, config, info = load_dm_checkpoint(checkpoint, dm_config(target, channels, float(data.std()), net=net,
+                                                                       radius=radius),
                                                  dtype=dtype, device=device)
         if progress:
             print(f"[critdiff] loaded the score network from {checkpoint}", file=sys.stderr)
         return model, config, {**info, "loaded": True}
     model, config, info = train_dm(target, hmc_configs, seed=seed, dtype=dtype, device=device, channels=channels,
-                                   dm_steps=dm_steps, dm_batch=dm_batch, dm_lr=dm_lr, progress=progress)
+                                   dm_steps=dm_steps, dm_batch=dm_batch, dm_lr=dm_lr, progress=progress, net=net,
+                                   radius=radius)
     if checkpoint is not None:
         save_dm_checkpoint(checkpoint, model, config, info)
     return model, config, {**info, "loaded": False}
@@ -178,7 +212,7 @@ def trained_dm(
 
 def run_dm_mcmc(
     target: Phi4Lattice,
-    model: dsm.ScoreUNet,
+    model: torch.nn.Module,
     hmc_configs: torch.Tensor,
     *,
     seed: int,
@@ -194,12 +228,17 @@ def run_dm_mcmc(
 ) -> tuple[dmmc.DMMCResult, str]:
     """DM-MCMC (THEORY 8) with PF-ODE proposals of ``model`` stopped at ``T_MIN``: the prior's variance and
     the Hutchinson control variate (the Gaussian with the ensemble's ``<|phi_k|^2>``) come from
-    ``hmc_configs``. ``divergence="auto"``: the exact Jacobian log q for ``V <= EXACT_DIVERGENCE_MAX_V``.
+    ``hmc_configs``. ``divergence="auto"``: the exact step-by-step log q when the model has cheap exact
+    step Jacobians (``score_jacobian``: the fourier-local network, any V), else the exact whole-sampler
+    Jacobian log q for ``V <= EXACT_DIVERGENCE_MAX_V`` and Hutchinson (approximate) beyond.
     Returns ``(result, divergence used)``; randomness from a generator seeded ``seed + 3``."""
     process = dm_process()
     data = hmc_configs.reshape(-1, *target.shape).to(dtype=dtype, device=device)
     if divergence == "auto":  # the exact log q (Jacobian log-det of the discretised flow) where affordable
-        divergence = "jacobian" if target.V <= EXACT_DIVERGENCE_MAX_V else "hutchinson"
+        if hasattr(model, "score_jacobian"):
+            divergence = "stepwise"
+        else:
+            divergence = "jacobian" if target.V <= EXACT_DIVERGENCE_MAX_V else "hutchinson"
     if progress:
         print(f"[critdiff] DM-MCMC: {dm_chains} x {dm_iter} PF-ODE proposals ({ode_method}, {ode_steps} steps,"
               f" {divergence} divergence)", file=sys.stderr)
@@ -224,6 +263,8 @@ def _dm_section(
     dm_steps: int,
     dm_batch: int,
     dm_lr: float,
+    net: str = "unet",
+    radius: int = 1,
     ode_steps: int,
     ode_method: str,
     divergence: str,
@@ -237,7 +278,8 @@ def _dm_section(
     """Train the DM on the HMC configurations (or load it from ``checkpoint``), sample with log q, run
     DM-MCMC; observables of both."""
     model, _, info = trained_dm(target, hmc_configs, checkpoint=checkpoint, seed=seed, dtype=dtype, device=device,
-                                channels=channels, dm_steps=dm_steps, dm_batch=dm_batch, dm_lr=dm_lr, progress=progress)
+                                channels=channels, dm_steps=dm_steps, dm_batch=dm_batch, dm_lr=dm_lr, progress=progress,
+                                net=net, radius=radius)
     res, divergence = run_dm_mcmc(target, model, hmc_configs, seed=seed, dtype=dtype, device=device,
                                   ode_steps=ode_steps, ode_method=ode_method, divergence=divergence, probes=probes,
                                   dm_chains=dm_chains, dm_iter=dm_iter, progress=progress)
@@ -295,13 +337,21 @@ def run_phi4_experiment(
     progress: bool = False,
     keep_arrays: bool = False,
     checkpoint: str | None = None,
+    dm_net: str = "auto",
+    dm_radius: int = 1,
 ) -> dict:
     """Run the experiment (module docstring). Returns ``{key: value for key in JSON_KEYS}`` for HMC, plus
     ``metropolis`` and ``dm`` sub-dicts when ``train_dm`` (``keep_arrays=True`` adds ``dm["arrays"]``:
     per-proposal ``log_q``, ``action`` and magnetisations, for plots; not JSON-serialisable). ``checkpoint``: a
     ``.pt`` file the trained DM is saved to, or loaded from when it exists (:func:`trained_dm`: train once)."""
-    if divergence not in ("auto", "jacobian", "exact", "hutchinson"):
-        raise ValueError(f"divergence must be 'auto', 'jacobian', 'exact' or 'hutchinson', got divergence={divergence!r}")
+    if divergence not in ("auto", "jacobian", "stepwise", "exact", "hutchinson"):
+        raise ValueError("divergence must be 'auto', 'jacobian', 'stepwise', 'exact' or 'hutchinson', got"
+                         f" divergence={divergence!r}")
+    if dm_net not in ("auto", *DM_NETS):
+        raise ValueError(f"dm_net must be 'auto' or one of {DM_NETS}, got dm_net={dm_net!r}")
+    dm_net = default_dm_net(L, d) if dm_net == "auto" else dm_net
+    if divergence == "stepwise" and dm_net != "fourier-local":
+        raise ValueError("divergence='stepwise' needs dm_net='fourier-local' (the network with cheap exact step Jacobians)")
     if dm_dtype not in ("float32", "float64"):
         raise ValueError(f"dm_dtype must be 'float32' or 'float64', got dm_dtype={dm_dtype!r}")
     if checkpoint is not None and not str(checkpoint).endswith(".pt"):
@@ -326,7 +376,7 @@ def run_phi4_experiment(
         Phi4Lattice(L, d, kappa, lam), hmc_configs, seed=seed, dtype=getattr(torch, dm_dtype), device=device,
         channels=tuple(dm_channels), dm_steps=dm_steps, dm_batch=dm_batch, dm_lr=dm_lr, ode_steps=ode_steps,
         ode_method=ode_method, divergence=divergence, probes=probes, dm_chains=dm_chains, dm_iter=dm_iter,
-        progress=progress, keep_arrays=keep_arrays, checkpoint=checkpoint,
+        progress=progress, keep_arrays=keep_arrays, checkpoint=checkpoint, net=dm_net, radius=dm_radius,
     )
     return result
 
@@ -377,16 +427,24 @@ def add_phi4_parser(sub) -> argparse.ArgumentParser:
     g = p.add_argument_group("diffusion model (--train-dm)")
     g.add_argument("--train-dm", action="store_true", help="train a DM on the HMC ensemble and run DM-MCMC")
     g.add_argument("--metropolis-step", type=cli_positive_float, default=1.0, help="local Metropolis proposal half-width (> 0)")
-    g.add_argument("--dm-channels", type=int, nargs="+", default=[8, 16], help="U-Net channels per level")
+    g.add_argument("--dm-net", choices=("auto", *DM_NETS), default="auto",
+                   help="score network: unet, or fourier-local (Fourier-linear + local CNN: cheap exact step Jacobians,"
+                        f" so DM-MCMC is exact at any L with --divergence stepwise, the auto choice for it); auto: unet"
+                        f" for V <= {EXACT_DIVERGENCE_MAX_V}, else fourier-local")
+    g.add_argument("--dm-channels", type=int, nargs="+", default=[8, 16],
+                   help="U-Net channels per level (fourier-local: the last is its local CNN width)")
+    g.add_argument("--dm-radius", type=cli_int(0), default=1, help="fourier-local: receptive radius of the local CNN (>= 0)")
     g.add_argument("--dm-steps", type=cli_int(1), default=1000, help="DSM training steps (>= 1)")
     g.add_argument("--dm-batch", type=cli_int(1), default=64, help="DSM batch size (>= 1)")
     g.add_argument("--dm-lr", type=cli_positive_float, default=2e-3, help="DSM learning rate (Adam, > 0)")
     g.add_argument("--ode-steps", type=cli_int(1), default=16, help="PF-ODE steps per DM proposal (>= 1)")
     g.add_argument("--ode-method", choices=("euler", "heun", "rk4"), default="heun", help="PF-ODE integrator")
-    g.add_argument("--divergence", choices=("auto", "jacobian", "exact", "hutchinson"), default="auto",
+    g.add_argument("--divergence", choices=("auto", "jacobian", "stepwise", "exact", "hutchinson"), default="auto",
                    help="log q: jacobian = exact log-det of the discretised flow (exact DM-MCMC, ~V backward passes),"
+                        " stepwise = the same log-det step by step from cheap exact step Jacobians (--dm-net fourier-local),"
                         " exact = ODE-integrated exact divergence (exact up to O(h^p)), hutchinson = APPROXIMATE"
-                        f" (biased chain); auto: jacobian for V <= {EXACT_DIVERGENCE_MAX_V}, else hutchinson")
+                        f" (biased chain); auto: stepwise for fourier-local, else jacobian for V <= {EXACT_DIVERGENCE_MAX_V},"
+                        " else hutchinson")
     g.add_argument("--probes", type=cli_int(1), default=2, help="Hutchinson probes per configuration (>= 1)")
     g.add_argument("--dm-chains", type=int, default=8, help="DM-MCMC chains")
     g.add_argument("--dm-iter", type=int, default=64, help="DM-MCMC proposals per chain")
@@ -418,6 +476,7 @@ def run_phi4(args: argparse.Namespace) -> int:
         dm_steps=args.dm_steps, dm_batch=args.dm_batch, dm_lr=args.dm_lr, ode_steps=args.ode_steps,
         ode_method=args.ode_method, divergence=args.divergence, probes=args.probes, dm_chains=args.dm_chains,
         dm_iter=args.dm_iter, dm_dtype=args.dm_dtype, progress=not args.quiet, keep_arrays=cumulants, checkpoint=args.checkpoint,
+        dm_net=args.dm_net, dm_radius=args.dm_radius,
     )
     print(format_report(result))
     if cumulants:  # magnetisation cumulants of the same run; the arrays (not JSON) are dropped after
