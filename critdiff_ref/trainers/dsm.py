@@ -16,9 +16,10 @@ Shapes: data ``(N, *lattice)``, ``model(x, t)`` with ``x`` ``(batch, *lattice)``
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -52,6 +53,27 @@ def _positive_float(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite real > 0, got {name}={value!r}")
     return float(value)
+
+
+@contextlib.contextmanager
+def seeded_init(generator: torch.Generator | None) -> Iterator[None]:
+    """Parameters created inside draw their initial values from one seed taken from ``generator``, without
+    touching the global RNG (deterministic networks); with ``generator=None`` the global RNG as usual."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator)) if generator is not None else None
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        yield
+
+
+def batch_times(x: torch.Tensor, t) -> torch.Tensor:
+    """``t`` (a float or a ``(batch,)`` tensor) as float64 times, one per configuration of ``x``."""
+    tt = torch.as_tensor(t, dtype=torch.float64, device=x.device)
+    if tt.ndim == 0:
+        tt = tt.expand(x.shape[0])
+    if tt.shape != (x.shape[0],):
+        raise ValueError(f"t must be a float or a tensor of shape (batch,) = ({x.shape[0]},), got {tuple(tt.shape)}")
+    return tt
 
 
 class GaussianFourierFeatures(nn.Module):
@@ -131,11 +153,7 @@ class ScoreUNet(nn.Module):
             raise TypeError(f"odd must be a bool, got {odd!r}")
         self.L, self.d, self.process, self.odd = L, d, process, odd
         self.data_std = _positive_float("data_std", data_std)
-        # deterministic initialisation when a generator is given, without touching the global RNG
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator)) if generator is not None else None
-        with torch.random.fork_rng(devices=[], enabled=seed is not None):
-            if seed is not None:
-                torch.manual_seed(seed)
+        with seeded_init(generator):
             self._build(channels, embed_dim, fourier_scale, generator)
         self.to(dtype)
 
@@ -161,12 +179,7 @@ class ScoreUNet(nn.Module):
         return self.conv_in.weight.dtype
 
     def _times(self, x: torch.Tensor, t) -> torch.Tensor:
-        tt = torch.as_tensor(t, dtype=torch.float64, device=x.device)
-        if tt.ndim == 0:
-            tt = tt.expand(x.shape[0])
-        if tt.shape != (x.shape[0],):
-            raise ValueError(f"t must be a float or a tensor of shape (batch,) = ({x.shape[0]},), got {tuple(tt.shape)}")
-        return tt
+        return batch_times(x, t)
 
     def _eps(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x.unsqueeze(1))

@@ -35,7 +35,7 @@ from torch.nn import functional as F
 
 from .. import lattice
 from ..processes import Process
-from .dsm import GaussianFourierFeatures, _positive_float, _positive_int
+from .dsm import GaussianFourierFeatures, _positive_float, _positive_int, batch_times, seeded_init
 
 __all__ = ["FourierLocalScore", "colouring_modulus"]
 
@@ -84,10 +84,7 @@ class FourierLocalScore(nn.Module):
         channels, depth = _positive_int("channels", channels), _positive_int("depth", depth)
         embed_dim, kernel_hidden = _positive_int("embed_dim", embed_dim, 2), _positive_int("kernel_hidden", kernel_hidden)
         self.data_std = _positive_float("data_std", data_std)
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator)) if generator is not None else None
-        with torch.random.fork_rng(devices=[], enabled=seed is not None):
-            if seed is not None:
-                torch.manual_seed(seed)
+        with seeded_init(generator):
             self.time = GaussianFourierFeatures(embed_dim, fourier_scale, float(process.T), generator=generator)
             self.time_mlp = nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim))
             self.kernel_mlp = nn.Sequential(nn.Linear(embed_dim + 1, kernel_hidden), nn.SiLU(),
@@ -114,11 +111,7 @@ class FourierLocalScore(nn.Module):
 
     # -- the pieces -------------------------------------------------------------------------------
     def _times(self, x: torch.Tensor, t) -> torch.Tensor:
-        tt = torch.as_tensor(t, dtype=torch.float64, device=x.device)
-        if tt.ndim == 0:
-            tt = tt.expand(x.shape[0])
-        if tt.shape != (x.shape[0],):
-            raise ValueError(f"t must be a float or a tensor of shape (batch,) = ({x.shape[0]},), got {tuple(tt.shape)}")
+        tt = batch_times(x, t)
         if bool((self.process.Xi(tt) <= 0).any()):
             raise ValueError("t must be > 0 (Xi(t) > 0) for a noise-conditional score")
         return tt

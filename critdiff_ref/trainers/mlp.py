@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..processes import Process
-from .dsm import GaussianFourierFeatures, _positive_float, _positive_int
+from .dsm import GaussianFourierFeatures, _positive_float, _positive_int, seeded_init
 
 __all__ = ["ScoreMLP"]
 
@@ -52,10 +52,7 @@ class ScoreMLP(nn.Module):
             raise ValueError("hidden must be a non-empty sequence of ints >= 1")
         self.process = process
         self.data_std = _positive_float("data_std", data_std)
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator)) if generator is not None else None
-        with torch.random.fork_rng(devices=[], enabled=seed is not None):
-            if seed is not None:
-                torch.manual_seed(seed)
+        with seeded_init(generator):
             self.time = GaussianFourierFeatures(embed_dim, fourier_scale, float(process.T), generator=generator)
             self.input_x = nn.Linear(self.dim, hidden[0])
             self.input_time = nn.Linear(embed_dim, hidden[0], bias=False)
