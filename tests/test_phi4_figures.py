@@ -130,7 +130,7 @@ def test_well_changes_and_magnetisation_series():
 
 @pytest.mark.parametrize("kw, name", [({"ode_method": "euler2"}, "ode_method"), ({"sizes": (4, 5)}, "L=5"),
                                       ({"kappas": (-0.1,)}, "kappa"), ({"dm_chains": 1}, "dm_chains"),
-                                      ({"eps": 0.0}, "eps"), ({"kappas": ()}, "kappas")])
+                                      ({"eps": 0.0}, "eps"), ({"kappas": ()}, "kappas"), ({"net": "mlp"}, "net")])
 def test_bad_settings_raise_naming_the_parameter(kw, name):
     with pytest.raises(ValueError, match=name):
         pf.FiguresConfig(**kw)
@@ -194,3 +194,42 @@ def test_cli_flags_reach_the_config(tmp_path, capsys):
     cfg = json.loads((out / "broken.json").read_text())["config"]
     assert (cfg["dm_steps"], cfg["channels"], cfg["dm_batch"], cfg["hmc_traj"], cfg["seed"]) == (5, [4, 8], 8, 16, 2)
     assert not (out / "broken.png").exists()
+
+
+def test_fourier_local_acceptance_table_uses_the_stepwise_exact_log_q(tmp_path, monkeypatch):
+    """``net="fourier-local"`` trains that network, keeps its own checkpoint next to the U-Net's and runs
+    DM-MCMC with the step-by-step exact log q (``divergence="stepwise"``)."""
+    seen = []
+    run = pf.run_dm_mcmc
+
+    def spy(*args, **kwargs):
+        res = run(*args, **kwargs)
+        seen.append((type(args[1]).__name__, kwargs["divergence"], res[1]))
+        return res
+
+    monkeypatch.setattr(pf, "run_dm_mcmc", spy)
+    cfg = replace(TINY, net="fourier-local")
+    res = pf.write_figures(tmp_path, cfg, parts=("acceptance",), plots=False)["acceptance"]
+    assert seen == [("FourierLocalScore", "stepwise", "stepwise")]
+    assert res["divergence"] == "stepwise" and res["config"]["net"] == "fourier-local"
+    (row,) = res["rows"]
+    assert 0.0 <= row["acceptance"] <= 1.0 and row["n_proposals"] == cfg.dm_chains * cfg.dm_iter
+    # one checkpoint per network: the U-Net's name is unchanged, the fourier-local one differs
+    assert pf._checkpoint_path("", cfg, 4, 0.21) != pf._checkpoint_path("", TINY, 4, 0.21)
+    assert os.listdir(tmp_path / "checkpoints") == [os.path.basename(pf._checkpoint_path("", cfg, 4, 0.21))]
+    assert "fourier-local" in (tmp_path / "acceptance.md").read_text()
+    # the seeded run reproduces exactly from its checkpoint (DM-MCMC has its own seeded stream)
+    again = pf.write_figures(tmp_path, cfg, parts=("acceptance",), plots=False)["acceptance"]["rows"][0]
+    assert again["checkpoint_loaded"] and again["acceptance"] == row["acceptance"]
+    assert again["stationary_acceptance"] == row["stationary_acceptance"]
+
+
+def test_cli_dm_net_flag_reaches_the_config(tmp_path, capsys):
+    out = tmp_path / "figs"
+    assert main(["phi4-figures", "--quick", "--parts", "acceptance", "--no-plots", "--quiet", "--out", str(out),
+                 "--kappas", "0.21", "--sizes", "4", "--dm-steps", "5", "--dm-net", "fourier-local",
+                 "--dm-radius", "2"]) == 0
+    result = json.loads((out / "acceptance.json").read_text())
+    assert (result["config"]["net"], result["config"]["radius"], result["divergence"]) == ("fourier-local", 2, "stepwise")
+    with pytest.raises(SystemExit):  # argparse: --dm-net must be one of DM_NETS
+        main(["phi4-figures", "--quick", "--out", str(out), "--dm-net", "mlp"])

@@ -22,6 +22,9 @@ Every random number comes from a seeded ``torch.Generator``. Cost at the default
 exact log q is ~0.36 s per proposal on an idle core (~V^2), so each part takes 3-6 min idle; measured on the
 shared 2-core machine at load 4-6: acceptance 1820 s, autocorrelation 878 s, broken 804 s
 (``docs/phi4_figures``). The paper's sizes (L = 16..64) need a GPU (README, phi^4 section).
+``--dm-net fourier-local`` (:class:`FiguresConfig` ``net``) trains the Fourier-linear + local-CNN network
+instead, whose exact log q is computed step by step (``divergence="stepwise"``): ~0.005 s per proposal at
+L = 8 and ~0.04 s at L = 16 with 8 chains batched (``docs/phi4_figures/fourier_local``).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from .._args import cli_device, cli_int, cli_positive_float
 from ..errors import autocorrelation, gamma_method
 from ..targets import Phi4Lattice
 from .ensemble import EnsembleParams, generate_ensemble, summarize_chains
-from .experiment import run_dm_mcmc, trained_dm
+from .experiment import DM_NETS, run_dm_mcmc, trained_dm
 
 __all__ = [
     "PARTS",
@@ -70,7 +73,9 @@ class FiguresConfig:
     ``L`` and ``kappas``: the acceptance-vs-kappa scan; ``sizes``: the acceptance-vs-L scan at
     ``kappa_critical`` (also the autocorrelation figure's kappa, at ``L``); ``kappa_broken``: the histogram.
     HMC training ensembles: ``hmc_chains x hmc_traj`` trajectories (``eps``, ``n_steps``) after ``burn_in``.
-    DM: U-Net ``channels``, ``dm_steps`` DSM steps; proposals by ``ode_method`` with ``ode_steps`` steps;
+    DM: ``net`` (``"unet"``: U-Net with ``channels`` per level, exact log q by the whole-sampler Jacobian, ~V^2
+    per proposal; ``"fourier-local"``: Fourier-linear + local CNN of width ``channels[-1]`` and receptive
+    ``radius``, exact log q step by step, ``divergence="stepwise"``), ``dm_steps`` DSM steps; proposals by ``ode_method`` with ``ode_steps`` steps;
     acceptance runs ``dm_chains x dm_iter`` proposals. Autocorrelation: ``ac_chains`` chains of
     ``ac_updates`` HMC trajectories / Metropolis sweeps each and ``ac_proposals`` DM-MCMC proposals each.
     ``device``: where the chains and the DM run (``"cuda"`` for the paper's sizes).
@@ -103,11 +108,14 @@ class FiguresConfig:
     t_max: int = 20
     seed: int = 0
     device: str = "cpu"
+    net: str = "unet"
+    radius: int = 1
 
     def __post_init__(self) -> None:
         for name, lower in (("L", 2), ("d", 1), ("hmc_chains", 2), ("hmc_traj", 4), ("burn_in", 0), ("n_steps", 1),
                             ("dm_steps", 1), ("dm_batch", 1), ("ode_steps", 1), ("dm_chains", 2), ("dm_iter", 4),
-                            ("ac_chains", 2), ("ac_updates", 8), ("ac_proposals", 8), ("t_max", 1), ("seed", 0)):
+                            ("ac_chains", 2), ("ac_updates", 8), ("ac_proposals", 8), ("t_max", 1), ("seed", 0),
+                            ("radius", 0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
                 raise TypeError(f"{name} must be an int >= {lower}, got {name}={v!r}")
@@ -119,6 +127,8 @@ class FiguresConfig:
                 raise ValueError(f"{name} must be a finite real > 0, got {name}={v!r}")
         if self.ode_method not in ("euler", "heun", "rk4"):
             raise ValueError(f"ode_method must be 'euler', 'heun' or 'rk4', got ode_method={self.ode_method!r}")
+        if self.net not in DM_NETS:
+            raise ValueError(f"net must be one of {DM_NETS}, got net={self.net!r}")
         object.__setattr__(self, "kappas", tuple(float(k) for k in self.kappas))
         object.__setattr__(self, "sizes", tuple(int(s) for s in self.sizes))
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -126,7 +136,7 @@ class FiguresConfig:
             raise ValueError("kappas must be a non-empty sequence of hopping parameters")
         if not self.sizes:
             raise ValueError("sizes must be a non-empty sequence of lattice sizes")
-        step = 2 ** (len(self.channels) - 1)
+        step = 2 ** (len(self.channels) - 1) if self.net == "unet" else 1
         for L in (self.L, *self.sizes):  # the U-Net halves L per level; Metropolis needs an even L
             if L % max(step, 2):
                 raise ValueError(f"sizes and L must be even and divisible by 2^(len(channels) - 1) = {step}, got L={L}")
@@ -215,7 +225,9 @@ def _checkpoint_path(folder: str | None, cfg: FiguresConfig, L: int, kappa: floa
     if folder is None:
         return None
     ch = "-".join(str(c) for c in cfg.channels)
-    return os.path.join(folder, f"dm_L{L}_d{cfg.d}_kappa{kappa:g}_lam{cfg.lam:g}_c{ch}_steps{cfg.dm_steps}_seed{cfg.seed}.pt")
+    net = "" if cfg.net == "unet" else f"_{cfg.net}-r{cfg.radius}"  # U-Net names as before (committed checkpoints)
+    return os.path.join(folder, f"dm_L{L}_d{cfg.d}_kappa{kappa:g}_lam{cfg.lam:g}{net}_c{ch}_steps{cfg.dm_steps}"
+                                f"_seed{cfg.seed}.pt")
 
 
 def _hmc(cfg: FiguresConfig, L: int, kappa: float, *, n_chains: int, n_traj: int, seed: int) -> tuple[torch.Tensor, dict]:
@@ -236,15 +248,20 @@ def _model(cfg: FiguresConfig, L: int, kappa: float, checkpoints: str | None, ca
         target = Phi4Lattice(L, cfg.d, kappa, cfg.lam)
         model, _, train = trained_dm(target, configs, checkpoint=_checkpoint_path(checkpoints, cfg, L, kappa),
                                      seed=cfg.seed, channels=cfg.channels, dm_steps=cfg.dm_steps, dm_batch=cfg.dm_batch,
-                                     dm_lr=cfg.dm_lr, device=cfg.device)
+                                     dm_lr=cfg.dm_lr, device=cfg.device, net=cfg.net, radius=cfg.radius)
         cache[key] = {"target": target, "configs": configs, "hmc": info, "model": model, "train": train}
     return cache[key]
+
+
+def _divergence(cfg: FiguresConfig) -> str:
+    """The exact log q of ``cfg.net``: whole-sampler Jacobian (U-Net) or step by step (fourier-local)."""
+    return "jacobian" if cfg.net == "unet" else "stepwise"
 
 
 def _dm_chain(cfg: FiguresConfig, m: dict, *, n_chains: int, n_iter: int) -> tuple[object, float]:
     t0 = time.perf_counter()
     res, _ = run_dm_mcmc(m["target"], m["model"], m["configs"], seed=cfg.seed, ode_steps=cfg.ode_steps,
-                         ode_method=cfg.ode_method, divergence="jacobian", dm_chains=n_chains, dm_iter=n_iter,
+                         ode_method=cfg.ode_method, divergence=_divergence(cfg), dm_chains=n_chains, dm_iter=n_iter,
                          device=cfg.device)
     return res, time.perf_counter() - t0
 
@@ -272,7 +289,7 @@ def acceptance_table(cfg: FiguresConfig, *, checkpoints: str | None = None, cach
             "checkpoint_loaded": m["train"]["loaded"], "mcmc_seconds": seconds,
             "seconds_per_proposal": seconds / res.log_q.numel(),
         })
-    return {"config": _json_config(cfg), "rows": rows}
+    return {"config": _json_config(cfg), "divergence": _divergence(cfg), "rows": rows}
 
 
 def autocorrelation_table(cfg: FiguresConfig, *, checkpoints: str | None = None, cache: dict | None = None,
@@ -351,8 +368,10 @@ def _pm(v: float, e: float, nd: int = 3) -> str:
 def acceptance_markdown(result: dict) -> str:
     """The acceptance table as markdown (run lengths and wall times included)."""
     c = result["config"]
+    net = (f"U-Net channels {c['channels']}" if c.get("net", "unet") == "unet" else
+           f"fourier-local (local CNN width {c['channels'][-1]}, radius {c['radius']}; log-det step by step)")
     lines = [f"DM-MCMC acceptance, exact log q (Jacobian log-det of the discretised PF-ODE, {c['ode_method']}, "
-             f"{c['ode_steps']} steps), lam = {c['lam']}, d = {c['d']}. DM: U-Net channels {c['channels']}, "
+             f"{c['ode_steps']} steps), lam = {c['lam']}, d = {c['d']}. DM: {net}, "
              f"{c['dm_steps']} DSM steps on {c['hmc_chains']} x {c['hmc_traj']} HMC trajectories; "
              f"{c['dm_chains']} chains x {c['dm_iter']} proposals per row. Acceptance error: standard error over "
              "the independent chains. Stationary acceptance: E[min(w(x), w(y))] / E[w] over all proposal pairs.",
@@ -527,6 +546,10 @@ def add_phi4_figures_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--kappa-critical", type=float, default=None, help="kappa of the L scan and the autocorrelation")
     p.add_argument("--kappa-broken", type=float, default=None, help="kappa of the broken-phase histogram")
     p.add_argument("--channels", type=int, nargs="+", default=None, help="U-Net channels per level")
+    p.add_argument("--dm-net", choices=DM_NETS, default=None,
+                   help="score network: unet (default; exact log q by the whole-sampler Jacobian, ~V^2 per proposal) "
+                        "or fourier-local (exact log q step by step, cheap)")
+    p.add_argument("--dm-radius", type=cli_int(0), default=None, help="fourier-local: receptive radius of the local CNN")
     p.add_argument("--dm-steps", type=cli_int(1), default=None, help="DSM training steps")
     p.add_argument("--dm-batch", type=cli_int(1), default=None, help="DSM batch size")
     p.add_argument("--hmc-chains", type=cli_int(2), default=None, help="HMC chains of each training ensemble")
@@ -551,7 +574,8 @@ _FLAGS = {"L": "L", "kappas": "kappas", "sizes": "sizes", "kappa_critical": "kap
           "kappa_broken": "kappa_broken", "dm_steps": "dm_steps", "dm_iter": "dm_iter", "ac_updates": "ac_updates",
           "ac_proposals": "ac_proposals", "ode_steps": "ode_steps", "lr": "dm_lr", "seed": "seed",
           "channels": "channels", "dm_batch": "dm_batch", "hmc_chains": "hmc_chains", "hmc_traj": "hmc_traj",
-          "eps": "eps", "n_steps": "n_steps", "dm_chains": "dm_chains", "ac_chains": "ac_chains", "device": "device"}
+          "eps": "eps", "n_steps": "n_steps", "dm_chains": "dm_chains", "ac_chains": "ac_chains", "device": "device",
+          "dm_net": "net", "dm_radius": "radius"}
 
 
 def run_phi4_figures(args: argparse.Namespace) -> int:
