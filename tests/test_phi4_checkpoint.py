@@ -156,3 +156,18 @@ def test_the_auto_network_keeps_dm_mcmc_exact_at_every_volume():
     out = pe.run_phi4_experiment(6, 2, 0.21, 0.022, n_chains=2, n_traj=20, burn_in=5, train_dm=True, dm_channels=(4,),
                                  dm_steps=5, dm_batch=8, ode_steps=4, dm_chains=2, dm_iter=4)
     assert out["dm"]["divergence"] == "stepwise"  # V = 36 > 16
+
+
+def test_a_fourier_local_checkpoint_keeps_its_depth(tmp_path):
+    """The config rebuilds the network it saved, depth included (``phi4.exact_dm``'s ``save_model`` writes
+    this checkpoint for its depth-d network): bit-identical scores after loading; another depth is refused."""
+    from critdiff_ref.trainers.fourier_local import FourierLocalScore
+
+    config = pe.dm_config(TARGET, (4,), 0.9, net="fourier-local", radius=1, depth=3)
+    net = FourierLocalScore(4, 2, pe.dm_process(), radius=1, channels=4, depth=3, data_std=0.9,
+                            generator=torch.Generator().manual_seed(5))
+    path = pe.save_dm_checkpoint(str(tmp_path / "fl3.pt"), net, config, {"final_loss": 0.0})
+    loaded, _, _ = pe.load_dm_checkpoint(path, config)
+    assert torch.equal(_scores(net), _scores(loaded))
+    with pytest.raises(ValueError, match="depth: saved 3, requested 2"):
+        pe.load_dm_checkpoint(path, pe.dm_config(TARGET, (4,), 0.9, net="fourier-local", radius=1))

@@ -24,6 +24,7 @@ from ..samplers import dmmc, likelihood
 from ..targets import Phi4Lattice
 from ..trainers import dsm
 from ..trainers.fourier_local import FourierLocalScore
+from . import experiment
 from .ensemble import EnsembleParams, generate_ensemble, summarize_chains
 
 __all__ = ["OBSERVABLES", "Z_CHECK", "z_scores", "power_against_bias", "pool_runs", "run_exact_dm", "main"]
@@ -130,8 +131,9 @@ def run_exact_dm(
     in float32; the proposals and their log q are float64 (the same weights).  Seeds: reference HMC
     ``seed``, training HMC ``seed + 1``, network ``seed + 2``, DSM ``seed + 3``, proposals ``seed + 4`` (or
     ``proposal_seed`` when >= 0: independent chains of the same network, to pool runs).
-    ``save_model``: a ``.pt`` path for the trained weights (``state_dict`` only, written atomically; reload with
-    ``torch.load(path, weights_only=True)``), or ``""``.
+    ``save_model``: a ``.pt`` path for the trained network as a phi^4 DM checkpoint (weights only with the
+    config that rebuilds it, written atomically: :func:`critdiff_ref.phi4.experiment.save_dm_checkpoint`,
+    reloaded by ``load_dm_checkpoint``), or ``""``.
     """
     target = Phi4Lattice(L, d, kappa, lam)
     if ode_method not in ("euler", "heun", "rk4"):
@@ -171,11 +173,11 @@ def run_exact_dm(
                            t_min=T_MIN, generator=torch.Generator(device=device).manual_seed(seed + 3))
     final_loss = float(report.losses[-max(1, dm_steps // 10):].mean())
     seconds["train_dm"] = time.perf_counter() - t0
-    if save_model:
-        from .._io import atomic_path
-
-        with atomic_path(save_model, suffix=".pt") as tmp:
-            torch.save(net.state_dict(), tmp)
+    if save_model:  # the phi4 DM checkpoint: reloadable by experiment.load_dm_checkpoint / critdiff phi4 --checkpoint
+        config = experiment.dm_config(target, (channels,), data_std, net="fourier-local", radius=radius, depth=depth)
+        experiment.save_dm_checkpoint(save_model, net, config, {
+            "dm_steps": int(dm_steps), "dm_batch": int(dm_batch), "dm_lr": float(dm_lr), "seed": int(seed),
+            "n_train": int(data.shape[0]), "final_loss": final_loss})
     say(f"DSM {dm_steps} steps on {data.shape[0]} configs (thin {thin}): final loss {final_loss:.4f} "
         f"({seconds['train_dm']:.0f} s)")
 

@@ -64,11 +64,11 @@ T_MIN = 1e-3
 
 DM_CHECKPOINT_FORMAT = "critdiff-phi4-dm/1"
 # the fields a checkpoint must share with the run that loads it (the target and the network's shape)
-DM_MATCH = ("L", "d", "kappa", "lam", "net", "channels", "radius", "sigma", "T")
+DM_MATCH = ("L", "d", "kappa", "lam", "net", "channels", "radius", "depth", "sigma", "T")
 # the score networks: the U-Net (exact log q by whole-sampler Jacobian, ~V^2 per proposal) and the
 # Fourier-linear + local-CNN network whose step Jacobians are cheap and exact (``log_q="stepwise"``, issue 17)
 DM_NETS = ("unet", "fourier-local")
-_DM_DEFAULTS = {"net": "unet", "radius": None}  # what a checkpoint written before these fields holds
+_DM_DEFAULTS = {"net": "unet", "radius": None, "depth": None}  # what a checkpoint written before these fields holds
 DM_SIGMA, DM_T = 25.0, 1.0
 
 
@@ -86,15 +86,16 @@ def dm_process() -> VE:
 
 
 def dm_config(target: Phi4Lattice, channels: tuple[int, ...], data_std: float, *, net: str = "unet",
-              radius: int = 1) -> dict:
+              radius: int = 1, depth: int = 2) -> dict:
     """The JSON-able settings that rebuild the phi^4 score network of a checkpoint: ``net="unet"`` a
     :class:`~critdiff_ref.trainers.dsm.ScoreUNet` with ``channels`` per level, ``net="fourier-local"`` a
-    :class:`~critdiff_ref.trainers.fourier_local.FourierLocalScore` whose local CNN has width ``channels[-1]``
-    and receptive radius ``radius``."""
+    :class:`~critdiff_ref.trainers.fourier_local.FourierLocalScore` whose local CNN has width ``channels[-1]``,
+    receptive radius ``radius`` and ``depth`` site-wise layers."""
     if net not in DM_NETS:
         raise ValueError(f"net must be one of {DM_NETS}, got net={net!r}")
     return {"L": target.L, "d": target.d, "kappa": float(target.kappa), "lam": float(target.lam), "net": net,
             "channels": [int(c) for c in channels], "radius": int(radius) if net == "fourier-local" else None,
+            "depth": int(depth) if net == "fourier-local" else None,
             "sigma": DM_SIGMA, "T": DM_T, "data_std": float(data_std)}
 
 
@@ -102,7 +103,8 @@ def _build_dm(config: dict, *, dtype: torch.dtype, device: str, generator: torch
     process = VE(sigma=config["sigma"], T=config["T"])
     if config.get("net", "unet") == "fourier-local":
         return fourier_local.FourierLocalScore(config["L"], config["d"], process, radius=config["radius"],
-                                               channels=config["channels"][-1], data_std=config["data_std"],
+                                               channels=config["channels"][-1], depth=config["depth"],
+                                               data_std=config["data_std"],
                                                generator=generator, dtype=dtype).to(device)
     return dsm.ScoreUNet(config["L"], config["d"], process, channels=tuple(config["channels"]),
                          data_std=config["data_std"], generator=generator, dtype=dtype).to(device)
