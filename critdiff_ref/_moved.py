@@ -1,6 +1,6 @@
 """Old import paths that the README once told users to use, kept working with a DeprecationWarning.
 
-Issue 19 moved these modules into concept packages.  ``import critdiff_ref.mutants`` (or
+The layout change moved these modules into concept packages.  ``import critdiff_ref.mutants`` (or
 ``from critdiff_ref import condensation``) gives a small stand-in module whose attributes are
 looked up, on first use, in the new homes listed here; nothing else is aliased.
 """

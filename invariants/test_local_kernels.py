@@ -175,7 +175,7 @@ def test_d2_ell_growing_like_ln_L_keeps_the_error_bounded():
     ],
 )
 def test_local_error_scaling_large_lattices(d, Ls, ell):
-    """Large-L versions: d = 2 eps_max^2 linear in ln L (THEORY 0.077 .. 0.171 at ell = 2), d = 3 converging."""
+    """Large-L versions: d = 2 eps_max^2 linear in ln L (THEORY 5: 0.077 .. 0.171 at ell = 2), d = 3 converging."""
     e = _eps_max(Ls, d, ell)
     incr = np.diff(np.square(e) if d == 2 else e)
     if d == 2:

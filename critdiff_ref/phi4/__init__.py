@@ -1,9 +1,9 @@
 """Lattice phi^4 experiments (THEORY 8): HMC ensembles with honest errors, saved atomically
 (:mod:`.ensemble`), and the ``critdiff phi4`` experiment with a diffusion model and DM-MCMC
 (:mod:`.experiment`, with train-once DM checkpoints), and the paper's DM-MCMC figures as measured
-tables (:mod:`.figures`: acceptance vs kappa and L, |M| autocorrelation, broken-phase histogram),
+tables (:mod:`.figures`: acceptance vs kappa and L, ``|M|`` autocorrelation, broken-phase histogram),
 and the magnetisation cumulants chi_2, g_4, g_6 of HMC, the DM and DM-MCMC (:mod:`.cumulants`, THEORY 6),
-and exact DM-MCMC at CPU cost with a cheap-Jacobian network and the stepwise log q (:mod:`.exact_dm`, issue 17).
+and exact DM-MCMC at CPU cost with a cheap-Jacobian network and the stepwise log q (:mod:`.exact_dm`).
 The target itself is :class:`critdiff_ref.targets.Phi4Lattice`; the
 samplers are in :mod:`critdiff_ref.samplers.mcmc` and :mod:`critdiff_ref.samplers.dmmc`.
 """

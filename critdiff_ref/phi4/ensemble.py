@@ -37,7 +37,7 @@ __all__ = [
 
 SAMPLERS = ("hmc", "metropolis", "langevin", "mala")
 # A run whose acceptance after burn-in is below this has frozen chains (a rejection streak of 20 updates
-# on average): it fails instead of reporting chi_2 = 0 +- 0 (issue 22).  Langevin never rejects.
+# on average): it fails instead of reporting chi_2 = 0 +- 0.  Langevin never rejects.
 MIN_ACCEPTANCE = 0.05
 FORMAT_VERSION = 1
 

@@ -1,4 +1,4 @@
-"""Exact DM-MCMC for lattice phi^4 at CPU cost (THEORY 8, "Diffusion-model MCMC", "Exactness"; issue 17).
+"""Exact DM-MCMC for lattice phi^4 at CPU cost (THEORY 8, "Diffusion-model MCMC", "Exactness").
 
 :func:`run_exact_dm` trains a :class:`~critdiff_ref.trainers.fourier_local.FourierLocalScore` by DSM (VE,
 sigma = 25, T = 1; :func:`critdiff_ref.trainers.dsm.train_dsm`) on a thermalised, decorrelated HMC

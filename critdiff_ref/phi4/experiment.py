@@ -28,7 +28,7 @@ settings for L = 32 / 64: ``--device cuda --dtype float32 --dm-channels 32 64 12
 a U-Net beyond ``V = 16`` uses Hutchinson (APPROXIMATE:
 on the residual from the Gaussian with the ensemble's ``<|phi_k|^2>``, whose divergence is exact: a control
 variate); DM-MCMC is exact with ``jacobian``, exact up to the ODE error with ``exact``, and biased by the
-probe noise in ``log q`` with Hutchinson (THEORY 8; issue 17; see :mod:`critdiff_ref.samplers.dmmc`).
+probe noise in ``log q`` with Hutchinson (THEORY 8; see :mod:`critdiff_ref.samplers.dmmc`).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ DM_CHECKPOINT_FORMAT = "critdiff-phi4-dm/1"
 # the fields a checkpoint must share with the run that loads it (the target and the network's shape)
 DM_MATCH = ("L", "d", "kappa", "lam", "net", "channels", "radius", "depth", "sigma", "T")
 # the score networks: the U-Net (exact log q by whole-sampler Jacobian, ~V^2 per proposal) and the
-# Fourier-linear + local-CNN network whose step Jacobians are cheap and exact (``log_q="stepwise"``, issue 17)
+# Fourier-linear + local-CNN network whose step Jacobians are cheap and exact (``log_q="stepwise"``)
 DM_NETS = ("unet", "fourier-local")
 _DM_DEFAULTS = {"net": "unet", "radius": None, "depth": None}  # what a checkpoint written before these fields holds
 DM_SIGMA, DM_T = 25.0, 1.0

@@ -1,5 +1,5 @@
 """The phi^4 diffusion-model figures of the stochastic-quantisation paper as measured tables and plots
-(THEORY 8, "Diffusion-model MCMC" and "Observables"; issue 17, item 3).
+(THEORY 8, "Diffusion-model MCMC" and "Observables").
 
 ``critdiff phi4-figures --out DIR [--parts acceptance autocorrelation broken]`` writes, atomically,
 ``DIR/<part>.md`` (markdown tables with run lengths and wall times), ``DIR/<part>.json`` (strict JSON) and

@@ -283,7 +283,7 @@ def add_phi4_cumulants(sec: Section, result: dict, target) -> dict:
     devs = "; ".join(f"{name} vs HMC: " + ", ".join(f"{q} {z[(f'{name} vs HMC', q)]:+.1f}" for q in QUANTITIES)
                      for name in ("DM", "DM-MCMC") if (f"{name} vs HMC", "chi2") in z)
     sec.tables.append(
-        f"Magnetisation cumulants (issue 23, Table 2) at L = {target.L}, kappa = {target.kappa:g}, lam = {target.lam:g}"
+        f"Magnetisation cumulants (the paper's Table 2) at L = {target.L}, kappa = {target.kappa:g}, lam = {target.lam:g}"
         " of the same run: M = (1/V) sum_x phi_x, k_n its k-statistics (THEORY 6), V-scaled to be intensive"
         " (THEORY 8; g_4 = -3 V U_L at <M> = 0). Errors: bootstrap over the independent DM samples, jackknife over"
         f" independent chains (HMC, DM-MCMC; log q: {table['divergence']}). Deviations in combined SE: {devs}"

@@ -266,17 +266,17 @@ def _phi4_diffusion(ctx: Context, sec: Section) -> None:
         sec.checks.append(Check(f"DM-MCMC {key} vs HMC (L={L}, {dm['divergence']} log q)", dm["dm_mcmc"][key], r[key],
                                 4 * err, "THEORY 8: accept/reject restores the target; 4 combined SE"
                                 + ("" if exact else " (Hutchinson log q: approximate chain)")))
-    # power (issue 17): the chi_2 check above must be able to fail. A relative bias b fails it with >= 95 %
+    # power: the chi_2 check above must be able to fail. A relative bias b fails it with >= 95 %
     # probability when b chi_2 >= (4 + 1.645) combined SE; require that for b = 0.5, the size of the raw DM
     # samples' chi_2 bias at L = 4 (3.22 vs 2.16) that DM-MCMC is there to remove.
     err = math.hypot(dm["dm_mcmc"]["chi2_err"], r["chi2_err"])
     sec.checks.append(Check(f"DM-MCMC chi_2 check resolution (L={L}): (4 + 1.645) SE / chi_2", 5.645 * err / r["chi2"],
-                            0.0, 0.5, "issue 17: a 50 % chi_2 bias fails the check with >= 95 % power"))
-    # issue 23 ("Table 2"): chi_2, g_4, g_6 of M from HMC, the DM samples and DM-MCMC of this same run
+                            0.0, 0.5, "power: a 50 % chi_2 bias fails the check with >= 95 % power"))
+    # the paper's "Table 2": chi_2, g_4, g_6 of M from HMC, the DM samples and DM-MCMC of this same run
     from ..targets import Phi4Lattice
     from .learned import add_phi4_cumulants
 
-    add_phi4_cumulants(sec, {**r, "dm": {**dm, "arrays": arrays}}, Phi4Lattice(L, 2, 0.2, 0.022))  # issue 23
+    add_phi4_cumulants(sec, {**r, "dm": {**dm, "arrays": arrays}}, Phi4Lattice(L, 2, 0.2, 0.022))
 
     def draw(plt):
         fig, ax = plt.subplots(1, 2, figsize=(10, 4))

@@ -212,7 +212,7 @@ def ode_gain(kernel: Kernel, process: Process, grid_times, method: str = "rk4") 
 
 def ode_log_gain(kernel: Kernel, process: Process, grid_times, method: str = "rk4") -> torch.Tensor:
     """``log |ode_gain|`` as ``sum_i log|1 + (factor_i - 1)|`` with ``log1p`` for small increments: accurate
-    to ~``eps * sum_i |log |factor_i||`` instead of ``N eps``, so tiny (RK4) discretisation errors stay
+    to about ``eps * sum_i |log |factor_i||`` instead of ``N eps``, so tiny (RK4) discretisation errors stay
     measurable against the exact ``log sqrt(C_tmin / C_T)``.  The generated variance from ``N(0, v_T)``
     is ``exp(2 log_gain) v_T`` (the sign of an overshooting step, factor < 0, does not matter there)."""
     inc = _ode_increments(kernel, process, grid_times, method)

@@ -1,4 +1,4 @@
-"""Fused update kernels (issue 8): ``torch.compile`` of the per-site arithmetic of a sampler step.
+"""Fused update kernels: ``torch.compile`` of the per-site arithmetic of a sampler step.
 
 An eager phi^4 leapfrog step launches one kernel per ``torch.roll``, product and sum and moves
 ``phi`` and ``pi`` through memory many times; the same arithmetic compiled by inductor is one

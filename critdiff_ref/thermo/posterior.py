@@ -6,7 +6,7 @@ Three pictures of the same posterior ``p(y | x_t = x)`` over the clean data:
    ``-|x - a y|^2 / (2 Xi)`` gives ``p(y | x) ∝ p_0(y) exp(-beta H(y; x))`` with the inverse
    temperature ``beta = 1/Xi(t)`` (Brownian: ``1/(t sigma^2)``) and the energy
    ``H(y; x) = a^2 |y|^2 / 2 - a x.y``.  The partition function ``Z = sum_j p_0(y_j) e^{-beta H_j}``
-   and free energy ``F = -beta^{-1} ln Z`` then satisfy, exactly,
+   and free energy ``F = -beta^{-1} ln Z`` then satisfy, exactly::
 
        ln p_t(x) = -|x|^2 / (2 Xi) - beta F - (D/2) ln(2 pi Xi),     -grad_x F = a <y>,
        score = (a <y> - x) / Xi,   d<y>/dx = beta a Cov_post   (fluctuation–dissipation),

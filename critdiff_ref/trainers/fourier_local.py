@@ -1,4 +1,4 @@
-"""Fourier + local score network with an exact, cheap Jacobian (THEORY 1, 2, 5, 8; issue 17).
+"""Fourier + local score network with an exact, cheap Jacobian (THEORY 1, 2, 5, 8).
 
 ``s_theta(x, t) = F^-1[K_t(k) F[x]] + s_loc(x, t)``:
 

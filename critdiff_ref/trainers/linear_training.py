@@ -1,7 +1,7 @@
-"""Training the linear score networks of :mod:`.linear` (THEORY 3, 4, 5): gradient descent, heavy
+"""Training the linear score networks of :mod:`critdiff_ref.trainers.linear` (THEORY 3, 4, 5): gradient descent, heavy
 ball or Adam on the exact population loss (or DSM), with per-step mode errors, score errors and
 losses, the step at which every mode reaches a relative accuracy, and the kernel error of a trained
-model.  Loss normalisation: see :mod:`.linear`.
+model.  Loss normalisation: see :mod:`critdiff_ref.trainers.linear`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@
   (:mod:`.probes`); a residual above rounding (randomness drawn elsewhere) falls
   back to Monte Carlo per-mode variances with standard errors, as for every other stochastic sampler.
 - Convergence order: slope of log(own error) vs log(steps), compared with the documented order.
-(Non-Gaussian targets: :mod:`.nongaussian`.)
+
+(Non-Gaussian targets: :mod:`critdiff_ref.validate.nongaussian`.)
 
 Any exception from the sampler, or an output of the wrong shape/dtype/device or with NaN, becomes a
 failed result whose ``detail`` says what was wrong: the report never crashes (running the sampler:
@@ -194,7 +195,7 @@ def gaussian_checks(runner: Runner, f: GaussianField, steps: tuple[int, ...], *,
     """Covariance checks at each step count and the convergence-order check for one field.
 
     Returns ``(results, series)`` with ``series = {"steps", "own_error", "total_error", "floor_error",
-    "noise"}`` for the error-vs-steps plot and ``per_mode`` data for the variance-vs-|k| plot.
+    "noise"}`` for the error-vs-steps plot and ``per_mode`` data for the variance-vs-``|k|`` plot.
     """
     label = _field_label(f)
     results: list[CheckResult] = []

@@ -42,7 +42,7 @@ DEFAULT_DIFFUSERS = (
     ("SASolverScheduler", None),
     ("EDMEulerScheduler", None),
     ("EDMDPMSolverMultistepScheduler", None),
-    # what today's image and video models ship with (issue 16): flow matching at SD3's shift,
+    # what today's image and video models ship with: flow matching at SD3's shift,
     # consistency / distilled samplers, a Brownian-tree SDE solver
     ("FlowMatchEulerDiscreteScheduler", None, {"shift": 3.0}),
     ("FlowMatchHeunDiscreteScheduler", None, {"shift": 3.0}),

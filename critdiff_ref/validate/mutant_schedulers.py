@@ -1,4 +1,4 @@
-"""diffusers-like schedulers for the validator's power test (issue 10; THEORY 1, 2): a DDIM-like and an
+"""diffusers-like schedulers for the validator's power test (THEORY 1, 2): a DDIM-like and an
 LCM-like scheduler with diffusers' interface (``set_timesteps``, ``scale_model_input``,
 ``step(...).prev_sample``), each with a planted-bug subclass one line (marked ``# BUG``) away.
 Registered in :mod:`critdiff_ref.validate.mutant_catalogue`.  Their noise is drawn through this

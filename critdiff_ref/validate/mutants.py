@@ -1,4 +1,4 @@
-"""The validator's power matrix over the planted-bug samplers, and the ``critdiff mutants`` command (issue 10).
+"""The validator's power matrix over the planted-bug samplers, and the ``critdiff mutants`` command.
 
 :func:`power_matrix` validates every mutant and correct sampler of :mod:`critdiff_ref.validate.mutant_catalogue`
 and names the check that caught each mutant and by how much;

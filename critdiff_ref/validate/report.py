@@ -1,6 +1,6 @@
 """The validation report: results of every check, a terminal table, JSON and plots (THEORY 2).
 
-Plots (error vs steps on log axes; per-mode relative variance error vs |k|) need matplotlib; without
+Plots (error vs steps on log axes; per-mode relative variance error vs ``|k|``) need matplotlib; without
 it :meth:`Report.plot` returns no files and a note saying so.
 """
 

@@ -3,7 +3,7 @@ record, argument checks, the thread policy and the loop (burn-in, thinning, acce
 callback, and a :class:`~.guard.FiniteGuard` that raises :class:`FloatingPointError` naming the first
 non-finite update, without a per-update host sync on a GPU).
 
-Thread policy (issue 22): the package policy of :mod:`critdiff_ref._threads` (one thread per
+Thread policy: the package policy of :mod:`critdiff_ref._threads` (one thread per
 ``WORK_PER_THREAD`` sites of all chains together), never more than torch's current setting (the
 caller's ``torch.set_num_threads``), and never more than the cores the load average leaves idle -- unless
 the user said: ``OMP_NUM_THREADS`` or a CLI ``--threads N`` is kept as it is.  On a loaded machine extra

@@ -1,4 +1,4 @@
-"""Whole HMC trajectories compiled by ``torch.compile`` (issue 22), a persistent compile cache, and the
+"""Whole HMC trajectories compiled by ``torch.compile``, a persistent compile cache, and the
 choice between them and the eager trajectory.
 
 At small lattices an HMC trajectory is ~200 tensor operations of a few microseconds each, so the eager

@@ -1,4 +1,4 @@
-"""Triton kernels for the lattice phi^4 Langevin step and Metropolis sweep with in-kernel noise (issue 8).
+"""Triton kernels for the lattice phi^4 Langevin step and Metropolis sweep with in-kernel noise.
 
 ``fused=True`` (:mod:`.fused`) compiles the update arithmetic but still reads noise that
 ``torch.randn`` / ``torch.rand`` wrote to memory, which doubles the traffic of a Langevin step and is
