@@ -26,7 +26,7 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("mutants", "critdiff_ref.validate.mutants",
      "validator power matrix: planted-bug samplers must fail, correct ones pass"),
     ("coverage", "critdiff_ref.validate.coverage",
-     "validate every diffusers scheduler class and config variant (README coverage table); --kdiffusion"),
+     "validate every diffusers scheduler class and config variant (docs/results/coverage.md); --kdiffusion"),
     ("train", "critdiff_ref.trainers.experiment",
      "steps to accuracy: one-layer vs two-layer vs local linear scores (THEORY 3-5)"),
     ("thermo", "critdiff_ref.thermo",

@@ -12,7 +12,7 @@ Why these powers of V: ``kappa_n(M) = V^{-n} sum_{x_1..x_n} <phi_{x_1} .. phi_{x
 ``chi_n`` the zero-momentum connected n-point function per site, finite as ``V -> inf`` at fixed correlation
 length (symmetric phase); so ``chi_2``, ``g_4 = chi_4 / chi_2^2`` and ``g_6 = chi_6 / chi_2^3`` have an
 infinite-volume limit, while the unscaled ratios ``k_4/k_2^2 ~ 1/V`` and ``k_6/k_2^3 ~ 1/V^2`` vanish
-(derivation and the exact values below: docs/THEORY_additions.md, "Magnetisation cumulants of lattice phi^4").
+(derivation and the exact values below: THEORY 6.5, "Magnetisation cumulants of lattice phi^4").
 
 Exact values (:func:`exact_cumulants`) exist in two limits: the free field ``lam = 0`` (Gaussian: ``chi_2 =
 c0(k=0) = 1/(2 - 4 d kappa)``, ``g_4 = g_6 = 0``; THEORY 8) and decoupled sites ``kappa = 0`` (M is a mean

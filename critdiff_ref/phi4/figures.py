@@ -21,7 +21,7 @@
 Every random number comes from a seeded ``torch.Generator``. Cost at the defaults (L = 8, one thread): the
 exact log q is ~0.36 s per proposal on an idle core (~V^2), so each part takes 3-6 min idle; measured on the
 shared 2-core machine at load 4-6: acceptance 1820 s, autocorrelation 878 s, broken 804 s
-(``docs/phi4_figures``). The paper's sizes (L = 16..64) need a GPU (README, phi^4 section).
+(``docs/phi4_figures``). The paper's sizes (L = 16..64) need a GPU (docs/results/phi4-figures.md).
 ``--dm-net fourier-local`` (:class:`FiguresConfig` ``net``) trains the Fourier-linear + local-CNN network
 instead, whose exact log q is computed step by step (``divergence="stepwise"``): ~0.005 s per proposal at
 L = 8 and ~0.04 s at L = 16 with 8 chains batched (``docs/phi4_figures/fourier_local``).

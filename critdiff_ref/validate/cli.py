@@ -136,7 +136,7 @@ def add_validate_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="validate a diffusion sampler against exact answers (default: ours + diffusers)")
     p.add_argument("sampler", nargs="?", default=None, help="the sampler as pkg.module:attr (default: reference samplers)")
     p.add_argument("--adapter", default="score", choices=list(ADAPTERS),
-                   help="how the sampler is called (README: adapters)")
+                   help="how the sampler is called (docs/guides/validate.md)")
     p.add_argument("--steps", type=int, nargs="+", default=[10, 20, 50, 100], help="increasing step counts")
     p.add_argument("--rtol", type=float, default=0.1, help="accuracy target at the largest step count")
     p.add_argument("--order", type=float, default=None, help="the sampler's documented order")
@@ -245,7 +245,7 @@ def run_validate(args: argparse.Namespace) -> int:
     uncounted = [r.sampler for r in reports[n_ref:] if not r.passed] if args.sampler is None else []
     if uncounted and not args.strict:
         print(f"{len(uncounted)} diffusers scheduler(s) failed ({', '.join(uncounted)}): documented findings about "
-              "those schedulers (README), they do not count towards the exit code; --strict counts them")
+              "those schedulers (docs/guides/diffusers.md), they do not count towards the exit code; --strict counts them")
     if args.json:
         _io.atomic_write_text(args.json, _io.strict_json([r.to_dict() for r in reports], default=str))
     if args.plots:

@@ -2,7 +2,7 @@
 
 ``critdiff coverage`` runs :func:`critdiff_ref.validate.validate` on every ``*Scheduler`` class that
 ``diffusers`` exports, except the ones named in :data:`NOT_APPLICABLE` (with the one-line reason), and
-prints the README's coverage table: per class the own error at the two step counts, the observed order
+prints the coverage table (docs/results/coverage.md): per class the own error at the two step counts, the observed order
 against the documented one, the exact weak order (stochastic schedulers), the schedule floor and the
 failed checks.  A class the adapters cannot run yet is listed with the reason from :data:`KNOWN_GAPS`
 (tried anyway: once an adapter handles it, it is validated).  ``--variants`` adds the configs that change
@@ -219,7 +219,7 @@ def format_coverage_table(rows: list[dict], steps=(50, 100)) -> str:
 
 def add_coverage_parser(sub):
     """``critdiff coverage``: every diffusers scheduler class (and config variant) validated or named n/a."""
-    p = sub.add_parser("coverage", help="validate every diffusers scheduler class (README coverage table)")
+    p = sub.add_parser("coverage", help="validate every diffusers scheduler class (docs/results/coverage.md)")
     p.add_argument("--names", nargs="+", default=None, help="scheduler classes (default: all exported)")
     p.add_argument("--variants", action="store_true", help="also the config variants that change the maths")
     p.add_argument("--kdiffusion", action="store_true", help="print the k-diffusion table instead")

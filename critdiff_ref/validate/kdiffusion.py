@@ -10,12 +10,12 @@ needs only torch, scipy, torchdiffeq, torchsde, tqdm and one helper of ``k_diffu
    of a private package, whose ``utils`` holds only the functions ``sampling.py`` uses, executed from the
    installed ``k_diffusion/utils.py`` source (found by parsing it, not copied here).
 
-Light install (what the README and the ``kdiffusion`` extra describe):
+Light install (what docs/guides/kdiffusion.md and the ``kdiffusion`` extra describe):
 ``pip install "critdiff-ref[kdiffusion]" && pip install --no-deps k-diffusion==0.1.1.post1``.
 
 :data:`KDIFFUSION_SAMPLERS` lists every ``sample_*`` function of ``sampling.py`` with its documented order
 and how it is called; :func:`kdiffusion_runner` wraps one for ``validate``; :func:`kdiffusion_table`
-measures them all (the README table).
+measures them all (the table in docs/guides/kdiffusion.md).
 """
 
 from __future__ import annotations
