@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import re
 import traceback
 from pathlib import Path
 
@@ -80,6 +81,24 @@ def write_pages(app) -> None:
             path.write_text(text)
 
 
+THEORY_CITE = re.compile(r"(?<![`<\w])THEORY (\d+)(?:\.(\d+))?\b(?!\.\d)")
+
+
+def link_theory_citations(app, what, name, obj, options, lines: list[str]) -> None:
+    """Turn "THEORY n" / "THEORY n.m" in a docstring into a link to that theory section.
+
+    Citations inside inline literals (````...````) are left as they are.
+    """
+    for i, line in enumerate(lines):
+        parts = line.split("``")
+        for j in range(0, len(parts), 2):  # even parts are outside double-backtick literals
+            parts[j] = THEORY_CITE.sub(
+                lambda m: f":ref:`THEORY {m[1]}{'.' + m[2] if m[2] else ''} <theory-{m[1]}{'-' + m[2] if m[2] else ''}>`",
+                parts[j])
+        lines[i] = "``".join(parts)
+
+
 def setup(app):
     app.connect("builder-inited", write_pages)
+    app.connect("autodoc-process-docstring", link_theory_citations)
     return {"version": "1", "parallel_read_safe": True}
