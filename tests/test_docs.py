@@ -91,8 +91,9 @@ def test_citation_scan_reads_lists_and_ranges():
 
 # -- examples run -------------------------------------------------------------------------------------
 PLACEHOLDERS = ("my_sampler", "mypkg")  # the reader's own code
-SLOW_MARKERS = ("power_matrix(", "fused=True", "kdiffusion_runner(", "weak_order(", "strong_order(",
-                "dmmc.dm_mcmc(", "steps_to_accuracy(", "scaling_table(")
+# measured on 2 shared cores: the power matrix ~290 s, a fused compile ~60 s, k-diffusion's full matrix ~40 s;
+# every other example runs in < 10 s
+SLOW_MARKERS = ("power_matrix(", "fused=True", "kdiffusion_runner(")
 
 
 def _kdiffusion_importable() -> bool:
