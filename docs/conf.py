@@ -61,3 +61,4 @@ html_theme = "furo"
 html_title = f"critdiff_ref {release}"
 html_static_path: list[str] = []
 html_show_sourcelink = False
+smartquotes = False  # keep "--flag" and quotes as typed (CLI text)

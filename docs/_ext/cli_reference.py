@@ -2,7 +2,8 @@
 
 ``critdiff_ref.cli._build_parser()`` is the one source of every sub-command, flag, default and help
 string; this directive renders it at build time (one section per sub-command: usage, then a table of
-its arguments), so the reference cannot drift from the code.
+its arguments), so the reference cannot drift from the code.  It builds docutils nodes directly, so it
+works the same in MyST and reStructuredText pages.
 """
 
 from __future__ import annotations
@@ -10,9 +11,7 @@ from __future__ import annotations
 import argparse
 
 from docutils import nodes
-from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
-from sphinx.util.nodes import nested_parse_with_titles
 
 
 def _help_text(action: argparse.Action) -> str:
@@ -37,29 +36,48 @@ def _default(action: argparse.Action) -> str:
     return str(d)
 
 
-def _cell(text: str) -> str:
-    """Literal text for an RST table cell (no markup interpreted)."""
-    text = text.replace("\\", "\\\\").replace("`", "\\`").replace("*", "\\*").replace("|", "\\|")
-    text = text.replace("_", "\\_")
-    return text or "-"
+def _table(rows: list[tuple[nodes.Node, str, str]]) -> nodes.table:
+    table = nodes.table(classes=["critdiff-cli-table"])
+    group = nodes.tgroup(cols=3)
+    table += group
+    for width in (30, 15, 55):
+        group += nodes.colspec(colwidth=width)
+    head, body = nodes.thead(), nodes.tbody()
+    group += head
+    group += body
+
+    def row(cells):
+        r = nodes.row()
+        for cell in cells:
+            entry = nodes.entry()
+            entry += nodes.paragraph("", "", cell) if isinstance(cell, nodes.Node) else nodes.paragraph(text=cell)
+            r += entry
+        return r
+
+    head += row(["argument", "default", "meaning"])
+    for cells in rows:
+        body += row(cells)
+    return table
 
 
-def _command_rst(name: str, parser: argparse.ArgumentParser, help_line: str) -> list[str]:
+def _command_section(document, name: str, parser: argparse.ArgumentParser, help_line: str) -> nodes.section:
     title = f"critdiff {name}"
-    lines = [f".. _cli-{name}:", "", title, "-" * len(title), ""]
+    section = nodes.section(ids=[nodes.make_id(f"cli-{name}")], names=[nodes.fully_normalize_name(title)])
+    section += nodes.title(text=title)
     if help_line:
-        lines += [_cell(help_line[0].upper() + help_line[1:]) + ".", ""]
+        section += nodes.paragraph(text=help_line[0].upper() + help_line[1:] + ".")
     usage = parser.format_usage().strip()
-    lines += ["::", ""] + ["    " + ln for ln in usage.splitlines()] + [""]
-    rows = [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
+    section += nodes.literal_block(usage, usage, language="none")
+    rows = []
+    for a in parser._actions:
+        if isinstance(a, argparse._HelpAction):
+            continue
+        flags = ", ".join(a.option_strings) if a.option_strings else (a.metavar or a.dest)
+        rows.append((nodes.literal(text=flags), _default(a), _help_text(a) or "-"))
     if rows:
-        lines += [".. list-table::", "   :header-rows: 1", "   :widths: 30 15 55", "",
-                  "   * - argument", "     - default", "     - meaning"]
-        for a in rows:
-            flags = ", ".join(a.option_strings) if a.option_strings else (a.metavar or a.dest)
-            lines += [f"   * - ``{flags}``", f"     - {_cell(_default(a))}", f"     - {_cell(_help_text(a))}"]
-        lines.append("")
-    return lines
+        section += _table(rows)
+    document.note_implicit_target(section, section)
+    return section
 
 
 class CritdiffCLI(SphinxDirective):
@@ -73,15 +91,15 @@ class CritdiffCLI(SphinxDirective):
         parser = cli._build_parser()
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         helps = {c.dest: c.help for c in sub._choices_actions}
-        lines = ["``critdiff`` with no sub-command runs ``critdiff " + cli.DEFAULT_COMMAND + "``.", ""]
-        for name, p in sub.choices.items():
-            lines += _command_rst(name, p, helps.get(name) or "")
-        container = nodes.section()
-        container.document = self.state.document
-        nested_parse_with_titles(self.state, StringList(lines, source="critdiff_ref.cli"), container)
-        return container.children
+        intro = nodes.paragraph()
+        intro += nodes.literal(text="critdiff")
+        intro += nodes.Text(" with no sub-command runs ")
+        intro += nodes.literal(text=f"critdiff {cli.DEFAULT_COMMAND}")
+        intro += nodes.Text(".")
+        return [intro] + [_command_section(self.state.document, name, p, helps.get(name) or "")
+                          for name, p in sub.choices.items()]
 
 
 def setup(app):
     app.add_directive("critdiff-cli", CritdiffCLI)
-    return {"version": "1", "parallel_read_safe": True}
+    return {"version": "2", "parallel_read_safe": True}
