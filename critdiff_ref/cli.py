@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     prog = f"critdiff {command}" if command else "critdiff"
     try:
         parser = _build_parser(command)
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # reported by the sub-command's name, not the top-level parser's
+            parser.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(extra)} (usage: {prog} --help)\n")
         _io.check_output_file(getattr(args, "json", None), "--json")
         with _threads.threads(args.work(args) if args.work else 0, requested=args.threads, user=True):
             code = int(args.run(args))

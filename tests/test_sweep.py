@@ -290,6 +290,13 @@ def test_a_ray_cluster_gives_the_serial_files_and_survives_a_killed_worker(tmp_p
     files = _files(tmp_path / "ray")
     assert {n: b for n, b in files.items() if n.startswith("phi4")} == _files(tmp_path / "serial")
     assert sum(b'"value": 1' in b for b in files.values()) == 1
+    # the lost worker's job is recorded with its real attempts (Ray's own retries would say 1)
+    crashed = next(j for j in load_spec(_fault_spec(crashy)).jobs if j.params.get("value") == 1)
+    log = [json.loads(line) for line in (tmp_path / "ray" / "log.jsonl").read_text().splitlines()]
+    assert next(line["attempts"] for line in log if line["id"] == crashed.id) == 2
+    # what a job printed comes back to the driver's logs/ (here: the traceback of the job that raised)
+    boom = next(j for j in load_spec(_fault_spec(crashy)).jobs if j.params.get("value") == 7)
+    assert "RuntimeError: boom 7" in (tmp_path / "ray" / "logs" / f"{boom.filename[:-5]}.log").read_text()
 
 
 def test_ray_is_refused_clearly_when_it_is_not_installed(tmp_path, monkeypatch):

@@ -156,6 +156,8 @@ def run_spec(
 
         session = ray_engine.connect(workers, address)  # before anything is created: a bad address fails here
     try:
+        if session is not None:
+            ray_engine.check_fits(session, todo)
         _prepare(out, spec, todo)
     except BaseException:
         if session is not None:

@@ -19,26 +19,24 @@ returns ``{"status": "error", "error": ..., "traceback": ...}`` instead.
 from __future__ import annotations
 
 import base64
-import contextlib
 import inspect
 import math
 import os
-import signal
 import sys
 import tempfile
-import threading
 import time
 import traceback
 import warnings
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from .. import _args
+from .capture import JobTimeout, alarm, captured_output
 from .user_code import import_object, object_digest
 
-__all__ = ["KINDS", "parameter_names", "check_params", "code_digest", "check_device", "execute", "summarize", "jsonable", "JobTimeout"]
+__all__ = ["KINDS", "parameter_names", "check_params", "code_digest", "check_device", "execute", "summarize", "jsonable"]
 
 KINDS = ("phi4", "validate", "report", "call")
 
@@ -297,58 +295,6 @@ _RUN: dict[str, Callable[[dict], dict]] = {"phi4": _run_phi4, "validate": _run_v
                                            "call": _run_call}
 
 
-class JobTimeout(BaseException):
-    """Raised in a job running in the driver (``serial``) when its ``timeout`` has passed; a BaseException so
-    the job's own ``except Exception`` does not swallow it."""
-
-
-@contextlib.contextmanager
-def captured_output(log: str | None) -> Iterator[None]:
-    """File descriptors 1 and 2 (``print``, C libraries, subprocesses) appended to ``log`` while the job runs."""
-    if log is None:
-        yield
-        return
-    os.makedirs(os.path.dirname(os.path.abspath(log)), exist_ok=True)
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    saved = [os.dup(1), os.dup(2)]
-    streams = sys.stdout, sys.stderr
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
-    text = open(os.dup(fd), "a", buffering=1, encoding="utf-8", errors="replace")  # print(), whatever sys.stdout was
-    try:
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        sys.stdout = sys.stderr = text
-        yield
-    finally:
-        sys.stdout, sys.stderr = streams
-        text.close()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for f in (fd, *saved):
-            os.close(f)
-
-
-@contextlib.contextmanager
-def _alarm(timeout: float | None) -> Iterator[None]:
-    """``JobTimeout`` in this (main) thread after ``timeout`` seconds; nothing off the main thread."""
-    if timeout is None or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        yield
-        return
-
-    def ring(signum, frame):
-        raise JobTimeout(f"timed out after {timeout:g} s")
-
-    previous = signal.signal(signal.SIGALRM, ring)
-    signal.setitimer(signal.ITIMER_REAL, timeout)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def execute(kind: str, params: dict, num_cpus: float = 1, *, retries: int = 0, log: str | None = None,
             timeout: float | None = None) -> dict:
     """Run one job here: ``{"status": "ok", "result": ...}`` or ``{"status": "error", "error", "traceback"}``,
@@ -361,7 +307,7 @@ def execute(kind: str, params: dict, num_cpus: float = 1, *, retries: int = 0, l
     t0 = time.perf_counter()
     attempts = 0
     try:
-        with captured_output(log), _alarm(timeout):
+        with captured_output(log), alarm(timeout):
             for attempts in range(1, retries + 2):
                 try:
                     out = {"status": "ok", "result": jsonable(_RUN[kind](params))}

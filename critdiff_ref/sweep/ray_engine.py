@@ -4,6 +4,7 @@
   that does not answer a TCP connection within :data:`PROBE_SECONDS` is refused in one line naming it,
   ``ray://`` without the Ray client (``grpcio``) likewise, and any error of ``ray.init`` (no cluster,
   an auth token missing) becomes one line too.
+- Every job must fit the embedded cluster (:func:`check_fits`), checked before the sweep starts.
 - An embedded cluster is shut down at the end; if the driver is killed before that, a reaper process
   (:func:`.lifetime.start_reaper`, Linux) kills what it had started. A joined cluster is left running.
 - Lost workers and timeouts are handled here, not by Ray's own retries, so the log records the real
@@ -25,12 +26,13 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from .capture import captured_output
 from .jobs import execute
 from .lifetime import start_reaper
 from .spec import Job
 from .user_code import use_import_path
 
-__all__ = ["PROBE_SECONDS", "parse_address", "probe_address", "connect", "RaySession", "run_ray"]
+__all__ = ["PROBE_SECONDS", "parse_address", "probe_address", "connect", "RaySession", "check_fits", "run_ray"]
 
 PROBE_SECONDS = 3.0
 LOG_LIMIT = 1 << 20  # bytes of a job's output sent back (its end)
@@ -95,15 +97,23 @@ def connect(workers: int | None, address: str | None) -> RaySession:
     if ray.is_initialized():  # a session the caller opened: used as it is, left open
         return RaySession(ray, embedded=False, owned=False)
     kw = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    fd, said = tempfile.mkstemp(prefix="critdiff-ray-init-", suffix=".log")
+    os.close(fd)
     try:
-        if address is None:
-            ray.init(num_cpus=workers or os.cpu_count() or 1, **kw)
-        else:
-            ray.init(address=address, **kw)
-    except Exception as err:  # noqa: BLE001 - ConnectionError, RuntimeError, auth errors: one line for the user
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        where = f"address {address!r}: could not join the Ray cluster" if address else "could not start Ray"
-        raise ValueError(f"{where}: {type(err).__name__}: {first}") from None
+        try:
+            with captured_output(said):  # Ray's own messages: shown after a success, dropped with a failure
+                if address is None:
+                    ray.init(num_cpus=workers or os.cpu_count() or 1, **kw)
+                else:
+                    ray.init(address=address, **kw)
+        except Exception as err:  # noqa: BLE001 - ConnectionError, RuntimeError, auth errors: one line for the user
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            where = f"address {address!r}: could not join the Ray cluster" if address else "could not start Ray"
+            raise ValueError(f"{where}: {type(err).__name__}: {first}") from None
+        with open(said, encoding="utf-8", errors="replace") as fh:
+            sys.stderr.write(fh.read())
+    finally:
+        os.unlink(said)
     session = RaySession(ray, embedded=address is None, owned=True)
     if session.embedded:
         node = getattr(ray._private.worker, "_global_node", None)
@@ -128,7 +138,10 @@ def _ray_job(kind: str, params: dict, num_cpus: float, retries: int, path: list[
     return outcome
 
 
-def _check_fits(ray, jobs: list[Job], embedded: bool) -> None:
+def check_fits(session: RaySession, jobs: list[Job]) -> None:
+    """``ValueError`` when a job asks for more CPUs or GPUs than the embedded cluster has (a joined cluster
+    may scale up: a warning)."""
+    ray, embedded = session.ray, session.embedded
     total = ray.cluster_resources()
     for job in jobs:
         for key, want in (("CPU", job.resources.num_cpus), ("GPU", job.resources.num_gpus)):
@@ -185,7 +198,6 @@ def run_ray(jobs: list[Job], session: RaySession, path: list[str] | None = None,
         return job, outcome, lost[job.id] + outcome["attempts"]
 
     try:
-        _check_fits(ray, jobs, embedded=session.embedded)
         for job in jobs:
             submit(job)
         while refs:
