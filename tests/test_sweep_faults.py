@@ -181,30 +181,35 @@ def test_no_process_outlives_a_killed_pool_sweep(here):
             os.kill(pid, signal.SIGKILL)
 
 
-def test_ctrl_c_keeps_finished_results_and_says_how_to_resume_in_one_line(here):
-    """Ctrl-C (SIGINT to the terminal's process group) during a pool sweep: exit 130, one line on stderr
-    naming what was kept and how to resume, no traceback, the finished jobs stored, no process left."""
+@pytest.mark.parametrize("engine", ["local", pytest.param("ray", marks=pytest.mark.slow)])
+def test_ctrl_c_keeps_finished_results_and_says_how_to_resume_in_one_line(here, engine):
+    """Ctrl-C (SIGINT to the terminal's process group) during a sweep: exit 130, one line on stderr naming
+    what was kept and how to resume, no traceback, the finished jobs stored, no process left."""
+    if engine == "ray":
+        pytest.importorskip("ray")
     jobs = [_call("sleeper", here, "fast0", seconds=0), _call("sleeper", here, "fast1", seconds=0),
             _call("sleeper", here, "slow", seconds=120)]
     spec = _spec_file(here, jobs)
     out = here / "out"
     tag = uuid.uuid4().hex
-    proc = subprocess.Popen([sys.executable, "-m", "critdiff_ref.cli", "sweep", spec, "--engine", "local",
+    proc = subprocess.Popen([sys.executable, "-m", "critdiff_ref.cli", "sweep", spec, "--engine", engine,
                              "--workers", "3", "--out", str(out), "--quiet"], env=_env(tag),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
         ok = _wait(lambda: (here / "started-slow").exists() and out.is_dir()
-                   and len([n for n in os.listdir(out / "results") if n.endswith(".json")]) == 2, 120)
+                   and len([n for n in os.listdir(out / "results") if n.endswith(".json")]) == 2, 240)
         assert ok, proc.stderr.read().decode() if proc.poll() is not None else "jobs did not finish"
         os.killpg(proc.pid, signal.SIGINT)
+        t0 = time.monotonic()
         stdout, stderr = proc.communicate(timeout=60)
+        print(f"{engine}: exit {time.monotonic() - t0:.1f} s after Ctrl-C")
     finally:
         for pid in _tagged(tag):
             os.kill(pid, signal.SIGKILL)
     lines = stderr.decode().strip().splitlines()
     assert proc.returncode == 130 and len(lines) == 1, stderr.decode()
     assert lines[0].startswith("critdiff sweep: interrupted: kept 2 result(s)") and "resume the 1 left" in lines[0]
-    assert _wait(lambda: not _tagged(tag), 10)
+    assert _wait(lambda: not _tagged(tag), 20), f"left running: {_tagged(tag)}"
     status = subprocess.run([sys.executable, "-m", "critdiff_ref.cli", "sweep", "status", str(out)], env=_env(),
                             capture_output=True, text=True, timeout=120)
     assert status.returncode == 1 and "3 jobs, 2 done, 0 failed, 1 pending" in status.stdout
@@ -349,6 +354,26 @@ def test_ray_client_addresses_without_grpc_are_one_line(tmp_path, monkeypatch):
     assert ray_engine.parse_address("10.0.0.1:6380") == ("10.0.0.1", 6380)
     with pytest.raises(ValueError, match=r"expected HOST:PORT"):
         ray_engine.parse_address("head:port")
+
+
+def test_a_failed_ray_init_is_one_line_and_rays_own_messages_are_held_back(monkeypatch, capfd):
+    """Joining a cluster that refuses us (an auth token missing, say) is one line, not Ray's 20."""
+    ray = pytest.importorskip("ray")
+    from critdiff_ref.sweep import ray_engine
+
+    def refusing_init(**kw):
+        for i in range(20):
+            print(f"ray says {i}", file=sys.stderr)
+        os.write(2, b"ray says from C++\n")
+        raise ConnectionError("the cluster requires an auth token\nset RAY_AUTH_TOKEN\n...")
+
+    monkeypatch.setattr(ray, "init", refusing_init)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    with pytest.raises(ValueError) as err:
+        ray_engine.connect(None, "auto")
+    assert str(err.value) == ("address 'auto': could not join the Ray cluster: ConnectionError: the cluster "
+                              "requires an auth token")
+    assert "ray says" not in capfd.readouterr().err
 
 
 # -- the command line ---------------------------------------------------------------------------------------------
