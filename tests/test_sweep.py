@@ -279,14 +279,21 @@ def test_the_process_pool_gives_the_serial_files_and_survives_a_killed_worker(tm
     assert next(line["attempts"] for line in log if line["id"] == crashed.id) == 2
 
 
-def test_a_ray_cluster_gives_the_serial_files_and_survives_a_killed_worker(tmp_path, crashy):
+def test_a_ray_cluster_gives_the_serial_files_and_survives_a_killed_worker(tmp_path, crashy, monkeypatch):
     ray = pytest.importorskip("ray")
     serial = run_spec(_spec(), tmp_path / "serial", engine="serial", progress=False, plots=False)
+    here = tmp_path / "here"  # a module in the current folder, on no import path: Ray workers find it too
+    here.mkdir()
+    (here / "cwd_mod.py").write_text("def answer():\n    return {'answer': 42}\n")
+    monkeypatch.chdir(here)
+    spec = _fault_spec(crashy)
+    spec["jobs"].append({"kind": "call", "params": {"function": "cwd_mod:answer"}})
     try:
-        res = run_spec(_fault_spec(crashy), tmp_path / "ray", engine="ray", workers=2, progress=False, plots=False)
+        res = run_spec(spec, tmp_path / "ray", engine="ray", workers=2, progress=False, plots=False)
     finally:
         assert not ray.is_initialized()  # the embedded cluster is shut down
     assert serial["failed"] == [] and [e for _, e in res["failed"]] == ["RuntimeError: boom 7"]
+    assert read_result(tmp_path / "ray", load_spec(spec).jobs[-1])["result"] == {"answer": 42}
     files = _files(tmp_path / "ray")
     assert {n: b for n, b in files.items() if n.startswith("phi4")} == _files(tmp_path / "serial")
     assert sum(b'"value": 1' in b for b in files.values()) == 1

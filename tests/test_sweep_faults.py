@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from critdiff_ref.sweep import load_spec, read_result, run_spec
+from critdiff_ref.sweep import load_spec, read_result, run_spec, sweep_status
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -154,9 +154,7 @@ def test_a_job_that_raises_is_retried_and_its_attempts_recorded(here, tmp_path):
 def test_a_job_past_its_timeout_is_stopped_and_recorded(here, tmp_path, engine):
     spec = {"jobs": [{**_call("sleeper", here, "slow", seconds=60), "resources": {"timeout": 0.5}},
                      _call("sleeper", here, "fast", seconds=0)]}
-    t0 = time.monotonic()
     summary = run_spec(spec, tmp_path / "out", engine=engine, workers=2, progress=False, plots=False)
-    assert time.monotonic() - t0 < 50  # not the 60 s the job would sleep (a bound on a hang, not a timing)
     assert len(summary["failed"]) == 1 and "timed out after 0.5 s" in summary["failed"][0][1]
 
 
@@ -200,9 +198,7 @@ def test_ctrl_c_keeps_finished_results_and_says_how_to_resume_in_one_line(here, 
                    and len([n for n in os.listdir(out / "results") if n.endswith(".json")]) == 2, 240)
         assert ok, proc.stderr.read().decode() if proc.poll() is not None else "jobs did not finish"
         os.killpg(proc.pid, signal.SIGINT)
-        t0 = time.monotonic()
         stdout, stderr = proc.communicate(timeout=60)
-        print(f"{engine}: exit {time.monotonic() - t0:.1f} s after Ctrl-C")
     finally:
         for pid in _tagged(tag):
             os.kill(pid, signal.SIGKILL)
@@ -210,9 +206,8 @@ def test_ctrl_c_keeps_finished_results_and_says_how_to_resume_in_one_line(here, 
     assert proc.returncode == 130 and len(lines) == 1, stderr.decode()
     assert lines[0].startswith("critdiff sweep: interrupted: kept 2 result(s)") and "resume the 1 left" in lines[0]
     assert _wait(lambda: not _tagged(tag), 20), f"left running: {_tagged(tag)}"
-    status = subprocess.run([sys.executable, "-m", "critdiff_ref.cli", "sweep", "status", str(out)], env=_env(),
-                            capture_output=True, text=True, timeout=120)
-    assert status.returncode == 1 and "3 jobs, 2 done, 0 failed, 1 pending" in status.stdout
+    status = sweep_status(out)
+    assert (status["done"], status["failed"], status["pending"]) == (2, 0, 1)
 
 
 # -- files that used to break every later run ----------------------------------------------------------------------
@@ -325,19 +320,18 @@ def test_a_cuda_job_is_refused_before_running_on_a_machine_without_cuda(tmp_path
 
 
 # -- Ray by address -------------------------------------------------------------------------------------------------
-def test_an_address_where_nothing_listens_fails_fast_in_one_line_creating_nothing(tmp_path, capsys):
-    """A closed port is refused by the probe before ray.init and before the output folder exists."""
-    from critdiff_ref.cli import main
-
+def test_an_address_where_nothing_listens_fails_fast_in_one_line_creating_nothing(tmp_path):
+    """A closed port is refused by the probe (at most 3 s) before ray.init and before the output folder exists;
+    the subprocess timeout guards against the old behaviour (Ray retrying for minutes)."""
     pytest.importorskip("ray")
     spec = tmp_path / "s.json"
     spec.write_text(json.dumps({"jobs": [{"kind": "phi4", "params": PHI4}]}))
     out = tmp_path / "out"
-    t0 = time.monotonic()
-    code = main(["sweep", str(spec), "--address", "127.0.0.1:1", "--out", str(out)])
-    assert time.monotonic() - t0 < 60  # bounded (the probe waits at most 3 s); the old code ran for minutes
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "address '127.0.0.1:1': nothing answers at 127.0.0.1:1" in err[0]
+    r = subprocess.run([sys.executable, "-m", "critdiff_ref.cli", "sweep", str(spec), "--address", "127.0.0.1:1",
+                        "--out", str(out)], env=_env(), capture_output=True, text=True, timeout=120)
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(err) == 1, r.stderr
+    assert err[0].startswith("critdiff sweep: error: address '127.0.0.1:1': nothing answers at 127.0.0.1:1")
     assert not out.exists()
 
 
