@@ -10,7 +10,8 @@ process group) and recorded as an error. Each job's process
   the running jobs, keeps the finished ones and says how to resume;
 - dies with the driver: a thread waits on the driver's pid (:func:`.lifetime.watch_driver`) and the
   kernel kills it when the forkserver goes (:func:`.lifetime.die_with_parent`);
-- sends its outcome to the driver through a pipe, and its output to ``<out>/logs/<kind>-<id>.log``.
+- sends its outcome to the driver through a pipe, and its output to ``<out>/logs/<kind>-<id>.log``;
+- is not a daemon, so a job may start processes of its own (a DataLoader's workers).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def run_pool(jobs: list[Job], workers: int | None = None, logs=None, path: list[
             while queue and len(running) < workers and not interrupted:
                 job = queue.popleft()
                 recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_job_process, daemon=True, name=f"critdiff-sweep {job.filename}",
+                proc = ctx.Process(target=_job_process, name=f"critdiff-sweep {job.filename}",
                                    args=(send, job.kind, job.params, job.resources.num_cpus, job.resources.retries,
                                          logs(job) if logs else None, path or [], os.getpid()))
                 proc.start()

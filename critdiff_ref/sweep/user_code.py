@@ -18,10 +18,17 @@ _PACKAGE = pathlib.Path(__file__).resolve().parents[1]
 
 
 def import_path() -> list[str]:
-    """The entries a job prepends to ``sys.path``: the current folder (absolute), then the driver's path, so
-    a job imports what ``python -c "import mod"`` run here would import."""
+    """The entries a job prepends to ``sys.path``: the current folder (absolute), then the driver's own
+    entries outside the Python installation (``PYTHONPATH``, a script's folder), so a job imports what
+    ``python -c "import mod"`` run here would import; the installation's folders are the worker's own."""
     here = os.getcwd()
-    return [here, *(os.path.abspath(p) if p else here for p in sys.path if p != here)]
+    prefixes = {os.path.abspath(p) + os.sep for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    out = [here]
+    for entry in sys.path:
+        path = os.path.abspath(entry) if entry else here
+        if path not in out and os.path.isdir(path) and not any((path + os.sep).startswith(p) for p in prefixes):
+            out.append(path)
+    return out
 
 
 def use_import_path(path: list[str]) -> None:
