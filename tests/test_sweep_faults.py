@@ -458,3 +458,16 @@ def test_no_process_outlives_a_killed_embedded_ray_sweep(here):
     finally:
         for pid in _tagged(tag):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_dry_run_makes_the_checks_a_run_makes(tmp_path, capsys):
+    from critdiff_ref.cli import main
+
+    spec = tmp_path / "s.json"
+    spec.write_text(json.dumps({"jobs": [{"kind": "validate", "params": {"sampler": "no_such_module_here:f"}}]}))
+    assert main(["sweep", str(spec), "--dry-run"]) == 2
+    assert "sampler='no_such_module_here:f': no module named 'no_such_module_here'" in capsys.readouterr().err
+    spec.write_text(json.dumps({"jobs": [{"kind": "phi4", "params": PHI4}]}))
+    assert main(["sweep", str(spec), "--dry-run", "--address", "127.0.0.1:1", "--out", str(tmp_path / "o")]) == 2
+    assert "nothing answers at 127.0.0.1:1" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

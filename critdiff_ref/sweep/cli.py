@@ -62,7 +62,9 @@ def _status(args: argparse.Namespace) -> int:
 def run_sweep(args: argparse.Namespace) -> int:
     """Run ``critdiff sweep``: exit 0 when every job of the spec has an ``ok`` result, 1 otherwise."""
     from .. import _io
-    from .driver import pending_jobs, run_spec
+    from .driver import check_devices, pending_jobs, run_spec
+    from .engines import resolve_engine
+    from .ray_engine import probe_address
     from .spec import load_spec
 
     if args.spec == "status":
@@ -73,9 +75,13 @@ def run_sweep(args: argparse.Namespace) -> int:
     overrides += [f"resources.retries={args.retries}"] if args.retries is not None else []
     _io.check_output_dir(args.out, "--out")
     spec = load_spec(path, overrides)
-    if args.dry_run:
+    if args.dry_run:  # every check a run makes before it starts, then the list
         out = args.out or f"sweep-{spec.name}"
         _io.check_output_dir(out, "--out")
+        engine = resolve_engine(args.engine, args.address)
+        check_devices(list(spec.jobs), engine)
+        if args.address is not None:
+            probe_address(args.address)
         todo = pending_jobs(spec, out, retry_failed=not args.no_retry_failed) if os.path.isdir(out) else spec.jobs
         print(f"{spec.name}: {len(spec.jobs)} jobs, {len(todo)} to run into {out}")
         for job in todo:

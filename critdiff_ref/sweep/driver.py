@@ -25,7 +25,7 @@ from .store import append_log, check_result, log_path, read_log, read_result, wr
 from .table import table_rows, write_plots, write_tables
 from .user_code import import_path
 
-__all__ = ["run_spec", "pending_jobs", "SweepInterrupted"]
+__all__ = ["run_spec", "pending_jobs", "check_devices", "SweepInterrupted"]
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -85,7 +85,7 @@ def pending_jobs(spec: Spec, out: str | os.PathLike, *, retry_failed: bool = Tru
     return todo
 
 
-def _check_devices(jobs: list[Job], engine: str) -> None:
+def check_devices(jobs: list[Job], engine: str) -> None:
     """Jobs that run on this machine (``serial``, ``local``) must name a device it has."""
     if engine not in ("serial", "local"):
         return
@@ -148,7 +148,7 @@ def run_spec(
     engine = engines.resolve_engine(engine, address)
     out = os.fspath(out if out is not None else f"sweep-{spec.name}")
     _io.check_output_dir(out, "out")
-    _check_devices(list(spec.jobs), engine)
+    check_devices(list(spec.jobs), engine)
     todo = pending_jobs(spec, out, retry_failed=retry_failed) if os.path.isdir(out) else list(spec.jobs)
     session = None
     if engine == "ray" and todo:
