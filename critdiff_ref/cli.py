@@ -50,11 +50,11 @@ DEFAULT_COMMAND = "validate"
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """``--help`` shows the default of every option that takes a value (on/off flags and ``None``
+    """``--help`` shows the default of every option that takes a value (on/off flags, ``None`` and empty-list
     defaults, whose help says what happens, are left as written)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.nargs == 0 or action.default is None:
+        if action.nargs == 0 or action.default is None or action.default == []:
             return action.help
         return super()._get_help_string(action)
 
