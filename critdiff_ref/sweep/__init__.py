@@ -1,4 +1,4 @@
-"""Sweeps beyond one machine: ``critdiff sweep SPEC`` on Ray or a local process pool (issue 21).
+"""Sweeps beyond one machine: ``critdiff sweep SPEC`` on Ray or a local process pool.
 
 A spec (TOML or JSON, :mod:`.spec`) names job kinds with grids over their parameters (:mod:`.jobs`):
 ``phi4`` lattice ensembles and DM-MCMC (THEORY 8), ``validate`` runs of one sampler configuration
