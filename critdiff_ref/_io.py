@@ -114,13 +114,15 @@ def _json_safe(obj: Any, where: str, nulls: dict, reasons: Mapping[str, str]) ->
     return obj
 
 
-def strict_json(obj: Any, *, reasons: Mapping[str, str] | None = None, default=None, indent: int | None = 2) -> str:
+def strict_json(obj: Any, *, reasons: Mapping[str, str] | None = None, default=None, indent: int | None = 2,
+                sort_keys: bool = False) -> str:
     """``obj`` as strict JSON (``allow_nan=False``): NaN / inf become ``null``, each listed with its reason.
 
     ``reasons`` maps a JSON path (``"dm.generated.binder"``, ``"[3].measured"``) or a bare key
     (``"binder"``) to the reason written for it; unlisted ones get a generic reason.  When ``obj`` is a
     dict the reasons go under its ``"nulls"`` key; otherwise the result is ``{"data": obj, "nulls": ...}``
-    only when there were nulls.  ``default`` converts other objects (as in :func:`json.dumps`).
+    only when there were nulls.  ``default`` converts other objects (as in :func:`json.dumps`);
+    ``sort_keys`` as in :func:`json.dumps` (a canonical form: equal data, equal bytes).
     """
     nulls: dict[str, str] = {}
     if default is not None:  # apply default first so its output is checked too
@@ -128,7 +130,7 @@ def strict_json(obj: Any, *, reasons: Mapping[str, str] | None = None, default=N
     safe = _json_safe(obj, "", nulls, reasons or {})
     if nulls:
         safe = {**safe, "nulls": nulls} if isinstance(safe, dict) else {"data": safe, "nulls": nulls}
-    return json.dumps(safe, indent=indent, allow_nan=False) + "\n"
+    return json.dumps(safe, indent=indent, allow_nan=False, sort_keys=sort_keys) + "\n"
 
 
 def check_output_file(path: str | os.PathLike | None, flag: str, *, suffix: str | None = None) -> None:
@@ -150,7 +152,8 @@ def check_output_file(path: str | os.PathLike | None, flag: str, *, suffix: str 
 
 def check_output_dir(path: str | os.PathLike | None, flag: str) -> None:
     """ValueError naming ``flag`` when ``path`` exists and is not a folder, or its nearest existing
-    parent is not a writable folder (it is created later, by the run).  ``None`` passes."""
+    parent is not a writable folder (it is created later, by the run; a file is created there and removed
+    at once to find out).  ``None`` passes."""
     if path is None:
         return
     path = os.path.abspath(os.fspath(path))
@@ -163,3 +166,9 @@ def check_output_dir(path: str | os.PathLike | None, flag: str) -> None:
         raise ValueError(f"{flag} {path}: {parent} is a file, so the folder cannot be created")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ValueError(f"{flag} {path}: {parent} is not writable")
+    try:  # a read-only file system, /proc, or root on a folder others cannot write: try it (nothing is left)
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".critdiff-write-check-")
+    except OSError as err:
+        raise ValueError(f"{flag} {path}: {parent} is not writable ({err.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)

@@ -2,7 +2,11 @@
 
 Each sub-command lives next to the code it runs, as a pair ``add_<name>_parser(subparsers)`` /
 ``run_<name>(args) -> int``; this module only lists them.  ``ValueError``/``TypeError`` from the
-library (bad input) become exit code 2 with the message on stderr.  Before a command runs, its
+library (bad input) and argparse's own errors become exit code 2 with one line
+``critdiff <command>: error: ...`` on stderr (``--help`` shows the usage); an ``OSError`` (a file that
+cannot be read or written) is one line and exit code 1; Ctrl-C is one line and exit code 130 (a
+command that keeps partial work says what it kept); a closed pipe (``critdiff ... | head -1``) ends the
+command quietly with exit code 141, as ``SIGPIPE`` would.  Before a command runs, its
 ``--json`` file is checked (:func:`critdiff_ref._io.check_output_file`) and torch's thread count is set
 from ``--threads``, ``OMP_NUM_THREADS`` or the problem size (:mod:`critdiff_ref._threads`; a module
 may define ``work_<name>(args)``, the elements of its largest per-step tensor, default small).
@@ -12,11 +16,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from . import _args, _io, _threads
 
-__all__ = ["main", "SUBCOMMANDS", "HelpFormatter"]
+__all__ = ["main", "SUBCOMMANDS", "HelpFormatter", "Parser"]
 
 # (name, module, help) — the module defines add_<name>_parser and run_<name> (a "-" in name is "_" there).
 SUBCOMMANDS: list[tuple[str, str, str]] = [
@@ -45,13 +50,20 @@ DEFAULT_COMMAND = "validate"
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """``--help`` shows the default of every option that takes a value (on/off flags and ``None``
+    """``--help`` shows the default of every option that takes a value (on/off flags, ``None`` and empty-list
     defaults, whose help says what happens, are left as written)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.nargs == 0 or action.default is None:
+        if action.nargs == 0 or action.default is None or action.default == []:
             return action.help
         return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line, ``critdiff <command>: error: ...`` (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (usage: {self.prog} --help)\n")
 
 
 def add_facts_parser(sub) -> argparse.ArgumentParser:
@@ -80,7 +92,7 @@ def run_facts(args: argparse.Namespace) -> int:
 
 def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The full parser, importing the modules of every sub-command (``only``: just that one's module)."""
-    parser = argparse.ArgumentParser(prog="critdiff", description="Reference diffusion models with exact answers.")
+    parser = Parser(prog="critdiff", description="Reference diffusion models with exact answers.")
     sub = parser.add_subparsers(dest="command")
     for name, module, help_ in SUBCOMMANDS:
         if only is not None and name != only:
@@ -96,20 +108,48 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = [DEFAULT_COMMAND, *argv]
     names = [name for name, _, _ in SUBCOMMANDS]
-    parser = _build_parser(argv[0] if argv[0] in names else None)
-    args = parser.parse_args(argv)
+    command = argv[0] if argv[0] in names else None
+    prog = f"critdiff {command}" if command else "critdiff"
     try:
+        parser = _build_parser(command)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # reported by the sub-command's name, not the top-level parser's
+            parser.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(extra)} (usage: {prog} --help)\n")
         _io.check_output_file(getattr(args, "json", None), "--json")
         with _threads.threads(args.work(args) if args.work else 0, requested=args.threads, user=True):
-            return int(args.run(args))
+            code = int(args.run(args))
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
     except (ValueError, TypeError) as err:
-        print(f"critdiff {args.command}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141
+    except OSError as err:
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        print(f"{prog}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as err:
+        try:
+            print(f"{prog}: {str(err) or 'interrupted'}", file=sys.stderr, flush=True)
+        except (OSError, KeyboardInterrupt):
+            pass
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

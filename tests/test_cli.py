@@ -41,3 +41,36 @@ def test_console_script_entry_point():
     r = subprocess.run([sys.executable, "-m", "critdiff_ref.cli", "facts", "--target", "phi4-0d-double"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "moment_2" in r.stdout
+
+
+def test_usage_errors_are_one_line_naming_the_command_and_help_is_full(capsys):
+    import pytest
+
+    for argv in (["facts", "--L", "x"], ["facts", "--bogus"], ["facts", "--target", "nope"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith("critdiff facts: error: "), err
+    with pytest.raises(SystemExit) as exit_:
+        main(["facts", "--help"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("usage: critdiff facts")
+
+
+def test_ctrl_c_broken_pipe_and_os_errors_end_a_command_without_a_traceback(monkeypatch, capsys):
+    import critdiff_ref.cli as cli
+
+    def raising(exc):
+        def run(args):
+            raise exc
+        return run
+
+    monkeypatch.setattr(cli, "run_facts", raising(KeyboardInterrupt()))
+    assert main(["facts"]) == 130
+    assert capsys.readouterr().err == "critdiff facts: interrupted\n"
+    monkeypatch.setattr(cli, "run_facts", raising(PermissionError(13, "Permission denied", "/x/y.json")))
+    assert main(["facts"]) == 1
+    assert capsys.readouterr().err == "critdiff facts: error: /x/y.json: Permission denied\n"
+    monkeypatch.setattr(cli, "_quiet_stdout", lambda: None)  # keep pytest's stdout
+    monkeypatch.setattr(cli, "run_facts", raising(BrokenPipeError(32, "Broken pipe")))
+    assert main(["facts"]) == 141
+    assert capsys.readouterr().err == ""

@@ -50,6 +50,15 @@ def crash_once(marker, value):
 
 def boom(value):
     raise RuntimeError(f"boom {value}")
+
+def shout(text):
+    """Print through Python, through file descriptor 1, and to stderr."""
+    import sys
+    print(text)
+    sys.stdout.flush()
+    os.write(1, b"fd:" + text.encode() + b"\\n")
+    print("err:" + text, file=sys.stderr)
+    return {"value": text}
 '''
 
 
@@ -102,11 +111,11 @@ BAD_SPECS = {  # case: (spec, the message naming the field and its allowed value
     "grid and params clash": (_mutate(("jobs", 0, "params", "L"), 8), r"parameter 'L' is both in grid and in params"),
     "zero cpus": (_mutate(("jobs", 0, "resources"), {"num_cpus": 0}), r"resources\.num_cpus must be > 0"),
     "unknown resource": (_mutate(("jobs", 0, "resources"), {"cpus": 1}),
-                         r"unknown key 'cpus'; allowed: num_cpus, num_gpus, max_retries"),
+                         r"unknown key 'cpus'; allowed: num_cpus, num_gpus, max_retries, retries, timeout"),
     "unknown top key": (_mutate(("job",), []),
                         r"spec has unknown key 'job'; allowed: name, description, resources, jobs"),
     "bad phi4 choice": (_mutate(("jobs", 0, "params", "divergence"), "hutch"),
-                        r"'divergence': must be one of \('auto', 'exact', 'hutchinson'\)"),
+                        r"'divergence': must be one of \('auto', 'jacobian', 'stepwise', 'exact', 'hutchinson'\)"),
     "bad adapter": ({"jobs": [{"kind": "validate", "params": {"sampler": "m:f", "adapter": "scores"}}]},
                     r"'adapter': must be one of \('score', 'denoiser', .*\), got 'scores'"),
     "bad steps": ({"jobs": [{"kind": "validate", "params": {"sampler": "m:f"}, "grid": {"steps": [[20, 10]]}}]},
@@ -195,8 +204,8 @@ def test_a_job_runs_with_the_torch_threads_it_asked_for_and_restores_them():
     assert torch.get_num_threads() == before
 
 
-def test_serial_sweep_stores_each_job_once_resumes_and_keeps_failures(tmp_path):
-    spec = _spec(bad={"kind": "validate", "params": {"sampler": "no_such_module_for_sweep:f"}})
+def test_serial_sweep_stores_each_job_once_resumes_and_keeps_failures(tmp_path, crashy):
+    spec = _spec(bad={"kind": "call", "params": {"function": "crashy_mod:boom", "value": "no_such_module_for_sweep"}})
     out = tmp_path / "out"
     old = os.umask(0o027)
     try:
@@ -241,21 +250,20 @@ def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path, mon
     assert path.read_text() == "old" and os.listdir(tmp_path) == ["r.json"]
 
 
-def test_a_pool_worker_marks_its_job_started_before_running_it_with_the_umask_mode(tmp_path):
-    """The process pool's "started" marker (which lost jobs count an attempt) exists when the job body runs,
-    is empty, and has mode 0o666 & ~umask like every _io output (it is created directly: see the comment in
-    _execute_marked for why it needs no atomic write)."""
-    from critdiff_ref.sweep.engines import _execute_marked
-
-    marker = tmp_path / "job-id"
+def test_a_job_output_goes_to_its_log_file_with_the_umask_mode(tmp_path, crashy, capfd):
+    """What a job prints (Python and file-descriptor level, stdout and stderr) lands in its log file in order,
+    not on the terminal; the descriptors are restored afterwards; the file has mode 0o666 & ~umask."""
+    log = tmp_path / "logs" / "job.log"
     old = os.umask(0o027)
     try:
-        outcome = _execute_marked("call", {"function": "os.path:exists", "path": str(marker)}, 1, str(marker), [])
+        outcome = execute("call", {"function": "crashy_mod:shout", "text": "hello"}, log=str(log))
     finally:
         os.umask(old)
-    assert outcome["status"] == "ok" and outcome["result"] == {"value": True}
-    assert marker.read_bytes() == b"" and os.stat(marker).st_mode & 0o777 == 0o640
-    assert os.listdir(tmp_path) == ["job-id"]  # no temporary left beside it
+    assert outcome["status"] == "ok" and outcome["result"] == {"value": "hello"}
+    assert log.read_text() == "hello\nfd:hello\nerr:hello\n"
+    assert os.stat(log).st_mode & 0o777 == 0o640
+    print("after")
+    assert capfd.readouterr().out == "after\n"
 
 
 def test_the_process_pool_gives_the_serial_files_and_survives_a_killed_worker(tmp_path, crashy):
@@ -271,17 +279,31 @@ def test_the_process_pool_gives_the_serial_files_and_survives_a_killed_worker(tm
     assert next(line["attempts"] for line in log if line["id"] == crashed.id) == 2
 
 
-def test_a_ray_cluster_gives_the_serial_files_and_survives_a_killed_worker(tmp_path, crashy):
+def test_a_ray_cluster_gives_the_serial_files_and_survives_a_killed_worker(tmp_path, crashy, monkeypatch):
     ray = pytest.importorskip("ray")
     serial = run_spec(_spec(), tmp_path / "serial", engine="serial", progress=False, plots=False)
+    here = tmp_path / "here"  # a module in the current folder, on no import path: Ray workers find it too
+    here.mkdir()
+    (here / "cwd_mod.py").write_text("def answer():\n    return {'answer': 42}\n")
+    monkeypatch.chdir(here)
+    spec = _fault_spec(crashy)
+    spec["jobs"].append({"kind": "call", "params": {"function": "cwd_mod:answer"}})
     try:
-        res = run_spec(_fault_spec(crashy), tmp_path / "ray", engine="ray", workers=2, progress=False, plots=False)
+        res = run_spec(spec, tmp_path / "ray", engine="ray", workers=2, progress=False, plots=False)
     finally:
         assert not ray.is_initialized()  # the embedded cluster is shut down
     assert serial["failed"] == [] and [e for _, e in res["failed"]] == ["RuntimeError: boom 7"]
+    assert read_result(tmp_path / "ray", load_spec(spec).jobs[-1])["result"] == {"answer": 42}
     files = _files(tmp_path / "ray")
     assert {n: b for n, b in files.items() if n.startswith("phi4")} == _files(tmp_path / "serial")
     assert sum(b'"value": 1' in b for b in files.values()) == 1
+    # the lost worker's job is recorded with its real attempts (Ray's own retries would say 1)
+    crashed = next(j for j in load_spec(_fault_spec(crashy)).jobs if j.params.get("value") == 1)
+    log = [json.loads(line) for line in (tmp_path / "ray" / "log.jsonl").read_text().splitlines()]
+    assert next(line["attempts"] for line in log if line["id"] == crashed.id) == 2
+    # what a job printed comes back to the driver's logs/ (here: the traceback of the job that raised)
+    boom = next(j for j in load_spec(_fault_spec(crashy)).jobs if j.params.get("value") == 7)
+    assert "RuntimeError: boom 7" in (tmp_path / "ray" / "logs" / f"{boom.filename[:-5]}.log").read_text()
 
 
 def test_ray_is_refused_clearly_when_it_is_not_installed(tmp_path, monkeypatch):

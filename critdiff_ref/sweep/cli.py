@@ -1,10 +1,13 @@
-"""``critdiff sweep SPEC``: run a sweep file on Ray (an embedded local cluster, or ``--address``) or a process pool."""
+"""``critdiff sweep SPEC [KEY=VALUE ...]``: run a sweep file on Ray (an embedded local cluster, or ``--address``) or
+a process pool; ``critdiff sweep status OUT``: the state of every job in an output folder."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+
+from .. import _args
 
 __all__ = ["add_sweep_parser", "run_sweep", "example_path"]
 
@@ -21,14 +24,24 @@ def example_path(name: str) -> str:
 
 def add_sweep_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="run a sweep spec (TOML/JSON: phi4, validate, report jobs over grids) on Ray "
-                                     "or a process pool; resumes, keeps failures, writes a merged table")
+                                     "or a process pool; resumes, keeps failures, writes a merged table; "
+                                     "'critdiff sweep status OUT' shows what is done")
     p.add_argument("spec", help="the spec file (.toml or .json), or example:NAME for a shipped one "
-                                f"({', '.join(EXAMPLES)})")
+                                f"({', '.join(EXAMPLES)}); or the word status, then the output folder")
+    p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="set a parameter or grid axis in every [[jobs]] entry that has it (kappa=0.27, L=[8,16], "
+                        "resources.num_cpus=2); with status: the output folder")
     p.add_argument("--out", default=None, help="output folder (default: sweep-<name>)")
     p.add_argument("--engine", default="auto", choices=["auto", "ray", "local", "serial"],
                    help="auto: ray when installed, else a local process pool")
-    p.add_argument("--address", default=None, help="join this Ray cluster ('auto', 'ray://head:10001')")
-    p.add_argument("--workers", type=int, default=None, help="pool processes / CPUs of the embedded Ray cluster")
+    p.add_argument("--address", default=None,
+                   help="join this Ray cluster: HOST:6379 (the head's GCS port), ray://HOST:10001 (Ray client), auto")
+    p.add_argument("--workers", type=_args.cli_int(1), default=None,
+                   help="pool processes / CPUs of the embedded Ray cluster")
+    p.add_argument("--timeout", type=_args.cli_positive_float, default=None, metavar="SECONDS",
+                   help="stop a job that runs longer (overrides resources.timeout)")
+    p.add_argument("--retries", type=_args.cli_int(0), default=None,
+                   help="rerun a job that raised this many times (overrides resources.retries)")
     p.add_argument("--no-retry-failed", action="store_true", help="also skip jobs whose stored result is an error")
     p.add_argument("--no-plots", action="store_true", help="do not draw the sweep's plots")
     p.add_argument("--dry-run", action="store_true", help="check the spec and list the jobs still to run")
@@ -36,20 +49,45 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+def _status(args: argparse.Namespace) -> int:
+    from .status import format_status, sweep_status
+
+    if len(args.overrides) != 1:
+        raise ValueError(f"status takes one output folder: critdiff sweep status OUT, got {args.overrides or 'none'}")
+    status = sweep_status(args.overrides[0])
+    print(format_status(status))
+    return 0 if status["done"] == len(status["jobs"]) else 1
+
+
 def run_sweep(args: argparse.Namespace) -> int:
     """Run ``critdiff sweep``: exit 0 when every job of the spec has an ``ok`` result, 1 otherwise."""
-    from .driver import pending_jobs, run_spec
+    from .. import _io
+    from .driver import check_devices, pending_jobs, run_spec
+    from .engines import resolve_engine
+    from .ray_engine import probe_address
     from .spec import load_spec
 
+    if args.spec == "status":
+        return _status(args)
     path = example_path(args.spec[len("example:"):]) if args.spec.startswith("example:") else args.spec
-    spec = load_spec(path)
-    if args.dry_run:
+    overrides = list(args.overrides)
+    overrides += [f"resources.timeout={args.timeout!r}"] if args.timeout is not None else []
+    overrides += [f"resources.retries={args.retries}"] if args.retries is not None else []
+    _io.check_output_dir(args.out, "--out")
+    spec = load_spec(path, overrides)
+    if args.dry_run:  # every check a run makes before it starts, then the list
         out = args.out or f"sweep-{spec.name}"
-        todo = pending_jobs(spec, out, retry_failed=not args.no_retry_failed)
+        _io.check_output_dir(out, "--out")
+        engine = resolve_engine(args.engine, args.address)
+        check_devices(list(spec.jobs), engine)
+        if args.address is not None:
+            probe_address(args.address)
+        todo = pending_jobs(spec, out, retry_failed=not args.no_retry_failed) if os.path.isdir(out) else spec.jobs
         print(f"{spec.name}: {len(spec.jobs)} jobs, {len(todo)} to run into {out}")
         for job in todo:
             res = job.resources
-            print(f"  {job.filename}  {job.group}  {job.varying}  cpus={res.num_cpus} gpus={res.num_gpus}")
+            print(f"  {job.filename}  {job.group}  {job.varying}  cpus={res.num_cpus} gpus={res.num_gpus}"
+                  + (f" timeout={res.timeout:g}" if res.timeout is not None else ""))
         return 0
     summary = run_spec(spec, args.out, engine=args.engine, workers=args.workers, address=args.address,
                        retry_failed=not args.no_retry_failed, plots=not args.no_plots, progress=not args.quiet)
@@ -61,5 +99,6 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     if summary["crossings"]:
         print(format_crossings(summary["crossings"]))
-    print(f"table: {os.path.join(summary['out'], 'table.md')}")
+    print(f"table: {os.path.join(summary['out'], 'table.md')}  (state of each job: critdiff sweep status "
+          f"{summary['out']})")
     return 0 if not summary["failed"] else 1

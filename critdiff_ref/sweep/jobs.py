@@ -7,6 +7,9 @@
 - ``report`` (THEORY 3-8): one section of :func:`critdiff_ref.report.write_report`;
 - ``call``: any importable function ``function = "pkg.module:attr"`` called with the other parameters.
 
+User code (a ``call`` function, a ``validate`` sampler) is imported from the current folder or the import
+path when the spec is checked (:mod:`.user_code`), and the file defining it is part of the job id.
+
 :func:`check_params` fills the defaults and refuses bad values before anything runs (``ValueError`` naming
 the parameter and its allowed values); :func:`execute` runs one job in the calling process with
 ``torch`` limited to the CPUs the job requested, and never raises for an error of the job itself: it
@@ -19,6 +22,7 @@ import base64
 import inspect
 import math
 import os
+import sys
 import tempfile
 import time
 import traceback
@@ -29,8 +33,10 @@ import numpy as np
 import torch
 
 from .. import _args
+from .capture import JobTimeout, alarm, captured_output
+from .user_code import import_object, object_digest
 
-__all__ = ["KINDS", "check_params", "execute", "summarize", "jsonable"]
+__all__ = ["KINDS", "parameter_names", "check_params", "code_digest", "check_device", "execute", "summarize", "jsonable"]
 
 KINDS = ("phi4", "validate", "report", "call")
 
@@ -80,8 +86,20 @@ def _typed_like(kind: str, name: str, value: Any, default: Any) -> None:
         raise _fail(kind, name, str(err)) from None
 
 
+def check_device(kind: str, value: Any) -> None:
+    """``value`` must name a torch device type critdiff runs on (``cpu``, ``cuda``, ``cuda:N``, ``mps``);
+    whether this machine has it is checked by the engines that run here (:func:`critdiff_ref.sweep.run_spec`)."""
+    try:
+        dev = torch.device(value) if isinstance(value, str) else None
+    except (RuntimeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise _fail(kind, "device", f"must be a torch device (cpu, cuda, cuda:N, mps), got {value!r}")
+
+
 def _check_phi4(p: dict) -> None:
     from ..phi4 import EnsembleParams
+    from ..phi4.experiment import DM_NETS, default_dm_net
 
     defaults = _phi4_defaults()
     for name, value in p.items():
@@ -92,7 +110,13 @@ def _check_phi4(p: dict) -> None:
                        seed=p["seed"], dtype=p["dtype"], device=p["device"])
     except (TypeError, ValueError) as err:
         raise ValueError(f"phi4 parameters: {err}") from None
-    _choice("phi4", "divergence", p["divergence"], ("auto", "exact", "hutchinson"))
+    check_device("phi4", p["device"])
+    _choice("phi4", "divergence", p["divergence"], ("auto", "jacobian", "stepwise", "exact", "hutchinson"))
+    _choice("phi4", "dm_net", p["dm_net"], ("auto", *DM_NETS))
+    net = default_dm_net(p["L"], p["d"]) if p["dm_net"] == "auto" else p["dm_net"]
+    if p["divergence"] == "stepwise" and net != "fourier-local":
+        raise _fail("phi4", "divergence", f"'stepwise' needs dm_net='fourier-local' (the network with cheap exact "
+                                          f"step Jacobians), got dm_net={p['dm_net']!r} (-> {net!r} at L={p['L']})")
     _choice("phi4", "dm_dtype", p["dm_dtype"], ("float32", "float64"))
     _choice("phi4", "ode_method", p["ode_method"], ("euler", "heun", "rk4"))
     for name in ("dm_steps", "dm_batch", "ode_steps", "probes", "dm_chains", "dm_iter"):
@@ -106,9 +130,10 @@ def _check_validate(p: dict) -> None:
     from ..targets import GaussianField
     from ..validate import ADAPTERS, TARGETS
 
-    if not isinstance(p["sampler"], str) or ":" not in p["sampler"]:
+    if not isinstance(p["sampler"], str) or p["sampler"].count(":") != 1:
         raise _fail("validate", "sampler", f"must be 'pkg.module:attr', got {p['sampler']!r}")
     _choice("validate", "adapter", p["adapter"], ADAPTERS)
+    check_device("validate", p["device"])
     _choice("validate", "start", p["start"], ("noise", "exact"))
     _choice("validate", "dtype", p["dtype"], ("float64", "float32"))
     _choice("validate", "prediction_type", p["prediction_type"], (None, "epsilon", "v_prediction", "sample"))
@@ -142,6 +167,10 @@ def _check_validate(p: dict) -> None:
                 GaussianField(**f)
             except (TypeError, ValueError) as err:
                 raise _fail("validate", f"fields[{i}]", str(err)) from None
+    try:  # last: the cheap checks above name a typo before a slow import
+        import_object(p["sampler"], "sampler")
+    except ValueError as err:
+        raise ValueError(f"validate parameter {err}") from None
 
 
 def _check_report(p: dict) -> None:
@@ -150,11 +179,35 @@ def _check_report(p: dict) -> None:
     _choice("report", "section", p["section"], tuple(SECTIONS))
     _typed_like("report", "full", p["full"], False)
     _typed_like("report", "device", p["device"], "cpu")
+    check_device("report", p["device"])
 
 
 def _check_call(p: dict) -> None:
-    if not isinstance(p["function"], str) or ":" not in p["function"]:
-        raise _fail("call", "function", f"must be 'pkg.module:attr', got {p['function']!r}")
+    try:
+        fn = import_object(p["function"], "function")
+    except ValueError as err:
+        raise ValueError(f"call parameter {err}") from None
+    if not callable(fn):
+        raise _fail("call", "function", f"{p['function']!r} is not callable")
+
+
+def code_digest(kind: str, params: dict) -> str | None:
+    """The digest of the user's file a job runs (``call`` function, ``validate`` sampler), None for none."""
+    ref = {"call": "function", "validate": "sampler"}.get(kind)
+    if ref is None:
+        return None
+    return object_digest(import_object(params[ref], ref))
+
+
+def parameter_names(kind: str) -> frozenset[str] | None:
+    """The parameters a job kind accepts (None for ``call``: whatever its function takes)."""
+    if kind == "phi4":
+        return frozenset({*_PHI4_REQUIRED, *_phi4_defaults()})
+    if kind == "validate":
+        return frozenset({"sampler", *_VALIDATE_DEFAULTS})
+    if kind == "report":
+        return frozenset({"section", *_REPORT_DEFAULTS})
+    return None
 
 
 def check_params(kind: str, params: dict) -> dict:
@@ -207,10 +260,10 @@ def _run_phi4(p: dict) -> dict:
 
 def _run_validate(p: dict) -> dict:
     from ..targets import GaussianField
-    from ..validate import load_object, validate
+    from ..validate import validate
 
     kw = dict(p)
-    sampler = load_object(kw.pop("sampler"))
+    sampler = import_object(kw.pop("sampler"), "sampler")
     fields = None if kw["fields"] is None else [GaussianField(**f) for f in kw["fields"]]
     kw.update(fields=fields, steps=tuple(kw["steps"]), targets=tuple(kw["targets"]), dtype=getattr(torch, kw["dtype"]))
     with warnings.catch_warnings():
@@ -233,10 +286,8 @@ def _run_report(p: dict) -> dict:
 
 
 def _run_call(p: dict) -> dict:
-    from ..validate import load_object
-
     kw = dict(p)
-    out = load_object(kw.pop("function"))(**kw)
+    out = import_object(kw.pop("function"), "function")(**kw)
     return out if isinstance(out, dict) else {"value": out}
 
 
@@ -244,19 +295,34 @@ _RUN: dict[str, Callable[[dict], dict]] = {"phi4": _run_phi4, "validate": _run_v
                                            "call": _run_call}
 
 
-def execute(kind: str, params: dict, num_cpus: float = 1) -> dict:
+def execute(kind: str, params: dict, num_cpus: float = 1, *, retries: int = 0, log: str | None = None,
+            timeout: float | None = None) -> dict:
     """Run one job here: ``{"status": "ok", "result": ...}`` or ``{"status": "error", "error", "traceback"}``,
-    plus ``seconds`` and ``host``. ``torch`` uses ``max(1, int(num_cpus))`` threads while it runs."""
+    plus ``seconds``, ``host``, ``pid`` and ``attempts``. A job that raises is run again up to ``retries`` times.
+    ``torch`` uses ``max(1, int(num_cpus))`` threads while it runs; its output goes to the file ``log``;
+    ``timeout`` (seconds, all attempts together) is enforced here only on the main thread (the engines
+    that run jobs in workers kill them instead)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(num_cpus)))
     t0 = time.perf_counter()
+    attempts = 0
     try:
-        out = {"status": "ok", "result": jsonable(_RUN[kind](params))}
-    except Exception as err:  # noqa: BLE001 - a failed job is recorded and the sweep goes on
-        out = {"status": "error", "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+        with captured_output(log), alarm(timeout):
+            for attempts in range(1, retries + 2):
+                try:
+                    out = {"status": "ok", "result": jsonable(_RUN[kind](params))}
+                    break
+                except Exception as err:  # noqa: BLE001 - a failed job is recorded and the sweep goes on
+                    out = {"status": "error", "error": f"{type(err).__name__}: {err}",
+                           "traceback": traceback.format_exc()}
+                    if log is not None:
+                        print(f"[critdiff sweep] attempt {attempts} failed:\n{out['traceback']}", file=sys.stderr,
+                              flush=True)
+    except JobTimeout as err:
+        out = {"status": "error", "error": f"timed out after {timeout:g} s", "traceback": str(err)}
     finally:
         torch.set_num_threads(threads)
-    out.update(seconds=time.perf_counter() - t0, host=os.uname().nodename, pid=os.getpid())
+    out.update(seconds=time.perf_counter() - t0, host=os.uname().nodename, pid=os.getpid(), attempts=max(attempts, 1))
     return out
 
 

@@ -5,7 +5,9 @@
     name = "fss-binder"
     [resources]                 # defaults for every job: CPUs, GPUs (fractions share a GPU), retries
     num_cpus = 1
-    max_retries = 2
+    max_retries = 2             # reruns after a lost worker (killed, out of memory, node gone)
+    retries = 0                 # reruns after the job raised
+    timeout = 3600              # seconds a job may run (all its attempts), then it is killed (optional)
 
     [[jobs]]
     kind = "phi4"               # phi4 | validate | report | call (critdiff_ref.sweep.jobs)
@@ -17,8 +19,12 @@
 Each ``[[jobs]]`` entry expands to ``cases x product(grid)`` jobs with ``{**params, **case, **point}``;
 every job is checked (:func:`critdiff_ref.sweep.jobs.check_params`) before anything runs, and gets an id:
 the first 16 hex digits of the SHA-256 of its kind, its full parameters (defaults filled in), the
-package version and a digest of the package source (every ``critdiff_ref/**/*.py``), so a result file
-names exactly the computation that produced it and a code change without a version bump reruns the job.
+package version, a digest of the package source (every ``critdiff_ref/**/*.py``) and of the file defining
+the user's function or sampler (``call``, ``validate``), so a result file names exactly the computation
+that produced it and a code change without a version bump reruns the job.
+
+``KEY=VALUE`` overrides (:func:`apply_overrides`, the command line's ``critdiff sweep SPEC kappa=0.27``)
+replace a parameter or grid axis in every ``[[jobs]]`` entry that has it before the jobs are expanded.
 """
 
 from __future__ import annotations
@@ -36,21 +42,24 @@ from typing import Any
 
 from . import jobs as _jobs
 
-__all__ = ["Resources", "Job", "Spec", "load_spec", "job_id"]
+__all__ = ["Resources", "Job", "Spec", "load_spec", "job_id", "apply_overrides"]
 
 TOP_KEYS = ("name", "description", "resources", "jobs")
 JOB_KEYS = ("kind", "name", "params", "grid", "cases", "resources")
-RESOURCE_KEYS = ("num_cpus", "num_gpus", "max_retries")
+RESOURCE_KEYS = ("num_cpus", "num_gpus", "max_retries", "retries", "timeout")
 
 
 @dataclass(frozen=True)
 class Resources:
-    """What one job asks of the engine: CPUs (also its torch threads), GPUs (fractions share one), retries
-    after a lost worker."""
+    """What one job asks of the engine: CPUs (also its torch threads), GPUs (fractions share one), reruns
+    after a lost worker (``max_retries``) and after an exception (``retries``), and its ``timeout`` in seconds
+    (None: none)."""
 
     num_cpus: float = 1
     num_gpus: float = 0
     max_retries: int = 2
+    retries: int = 0
+    timeout: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("num_cpus", "num_gpus"):
@@ -59,8 +68,13 @@ class Resources:
                 raise ValueError(f"resources.{name} must be a finite number >= 0, got {name}={v!r}")
         if self.num_cpus <= 0:
             raise ValueError(f"resources.num_cpus must be > 0, got num_cpus={self.num_cpus!r}")
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ValueError(f"resources.max_retries must be an int >= 0, got max_retries={self.max_retries!r}")
+        for name in ("max_retries", "retries"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"resources.{name} must be an int >= 0, got {name}={v!r}")
+        t = self.timeout
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0):
+            raise ValueError(f"resources.timeout must be a number of seconds > 0, got timeout={t!r}")
 
 
 @dataclass(frozen=True)
@@ -111,9 +125,13 @@ def _source_digest(root: str | None = None) -> str:
 
 def job_id(kind: str, params: dict, version: str | None = None) -> str:
     """First 16 hex digits of SHA-256 over the canonical JSON of ``(kind, params, version, code)``, ``code`` being
-    :func:`_source_digest` (a code change without a version bump must not reuse a stored result)."""
+    :func:`_source_digest` (a code change without a version bump must not reuse a stored result), plus
+    ``user_code``, the digest of the file defining a ``call`` function or ``validate`` sampler outside this package."""
     payload = {"kind": kind, "params": _jobs.jsonable(params), "version": _version() if version is None else version,
                "code": _source_digest()}
+    user = _jobs.code_digest(kind, params)
+    if user is not None:
+        payload["user_code"] = user
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -190,24 +208,85 @@ def _expand(i: int, entry: Any, base_resources: dict) -> list[Job]:
     return out
 
 
-def load_spec(spec: str | os.PathLike | dict) -> Spec:
-    """Read a ``.toml`` / ``.json`` sweep file (or take the dict), expand and check every job.
+def _read(path: str) -> Any:
+    if not path.endswith((".toml", ".json")):
+        raise ValueError(f"spec must be a .toml or .json file, got {path!r}")
+    if os.path.isdir(path):
+        raise ValueError(f"spec {path}: is a folder, not a spec file")
+    if not os.path.exists(path):
+        raise ValueError(f"spec {path}: no such file")
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh) if path.endswith(".toml") else json.loads(fh.read())
+    except OSError as err:
+        raise ValueError(f"spec {path}: cannot be read ({err.strerror})") from None
+    except ValueError as err:  # TOMLDecodeError, JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"spec {path}: not valid {'TOML' if path.endswith('.toml') else 'JSON'}: {err}") from None
+
+
+def _override_value(text: str) -> Any:
+    """A TOML value (``8``, ``0.27``, ``[8, 16]``, ``true``, ``"cpu"``), else the text as a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """``data`` with each ``KEY=VALUE`` applied: ``resources.NAME=V`` sets a resource of every job; otherwise
+    every ``[[jobs]]`` entry with a grid axis, parameter or case value ``KEY`` gets ``VALUE`` there (a grid
+    axis takes a list or one value: a sub-grid; a list for a single-valued parameter makes it an axis), and so does every entry whose kind has a parameter ``KEY``. ``ValueError`` for a malformed item or a key no entry has."""
+    data = json.loads(json.dumps(data))  # a deep copy of plain TOML/JSON data
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"override {item!r} must be KEY=VALUE (e.g. kappa=0.27, L=[8,16], resources.timeout=600)")
+        value = _override_value(text.strip())
+        if key.startswith("resources."):
+            name = key.partition(".")[2]
+            if name not in RESOURCE_KEYS:
+                raise ValueError(f"override {item!r}: resources has keys {', '.join(RESOURCE_KEYS)}, got {name!r}")
+            data.setdefault("resources", {})[name] = value
+            for entry in data.get("jobs") or []:
+                if isinstance(entry, dict) and isinstance(entry.get("resources"), dict):
+                    entry["resources"][name] = value
+            continue
+        used = False
+        for entry in data.get("jobs") or []:
+            if not isinstance(entry, dict):
+                continue
+            grid, params, cases = entry.get("grid") or {}, entry.get("params") or {}, entry.get("cases") or []
+            if key in grid:
+                grid[key] = value if isinstance(value, (list, dict)) else [value]
+            elif key in params and isinstance(value, list) and not isinstance(params[key], list):
+                del params[key]  # a list for a single value: a grid axis
+                entry["grid"] = {**grid, key: value}
+            elif key in params:
+                params[key] = value
+            elif any(isinstance(c, dict) and key in c for c in cases):
+                for c in cases:
+                    c[key] = value
+            elif entry.get("kind") in _jobs.KINDS and key in (_jobs.parameter_names(entry["kind"]) or ()):
+                entry["params"] = {**params, key: value}
+            else:
+                continue
+            used = True
+        if not used:
+            raise ValueError(f"override {item!r}: no [[jobs]] entry has a parameter or grid axis {key!r}")
+    return data
+
+
+def load_spec(spec: str | os.PathLike | dict, overrides: list[str] | None = None) -> Spec:
+    """Read a ``.toml`` / ``.json`` sweep file (or take the dict), apply ``overrides`` (``KEY=VALUE``,
+    :func:`apply_overrides`), expand and check every job.
 
     ``ValueError`` names the bad field (``jobs[1].grid.L``, ``jobs[0].kind``, ...) and its allowed values;
     nothing runs before the whole spec is checked.
     """
-    if isinstance(spec, dict):
-        data = spec
-    else:
-        path = os.fspath(spec)
-        if path.endswith(".toml"):
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        elif path.endswith(".json"):
-            with open(path) as fh:
-                data = json.load(fh)
-        else:
-            raise ValueError(f"spec must be a .toml or .json file, got {path!r}")
+    data = spec if isinstance(spec, dict) else _read(os.fspath(spec))
+    if overrides and isinstance(data, dict):
+        data = apply_overrides(data, list(overrides))
     if not isinstance(data, dict):
         raise ValueError(f"spec must be a table, got {type(data).__name__}")
     unknown = sorted(set(data) - set(TOP_KEYS))

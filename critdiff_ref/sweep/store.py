@@ -2,8 +2,11 @@
 
 ``<out>/results/<kind>-<id>.json`` holds ``format, id, kind, version, group, params, status`` and either
 ``result`` or ``error`` / ``traceback``: only what the job's parameters determine, so two engines give
-byte-identical files. Wall times, hosts and attempts go to ``<out>/log.jsonl`` (one line per finished
-job); figures a job returns (``_files``, base64) go to ``<out>/artifacts/<id>/``.
+byte-identical files. Every file is strict JSON (:func:`critdiff_ref._io.strict_json`: a NaN or infinity is
+``null``, its path listed under ``nulls``). Wall times, hosts and attempts go to ``<out>/log.jsonl`` (one
+line per finished job); what a job printed goes to ``<out>/logs/<kind>-<id>.log``; figures a job returns
+(``_files``, base64) go to ``<out>/artifacts/<id>/``. A result file that is not a record of its job (cut,
+edited, a folder in its place) is reported by :func:`check_result` and its job runs again.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import json
 import os
 import time
 
-from .._io import atomic_path
+from .._io import atomic_path, strict_json
 from .spec import Job
 
-__all__ = ["FORMAT", "write_atomic", "result_path", "write_result", "read_result", "append_log", "read_log"]
+__all__ = ["FORMAT", "write_atomic", "result_path", "log_path", "write_result", "check_result", "read_result",
+           "append_log", "read_log"]
 
 FORMAT = 1
 
@@ -34,6 +38,11 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> str:
 
 def result_path(out: str | os.PathLike, job: Job) -> str:
     return os.path.join(os.fspath(out), "results", job.filename)
+
+
+def log_path(out: str | os.PathLike, job: Job) -> str:
+    """``<out>/logs/<kind>-<id>.log``: what the job printed (stdout and stderr, in order)."""
+    return os.path.join(os.path.abspath(os.fspath(out)), "logs", job.filename[:-len(".json")] + ".log")
 
 
 def write_result(out: str | os.PathLike, job: Job, outcome: dict) -> str:
@@ -54,17 +63,44 @@ def write_result(out: str | os.PathLike, job: Job, outcome: dict) -> str:
     else:
         record["error"] = outcome.get("error", "unknown error")
         record["traceback"] = outcome.get("traceback", "")
-    return write_atomic(result_path(out, job), json.dumps(record, indent=1, sort_keys=True) + "\n")
+    path = result_path(out, job)
+    if os.path.isdir(path):  # not a record (check_result said so): keep it aside, out of the job's way
+        n = 0
+        while os.path.lexists(f"{path}.corrupt{n or ''}"):
+            n += 1
+        os.replace(path, f"{path}.corrupt{n or ''}")
+    return write_atomic(path, strict_json(record, indent=1, sort_keys=True))
+
+
+def check_result(out: str | os.PathLike, job: Job) -> tuple[dict | None, str | None]:
+    """``(record, None)`` for a stored record of ``job``; ``(None, None)`` when there is none; ``(None, why)``
+    when the file is there but is not a record of this job (the job is then run again)."""
+    path = result_path(out, job)
+    if not os.path.lexists(path):
+        return None, None
+    if os.path.isdir(path):
+        return None, "is a folder"
+    try:
+        with open(path, "rb") as fh:
+            record = json.loads(fh.read())
+    except OSError as err:
+        return None, f"cannot be read ({err.strerror})"
+    except ValueError as err:
+        return None, f"is not valid JSON ({err})"
+    if not isinstance(record, dict):
+        return None, f"holds a {type(record).__name__}, not a record"
+    if record.get("id") != job.id:
+        return None, f"has id {record.get('id')!r}, not {job.id!r}"
+    if record.get("status") not in ("ok", "error"):
+        return None, f"has status {record.get('status')!r} (not 'ok' or 'error')"
+    if record["status"] == "ok" and not isinstance(record.get("result"), dict):
+        return None, "has status 'ok' but no result"
+    return record, None
 
 
 def read_result(out: str | os.PathLike, job: Job) -> dict | None:
-    """The stored record of ``job``, or ``None`` when there is none (or it cannot be read)."""
-    try:
-        with open(result_path(out, job)) as fh:
-            record = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return record if record.get("id") == job.id else None
+    """The stored record of ``job``, or ``None`` when there is none or it is not a record (:func:`check_result`)."""
+    return check_result(out, job)[0]
 
 
 def append_log(out: str | os.PathLike, job: Job, outcome: dict, attempts: int = 1) -> None:
@@ -72,7 +108,7 @@ def append_log(out: str | os.PathLike, job: Job, outcome: dict, attempts: int = 
     line = {"id": job.id, "kind": job.kind, "status": outcome["status"], "seconds": outcome.get("seconds"),
             "host": outcome.get("host"), "pid": outcome.get("pid"), "attempts": attempts, "time": time.time()}
     with open(os.path.join(os.fspath(out), "log.jsonl"), "a") as fh:
-        fh.write(json.dumps(line) + "\n")
+        fh.write(strict_json(line, indent=None))
 
 
 def read_log(out: str | os.PathLike) -> dict[str, dict]:
@@ -85,7 +121,8 @@ def read_log(out: str | os.PathLike) -> dict[str, dict]:
                     line = json.loads(text)
                 except ValueError:
                     continue  # a line cut by a crash
-                found[line.get("id")] = line
+                if isinstance(line, dict):
+                    found[line.get("id")] = line
     except OSError:
         pass
     return found

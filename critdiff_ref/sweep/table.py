@@ -86,7 +86,7 @@ def write_tables(out: str | os.PathLike, rows: list[dict], *, title: str = "swee
     for r in rows:
         writer.writerow({k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in r.items()})
     write_atomic(os.path.join(out, "table.csv"), buf.getvalue())
-    write_atomic(os.path.join(out, "table.json"), json.dumps({"rows": rows, "crossings": crossings}, indent=1) + "\n")
+    write_atomic(os.path.join(out, "table.json"), _io.strict_json({"rows": rows, "crossings": crossings}, indent=1))
     return {"crossings": crossings}
 
 
@@ -99,7 +99,7 @@ def write_plots(out: str | os.PathLike, rows: list[dict]) -> tuple[list[str], st
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return [], "matplotlib is not installed: plots skipped (pip install 'critdiff-ref[plot]')"
+        return [], "matplotlib is not installed: plots skipped (pip install 'critdiff-ref[distributed]')"
     folder = os.path.join(os.fspath(out), "plots")
     os.makedirs(folder, exist_ok=True)
     files = []
