@@ -8,7 +8,14 @@ from .adaptive import AdaptiveProbe, adaptive_checks, adaptive_probe, probe_star
 from .flow_matching_ode import PATH_SCHEDULERS, flow_matching_sample, path_scheduler, path_velocity
 from .mutants import LIBRARY_MUTANTS
 from .odeint import ADAPTIVE_ERROR_ORDERS, FIXED_STEP_ORDERS, odeint_probability_flow, pf_ode_drift
-from .registry import LIBRARIES, library_adaptive_rows, library_available, library_runners
+from .registry import (
+    LIBRARIES,
+    format_library_table,
+    library_adaptive_rows,
+    library_available,
+    library_runners,
+    library_table,
+)
 from .sdeint import SDE_METHODS, DiagonalReverseSDE, ProbedBrownian, ReverseSDE, sdeint_reverse_sde
 
 __all__ = [
@@ -32,6 +39,8 @@ __all__ = [
     "library_runners",
     "library_adaptive_rows",
     "library_available",
+    "library_table",
+    "format_library_table",
     "LIBRARIES",
     "LIBRARY_MUTANTS",
 ]

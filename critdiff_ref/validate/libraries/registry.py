@@ -10,7 +10,8 @@ from .flow_matching_ode import PATH_SCHEDULERS, flow_matching_sample
 from .odeint import ADAPTIVE_ERROR_ORDERS, FIXED_STEP_ORDERS, odeint_probability_flow
 from .sdeint import SDE_METHODS, sdeint_reverse_sde
 
-__all__ = ["LIBRARIES", "library_available", "library_runners", "library_adaptive_rows"]
+__all__ = ["LIBRARIES", "library_available", "library_runners", "library_adaptive_rows", "library_table",
+           "format_library_table"]
 
 # extra name in pyproject -> importable module
 LIBRARIES = {"torchdiffeq": "torchdiffeq", "torchsde": "torchsde", "flow-matching": "flow_matching"}
@@ -71,3 +72,37 @@ def library_adaptive_rows(methods=("dopri5", "bosh3"), libraries=("torchdiffeq",
                 raise ValueError(f"methods must be among {tuple(ADAPTIVE_ERROR_ORDERS)}, got {method!r}")
             rows.extend(adaptive_checks(method, library=lib.replace("-", "_"), **kwargs))
     return rows
+
+
+def library_table(runners=None, *, field=None, steps=(10, 20, 50, 100)) -> list:
+    """One row per runner of :func:`library_runners` (or ``runners``): own relative covariance error at ``steps`` on
+    ``field`` (default the critical d = 1, L = 16 field), observed order at the last two step counts, documented
+    order, exact weak order (stochastic runners) and validate()'s verdict on that field, as plain dicts."""
+    from .. import validate
+    from ...targets import GaussianField
+
+    field = GaussianField(16, 1, 0.0) if field is None else field
+    rows = []
+    for name, runner in (library_runners() if runners is None else runners):
+        report = validate(runner, fields=[field], targets=("gaussian",), steps=steps)
+        by = {r.name.split("/")[-1]: r for r in report.results}
+        row = {"sampler": name, "documented": runner.order,
+               "errors": [by[f"covariance@{n}"].measured if f"covariance@{n}" in by else float("nan") for n in steps],
+               "order": by["order"].measured if "order" in by else float("nan"),
+               "weak_order": by["weak_order"].measured if "weak_order" in by else None,
+               "failed": [k for k, r in by.items() if r.passed is False]}
+        rows.append(row)
+    return rows
+
+
+def format_library_table(rows, steps=(10, 20, 50, 100)) -> str:
+    """:func:`library_table` rows as a Markdown table."""
+    head = ("| sampler | " + " | ".join(str(n) for n in steps)
+            + " | observed order | documented | weak order (exact) | validate |")
+    lines = [head, "|" + "---|" * (len(steps) + 5)]
+    for r in rows:
+        errs = " | ".join(f"{e:.2g}" for e in r["errors"])
+        weak = "-" if r["weak_order"] is None else f"{r['weak_order']:.2f}"
+        verdict = "pass" if not r["failed"] else "FAIL: " + ", ".join(r["failed"])
+        lines.append(f"| {r['sampler']} | {errs} | {r['order']:.2f} | {r['documented']:g} | {weak} | {verdict} |")
+    return "\n".join(lines)
