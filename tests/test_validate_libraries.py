@@ -56,6 +56,16 @@ def test_torchsde_method_has_its_exact_weak_order(method):
     assert abs(weak.measured - p) <= ORDER_BAND
 
 
+def test_torchsde_probing_is_exact_on_a_two_dimensional_field():
+    """The probe's draws are shaped like the field (not like torchsde's flattened state), so validate() probes
+    exactly on d = 2 too: a finite observed order (Monte Carlo at this size would leave it unmeasurable)."""
+    pytest.importorskip("torchsde")
+    report = validate(sdeint_reverse_sde, "score", sampler_kwargs={"method": "euler"}, order=1.0,
+                      fields=[GaussianField(4, 2, 0.0)], targets=("gaussian",), steps=(10, 20, 50, 100))
+    assert report.passed, report.diff()
+    assert math.isfinite(_row(report, "/order").measured) and _row(report, "/weak_order").passed
+
+
 def test_torchsde_reversible_heun_is_unstable_at_coarse_steps_and_second_order_once_stable():
     """Finding: reversible Heun on the VE reverse SDE blows up at 10-20 steps, fails the weak-order row at 64-256
     steps, and is second order from 200 steps on."""

@@ -52,7 +52,9 @@ def _brownian_base():
 class ProbedBrownian:
     """Brownian motion for torchsde answered from ``noise(x, generator)`` draws (module docstring).
 
-    Each new interval ``[ta, tb]`` gets ``W = sqrt(tb - ta) noise(x)`` (and ``H = sqrt((tb - ta) / 12) noise(x)``
+    ``x``: the sampler's start, any shape ``(batch, *event)``; the motion is over its flattened ``(batch, V)``
+    state, and ``noise`` is called with ``x`` itself (so that validate()'s probe sees draws shaped like the
+    field) and flattened.  Each new interval ``[ta, tb]`` gets ``W = sqrt(tb - ta) noise(x)`` (and ``H = sqrt((tb - ta) / 12) noise(x)``
     when ``levy_area_approximation="space-time"``; ``U = (tb - ta)(W / 2 + H)``, torchsde's convention); a
     repeated query returns the same answer; a query overlapping an earlier one without equalling it raises
     ValueError (the probe covers fixed-step solvers, which query each step's interval once).
@@ -64,8 +66,9 @@ class ProbedBrownian:
             cls = type(cls.__name__, (cls, base), {})
         return object.__new__(cls)
 
-    def __init__(self, like: torch.Tensor, noise: Callable, levy_area_approximation: str = "none"):
-        self._like, self._noise = like, noise
+    def __init__(self, x: torch.Tensor, noise: Callable, levy_area_approximation: str = "none"):
+        self._x, self._noise = x, noise
+        self._like = x.reshape(x.shape[0], -1)
         self._lev = levy_area_approximation
         self._seen: dict = {}
 
@@ -80,8 +83,8 @@ class ProbedBrownian:
                     raise ValueError(f"interval [{a}, {b}] overlaps the earlier query [{a0}, {b0}]: "
                                      "ProbedBrownian answers disjoint intervals only")
             h = b - a
-            W = math.sqrt(h) * self._noise(self._like, None)
-            H = math.sqrt(h / 12.0) * self._noise(self._like, None) if self._lev == "space-time" else None
+            W = math.sqrt(h) * self._draw()
+            H = math.sqrt(h / 12.0) * self._draw() if self._lev == "space-time" else None
             self._seen[key] = (W, H)
         W, H = self._seen[key]
         if return_U:
@@ -89,6 +92,9 @@ class ProbedBrownian:
                 raise ValueError("return_U needs levy_area_approximation='space-time'")
             return W, (b - a) * (0.5 * W + H)
         return W
+
+    def _draw(self) -> torch.Tensor:
+        return self._noise(self._x, None).reshape(self._like.shape)
 
     def __repr__(self) -> str:
         return f"ProbedBrownian(levy_area_approximation={self._lev!r})"
@@ -189,7 +195,7 @@ def sdeint_reverse_sde(
     ts = torch.tensor([0.0, span], dtype=x_T.dtype, device=x_T.device)
     levy = "space-time" if method == "srk" else "none"
     if bm is None and noise is not None:
-        bm = ProbedBrownian(y0, noise, levy)
+        bm = ProbedBrownian(x_T, noise, levy)
     elif bm is None:
         seed = int(torch.randint(0, 2**62, (1,), generator=generator)) if generator is not None else None
         bm = torchsde.BrownianInterval(0.0, span, size=y0.shape, dtype=y0.dtype, device=y0.device,
