@@ -78,8 +78,6 @@ def flow_matching_sample(
     ``tau`` for fixed-step methods (``"euler"``, ``"midpoint"``, ``"heun2"``, ``"heun3"``, ``"rk4"``), adaptive ones
     (``"dopri5"``, ...) on ``[0, 1]``.  ``model``: a prepared ``velocity_model`` (planted bugs).
     """
-    from flow_matching.solver import ODESolver
-
     from .odeint import ADAPTIVE_ERROR_ORDERS, FIXED_STEP_ORDERS
 
     if method not in FIXED_STEP_ORDERS and method not in ADAPTIVE_ERROR_ORDERS:
@@ -90,6 +88,8 @@ def flow_matching_sample(
         raise ValueError(f"sigmas must hold >= 2 values, got {len(sigmas)}")
     if model is None:
         model = path_velocity(velocity, path_scheduler(scheduler))
+    from flow_matching.solver import ODESolver  # optional: the `flow-matching` extra
+
     solver = ODESolver(velocity_model=model)
     if method in FIXED_STEP_ORDERS:
         grid = torch.linspace(0.0, 1.0, n + 1, dtype=x_1.dtype, device=x_1.device)

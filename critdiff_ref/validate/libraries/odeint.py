@@ -69,22 +69,23 @@ def odeint_probability_flow(
     ``method``: a key of :data:`FIXED_STEP_ORDERS` (needs ``steps >= 1``) or :data:`ADAPTIVE_ERROR_ORDERS`
     (uses ``rtol``, ``atol`` > 0).  ``nfe``: a list whose one entry is set to the number of drift evaluations.
     """
-    import torchdiffeq
-
     if method not in FIXED_STEP_ORDERS and method not in ADAPTIVE_ERROR_ORDERS:
         raise ValueError(f"method must be one of {tuple(FIXED_STEP_ORDERS) + tuple(ADAPTIVE_ERROR_ORDERS)}, "
                          f"got method={method!r}")
     if not isinstance(x_T, torch.Tensor):
         raise TypeError(f"x_T must be a torch.Tensor, got {type(x_T).__name__}")
+    if method in ADAPTIVE_ERROR_ORDERS:
+        for name, tol in (("rtol", rtol), ("atol", atol)):
+            if isinstance(tol, bool) or not (isinstance(tol, (int, float)) and tol > 0):
+                raise ValueError(f"{name} must be a number > 0 for adaptive method {method!r}, got {name}={tol!r}")
+    import torchdiffeq  # optional: the `torchdiffeq` extra
+
     counter = [0]
     drift = pf_ode_drift(score, process, counter=counter)
     if method in FIXED_STEP_ORDERS:
         times = resolve_grid(process, steps, grid, t_min).to(dtype=x_T.dtype, device=x_T.device)
         out = torchdiffeq.odeint(drift, x_T, times, method=method)[-1]
     else:
-        for name, tol in (("rtol", rtol), ("atol", atol)):
-            if not (isinstance(tol, (int, float)) and tol > 0):
-                raise ValueError(f"{name} must be a number > 0 for adaptive method {method!r}, got {name}={tol!r}")
         times = torch.tensor([float(process.T), float(t_min)], dtype=x_T.dtype, device=x_T.device)
         # step_t: land a step on t_min.  Without it the last step overshoots t_min and the solution there is
         # interpolated, after evaluating the drift at t < t_min (outside [0, T] when t_min = 0: VE's Xi(t) < 0)

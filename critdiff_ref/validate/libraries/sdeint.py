@@ -175,8 +175,6 @@ def sdeint_reverse_sde(
     ``noise``, else a ``BrownianInterval`` seeded from ``generator``.  ``sde``: a prepared :class:`ReverseSDE`
     (planted bugs); by default the correct one.
     """
-    import torchsde
-
     if method not in SDE_METHODS:
         raise ValueError(f"method must be one of {tuple(SDE_METHODS)}, got method={method!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -186,6 +184,8 @@ def sdeint_reverse_sde(
     T = float(process.T)
     if not (0.0 <= t_min < T):
         raise ValueError(f"t_min must lie in [0, T) = [0, {T}), got t_min={t_min}")
+    import torchsde  # optional: the `torchsde` extra
+
     sde_type, noise_type, _ = SDE_METHODS[method]
     if sde is None:
         cls = DiagonalReverseSDE if noise_type == "diagonal" else ReverseSDE
