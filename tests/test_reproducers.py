@@ -1,5 +1,6 @@
-"""The standalone reproducers in reproducers/ (one per finding about a third-party sampler), all run in one fresh
-interpreter without the project on its path; each needs only its
+"""The standalone reproducers in reproducers/ (one per finding about a third-party sampler), run in a fresh
+interpreter without the project on its path (the quick ones in one, the slow-marked ones in another); each needs
+only its
 library, torch and numpy, and prints the measured numbers as ``RESULT key=value`` lines, checked here against the
 finding and the documented order.  Every number is exact (per-mode linear probing, no sampling noise), so the
 tolerances only absorb float32 schedule tables and two-point slopes taken before the asymptotic regime."""
@@ -28,6 +29,9 @@ NEEDS = {  # script -> modules it needs besides torch and numpy
     "cosine_dpmsolver_sigma_min_crash": ("diffusers", "torchsde"),
     "lcm_tcd_ignore_spacing": ("diffusers",),
     "kdiffusion_dpmpp_3m_sde_order": ("k_diffusion", "torchsde", "torchdiffeq", "scipy", "tqdm"),
+    "flowmatch_stochastic_sampling": ("diffusers",),
+    "cosine_dpmsolver_final_denoise": ("diffusers", "torchsde"),
+    "dpmsolver_sde_default_schedule": ("diffusers", "torchsde"),
 }
 
 
@@ -42,12 +46,17 @@ for path in sys.argv[1:]:
 """
 
 
-@pytest.fixture(scope="module")
-def outputs() -> dict:
-    """Every reproducer whose libraries are installed, run as ``__main__`` one after the other in ONE fresh
-    interpreter without the project on its path (one diffusers import instead of ten: ~10 s each otherwise);
+# scripts whose own run takes several seconds (measured 3-9 s each on a loaded 2-core machine): their tests are
+# slow-marked and share a second interpreter, started only when a slow test runs
+SLOW = {"flowmatch_stochastic_sampling", "heun_final_euler_step", "dpmsolver_sde_default_schedule",
+        "cosine_dpmsolver_final_denoise"}
+
+
+def _run_all(names) -> dict:
+    """The reproducers ``names`` whose libraries are installed, run as ``__main__`` one after the other in ONE fresh
+    interpreter without the project on its path (one diffusers import instead of one per script);
     ``{name: RESULT dict or the failure}``."""
-    names = [n for n, mods in NEEDS.items() if all(importlib.util.find_spec(m) is not None for m in mods)]
+    names = [n for n in names if all(importlib.util.find_spec(m) is not None for m in NEEDS[n])]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("PYTHONPATH", None)
     proc = subprocess.run([sys.executable, "-c", RUNNER, *(str(FOLDER / f"{n}.py") for n in names)],
@@ -66,12 +75,23 @@ def outputs() -> dict:
     return out
 
 
+@pytest.fixture(scope="module")
+def fast_outputs() -> dict:
+    return _run_all(sorted(set(NEEDS) - SLOW))
+
+
+@pytest.fixture(scope="module")
+def slow_outputs() -> dict:
+    return _run_all(sorted(SLOW))
+
+
 @pytest.fixture
-def run(outputs):
+def run(request):
     def get(name: str) -> dict:
         missing = [m for m in NEEDS[name] if importlib.util.find_spec(m) is None]
         if missing:
             pytest.skip(f"{name} needs {missing}")
+        outputs = request.getfixturevalue("slow_outputs" if name in SLOW else "fast_outputs")
         res = outputs.get(name)
         assert isinstance(res, dict), res  # the script ran to the end
         return res
@@ -91,7 +111,7 @@ def test_every_reproducer_is_listed_and_imports_no_project_code():
         imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert "critdiff_ref" not in imported, name
-        assert imported <= {"math", "sys", "types", "importlib", "numpy", "torch", *NEEDS[name]}, (name, imported)
+        assert imported <= {"bisect", "math", "sys", "types", "importlib", "numpy", "torch", *NEEDS[name]}, (name, imported)
 
 
 def test_pndm_v_prediction_is_first_order_and_the_fix_restores_epsilon(run):
@@ -134,6 +154,7 @@ def test_karras_and_exponential_sigmas_discard_the_shift(run):
     assert num(res, "beta_ratio") < 1.5  # 1.16x: beta sigmas keep most of the grid
 
 
+@pytest.mark.slow
 def test_heun_and_kdpm2_final_euler_step(run):
     res = run("heun_final_euler_step")
     assert num(res, "Heun_order") < 0.5  # documented 2: the error does not fall from 200 to 400 steps
@@ -164,3 +185,27 @@ def test_kdiffusion_dpmpp_3m_sde_is_second_order(run):
     # exact weak errors, slope over 50 -> 200: band 0.2 for the pre-asymptotic drift (2m measures 2.08)
     assert abs(num(res, "dpmpp_2m_sde_order") - 2.0) <= 0.2
     assert abs(num(res, "dpmpp_3m_sde_order") - 2.0) <= 0.2  # documented 3: measured 1.92
+
+
+@pytest.mark.slow
+def test_flowmatch_stochastic_sampling_tends_to_half_the_variance(run):
+    res = run("flowmatch_stochastic_sampling")
+    assert num(res, "error_100") > 0.4  # no convergence: 0.52 at N = 100 (Euler: 0.03)
+    # each step keeps c^2/C of the variance and re-noises only the part the flow would: the law tends to c/2 per
+    # mode (0.456 at N = 100, 0.490 at N = 1000; band 0.05 for the remaining O(1/N) drift at N = 400)
+    assert abs(num(res, "ratio_400") - 0.5) <= 0.05
+
+
+@pytest.mark.slow
+def test_cosine_dpmsolver_error_stops_at_its_final_denoise(run):
+    res = run("cosine_dpmsolver_final_denoise")
+    errs = [num(res, f"error_{n}") for n in (25, 50, 100)]
+    assert errs[2] > 0.9 * errs[0]  # no convergence from 25 to 100 steps (second order would divide by 16)
+    # the plateau is that one denoise's exact error (0.0306) up to the converging rest (0.0299 at 100 steps)
+    assert abs(errs[2] - num(res, "last_step")) <= 0.1 * num(res, "last_step")
+
+
+@pytest.mark.slow
+def test_dpmsolver_sde_default_schedule_caps_the_weak_order(run):
+    res = run("dpmsolver_sde_default_schedule")
+    assert abs(num(res, "weak_order") - 1.2) <= 0.2  # documented 2; exact weak errors, slope 50 -> 200: 1.21
