@@ -276,3 +276,22 @@ def test_sdeint_sampler_without_noise_is_seeded_by_its_generator():
     runs = [sdeint_reverse_sde(exact_score(f, p), p, x, 20, generator=torch.Generator().manual_seed(s))
             for s in (5, 5, 6)]
     assert torch.equal(runs[0], runs[1]) and not torch.allclose(runs[0], runs[2])
+
+
+def test_torchdiffeq_adaptive_steps_past_the_end_time_unless_told_to_land_on_it():
+    """Finding: without ``step_t`` torchdiffeq's dopri5 evaluates the drift beyond t_min (then interpolates back);
+    our PF-ODE wrapper forces a step onto t_min, so the VE score is never asked for t < 0."""
+    torchdiffeq = pytest.importorskip("torchdiffeq")
+    times = []
+
+    def f(t, x):
+        times.append(float(t))
+        return -x
+
+    t = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    torchdiffeq.odeint(f, torch.ones(3, dtype=torch.float64), t, method="dopri5", rtol=1e-6, atol=1e-6)
+    assert min(times) < 0.0
+    times.clear()
+    torchdiffeq.odeint(f, torch.ones(3, dtype=torch.float64), t, method="dopri5", rtol=1e-6, atol=1e-6,
+                       options={"step_t": t[1:]})
+    assert min(times) >= 0.0
