@@ -18,6 +18,7 @@ does not depend on the state, so Ito and Stratonovich coincide and every torchsd
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -43,10 +44,12 @@ SDE_METHODS = {
 }
 
 
-def _brownian_base():
+@functools.lru_cache(maxsize=None)
+def _with_brownian_base(cls: type) -> type:
+    """``cls`` made a subclass of torchsde's ``BaseBrownian`` (imported only when a probe is built), once per class."""
     from torchsde import BaseBrownian
 
-    return BaseBrownian
+    return cls if BaseBrownian in cls.__mro__ else type(cls.__name__, (cls, BaseBrownian), {})
 
 
 class ProbedBrownian:
@@ -61,10 +64,7 @@ class ProbedBrownian:
     """
 
     def __new__(cls, *args, **kwargs):
-        base = _brownian_base()
-        if base not in cls.__mro__:
-            cls = type(cls.__name__, (cls, base), {})
-        return object.__new__(cls)
+        return object.__new__(_with_brownian_base(cls))
 
     def __init__(self, x: torch.Tensor, noise: Callable, levy_area_approximation: str = "none"):
         self._x, self._noise = x, noise
