@@ -109,11 +109,11 @@ _VALIDATE_RULES = {"steps": "must be a strictly increasing list of ints >= 1", "
 
 def _check_validate(p: dict) -> None:
     from ..targets import GaussianField
-    from ..validate import ADAPTERS, TARGETS, ArgumentError, check_validate_args
+    from ..validate import TARGETS, ArgumentError, adapter_names, check_validate_args
 
     if not isinstance(p["sampler"], str) or ":" not in p["sampler"]:
         raise _fail("validate", "sampler", f"must be 'pkg.module:attr', got {p['sampler']!r}")
-    _choice("validate", "adapter", p["adapter"], ADAPTERS)
+    _choice("validate", "adapter", p["adapter"], adapter_names())
     _choice("validate", "start", p["start"], ("noise", "exact"))
     _choice("validate", "dtype", p["dtype"], ("float64", "float32"))
     _choice("validate", "prediction_type", p["prediction_type"], (None, "epsilon", "v_prediction", "sample"))

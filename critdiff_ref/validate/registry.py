@@ -46,7 +46,6 @@ __all__ = [
     "ADAPTER_TABLE",
     "adapter_names",
     "ADAPTERS",
-    "DIFFUSERS_ORDERS",
     "CONSISTENCY_SCHEDULERS",
     "make_runner",
 ]
@@ -311,9 +310,8 @@ def adapter_names() -> tuple[str, ...]:
     return tuple(ADAPTER_TABLE)
 
 
-# snapshots of the views when this module was imported (the functions above read the registry live)
+# views as this module was imported, for reading (code that must see later registry entries calls the functions)
 ADAPTERS = adapter_names()
-DIFFUSERS_ORDERS = diffusers_orders()
 CONSISTENCY_SCHEDULERS = consistency_schedulers()
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import copy
 import sys
-from typing import Any, Callable
+from types import ModuleType
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -24,14 +25,14 @@ __all__ = ["prepared", "sample", "clean_config", "plain_config", "scheduler_modu
 ModelOutput = Callable[[Any, int, Any, torch.Tensor], torch.Tensor]
 
 
-def prepared(template, steps: int, **set_timesteps_kwargs):
+def prepared(template: Any, steps: int, **set_timesteps_kwargs: Any) -> Any:
     """A fresh copy of ``template`` (``__init__`` can be slow: KDPM2 ~0.4 s) after ``set_timesteps(steps, **kw)``."""
     sched = copy.deepcopy(template)
     sched.set_timesteps(steps, **set_timesteps_kwargs)
     return sched
 
 
-def sample(sched, timesteps, x: torch.Tensor, model_output: ModelOutput, step_kwargs: dict) -> torch.Tensor:
+def sample(sched: Any, timesteps: Iterable, x: torch.Tensor, model_output: ModelOutput, step_kwargs: dict) -> torch.Tensor:
     """The standard loop: for each ``t``, ``x <- sched.step(model_output(sched, i, t, x), t, x, **step_kwargs).prev_sample``
     (the model output cast to the state's dtype, as a pipeline does)."""
     for i, t in enumerate(timesteps):
@@ -40,7 +41,7 @@ def sample(sched, timesteps, x: torch.Tensor, model_output: ModelOutput, step_kw
     return x
 
 
-def clean_config(scheduler) -> dict:
+def clean_config(scheduler: Any) -> dict:
     """The scheduler's config as a dict, without ``_use_default_values`` (which would make ``from_config``
     silently drop overrides)."""
     return {k: v for k, v in dict(scheduler.config).items() if k != "_use_default_values"}
@@ -51,12 +52,12 @@ def plain_config(config: dict) -> dict:
     return {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool, type(None)))}
 
 
-def scheduler_module(cls):
+def scheduler_module(cls: type) -> ModuleType | None:
     """The module a scheduler class is defined in (where its ``randn_tensor`` is looked up)."""
     return sys.modules.get(cls.__module__)
 
 
-def noise_run(module, run: Callable) -> Callable | None:
+def noise_run(module: ModuleType | None, run: Callable) -> Callable | None:
     """``run_noise(target, steps, z, draw)`` for a scheduler drawing with ``module.randn_tensor`` (every draw
     becomes a probe: exact noise probing), or None when the module has no ``randn_tensor``.  A scheduler drawing
     elsewhere (torch.randn) is caught by the probing's own linearity check, which then falls back to Monte Carlo."""
@@ -70,7 +71,7 @@ def noise_run(module, run: Callable) -> Callable | None:
     return run_noise
 
 
-def unclamped_instance(cls):
+def unclamped_instance(cls: type) -> Any:
     """``cls()`` with its default config minus the image-range assumptions (clip x0 to [-1, 1], dynamic
     thresholding): they are not part of the solver and make it non-linear.  Pass an instance to validate a
     config exactly as it is."""
