@@ -18,7 +18,16 @@ import sys
 
 from .checks.order import weak_order_row
 from .checks.result import CheckResult
-from .core import N_SAMPLES, TARGETS, ArgumentError, CallableModule, check_validate_args, default_fields, validate, validate_runner
+from .core import (
+    N_SAMPLES,
+    TARGETS,
+    ArgumentError,
+    CallableModule,
+    check_validate_args,
+    default_fields,
+    validate,
+    validate_runner,
+)
 from .references import edm_euler, edm_heun, flow_euler, flow_heun, reference_samplers
 from .registry import ADAPTERS, DIFFUSERS, adapter_names, make_runner
 from .report import Report
