@@ -1,6 +1,7 @@
 """Old import paths that the README once told users to use, kept working with a DeprecationWarning.
 
-The layout change moved these modules into concept packages.  ``import critdiff_ref.mutants`` (or
+These modules moved into concept packages (and the validate package was cut into runners, checks,
+mutants and a registry).  ``import critdiff_ref.mutants`` (or
 ``from critdiff_ref import condensation``) gives a small stand-in module whose attributes are
 looked up, on first use, in the new homes listed here; nothing else is aliased.
 """
@@ -16,11 +17,32 @@ import warnings
 
 # old path -> the modules its public names live in now (searched in order)
 MOVED: dict[str, tuple[str, ...]] = {
-    "critdiff_ref.mutants": ("critdiff_ref.validate.mutants", "critdiff_ref.validate.mutant_catalogue"),
-    "critdiff_ref.sde_order": ("critdiff_ref.validate.sde_order", "critdiff_ref.samplers.sde_schemes"),
+    "critdiff_ref.mutants": ("critdiff_ref.validate.mutants", "critdiff_ref.validate.mutants.samplers"),
+    "critdiff_ref.sde_order": ("critdiff_ref.samplers.sde_order", "critdiff_ref.samplers.sde_schemes"),
     "critdiff_ref.curie_weiss": ("critdiff_ref.thermo.curie_weiss",),
     "critdiff_ref.condensation": ("critdiff_ref.thermo.condensation",),
     "critdiff_ref.ensemble": ("critdiff_ref.phi4.ensemble",),
+    # the validate package cut into runners/, checks/, mutants/ and a registry
+    "critdiff_ref.validate.adapters": ("critdiff_ref.validate.registry", "critdiff_ref.validate.references",
+                                       "critdiff_ref.validate.runners"),
+    "critdiff_ref.validate.runner": ("critdiff_ref.validate.runners.base",),
+    "critdiff_ref.validate.running": ("critdiff_ref.validate.runners.execute",),
+    "critdiff_ref.validate.schedulers": ("critdiff_ref.validate.runners.diffusers.discrete",
+                                         "critdiff_ref.validate.registry"),
+    "critdiff_ref.validate.flow": ("critdiff_ref.validate.references", "critdiff_ref.validate.runners.velocity",
+                                   "critdiff_ref.validate.runners.diffusers.flow", "critdiff_ref.validate.registry",
+                                   "critdiff_ref.scores"),
+    "critdiff_ref.validate.consistency": ("critdiff_ref.validate.runners.diffusers.consistency",
+                                          "critdiff_ref.validate.checks.consistency", "critdiff_ref.validate.registry"),
+    "critdiff_ref.validate.sde_solvers": ("critdiff_ref.validate.runners.brownian",
+                                          "critdiff_ref.validate.checks.order"),
+    "critdiff_ref.validate.kdiffusion": ("critdiff_ref.validate.runners.kdiffusion", "critdiff_ref.validate.coverage"),
+    "critdiff_ref.validate.sde_order": ("critdiff_ref.samplers.sde_order",),
+    "critdiff_ref.validate.mutant_catalogue": ("critdiff_ref.validate.mutants.catalogue",
+                                               "critdiff_ref.validate.mutants.samplers"),
+    "critdiff_ref.validate.mutant_schedulers": ("critdiff_ref.validate.mutants.schedulers",),
+    "critdiff_ref.validate.probes": ("critdiff_ref.validate.checks.probes",),
+    "critdiff_ref.validate.nongaussian": ("critdiff_ref.validate.checks.nongaussian",),
 }
 
 

@@ -11,7 +11,8 @@ on any device, ``(*batch, *event)``; ``t`` a float, a 0-d tensor, or a tensor of
 - Lattice phi^4 at ``lam = 0``: its Gaussian free field (no closed form exists for ``lam > 0``).
 
 ``exact_velocity(target, RectifiedFlow())`` gives the flow-matching velocity ``v(x, t) = E[z - x_0 | x_t]``
-of the rectified flow (THEORY 1), finite on all of ``[0, 1]``.
+of the rectified flow (THEORY 1), finite on all of ``[0, 1]``; ``exact_consistency(target, t_min)`` its
+consistency function, the PF-ODE flow map from ``t`` to ``t_min`` (THEORY 1 "Consistency functions").
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import math
 from collections import OrderedDict
 from typing import Callable
 
+import numpy as np
 import torch
 
 from . import lattice
@@ -35,7 +37,7 @@ from .targets import (
     TwoGaussianMixture,
 )
 
-__all__ = ["exact_score", "fourier_score", "exact_velocity", "ScoreFn"]
+__all__ = ["exact_score", "fourier_score", "exact_velocity", "exact_consistency", "ScoreFn"]
 
 ScoreFn = Callable[[torch.Tensor, Time], torch.Tensor]
 
@@ -264,3 +266,121 @@ def exact_velocity(target, process: RectifiedFlow) -> ScoreFn:
         return -(x + tf * score(x, tf)) / (1.0 - tf)
 
     return velocity
+
+
+# -- exact consistency function of the rectified flow -------------------------------------------
+def _normal_cdfs(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(Phi(u), 1 - Phi(u))``, each accurate in its own tail."""
+    return 0.5 * torch.erfc(-u / math.sqrt(2.0)), 0.5 * torch.erfc(u / math.sqrt(2.0))
+
+
+def _transport(cdf_t: Callable, cdf_0: Callable, x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """``F_0^{-1}(F_t(x))`` by bisection (100 halvings of ``[lo, hi]``); CDFs as ``(F, 1 - F)`` pairs,
+    matched in the smaller tail so that both tails keep their relative precision."""
+    F, S = cdf_t(x)
+    left = F <= S
+    target = torch.where(left, F, S).clamp_min(1e-300).log()
+    a, b = torch.full_like(x, lo), torch.full_like(x, hi)
+    for _ in range(100):
+        m = 0.5 * (a + b)
+        F0, S0 = cdf_0(m)
+        # increasing in m in both branches: log F_0(m) - log F_t(x), log S_t(x) - log S_0(m)
+        g = torch.where(left, F0.clamp_min(1e-300).log() - target, target - S0.clamp_min(1e-300).log())
+        a, b = torch.where(g < 0, m, a), torch.where(g < 0, b, m)
+    return 0.5 * (a + b)
+
+
+def _mixture_consistency(mix: GaussianMixture1D, t_min: float) -> Callable:
+    w, m, s = (torch.tensor(v, dtype=torch.float64) for v in (mix.weights, mix.means, mix.stds))
+
+    def cdf(t: float) -> Callable:
+        a, sd = 1.0 - t, torch.sqrt((1.0 - t) ** 2 * s * s + t * t)
+
+        def F(x: torch.Tensor):
+            lo, up = _normal_cdfs((x.to(torch.float64).unsqueeze(-1) - a * m) / sd)
+            return (w * lo).sum(-1), (w * up).sum(-1)
+
+        return F
+
+    span = float(m.abs().max() + 40.0 * s.max() + 40.0)
+
+    def f(x: torch.Tensor, t: float) -> torch.Tensor:
+        if t == t_min:
+            return x
+        return _transport(cdf(t), cdf(t_min), x.to(torch.float64), -span, span).to(x.dtype)
+
+    return f
+
+
+def _density_consistency(density: Density1D, t_min: float) -> Callable:
+    """1-D quadrature density: ``F_t(x) = E_Z[F_0((x - t Z)/(1 - t))]`` (Gauss–Hermite, 80 nodes) with
+    ``F_0`` the trapezoidal CDF on the density's grid, linearly interpolated; ``F_1 = Phi``."""
+    y = density.y
+    p = torch.exp(density.log_p - density.log_Z)
+    cum = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(0.5 * (p[1:] + p[:-1]) * density.h, 0)])
+    cum = cum / cum[-1]
+    nodes, weights = np.polynomial.hermite.hermgauss(80)
+    z = torch.tensor(nodes * math.sqrt(2.0), dtype=torch.float64)
+    wz = torch.tensor(weights / math.sqrt(math.pi), dtype=torch.float64)
+
+    def F0(u: torch.Tensor) -> torch.Tensor:
+        u = u.clamp(float(y[0]), float(y[-1]))
+        i = torch.searchsorted(y, u.contiguous()).clamp(1, len(y) - 1)
+        frac = (u - y[i - 1]) / density.h
+        return cum[i - 1] + frac * (cum[i] - cum[i - 1])
+
+    def cdf(t: float) -> Callable:
+        def F(x: torch.Tensor):
+            if t == 1.0:
+                return _normal_cdfs(x)
+            if t == 0.0:
+                v = F0(x)
+            else:
+                v = (wz * F0((x.unsqueeze(-1) - t * z) / (1.0 - t))).sum(-1)
+            return v, 1.0 - v
+
+        return F
+
+    span = float(max(abs(float(y[0])), abs(float(y[-1]))) + 40.0)
+
+    def f(x: torch.Tensor, t: float) -> torch.Tensor:
+        if t == t_min:
+            return x
+        return _transport(cdf(t), cdf(t_min), x.to(torch.float64), -span, span).to(x.dtype)
+
+    return f
+
+
+def exact_consistency(target, t_min: float = 0.0) -> Callable[[torch.Tensor, float], torch.Tensor]:
+    """Exact consistency function ``f(x_t, t)``: the rectified-flow PF-ODE map from ``t`` to ``t_min`` (THEORY 1).
+
+    Gaussian field (and lattice phi^4 at ``lam = 0``): per mode ``sqrt(C_tmin / C_t)``, closed form.  1-D
+    targets: the PF-ODE map is the monotone transport ``F_tmin^{-1}(F_t(x))`` (a 1-D flow keeps the
+    order of points, so it matches CDFs): closed-form CDFs for Gaussian mixtures (to rounding), the
+    density's own grid for 0-D phi^4 / quadrature densities (linear interpolation, error O(h^2)).
+    """
+    if not (isinstance(t_min, (int, float)) and 0.0 <= float(t_min) < 1.0):
+        raise ValueError(f"t_min must lie in [0, 1), got t_min={t_min!r}")
+    t_min = float(t_min)
+    if isinstance(target, Phi4Lattice) and target.lam == 0.0:
+        target = target.free_field()
+    if isinstance(target, GaussianField):
+        process = RectifiedFlow(1.0)
+        C_min = target.mode_variance(process, t_min)
+        mask = target.mode_mask()
+
+        def f_field(x: torch.Tensor, t: float) -> torch.Tensor:
+            C_t = target.mode_variance(process, float(t))
+            gain = torch.where(mask, (C_min / torch.where(mask, C_t, torch.ones_like(C_t))).sqrt(), torch.zeros_like(C_t))
+            return lattice.real_filter(x, gain.to(dtype=x.dtype, device=x.device), target.d)
+
+        return f_field
+    if isinstance(target, TwoGaussianMixture):
+        return _mixture_consistency(target.as_mixture(), t_min)
+    if isinstance(target, GaussianMixture1D):
+        return _mixture_consistency(target, t_min)
+    if isinstance(target, Phi4ZeroD):
+        return _density_consistency(target.density(), t_min)
+    if isinstance(target, Density1D):
+        return _density_consistency(target, t_min)
+    raise TypeError(f"no exact consistency function for target of type {type(target).__name__}")

@@ -25,7 +25,7 @@ from critdiff_ref.processes import RectifiedFlow
 from critdiff_ref.samplers import ode_variance_limit
 from critdiff_ref.scores import exact_score, exact_velocity
 from critdiff_ref.strategies import gaussian_fields, gaussian_mixtures, seeds, two_peak_mixtures
-from critdiff_ref.validate.flow import flow_euler, flow_heun
+from critdiff_ref.validate.references import flow_euler, flow_heun
 
 FLOW = RectifiedFlow(1.0)
 EPS = torch.finfo(torch.float64).eps

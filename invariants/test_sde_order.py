@@ -2,7 +2,7 @@
 
 Claims: on the Gaussian field (exact linear score) Euler–Maruyama has weak order 1 and strong
 order 1 — not 1/2, because the reverse diffusion SDE has additive noise (``g`` depends on ``t``
-only; the Milstein correction vanishes, see ``critdiff_ref.validate.sde_order``) — and stochastic Heun
+only; the Milstein correction vanishes, see ``critdiff_ref.samplers.sde_order``) — and stochastic Heun
 has weak order 2.  Weak errors are exact (per-mode variance recursions, and the same numbers by
 probing the sampler code through linearity); strong errors are exact mean squares, confirmed by
 Monte Carlo over Brownian paths with fixed seeds.  Geometric Brownian motion (multiplicative noise)
@@ -30,7 +30,7 @@ from critdiff_ref.samplers.sde_schemes import (
     replay_noise,
     reverse_sde_heun,
 )
-from critdiff_ref.validate.sde_order import (
+from critdiff_ref.samplers.sde_order import (
     em_strong_mse,
     fit_order,
     heun_variance,

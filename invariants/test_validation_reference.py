@@ -23,7 +23,7 @@ from critdiff_ref.observables import gaussian_kl, gaussian_w2
 from critdiff_ref.samplers import ode_gain, probability_flow, reverse_sde, score_kernel_fn, sde_variance, time_grid
 from critdiff_ref.validate import make_runner
 from critdiff_ref.validate.checks import covariance_metrics, floor_variance, mc_mode_variance
-from critdiff_ref.validate.probes import probe_covariance, probe_noise_covariance
+from critdiff_ref.validate.checks.probes import probe_covariance, probe_noise_covariance
 
 EPS = torch.finfo(torch.float64).eps
 PROCESSES = {"VE": VE(), "VP": VP(), "OU": OU(T=5.0)}

@@ -385,7 +385,7 @@ def test_Xi_rejects_negative_and_nan_times(t):
 def test_default_run_says_diffusers_findings_do_not_count(monkeypatch, capsys):
     import logging
 
-    import critdiff_ref.validate as v
+    import critdiff_ref.validate.cli as v  # the orchestrator as the command calls it
     import critdiff_ref.validate.cli as vcli
     from critdiff_ref.validate import CheckResult, Report
 

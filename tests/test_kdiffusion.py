@@ -13,7 +13,7 @@ import torch
 
 from critdiff_ref import GaussianField
 from critdiff_ref.validate import validate_runner
-from critdiff_ref.validate.kdiffusion import KDIFFUSION_SAMPLERS, kdiffusion_runner, load_sampling, sampler_names
+from critdiff_ref.validate.runners.kdiffusion import KDIFFUSION_SAMPLERS, kdiffusion_runner, load_sampling, sampler_names
 
 try:
     SAMPLING = load_sampling()
@@ -61,8 +61,8 @@ def test_reference_dpmpp_sde_is_k_diffusions():
     """Our mutant-catalogue reference (the parent of the planted Brownian-increment bug) is k-diffusion's
     sample_dpmpp_sde: same output on the same Brownian path."""
     from critdiff_ref.validate import exact_denoiser, karras_sigmas
-    from critdiff_ref.validate.mutant_catalogue import ref_dpmpp_sde
-    from critdiff_ref.validate.sde_solvers import BrownianPathNoiseSampler
+    from critdiff_ref.validate.mutants import ref_dpmpp_sde
+    from critdiff_ref.validate.runners.brownian import BrownianPathNoiseSampler
 
     model = exact_denoiser(FIELD, 80.0)
     sigmas = karras_sigmas(12, 0.002, 80.0)
@@ -78,8 +78,8 @@ def test_brownian_probe_is_the_law_of_k_diffusions_tree():
     """sample_dpmpp_sde with its default torchsde BrownianTreeNoiseSampler (Monte Carlo, 4000 samples) agrees
     with the Brownian-path-probed exact per-mode variances within 5 standard errors on every mode
     (Bonferroni over 8 modes: false-failure < 5e-6)."""
-    from critdiff_ref.validate.checks import _fourier_matrix, mc_mode_variance
-    from critdiff_ref.validate.probes import probe_noise_covariance
+    from critdiff_ref.validate.checks import fourier_matrix as _fourier_matrix, mc_mode_variance
+    from critdiff_ref.validate.checks.probes import probe_noise_covariance
 
     f = GaussianField(8, 1, 0.5)
     runner = kdiffusion_runner("dpmpp_sde")

@@ -20,7 +20,7 @@ import os
 import pytest
 
 from critdiff_ref import GaussianField
-from critdiff_ref.validate.mutant_catalogue import CORRECT, MUTANTS
+from critdiff_ref.validate.mutants import CORRECT, MUTANTS
 from critdiff_ref.validate.mutants import power_matrix
 from critdiff_ref.validate import validate
 

@@ -10,8 +10,8 @@ import torch
 
 from critdiff_ref import VE, VP, GaussianField, exact_score
 from critdiff_ref.validate.mutants import power_matrix
-from critdiff_ref.validate.mutant_schedulers import DDIMLikeScheduler
-from critdiff_ref.validate.mutant_catalogue import (
+from critdiff_ref.validate.mutants.schedulers import DDIMLikeScheduler
+from critdiff_ref.validate.mutants import (
     CORRECT,
     MUTANTS,
     PARENTS,

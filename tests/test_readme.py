@@ -20,7 +20,7 @@ PLACEHOLDERS = ("my_sampler", "mypkg")
 
 def _kdiffusion_importable() -> bool:
     try:
-        from critdiff_ref.validate.kdiffusion import load_sampling
+        from critdiff_ref.validate.runners.kdiffusion import load_sampling
 
         load_sampling()
     except ImportError:

@@ -1,4 +1,4 @@
-"""critdiff_ref.validate.sde_solvers: Brownian-path noise probing of SDE solvers (issue 16, part 4).
+"""critdiff_ref.validate.runners.brownian: Brownian-path noise probing of SDE solvers (issue 16, part 4).
 
 Claims checked: the probe answers nested queries with the correlations of one Brownian path, exactly;
 the torchsde-free BrownianPathNoiseSampler has that law; the probed covariance of diffusers'
@@ -15,15 +15,15 @@ import torch
 
 from critdiff_ref import GaussianField
 from critdiff_ref.validate import make_runner, validate
-from critdiff_ref.validate.checks import _fourier_matrix, floor_variance, mc_mode_variance
-from critdiff_ref.validate.mutant_catalogue import ref_dpmpp_sde
-from critdiff_ref.validate.probes import probe_noise_covariance
-from critdiff_ref.validate.sde_solvers import (
+from critdiff_ref.validate.checks import fourier_matrix as _fourier_matrix, floor_variance, mc_mode_variance
+from critdiff_ref.validate.mutants import ref_dpmpp_sde
+from critdiff_ref.validate.checks.probes import probe_noise_covariance
+from critdiff_ref.validate.checks.order import probed_weak_order_row
+from critdiff_ref.validate.runners.brownian import (
     BrownianPathNoiseSampler,
     BrownianProbe,
     NoiseRecorder,
     brownian_noise_run,
-    probed_weak_order_row,
 )
 
 # torchsde warns when diffusers queries its tree a float32 rounding below the tree's own start (harmless)

@@ -25,7 +25,7 @@ from critdiff_ref.validate import (
     validate_runner,
 )
 from critdiff_ref.validate import exact_denoiser, karras_sigmas
-from critdiff_ref.validate.running import check_output, SamplerOutputError
+from critdiff_ref.validate.runners.execute import check_output, SamplerOutputError
 from critdiff_ref.testing import assert_close
 
 FIELDS = (GaussianField(8, 1, 0.0), GaussianField(4, 2, 0.5))
@@ -308,8 +308,8 @@ def test_noise_probing_gives_the_exact_em_covariance(r):
     samplers.sde_variance (the recursion v <- m^2 v + g^2 h, no sampling), to rounding: 1e-10
     relative (float64, 24 steps of ~10 flops per entry, summed over (N + 1) V probe rows)."""
     from critdiff_ref.samplers import score_kernel_fn, sde_variance, time_grid
-    from critdiff_ref.validate.checks import _fourier_matrix
-    from critdiff_ref.validate.probes import probe_noise_covariance
+    from critdiff_ref.validate.checks import fourier_matrix as _fourier_matrix
+    from critdiff_ref.validate.checks.probes import probe_noise_covariance
 
     field, N = GaussianField(6, 2, r), 24
     runner = make_runner(reverse_sde, "score")  # default process VE(25), start N(0, Xi(T))
@@ -377,8 +377,8 @@ def test_k_diffusion_ancestral_sampler_is_noise_probed():
     """A denoiser sampler taking k-diffusion's noise_sampler is probed exactly: Monte Carlo with 4000
     samples agrees within 5 standard errors on every mode (Bonferroni over 8 modes: false-failure
     < 5e-6 at this fixed seed), and its exact covariance errors converge at order 1 (exact values)."""
-    from critdiff_ref.validate.checks import _fourier_matrix, mc_mode_variance
-    from critdiff_ref.validate.probes import probe_noise_covariance
+    from critdiff_ref.validate.checks import fourier_matrix as _fourier_matrix, mc_mode_variance
+    from critdiff_ref.validate.checks.probes import probe_noise_covariance
 
     f = GaussianField(8, 1, 0.5)
     runner = make_runner(_euler_ancestral, "denoiser", order=1.0)

@@ -1,5 +1,5 @@
 """Consistency and distilled samplers on the exact consistency function (THEORY 1 "Consistency functions",
-THEORY 2; critdiff_ref.validate.consistency).
+THEORY 2; critdiff_ref.validate.runners.diffusers.consistency).
 
 Claims checked: with the exact consistency function (the PF-ODE flow map, per mode sqrt(C_e / C_s)) fed
 through each scheduler's own parametrisation, diffusers' LCM, TCD (every gamma), SCM and
@@ -21,15 +21,12 @@ diffusers = pytest.importorskip("diffusers")
 from critdiff_ref import GaussianField  # noqa: E402
 from critdiff_ref.validate import make_runner, validate, validate_runner  # noqa: E402
 from critdiff_ref.validate.checks import floor_variance  # noqa: E402
-from critdiff_ref.validate.consistency import (  # noqa: E402
-    CONSISTENCY_SCHEDULERS,
-    ROUNDING_PER_STEP,
-    consistency_kind,
-    exact_law,
-)
-from critdiff_ref.validate.mutant_catalogue import MUTANTS  # noqa: E402
-from critdiff_ref.validate.mutant_schedulers import LCMLikeScheduler  # noqa: E402
-from critdiff_ref.validate.probes import probe_covariance, probe_noise_covariance  # noqa: E402
+from critdiff_ref.validate.checks.consistency import ROUNDING_PER_STEP  # noqa: E402
+from critdiff_ref.validate.registry import CONSISTENCY_SCHEDULERS, consistency_kind  # noqa: E402
+from critdiff_ref.validate.runners.diffusers.consistency import exact_law  # noqa: E402
+from critdiff_ref.validate.mutants import MUTANTS  # noqa: E402
+from critdiff_ref.validate.mutants.schedulers import LCMLikeScheduler  # noqa: E402
+from critdiff_ref.validate.checks.probes import probe_covariance, probe_noise_covariance  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 FIELD = GaussianField(8, 1, 0.0)  # critical d = 1: the zero mode removed, c0 from 0.25 to 1.7
@@ -156,7 +153,7 @@ def test_one_step_law_is_the_target_up_to_the_start_floor():
 
 def test_exact_law_is_the_flow_of_section_2_for_one_step():
     """exact_law's one-step value is THEORY 2's PF-ODE limit v_T C_e / C_s (here VE: sigma 3 -> 0.5)."""
-    from critdiff_ref.validate.consistency import Level
+    from critdiff_ref.validate.runners.diffusers.consistency import Level
 
     c0 = FIELD.c0()
     v = exact_law(c0, [Level(1.0, 3.0, 1.0, 0.5, None, None)], 2.0)

@@ -17,7 +17,7 @@ diffusers = pytest.importorskip("diffusers")
 
 from critdiff_ref import GaussianField  # noqa: E402
 from critdiff_ref.validate import make_runner, validate  # noqa: E402
-from critdiff_ref.validate.running import white_noise  # noqa: E402
+from critdiff_ref.validate.runners.execute import white_noise  # noqa: E402
 from critdiff_ref.validate.cli import DEFAULT_DIFFUSERS, default_runners  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -131,8 +131,8 @@ def test_stochastic_scheduler_noise_probing_is_exact(name):
     variances: Monte Carlo with 4000 samples agrees within 5 standard errors on every mode
     (Bonferroni over the 8 modes: false-failure < 5e-6 at this fixed seed's estimate), and the
     probing residual is at float32 rounding (the schedulers step in float32 internally)."""
-    from critdiff_ref.validate.checks import _fourier_matrix, mc_mode_variance
-    from critdiff_ref.validate.probes import probe_noise_covariance
+    from critdiff_ref.validate.checks import fourier_matrix as _fourier_matrix, mc_mode_variance
+    from critdiff_ref.validate.checks.probes import probe_noise_covariance
 
     f = GaussianField(8, 1, 0.5)
     runner = make_runner(getattr(diffusers, name), "diffusers")

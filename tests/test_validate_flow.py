@@ -1,4 +1,4 @@
-"""Unit tests for critdiff_ref.validate.flow: the velocity adapter and diffusers' FlowMatch* schedulers on the
+"""Unit tests for critdiff_ref.validate.runners.velocity and .runners.diffusers.flow: the velocity adapter and diffusers' FlowMatch* schedulers on the
 exact rectified-flow velocity / consistency function (THEORY 1, 2).
 
 Every number validate() reports for a deterministic flow scheduler is compared with an independent per-mode
@@ -22,14 +22,10 @@ from critdiff_ref.processes import VE, RectifiedFlow  # noqa: E402
 from critdiff_ref.scores import exact_velocity  # noqa: E402
 from critdiff_ref.targets import TwoGaussianMixture  # noqa: E402
 from critdiff_ref.validate import ADAPTERS, make_runner, validate  # noqa: E402
-from critdiff_ref.validate.flow import (  # noqa: E402
-    exact_consistency,
-    flow_euler,
-    flow_heun,
-    flow_sigmas,
-    is_flow_scheduler,
-    shift_map,
-)
+from critdiff_ref.scores import exact_consistency  # noqa: E402
+from critdiff_ref.validate.references import flow_euler, flow_heun  # noqa: E402
+from critdiff_ref.validate.registry import is_flow_scheduler  # noqa: E402
+from critdiff_ref.validate.runners.velocity import flow_sigmas, shift_map  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 EULER, HEUN, LCM = diffusers.FlowMatchEulerDiscreteScheduler, diffusers.FlowMatchHeunDiscreteScheduler, diffusers.FlowMatchLCMScheduler
@@ -427,7 +423,7 @@ def test_the_velocity_adapter_is_offered_by_the_command_line(capsys):
     the planted double shift fails through the same path (exit code 1)."""
     from critdiff_ref.cli import main
 
-    spec = "critdiff_ref.validate.mutant_catalogue:{}"
+    spec = "critdiff_ref.validate.mutants.samplers:{}"
     good = main(["validate", spec.format("ref_flow_euler_sd3"), "--adapter", "velocity", "--targets", "gaussian"])
     out = capsys.readouterr().out
     assert good == 0 and "PASS" in out and "velocity" in out

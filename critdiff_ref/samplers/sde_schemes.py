@@ -7,7 +7,7 @@
   callable that drives a sampler with given increments).
 - :func:`euler_maruyama` — reference Euler–Maruyama for ``dx = f dt + b dW`` with given increments.
 
-Their weak and strong orders are measured in :mod:`critdiff_ref.validate.sde_order`.
+Their weak and strong orders are measured in :mod:`critdiff_ref.samplers.sde_order`.
 """
 
 from __future__ import annotations

@@ -126,27 +126,30 @@ def _check_phi4(p: dict) -> None:
         raise _fail("phi4", "dm_channels", f"must be a non-empty list of ints >= 1, got {p['dm_channels']!r}")
 
 
+# sweep wording of validate()'s argument rules (the rules themselves: validate.check_validate_args)
+_VALIDATE_RULES = {"steps": "must be a strictly increasing list of ints >= 1", "rtol": "must be a number in (0, 1)",
+                   "n_samples": "must be an int >= 100"}
+
+
 def _check_validate(p: dict) -> None:
     from ..targets import GaussianField
-    from ..validate import ADAPTERS, TARGETS
+    from ..validate import TARGETS, ArgumentError, adapter_names, check_validate_args
 
     if not isinstance(p["sampler"], str) or p["sampler"].count(":") != 1:
         raise _fail("validate", "sampler", f"must be 'pkg.module:attr', got {p['sampler']!r}")
-    _choice("validate", "adapter", p["adapter"], ADAPTERS)
+    _choice("validate", "adapter", p["adapter"], adapter_names())
     check_device("validate", p["device"])
     _choice("validate", "start", p["start"], ("noise", "exact"))
     _choice("validate", "dtype", p["dtype"], ("float64", "float32"))
     _choice("validate", "prediction_type", p["prediction_type"], (None, "epsilon", "v_prediction", "sample"))
-    steps = p["steps"]
-    if (not isinstance(steps, list) or not steps or any(isinstance(s, bool) or not isinstance(s, int) or s < 1
-                                                          for s in steps) or steps != sorted(set(steps))):
-        raise _fail("validate", "steps", f"must be a strictly increasing list of ints >= 1, got {steps!r}")
-    if not isinstance(p["targets"], list) or not p["targets"] or any(t not in TARGETS for t in p["targets"]):
-        raise _fail("validate", "targets", f"must be a non-empty list from {TARGETS}, got {p['targets']!r}")
-    if isinstance(p["rtol"], bool) or not isinstance(p["rtol"], (int, float)) or not 0 < p["rtol"] < 1:
-        raise _fail("validate", "rtol", f"must be a number in (0, 1), got {p['rtol']!r}")
-    if isinstance(p["n_samples"], bool) or not isinstance(p["n_samples"], int) or p["n_samples"] < 100:
-        raise _fail("validate", "n_samples", f"must be an int >= 100, got {p['n_samples']!r}")
+    rules = {**_VALIDATE_RULES, "targets": f"must be a non-empty list from {TARGETS}"}
+    for name in ("steps", "targets"):
+        if not isinstance(p[name], list):
+            raise _fail("validate", name, f"{rules[name]}, got {p[name]!r}")
+    try:
+        check_validate_args(p["steps"], p["targets"], p["rtol"], p["n_samples"])
+    except ArgumentError as err:
+        raise _fail("validate", err.parameter, f"{rules[err.parameter]}, got {p[err.parameter]!r}") from None
     try:
         _args.integer("seed", p["seed"], 0)
     except (TypeError, ValueError) as err:
@@ -338,8 +341,8 @@ def summarize(kind: str, result: dict) -> dict:
         return row
     if kind == "validate":
         res = result.get("results", [])
-        cov = [r for r in res if "/covariance@" in r["name"]]
-        order = [r for r in res if r["name"].endswith("/order")]
+        cov = [r for r in res if r.get("kind") == "covariance"]
+        order = [r for r in res if r.get("kind") == "order"]
         failed = [r["name"] for r in res if r.get("passed") is False]
         return {"passed": result.get("passed"), "checks": len(res), "failed": len(failed),
                 "failures": "; ".join(failed[:3]) + (" ..." if len(failed) > 3 else ""),

@@ -1,59 +1,45 @@
-"""Validate a third-party diffusion sampler against exact answers (THEORY 2, 6, 8).
+"""Validate a third-party diffusion sampler against exact answers (THEORY 1, 2, 6, 8).
 
-Stable API (other modules and users build on it)::
+``critdiff_ref.validate(sampler, adapter, ...)`` (the package is callable) or
+:func:`validate` returns a :class:`Report` of :class:`CheckResult` rows; the orchestrator and its
+arguments: :mod:`.core`.  The package is cut by the questions a user asks:
 
-    validate(sampler, adapter="score", *, fields=None, steps=(10, 20, 50, 100),
-             targets=("gaussian", "mixture", "phi4"), rtol=0.1, order=None,
-             deterministic=None, process=None, start="noise", sigma_min=0.002,
-             sigma_max=80.0, rho=7.0, prediction_type=None, sampler_kwargs=None,
-             target=None, n_samples=4000, seed=0, dtype=torch.float64, device=None,
-             name=None, reference=None) -> Report
-
-- ``sampler``: the object to check, or ``"pkg.module:attr"``; ``adapter`` one of
-  ``"score"`` (``sampler(score, process, x_T, steps=N, **kw)``), ``"denoiser"`` / ``"k-diffusion"``
-  (``sampler(model, x, sigmas)``), ``"diffusers"`` (a scheduler instance or class), ``"generator"``
-  (``sampler(n, generator) -> x_0`` for the single ``target=``: a GaussianField, TwoGaussianMixture,
-  Phi4ZeroD, or Phi4Lattice -- the last against an HMC ensemble, or the ``reference=`` summary of
-  :func:`critdiff_ref.phi4.ensemble.run_hmc_experiment`), ``"velocity"`` (``sampler(velocity, x_1, sigmas)``,
-  flow matching on the rectified flow; diffusers' FlowMatch* schedulers go through ``"diffusers"``:
-  :mod:`.flow`).  Conventions: :mod:`.adapters`.
-- ``fields``: Gaussian fields (default: d = 1 L = 16 r = 0; d = 2 L = 8 r = 0; d = 2 L = 8 r = 0.5);
-  ``steps``: increasing step counts; ``order``: the documented order (default: known for our
-  references and diffusers schedulers; otherwise only convergence is required).
-- Returns a :class:`Report` of :class:`CheckResult` (name, measured, reference, tolerance,
-  tolerance_source, passed, detail); ``report.passed``, ``report.table()``, ``report.to_json()``,
-  ``report.plot(dir)``, ``report.diff()``.
-
-Checks: per field and step count the relative covariance error of the sampler against the exact
-continuous flow on the same schedule (its own error; passed at the largest step count if <= rtol),
-with the total error against ``c0``, W2, KL and the schedule's own floor alongside; linearity (deterministic);
-the observed convergence order (>= documented - 0.5); two-peak kappa_2..kappa_8 and 0-D phi^4 moments.
-Consistency samplers (LCM, TCD, SCM, CMStochasticIterative; :mod:`.consistency`): one step always, the
-consistency check (own error at rounding at every step count) instead of the order, Gaussian targets only.
+- how is a sampler called? :mod:`.runners` (one module per calling convention; diffusers schedulers by
+  family over one shared loop);
+- what is measured, with what tolerance? :mod:`.checks`;
+- which third-party samplers are known, with what documented order, and why others are not covered?
+  :mod:`.registry` (the one table the command line, the coverage table and the pytest plugin read);
+- does the validator catch real bugs? :mod:`.mutants`;
+- commands: :mod:`.cli` (``critdiff validate``), :mod:`.coverage` (``critdiff coverage``),
+  :mod:`.mutants.power` (``critdiff mutants``); :mod:`.pytest_plugin` for a user's CI.
 """
 
-from __future__ import annotations
+import sys
 
-import math
-from typing import Any, Iterable
-
-import torch
-
-from ..processes import Process
-from ..samplers import probability_flow, reverse_sde
-from ..targets import GaussianField, Phi4Lattice, Phi4ZeroD, TwoGaussianMixture
-from .adapters import ADAPTERS, edm_euler, edm_heun, karras_sigmas, load_object, make_runner
-from .runner import Runner, Schedule, exact_denoiser
-from .checks import CheckResult, gaussian_checks, order_check
-from .consistency import consistency_check, consistency_plan
-from .sde_solvers import probed_weak_order_row
-from .running import SamplerOutputError, is_deterministic
-from .nongaussian import mixture_check, phi4_check, phi4_lattice_check
+from .checks.order import weak_order_row
+from .checks.result import CheckResult
+from .core import (
+    N_SAMPLES,
+    TARGETS,
+    ArgumentError,
+    CallableModule,
+    check_validate_args,
+    default_fields,
+    validate,
+    validate_runner,
+)
+from .references import edm_euler, edm_heun, flow_euler, flow_heun, reference_samplers
+from .registry import ADAPTERS, DIFFUSERS, adapter_names, make_runner
 from .report import Report
+from .runners.base import Runner, Schedule, exact_denoiser, load_object
+from .runners.denoiser import karras_sigmas
+from .runners.execute import SamplerOutputError
 
 __all__ = [
     "validate",
     "validate_runner",
+    "check_validate_args",
+    "ArgumentError",
     "weak_order_row",
     "reference_samplers",
     "default_fields",
@@ -67,199 +53,15 @@ __all__ = [
     "karras_sigmas",
     "edm_euler",
     "edm_heun",
+    "flow_euler",
+    "flow_heun",
     "exact_denoiser",
     "ADAPTERS",
+    "DIFFUSERS",
+    "adapter_names",
     "TARGETS",
     "N_SAMPLES",
 ]
 
-TARGETS = ("gaussian", "mixture", "phi4")
-# the Monte Carlo sample count: one default for validate(), `critdiff validate` and the pytest plugin
-N_SAMPLES = 4000
-
-
-def default_fields() -> tuple[GaussianField, ...]:
-    """The Gaussian fields checked by default: critical d = 1 and d = 2, and massive d = 2."""
-    return (GaussianField(16, 1, 0.0), GaussianField(8, 2, 0.0), GaussianField(8, 2, 0.5))
-
-
-def _check_steps(steps) -> tuple[int, ...]:
-    steps = tuple(steps)
-    if not steps or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in steps):
-        raise ValueError(f"steps must be a non-empty sequence of ints >= 1, got steps={steps!r}")
-    if list(steps) != sorted(set(steps)):
-        raise ValueError(f"steps must be strictly increasing, got steps={steps!r}")
-    return steps
-
-
-def validate_runner(
-    runner: Runner,
-    *,
-    fields: Iterable[GaussianField] | None = None,
-    steps=(10, 20, 50, 100),
-    targets=TARGETS,
-    rtol: float = 0.1,
-    deterministic: bool | None = None,
-    target: Any = None,
-    n_samples: int = N_SAMPLES,
-    seed: int = 0,
-    dtype: torch.dtype = torch.float64,
-    device=None,
-    reference: dict | None = None,
-) -> Report:
-    """Run every check on an already wrapped :class:`Runner` (see :func:`validate`)."""
-    steps = _check_steps(steps)
-    if not (isinstance(rtol, (int, float)) and 0 < rtol < 1):
-        raise ValueError(f"rtol must be a number in (0, 1), got rtol={rtol!r}")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 100:
-        raise ValueError(f"n_samples must be an int >= 100, got n_samples={n_samples!r}")
-    targets = (targets,) if isinstance(targets, str) else tuple(targets)
-    if not targets:
-        raise ValueError(f"targets must name at least one of {TARGETS}, got targets=()")
-    bad = [t for t in targets if t not in TARGETS]
-    if bad:
-        raise ValueError(f"targets must be a subset of {TARGETS}, got {tuple(targets)!r}")
-    notes: list[CheckResult] = []
-    if runner.info.get("family") == "consistency":  # one step always; the counts the scheduler accepts; Gaussian only
-        steps, targets, notes = consistency_plan(runner, steps, targets)
-    report = Report(runner.name, runner.adapter, info={"order": runner.order, **runner.info, "steps": list(steps)})
-    report.results.extend(notes)
-    if runner.adapter == "generator":
-        if target is None:
-            raise ValueError("the generator adapter needs target= (the distribution the generator samples)")
-        if isinstance(target, Phi4Lattice):
-            report.results.extend(phi4_lattice_check(runner, target, n_samples=n_samples, seed=seed,
-                                                     reference=reference, dtype=dtype, device=device))
-            return report
-        if not isinstance(target, (GaussianField, TwoGaussianMixture, Phi4ZeroD)):
-            raise TypeError("target must be a GaussianField, TwoGaussianMixture, Phi4ZeroD or Phi4Lattice, "
-                            f"got {type(target).__name__}")
-        fields_ = [target] if isinstance(target, GaussianField) else []
-        targets = ("gaussian",) if fields_ else ("mixture",) if isinstance(target, TwoGaussianMixture) else ("phi4",)
-        steps = steps[-1:]
-        deterministic = False
-    else:
-        fields_ = list(default_fields() if fields is None else fields)
-    if deterministic is None:
-        deterministic = runner.deterministic
-    if deterministic is None:
-        try:
-            probe = fields_[0] if fields_ else TwoGaussianMixture()
-            deterministic = is_deterministic(runner, probe, steps[0], dtype, device)
-        except Exception as err:  # noqa: BLE001 - reported below as a failed check
-            report.results.append(CheckResult("run", math.nan, math.nan, math.nan, "sampler must run", False,
-                                              f"{type(err).__name__}: {err}"))
-            return report
-    runner.deterministic = deterministic
-    report.info["deterministic"] = deterministic
-    if "gaussian" in targets:
-        for f in fields_:
-            res, series = gaussian_checks(runner, f, steps, rtol=rtol, deterministic=deterministic,
-                                          n_samples=n_samples, seed=seed, dtype=dtype, device=device)
-            label = res[0].name.split("/")[0] if res else f"gauss[{f}]"
-            report.results.extend(res)
-            report.series[label] = series
-            if runner.info.get("family") == "consistency":  # replaces the order: err(N) at rounding for every N
-                report.results.append(consistency_check(runner, label, series))
-            elif runner.adapter != "generator":
-                report.results.append(order_check(runner, label, series, deterministic=deterministic, dtype=dtype))
-        if not deterministic and runner.noise_sampler is not None and fields_:
-            report.results.append(weak_order_row(runner, fields_[0]))
-        elif (not deterministic and runner.run_noise is not None and fields_
-              and runner.info.get("family") != "consistency"):
-            # denoiser / k-diffusion and diffusers: exact weak order by noise probing at N/2, N, 2N (N = steps[-1])
-            report.results.append(probed_weak_order_row(runner, fields_[0], max(steps[-1] // 2, 1)))
-    n_1d = max(1000, n_samples)
-    if "mixture" in targets:
-        mix = target if isinstance(target, TwoGaussianMixture) else TwoGaussianMixture(1.0, 0.5)
-        report.results.extend(mixture_check(runner, mix, steps[-1], rtol=rtol, n_samples=4 * n_1d, seed=seed,
-                                            dtype=dtype, device=device))
-    if "phi4" in targets:
-        phi4 = target if isinstance(target, Phi4ZeroD) else Phi4ZeroD(mu2=-1.0, g=0.4, n_grid=801)
-        report.results.extend(phi4_check(runner, phi4, min(steps[-1], 50), rtol=rtol, n_samples=n_1d // 4,
-                                         seed=seed, dtype=dtype, device=device))
-    return report
-
-
-def validate(
-    sampler,
-    adapter: str = "score",
-    *,
-    fields: Iterable[GaussianField] | None = None,
-    steps=(10, 20, 50, 100),
-    targets=TARGETS,
-    rtol: float = 0.1,
-    order: float | None = None,
-    deterministic: bool | None = None,
-    process: Process | None = None,
-    start: str = "noise",
-    sigma_min: float = 0.002,
-    sigma_max: float = 80.0,
-    rho: float = 7.0,
-    prediction_type: str | None = None,
-    sampler_kwargs: dict | None = None,
-    target: Any = None,
-    n_samples: int = N_SAMPLES,
-    seed: int = 0,
-    dtype: torch.dtype = torch.float64,
-    device=None,
-    name: str | None = None,
-    reference: dict | None = None,
-) -> Report:
-    """Validate ``sampler`` through ``adapter`` against exact answers; returns a :class:`Report` (module docstring)."""
-    runner = make_runner(sampler, adapter, process=process, start=start, sigma_min=sigma_min, sigma_max=sigma_max,
-                         rho=rho, prediction_type=prediction_type, sampler_kwargs=sampler_kwargs, order=order, name=name)
-    return validate_runner(runner, fields=fields, steps=steps, targets=targets, rtol=rtol, deterministic=deterministic,
-                           target=target, n_samples=n_samples, seed=seed, dtype=dtype, device=device,
-                           reference=reference)
-
-
-def weak_order_row(runner: Runner, field: GaussianField) -> CheckResult:
-    """Weak order of a stochastic score sampler that takes ``noise=``, exact (linear probing, no sampling noise).
-
-    Steps ``N0, 2 N0, 4 N0`` with ``N0`` the smallest power of two whose largest per-mode rate satisfies
-    ``h * stiffness <= 1/8`` (the asymptotic regime); passed when the fitted order is within 0.3 of the
-    documented one (informational when the order is unknown).  See :mod:`critdiff_ref.validate.sde_order`.
-    """
-    from ..samplers import score_kernel_fn, stiffness
-    from .sde_order import weak_order_check
-
-    process = runner.schedule(field, 1).process
-    n0 = 16
-    rate = stiffness(score_kernel_fn(field, process), process, sde=True)
-    while float(process.T) / n0 * rate > 0.125 and n0 < 4096:
-        n0 *= 2
-    try:
-        row = weak_order_check(runner.noise_sampler, field, process, steps=(n0, 2 * n0, 4 * n0),
-                               order=runner.order or 1.0)
-    except Exception as err:  # noqa: BLE001 - a sampler that cannot be probed is reported, not raised
-        return CheckResult(f"gauss[{field}]/weak_order", math.nan, math.nan, math.nan, "linear probing", False,
-                           f"{type(err).__name__}: {err}")
-    if runner.order is None:
-        row.update(passed=None, reference=math.nan, detail=row["detail"] + " (documented order unknown)")
-    return CheckResult(**row)
-
-
-def reference_samplers() -> list[Runner]:
-    """Our own samplers wrapped as runners: PF-ODE euler/heun/rk4, Euler–Maruyama SDE, EDM Euler/Heun."""
-    out = []
-    for method, p in (("euler", 1.0), ("heun", 2.0), ("rk4", 4.0)):
-        out.append(make_runner(probability_flow, "score", sampler_kwargs={"method": method}, order=p,
-                               name=f"probability_flow[{method}]"))
-    out.append(make_runner(reverse_sde, "score", order=1.0, name="reverse_sde[euler-maruyama]"))
-    out.append(make_runner(edm_euler, "denoiser", order=1.0, name="edm_euler"))
-    out.append(make_runner(edm_heun, "denoiser", order=2.0, name="edm_heun"))
-    return out
-
-
-class _CallableModule(type(math)):
-    """Lets ``critdiff_ref.validate(...)`` call :func:`validate` while ``critdiff_ref.validate.Report`` etc.
-    stay ordinary module attributes (the issue's public entry point is the package itself)."""
-
-    def __call__(self, *args, **kwargs) -> Report:
-        return validate(*args, **kwargs)
-
-
-import sys as _sys  # noqa: E402
-
-_sys.modules[__name__].__class__ = _CallableModule
+# critdiff_ref.validate(...) calls validate(); its attributes stay ordinary module attributes
+sys.modules[__name__].__class__ = CallableModule

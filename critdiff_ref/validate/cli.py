@@ -13,50 +13,24 @@ import time
 import warnings
 
 from .. import _io
-from . import N_SAMPLES
-from .adapters import ADAPTERS
-
+from ..targets import GaussianField
+from .core import N_SAMPLES, TARGETS, validate_runner
+from .references import reference_samplers
+from .registry import adapter_names, default_diffusers, make_runner
+from .runners.execute import field_label
 
 __all__ = ["add_validate_parser", "run_validate", "work_validate", "DEFAULT_DIFFUSERS", "default_runners", "convergence_table",
            "format_convergence_table"]
 
-# (scheduler class name, prediction_type or None for the config's own): schedulers that fit the standard
-# loop on alphas_cumprod.  Three prediction types are exercised through DDIM and DPM-Solver++.
-DEFAULT_DIFFUSERS = (
-    ("DDIMScheduler", None),
-    ("DDIMScheduler", "v_prediction"),
-    ("DDIMScheduler", "sample"),
-    ("DDPMScheduler", None),
-    ("EulerDiscreteScheduler", None),
-    ("EulerAncestralDiscreteScheduler", None),
-    ("HeunDiscreteScheduler", None),
-    ("LMSDiscreteScheduler", None),
-    ("KDPM2DiscreteScheduler", None),
-    ("KDPM2AncestralDiscreteScheduler", None),
-    ("DPMSolverMultistepScheduler", None),
-    ("DPMSolverMultistepScheduler", "v_prediction"),
-    ("DPMSolverSinglestepScheduler", None),
-    ("UniPCMultistepScheduler", None),
-    ("DEISMultistepScheduler", None),
-    ("PNDMScheduler", None),
-    ("SASolverScheduler", None),
-    ("EDMEulerScheduler", None),
-    ("EDMDPMSolverMultistepScheduler", None),
-    # what today's image and video models ship with: flow matching at SD3's shift,
-    # consistency / distilled samplers, a Brownian-tree SDE solver
-    ("FlowMatchEulerDiscreteScheduler", None, {"shift": 3.0}),
-    ("FlowMatchHeunDiscreteScheduler", None, {"shift": 3.0}),
-    ("FlowMatchLCMScheduler", None, {"shift": 3.0}),
-    ("LCMScheduler", None),
-    ("TCDScheduler", None),
-    ("DPMSolverSDEScheduler", None),
-)
+# the default diffusers configs as this module was imported (default_runners reads the registry live)
+DEFAULT_DIFFUSERS = default_diffusers()
+
+# the field of the one-line summary: the critical 2-D field of validate()'s defaults
+SUMMARY_FIELD = GaussianField(8, 2, 0.0)
 
 
 def default_runners(include_diffusers: bool = True) -> tuple[list, str]:
-    """Our reference samplers, plus the DEFAULT_DIFFUSERS schedulers when diffusers imports; and a note."""
-    from . import make_runner, reference_samplers
-
+    """Our reference samplers, plus the registry's default diffusers configs when diffusers imports; and a note."""
     runners = reference_samplers()
     if not include_diffusers:
         return runners, "diffusers schedulers skipped (--no-diffusers)"
@@ -65,7 +39,7 @@ def default_runners(include_diffusers: bool = True) -> tuple[list, str]:
     except ImportError:
         return runners, "diffusers is not installed: only the reference samplers ran (pip install 'critdiff-ref[diffusers]')"
     note = f"diffusers {diffusers.__version__}"
-    for cls_name, pred, *config in DEFAULT_DIFFUSERS:
+    for cls_name, pred, *config in default_diffusers():
         config = config[0] if config else {}
         cls = getattr(diffusers, cls_name, None)
         if cls is None:
@@ -87,22 +61,19 @@ def convergence_table(runners, field=None, steps=(10, 20, 50, 100), n_samples: i
     """Per runner: own relative covariance error at each step count on ``field`` (default: critical 2-D
     L = 16), the observed order over the two largest counts, the documented order, the schedule floor
     and the last-step jump error."""
-    from ..targets import GaussianField
-    from . import validate_runner
-
     field = GaussianField(16, 2, 0.0) if field is None else field
     rows = []
     for r in runners:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             rep = validate_runner(r, fields=[field], steps=steps, targets=("gaussian",), n_samples=n_samples)
-        cov = [x for x in rep.results if "/covariance@" in x.name]
-        order = [x for x in rep.results if x.name.endswith("/order")]
+        cov = rep.select("covariance")
+        order = rep.select("order")
         series = next(iter(rep.series.values()), {})
         rows.append({
             "sampler": r.name,
             "deterministic": rep.info.get("deterministic"),
-            "errors": {int(x.name.rsplit("@", 1)[1]): x.measured for x in cov},
+            "errors": {x.steps: x.measured for x in cov},
             "noise": dict(zip(series.get("steps", []), series.get("noise", []))),
             "observed_order": order[0].measured if order else math.nan,
             "documented_order": r.order,
@@ -135,14 +106,14 @@ def format_convergence_table(rows: list[dict], steps=(10, 20, 50, 100)) -> str:
 def add_validate_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="validate a diffusion sampler against exact answers (default: ours + diffusers)")
     p.add_argument("sampler", nargs="?", default=None, help="the sampler as pkg.module:attr (default: reference samplers)")
-    p.add_argument("--adapter", default="score", choices=list(ADAPTERS),
+    p.add_argument("--adapter", default="score", choices=list(adapter_names()),
                    help="how the sampler is called (docs/guides/validate.md)")
     p.add_argument("--steps", type=int, nargs="+", default=[10, 20, 50, 100], help="increasing step counts")
     p.add_argument("--rtol", type=float, default=0.1, help="accuracy target at the largest step count")
     p.add_argument("--order", type=float, default=None, help="the sampler's documented order")
     p.add_argument("--prediction-type", default=None, choices=["epsilon", "v_prediction", "sample"],
                    help="diffusers: the model output the scheduler expects (default: the scheduler's config)")
-    p.add_argument("--targets", nargs="+", default=["gaussian", "mixture", "phi4"], choices=["gaussian", "mixture", "phi4"],
+    p.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS),
                    help="which exact checks to run")
     p.add_argument("--n-samples", type=int, default=N_SAMPLES, help="Monte Carlo samples for stochastic samplers (>= 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
@@ -159,10 +130,11 @@ def add_validate_parser(sub) -> argparse.ArgumentParser:
 
 
 def _summary_line(rep) -> str:
-    crit = [r for r in rep.results if r.name.startswith("gauss[d=2,L=8,r=0]/covariance@") and r.passed is not None]
-    order = [r for r in rep.results if r.name.startswith("gauss[d=2,L=8,r=0]/order")]
+    label = field_label(SUMMARY_FIELD)
+    crit = [r for r in rep.results if r.target == label and r.kind == "covariance" and r.passed is not None]
+    order = [r for r in rep.results if r.target == label and r.kind == "order"]
     err = f"{crit[0].measured:.2g}" if crit and not math.isnan(crit[0].measured) else "-"
-    series = rep.series.get("gauss[d=2,L=8,r=0]", {})
+    series = rep.series.get(label, {})
     if series.get("noise") and series["noise"][-1]:
         err += f"±{series['noise'][-1]:.1g}"
     o = order[0] if order else None
@@ -207,8 +179,6 @@ def work_validate(args: argparse.Namespace) -> int:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from . import make_runner, validate_runner
-
     t0 = time.time()
     steps = tuple(args.steps)
     _io.check_output_dir(args.plots, "--plots")

@@ -1,23 +1,32 @@
 """Coverage of every diffusers scheduler class and of the config variants that change the maths (THEORY 1, 2).
 
 ``critdiff coverage`` runs :func:`critdiff_ref.validate.validate` on every ``*Scheduler`` class that
-``diffusers`` exports, except the ones named in :data:`NOT_APPLICABLE` (with the one-line reason), and
+``diffusers`` exports, except the ones the registry (:mod:`.registry`) names not applicable (with the one-line reason), and
 prints the coverage table (docs/results/coverage.md): per class the own error at the two step counts, the observed order
 against the documented one, the exact weak order (stochastic schedulers), the schedule floor and the
-failed checks.  A class the adapters cannot run yet is listed with the reason from :data:`KNOWN_GAPS`
+failed checks.  A class the adapters cannot run yet is listed with the registry's known-gap reason
 (tried anyway: once an adapter handles it, it is validated).  ``--variants`` adds the configs that change
 the maths (:func:`config_variants`: timestep spacing, Karras / exponential / beta sigmas, final sigma,
 prediction type; thresholding is named, not run: it is a non-linear image-range projection).
 
-:data:`CLASSES` is the catalogue of the classes of the diffusers release it was written for; the test suite
+The registry's catalogue holds the classes of the diffusers release it was written for; the test suite
 compares it with ``dir(diffusers)``, so a new release's classes show up as a failing test.
+``critdiff coverage --kdiffusion`` prints the k-diffusion table instead (:func:`kdiffusion_table`).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 import warnings
+
+from .. import _io
+from ..targets import GaussianField
+from .core import validate, validate_runner
+from .checks.order import probed_weak_order_row
+from .registry import catalogued_classes, known_gaps, not_applicable
+from .runners.kdiffusion import KDIFFUSION_SAMPLERS, kdiffusion_runner
 
 __all__ = [
     "NOT_APPLICABLE",
@@ -27,52 +36,16 @@ __all__ = [
     "config_variants",
     "coverage_rows",
     "format_coverage_table",
+    "kdiffusion_table",
+    "format_kdiffusion_table",
     "add_coverage_parser",
     "run_coverage",
 ]
 
-# one-line reasons: the class has no meaning on a Gaussian field with an exact model
-NOT_APPLICABLE: dict[str, str] = {
-    "AmusedScheduler": "discrete-state (masked image tokens), not a Gaussian diffusion",
-    "VQDiffusionScheduler": "discrete-state (vector-quantised tokens)",
-    "BlockRefinementScheduler": "discrete-state (token blocks committed by confidence)",
-    "DiscreteDDIMScheduler": "discrete-state (D3PM uniform corruption)",
-    "EntropyBoundScheduler": "discrete-state (uniform corruption, entropy-bounded unmasking)",
-    "RFD4ProteinaScheduler": "protein-structure flow: step() needs per-modality emit masks",
-    "KarrasVeScheduler": "removed from diffusers: exported as a dummy object with no config or step()",
-    "DDIMInverseScheduler": "inversion (data -> noise): no sampling end law to compare",
-    "DPMSolverMultistepInverseScheduler": "inversion (data -> noise): no sampling end law to compare",
-    "RePaintScheduler": "inpainting: step() needs original_image and a mask",
-}
-
-# applicable, but no adapter runs them yet (tried anyway; the reason is shown while they fail to run)
-KNOWN_GAPS: dict[str, str] = {
-    "CogVideoXDPMScheduler": "step() needs old_pred_original_sample and timestep_back from the pipeline",
-    "DDPMWuerstchenScheduler": "Wuerstchen's continuous cosine schedule, no alphas_cumprod: no adapter",
-    "ScoreSdeVeScheduler": "predictor-corrector API (step_pred / step_correct), no step(): no adapter",
-    "HeliosScheduler": "multi-stage pipeline scheduler: set_timesteps needs the pipeline's stage arguments",
-    "HeliosDMDScheduler": "multi-stage pipeline scheduler: set_timesteps needs the pipeline's stage arguments",
-    "IPNDMScheduler": "VE in sigma without alphas_cumprod or EDM preconditioning: no adapter",
-    "FlowMapEulerDiscreteScheduler": "flow-map distillation: step() needs r_timestep and a two-time flow-map model",
-    "MiniMaxH3Scheduler": "rectified-flow variant not dispatched to validate.flow",
-    "PiflowScheduler": "PiFlow: the model outputs a policy (widened output), no exact model output defined",
-}
-
-# every *Scheduler class exported by diffusers 0.42.1 (tests/test_coverage.py compares with dir(diffusers))
-CLASSES: tuple[str, ...] = (
-    "AmusedScheduler", "BlockRefinementScheduler", "CMStochasticIterativeScheduler", "CogVideoXDDIMScheduler",
-    "CogVideoXDPMScheduler", "CosineDPMSolverMultistepScheduler", "DDIMInverseScheduler", "DDIMParallelScheduler",
-    "DDIMScheduler", "DDPMParallelScheduler", "DDPMScheduler", "DDPMWuerstchenScheduler", "DEISMultistepScheduler",
-    "DPMSolverMultistepInverseScheduler", "DPMSolverMultistepScheduler", "DPMSolverSDEScheduler",
-    "DPMSolverSinglestepScheduler", "DiscreteDDIMScheduler", "EDMDPMSolverMultistepScheduler", "EDMEulerScheduler",
-    "EntropyBoundScheduler", "EulerAncestralDiscreteScheduler", "EulerDiscreteScheduler",
-    "FlowMapEulerDiscreteScheduler", "FlowMatchEulerDiscreteScheduler", "FlowMatchHeunDiscreteScheduler",
-    "FlowMatchLCMScheduler", "HeliosDMDScheduler", "HeliosScheduler", "HeunDiscreteScheduler", "IPNDMScheduler",
-    "KDPM2AncestralDiscreteScheduler", "KDPM2DiscreteScheduler", "KarrasVeScheduler", "LCMScheduler",
-    "LMSDiscreteScheduler", "LTXEulerAncestralRFScheduler", "MiniMaxH3Scheduler", "PNDMScheduler", "PiflowScheduler",
-    "RFD4ProteinaScheduler", "RePaintScheduler", "SASolverScheduler", "SCMScheduler", "ScoreSdeVeScheduler",
-    "TCDScheduler", "UnCLIPScheduler", "UniPCMultistepScheduler", "VQDiffusionScheduler",
-)
+# snapshots of the registry as this module was imported (coverage_rows reads the registry live)
+NOT_APPLICABLE: dict[str, str] = not_applicable()
+KNOWN_GAPS: dict[str, str] = known_gaps()
+CLASSES: tuple[str, ...] = catalogued_classes()
 
 THRESHOLDING_REASON = ("dynamic thresholding clips x0 to an image range: non-linear by design, outside the exact "
                        "Gaussian check (validate reports its linearity failure)")
@@ -111,8 +84,6 @@ def config_variants(cls) -> list[tuple[str, dict]]:
 
 def _row(name: str, variant: str, build, field, steps) -> dict:
     """Validate one scheduler (``build()`` returns the class or instance) and summarise it."""
-    from . import validate
-
     t0 = time.time()
     row = {"scheduler": name, "variant": variant, "status": "validated", "reason": "", "errors": {},
            "observed_order": math.nan, "documented_order": None, "weak_order": math.nan, "floor_error": math.nan,
@@ -126,26 +97,24 @@ def _row(name: str, variant: str, build, field, steps) -> dict:
         if variant:  # the class itself refuses the config (or crashes on it): say so, with its message
             row.update(status="refused by the class", reason=message)
         else:
-            row.update(status="not covered", reason=KNOWN_GAPS.get(name, message))
+            row.update(status="not covered", reason=known_gaps().get(name, message))
         return row
     # the sampler could not run (the run check) or no covariance could be computed: not covered
-    broken = [r for r in rep.results
-              if r.name.rsplit("/", 1)[-1] == "run" or ("/covariance@" in r.name and not math.isfinite(r.measured))]
+    broken = [r for r in rep.results if r.kind == "run" or (r.kind == "covariance" and not math.isfinite(r.measured))]
     if broken:
-        row.update(status="not covered", reason=KNOWN_GAPS.get(name, broken[0].detail.splitlines()[0][:160]))
+        row.update(status="not covered", reason=known_gaps().get(name, broken[0].detail.splitlines()[0][:160]))
         return row
-    cov = [r for r in rep.results if "/covariance@" in r.name]
+    cov = rep.select("covariance")
     for r in rep.results:
-        kind = r.name.rsplit("/", 1)[-1]
-        if kind in ("order", "consistency"):
+        if r.kind in ("order", "consistency"):
             row["observed_order"], row["documented_order"] = r.measured, rep.info.get("order")
-            row["order_kind"] = kind
-        elif kind == "weak_order":
+            row["order_kind"] = r.kind
+        elif r.kind == "weak_order":
             row["weak_order"] = r.measured
-    row["errors"] = {int(r.name.rsplit("@", 1)[1]): r.measured for r in cov}
+    row["errors"] = {r.steps: r.measured for r in cov}
     row["floor_error"] = cov[-1].data.get("floor_error", math.nan) if cov and cov[-1].data else math.nan
     row["exact"] = all("Monte Carlo" not in r.detail for r in cov)
-    row["failures"] = [r.name.split("/", 1)[1] for r in rep.failures()]
+    row["failures"] = [r.check for r in rep.failures()]
     row["passed"] = rep.passed
     row["seconds"] = time.time() - t0
     return row
@@ -156,8 +125,6 @@ def coverage_rows(names=None, *, variants: bool = False, field=None, steps=(50, 
     ``progress(row)`` is called with each row as it is done."""
     import diffusers
 
-    from ..targets import GaussianField
-
     field = GaussianField(16, 1, 0.0) if field is None else field
     rows: list[dict] = []
     _append = rows.append
@@ -165,9 +132,10 @@ def coverage_rows(names=None, *, variants: bool = False, field=None, steps=(50, 
         def _append(row):  # noqa: F811 - report each row as it is done
             rows.append(row)
             progress(row)
+    reasons = not_applicable()
     for name in (exported_schedulers() if names is None else names):
-        if name in NOT_APPLICABLE:
-            _append({"scheduler": name, "variant": "", "status": "not applicable", "reason": NOT_APPLICABLE[name]})
+        if name in reasons:
+            _append({"scheduler": name, "variant": "", "status": "not applicable", "reason": reasons[name]})
             continue
         cls = getattr(diffusers, name)
         row = _row(name, "", lambda: cls, field, steps)
@@ -217,6 +185,58 @@ def format_coverage_table(rows: list[dict], steps=(50, 100)) -> str:
     return "\n".join(out)
 
 
+# -- k-diffusion ---------------------------------------------------------------------------------
+def kdiffusion_table(names=None, field=None, steps=(10, 20, 50, 100), weak_steps: int | None = 50,
+                     weak_field=None) -> list[dict]:
+    """Per sampler: own error at each step count on ``field`` (default critical 2-D L = 16), observed and
+    documented order, floor, and (stochastic samplers) the exact weak order at ``weak_steps``, 2x, 4x on
+    ``weak_field`` (default validate's first field, critical d = 1 L = 16: probing 4x the steps on 16 x 16
+    exceeds the probe budget)."""
+    field = GaussianField(16, 2, 0.0) if field is None else field
+    weak_field = GaussianField(16, 1, 0.0) if weak_field is None else weak_field
+    rows = []
+    for name in (sorted(KDIFFUSION_SAMPLERS) if names is None else names):
+        runner = kdiffusion_runner(name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rep = validate_runner(runner, fields=[field], steps=steps, targets=("gaussian",))
+        cov = rep.select("covariance")
+        order = rep.select("order")
+        weak = None
+        if weak_steps and not runner.deterministic:
+            weak = probed_weak_order_row(runner, weak_field, weak_steps)
+        rows.append({
+            "sampler": name,
+            "noise": KDIFFUSION_SAMPLERS[name].noise,
+            "errors": {r.steps: r.measured for r in cov},
+            "exact": all("Monte Carlo" not in r.detail for r in cov),
+            "observed_order": order[0].measured if order else math.nan,
+            "documented_order": runner.order,
+            "floor_error": cov[-1].data.get("floor_error") if cov and cov[-1].data else math.nan,
+            "weak_order": None if weak is None else weak.measured,
+            "weak_errors": None if weak is None else weak.detail,
+            "passed": rep.passed,
+            "failures": [r.check for r in rep.failures()],
+        })
+    return rows
+
+
+def format_kdiffusion_table(rows: list[dict], steps=(10, 20, 50, 100)) -> str:
+    """Markdown table of :func:`kdiffusion_table` rows."""
+    def f(v):
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2g}"
+
+    head = ["sampler", "noise", *[str(n) for n in steps], "observed order", "documented", "weak order (exact)",
+            "schedule floor", "validate"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["sampler"], r["noise"] + ("" if r["exact"] else " (MC)"), *[f(r["errors"].get(n)) for n in steps],
+                 f(r["observed_order"]), f(r["documented_order"]), f(r["weak_order"]), f(r["floor_error"]),
+                 "pass" if r["passed"] else "FAIL: " + ", ".join(r["failures"])]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def add_coverage_parser(sub):
     """``critdiff coverage``: every diffusers scheduler class (and config variant) validated or named n/a."""
     p = sub.add_parser("coverage", help="validate every diffusers scheduler class (docs/results/coverage.md)")
@@ -229,16 +249,10 @@ def add_coverage_parser(sub):
 
 
 def run_coverage(args) -> int:
-    """Print the coverage table; exit 1 if a class exported by diffusers is missing from :data:`CLASSES`."""
-    import sys
-
-    from .. import _io
-
+    """Print the coverage table; exit 1 if a class exported by diffusers is missing from the registry."""
     _io.check_output_file(args.json, "--json")  # before the run, not after minutes of it
     steps = tuple(args.steps)
     if args.kdiffusion:
-        from .kdiffusion import format_kdiffusion_table, kdiffusion_table
-
         rows = kdiffusion_table()
         print(format_kdiffusion_table(rows))
     else:
@@ -247,7 +261,7 @@ def run_coverage(args) -> int:
 
         rows = coverage_rows(args.names, variants=args.variants, steps=steps, progress=progress)
         print(format_coverage_table(rows, steps))
-        new = sorted(set(exported_schedulers()) - set(CLASSES))
+        new = sorted(set(exported_schedulers()) - set(catalogued_classes()))
         if new and args.names is None:
             print(f"classes not in the catalogue (a new diffusers release?): {new}")
             return 1

@@ -1,6 +1,6 @@
 """pytest plugin (entry point ``pytest11``): run critdiff's exact checks on a user's sampler in their CI.
 
-    pytest --critdiff-sampler pkg.module:attr [--critdiff-adapter score|denoiser|diffusers|generator]
+    pytest --critdiff-sampler pkg.module:attr [--critdiff-adapter score|denoiser|k-diffusion|diffusers|generator|velocity]
 
 adds one test per ``--critdiff-sampler`` (``critdiff::pkg.module:attr``) that fails with a readable
 diff of every check that was off.  Fixtures for one's own tests:
@@ -21,6 +21,11 @@ import sys
 
 import pytest
 
+from .. import _threads
+from .core import N_SAMPLES, TARGETS, validate
+from .registry import adapter_names
+from .runners.base import load_object
+
 __all__ = ["pytest_addoption", "pytest_configure", "pytest_collection_modifyitems", "CritdiffItem",
            "CritdiffFailure"]
 
@@ -29,13 +34,12 @@ def pytest_addoption(parser) -> None:
     group = parser.getgroup("critdiff", "validate diffusion samplers against exact answers")
     group.addoption("--critdiff-sampler", action="append", default=[], metavar="MODULE:ATTR",
                     help="sampler to validate (repeatable)")
-    group.addoption("--critdiff-adapter", default="score",
-                    choices=["score", "denoiser", "k-diffusion", "diffusers", "generator"],
+    group.addoption("--critdiff-adapter", default="score", choices=list(adapter_names()),
                     help="how to call the sampler (default: score)")
     group.addoption("--critdiff-steps", default="10,20,50,100", help="comma-separated increasing step counts")
     group.addoption("--critdiff-rtol", type=float, default=0.1, help="accuracy target at the largest step count")
     group.addoption("--critdiff-order", type=float, default=None, help="documented order of the sampler")
-    group.addoption("--critdiff-targets", default="gaussian,mixture,phi4", help="comma-separated checks")
+    group.addoption("--critdiff-targets", default=",".join(TARGETS), help="comma-separated checks")
 
 
 def _kwargs(config) -> dict:
@@ -51,8 +55,6 @@ def _kwargs(config) -> dict:
 
 
 def _work() -> int:
-    from . import N_SAMPLES
-
     return 64 * N_SAMPLES  # Monte Carlo batches on 64-site fields (see critdiff_ref._threads)
 
 
@@ -66,8 +68,6 @@ def pytest_configure(config) -> None:
     if folder not in sys.path and "" not in sys.path:
         sys.path.insert(0, folder)
     _kwargs(config)
-    from .adapters import load_object
-
     for spec in specs:
         try:
             load_object(spec)
@@ -81,9 +81,6 @@ class CritdiffFailure(Exception):
 
 def _validate(sampler, **kw):
     """:func:`validate` under the thread policy of :mod:`critdiff_ref._threads` (one thread for these sizes)."""
-    from .. import _threads
-    from . import validate
-
     with _threads.threads(_work()):
         return validate(sampler, **kw)
 

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field as dc_field
 
 from .._io import atomic_path, atomic_write_text, strict_json
-from .checks import CheckResult
+from .checks.result import CheckResult
 
 __all__ = ["Report"]
 
@@ -41,7 +41,12 @@ class Report:
     def failures(self) -> list[CheckResult]:
         return [r for r in self.results if r.passed is False]
 
+    def select(self, kind: str, field=None) -> list[CheckResult]:
+        """The results of one check kind (``"covariance"``, ``"order"``, ...), on ``field`` when given, in order."""
+        return [r for r in self.results if r.kind == kind and (field is None or r.field == field)]
+
     def __getitem__(self, name: str) -> CheckResult:
+        """The result whose display name is ``name`` (``report["gauss[d=1,L=8,r=0]/order"]``)."""
         for r in self.results:
             if r.name == name:
                 return r
@@ -60,7 +65,7 @@ class Report:
                "-" * len(line)]
         for b, r in zip(body, rows):
             out.append("  ".join(c.ljust(w[i]) for i, c in enumerate(b)))
-            if r.passed is False or (verbose and r.detail and r.passed is None and "order" in r.name):
+            if r.passed is False or (verbose and r.detail and r.passed is None and r.kind in ("order", "weak_order")):
                 out.append(f"    {r.detail}  [tolerance: {r.tolerance_source}]")
         return "\n".join(out)
 

@@ -36,11 +36,11 @@ import numpy as np
 import torch
 
 from ..processes import Process
-from ..samplers.guard import check_start, grid_floats
-from ..samplers.reverse import Score
-from ..samplers.grids import resolve_grid
-from ..samplers.exact import measured_order
-from ..samplers.sde_schemes import (
+from .guard import check_start, grid_floats
+from .reverse import Score
+from .grids import resolve_grid
+from .exact import measured_order
+from .sde_schemes import (
     Noise,
     brownian_increments,
     coarsen_increments,

@@ -1,11 +1,12 @@
 """The record every adapter returns (:class:`Runner`), the exact flow a run discretises
-(:class:`Schedule`), and the exact EDM denoiser the adapters drive (THEORY 1, 2).
-
-Shared by :mod:`.adapters` and :mod:`.schedulers` (which import it, never each other's internals).
+(:class:`Schedule`), the exact EDM denoiser the adapters drive, and the helpers every runner module
+shares: signature inspection, the VE-in-sigma process, noise routing, loading ``"pkg.module:attr"``
+(THEORY 1, 2).
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass, field as dc_field
@@ -13,10 +14,12 @@ from typing import Any, Callable
 
 import torch
 
-from ..processes import Brownian, Process
-from ..scores import exact_score
+from ...processes import Brownian, Process
+from ...scores import exact_score
+from ...targets import GaussianField
 
-__all__ = ["Schedule", "Runner", "exact_denoiser", "supplied_noise"]
+__all__ = ["Schedule", "Runner", "exact_denoiser", "supplied_noise", "accepts", "callable_name", "brownian_in_sigma",
+           "event_shape", "load_object"]
 
 
 @dataclass(frozen=True)
@@ -50,14 +53,15 @@ class Runner:
     noise_sampler: Callable | None = dc_field(default=None, repr=False)
     # ``run_noise(target, steps, z, draw) -> x_0``: a run whose every standard-normal draw is
     # ``draw(shape, dtype, device)``, in call order (exact noise probing of stochastic samplers); None
-    # when the sampler's noise cannot be supplied (see ``checks.probe_noise_covariance``)
+    # when the sampler's noise cannot be supplied (see ``checks.probes.probe_noise_covariance``)
     run_noise: Callable | None = dc_field(default=None, repr=False)
 
     def __call__(self, target, steps: int, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.run(target, steps, z, generator)
 
 
-def _accepts(fn: Callable, name: str) -> bool:
+def accepts(fn: Callable, name: str) -> bool:
+    """Whether ``fn`` takes a keyword argument ``name`` (by name or through ``**kwargs``)."""
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
@@ -65,18 +69,20 @@ def _accepts(fn: Callable, name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-def _name(obj) -> str:
+def callable_name(obj) -> str:
+    """The name a runner gets by default: qualified name, name, or type name."""
     return getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__name__
 
 
 # -- exact models ------------------------------------------------------------------------------
-def _brownian(sigma_max: float) -> Brownian:
+def brownian_in_sigma(sigma_max: float) -> Brownian:
+    """VE in sigma: ``Brownian(1, sigma_max^2)``, time ``t = sigma^2`` (THEORY 1)."""
     return Brownian(sigma=1.0, T=max(float(sigma_max), 1e-12) ** 2)
 
 
 def exact_denoiser(target, sigma_max: float) -> Callable[[torch.Tensor, Any], torch.Tensor]:
     """EDM denoiser ``D(x, sigma) = x + sigma^2 s(x)`` of ``p_0 * N(0, sigma^2)`` for ``sigma <= sigma_max``."""
-    process = _brownian(sigma_max)
+    process = brownian_in_sigma(sigma_max)
     score = exact_score(target, process)
 
     def model(x: torch.Tensor, sigma) -> torch.Tensor:
@@ -102,3 +108,29 @@ def supplied_noise(module, draw: Callable):
         yield
     finally:
         module.randn_tensor = original
+
+
+def event_shape(target) -> tuple[int, ...]:
+    """The event shape of one sample: the lattice of a Gaussian field, ``()`` for a 1-D target."""
+    return tuple(target.shape) if isinstance(target, GaussianField) else ()
+
+
+def load_object(spec: str) -> Any:
+    """Import ``"pkg.module:attr"`` (``attr`` may be dotted); ValueError naming the module or attribute
+    that is missing (the command line and the pytest plugin put the current folder on ``sys.path``)."""
+    if not isinstance(spec, str) or ":" not in spec:
+        raise ValueError(f"sampler must be given as 'pkg.module:attr', got {spec!r}")
+    mod_name, attr = spec.split(":", 1)
+    try:
+        obj = importlib.import_module(mod_name)
+    except ImportError as err:
+        missing = getattr(err, "name", None)
+        why = (f"no module named {mod_name!r} (run from the folder that holds it, or add that folder to PYTHONPATH)"
+               if missing and mod_name.startswith(missing) else f"importing {mod_name!r} failed: {err}")
+        raise ValueError(f"sampler {spec!r}: {why}") from err
+    for i, part in enumerate(attr.split(".")):
+        if not hasattr(obj, part):
+            owner = ".".join([mod_name, *attr.split(".")[:i]])
+            raise ValueError(f"sampler {spec!r}: {owner!r} has no attribute {part!r}")
+        obj = getattr(obj, part)
+    return obj

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from .. import lattice
-from ..targets import GaussianField
-from .runner import Runner
-from .running import _run, check_output, white_noise
+from ... import lattice
+from ...targets import GaussianField
+from ..runners.base import Runner
+from ..runners.execute import check_output, run_checked, white_noise
 
 __all__ = ["probe_covariance", "probe_noise_covariance", "MAX_NOISE_PROBE_ELEMENTS"]
 
@@ -40,7 +40,7 @@ def probe_covariance(runner: Runner, f: GaussianField, steps: int, dtype=torch.f
     _, P = _site_basis(f, dtype, device)
     z = white_noise(f, 2, torch.Generator().manual_seed(777), dtype, device)
     # one batch: the V basis states, two random starts, two zero starts (a batch-dependent sampler fails linearity)
-    out_all = _run(runner, f, steps, torch.cat([P, z, torch.zeros_like(z)]), None).reshape(V + 4, V)
+    out_all = run_checked(runner, f, steps, torch.cat([P, z, torch.zeros_like(z)]), None).reshape(V + 4, V)
     out_all = out_all.to(torch.float64).cpu()
     Y, out, zero = out_all[:V], out_all[V : V + 2], out_all[V + 2 :]
     Sigma = Y.T @ Y

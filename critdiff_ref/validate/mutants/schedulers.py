@@ -1,9 +1,9 @@
 """diffusers-like schedulers for the validator's power test (THEORY 1, 2): a DDIM-like and an
 LCM-like scheduler with diffusers' interface (``set_timesteps``, ``scale_model_input``,
 ``step(...).prev_sample``), each with a planted-bug subclass one line (marked ``# BUG``) away.
-Registered in :mod:`critdiff_ref.validate.mutant_catalogue`.  Their noise is drawn through this
+Registered in :mod:`.catalogue`.  Their noise is drawn through this
 module's :func:`randn_tensor`, as diffusers' schedulers draw through theirs, so the validator's exact
-noise probing (:func:`critdiff_ref.validate.runner.supplied_noise`) reaches it.
+noise probing (:func:`critdiff_ref.validate.runners.base.supplied_noise`) reaches it.
 """
 
 from __future__ import annotations

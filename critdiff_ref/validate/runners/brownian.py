@@ -1,4 +1,4 @@
-"""SDE solvers driven by a Brownian path (Brownian trees): exact noise probing and the weak-order row (THEORY 1, 2).
+"""SDE solvers driven by a Brownian path (Brownian trees): exact noise probing (THEORY 1, 2).
 
 k-diffusion's ``dpmpp_sde`` / ``dpmpp_2m_sde`` / ``dpmpp_3m_sde`` and diffusers' ``DPMSolverSDEScheduler``
 draw their noise as ``noise_sampler(sigma, sigma_next) = (W(sigma_next) - W(sigma)) / sqrt|sigma_next - sigma|``
@@ -11,15 +11,11 @@ are correlated, so replacing the tree by independent draws changes the sampler's
 elementary intervals ``[p_j, p_{j+1}]``, each given an independent increment ``sqrt(p_{j+1} - p_j) xi_j``
 with ``xi_j`` one standard-normal draw; a query is answered by the sum of the increments it covers,
 divided by ``sqrt|b - a|``.  With the exact (linear) model the output is linear in the start and in every
-``xi_j``, so basis-state probing (:mod:`.probes`) gives the exact generated covariance.  For samplers that
+``xi_j``, so basis-state probing (:mod:`critdiff_ref.validate.checks.probes`) gives the exact generated covariance.  For samplers that
 query disjoint intervals (every ancestral sampler) this is the law of independent draws.
 
-:func:`probed_weak_order_row` is the weak-order row of :func:`critdiff_ref.validate.validate` for
-stochastic runners whose noise is supplied through ``run_noise`` (denoiser / k-diffusion and diffusers
-adapters): exact per-mode variances at ``N, 2N, 4N`` steps, weak error ``max_k |v(k) / v_flow(k) - 1|``
-against the exact reverse-SDE end law of the same schedule, order by :func:`.sde_order.fit_order`; passed when
-the order is at least the documented one minus :data:`WEAK_ORDER_BAND` (one-sided, as validate's order check: a
-scheme converging faster than documented on this target is not a failure).
+The weak-order row that uses this probing for stochastic denoiser / k-diffusion and diffusers runners is
+:func:`critdiff_ref.validate.checks.order.probed_weak_order_row`.
 """
 
 from __future__ import annotations
@@ -30,7 +26,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["NoiseRecorder", "BrownianProbe", "BrownianPathNoiseSampler", "brownian_noise_run", "probed_weak_order_row", "WEAK_ORDER_BAND"]
+__all__ = ["NoiseRecorder", "BrownianProbe", "BrownianPathNoiseSampler", "brownian_noise_run"]
 
 # relative distance below which two queried endpoints are one point (float32 schedules recompute a sigma
 # as exp(-(-log sigma)), equal to ~1e-7); merging changes an increment's variance by that relative amount
@@ -167,43 +163,3 @@ def brownian_noise_run(run_with: Callable, draw: Callable, z: torch.Tensor):
     if not recorder.points:
         return run_with(z, NoiseRecorder(shape, dtype, device))
     return run_with(z, BrownianProbe(recorder.points, draw, shape, dtype, device))
-
-
-# -- weak order ----------------------------------------------------------------------------------
-WEAK_ORDER_BAND = 0.3  # the width of validate's score-sampler weak-order row (sde_order.weak_order_check)
-
-
-def probed_weak_order_row(runner, field, steps: int):
-    """Weak order of a stochastic runner with ``run_noise``, exact: the row ``gauss[...]/weak_order`` (module docstring).
-
-    ``steps``: the smallest step count ``N``; runs ``N, 2N, 4N``.  Passed when the fitted order is at least the
-    documented one minus :data:`WEAK_ORDER_BAND` (informational when the order is unknown).
-    """
-    from .checks import CheckResult, _fourier_matrix, floor_variance
-    from .probes import probe_noise_covariance
-    from .running import _field_label
-    from .sde_order import fit_order
-
-    name = f"{_field_label(field)}/weak_order"
-    ns = (int(steps), 2 * int(steps), 4 * int(steps))
-    errors = []
-    try:
-        mask = field.mode_mask()
-        for n in ns:
-            probed = probe_noise_covariance(runner, field, n)
-            if probed is None:
-                return CheckResult(name, math.nan, math.nan, math.nan, "exact noise probing", None,
-                                   "noise cannot be probed at these step counts (too many draws): no weak-order row")
-            v = _fourier_matrix(field, probed[0]).diagonal().real.reshape(field.shape)
-            floor = floor_variance(runner, field, n)
-            errors.append(float((v[mask] / floor[mask] - 1.0).abs().max()))
-        fit = fit_order(ns, errors)
-    except Exception as err:  # noqa: BLE001 - a sampler that cannot be probed is reported, not raised
-        return CheckResult(name, math.nan, math.nan, math.nan, "exact noise probing", False, f"{type(err).__name__}: {err}")
-    detail = f"weak errors max_k |v/v_flow - 1| {[f'{e:.3g}' for e in errors]} at steps {list(ns)}"
-    source = ("exact per-mode variances (noise probing, no sampling noise); documented order - 0.3: band for the "
-              "pre-asymptotic drift of a slope fitted over 3 doublings")
-    if runner.order is None:
-        return CheckResult(name, fit.order, math.nan, WEAK_ORDER_BAND, source, None, detail + " (documented order unknown)")
-    return CheckResult(name, fit.order, float(runner.order), WEAK_ORDER_BAND, source,
-                       fit.order >= float(runner.order) - WEAK_ORDER_BAND, detail)

@@ -1,4 +1,4 @@
-"""Checks of a wrapped sampler against exact answers (THEORY 2, 6, 8); each returns :class:`CheckResult`.
+"""Covariance checks of a wrapped sampler on Gaussian fields against exact answers (THEORY 2).
 
 - Gaussian field, deterministic samplers: the sampler is linear in its start noise, so feeding the
   ``V`` (zero-mode-projected) site basis states gives its exact linear map ``A`` and the exact
@@ -11,73 +11,38 @@
   every draw, so probing both with site basis states gives the exact covariance
   (:mod:`.probes`); a residual above rounding (randomness drawn elsewhere) falls
   back to Monte Carlo per-mode variances with standard errors, as for every other stochastic sampler.
-- Convergence order: slope of log(own error) vs log(steps), compared with the documented order.
-
-(Non-Gaussian targets: :mod:`critdiff_ref.validate.nongaussian`.)
+(Convergence order: :mod:`.order`; non-Gaussian targets: :mod:`.nongaussian`.)
 
 Any exception from the sampler, or an output of the wrong shape/dtype/device or with NaN, becomes a
 failed result whose ``detail`` says what was wrong: the report never crashes (running the sampler:
-:mod:`.running`; basis-state probing: :mod:`.probes`).
+:mod:`critdiff_ref.validate.runners.execute`; basis-state probing: :mod:`.probes`).
 """
 
 from __future__ import annotations
 
 import math
 import traceback
-from dataclasses import dataclass, field as dc_field
 
-import numpy as np
 import torch
 
-from .. import lattice
-from ..observables import gaussian_kl, gaussian_w2, relative_frobenius_error
-from ..samplers import ode_variance_limit, sde_variance_limit
-from ..targets import GaussianField
-from .runner import Runner
+from ... import lattice
+from ...observables import gaussian_kl, gaussian_w2, relative_frobenius_error
+from ...samplers import ode_variance_limit, sde_variance_limit
+from ...targets import GaussianField
+from ..runners.base import Runner
+from ..runners.execute import field_label, run_checked, white_noise
 from .probes import probe_covariance, probe_noise_covariance
-from .running import _field_label, _run, white_noise
+from .result import CheckResult, check_result
 
 __all__ = [
-    "CheckResult",
+    "RTOL_SOURCE",
     "floor_variance",
+    "fourier_matrix",
     "covariance_metrics",
     "mc_mode_variance",
     "endpoint_jump_error",
     "gaussian_checks",
-    "order_check",
-    "observed_order",
 ]
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One check: ``passed`` is True/False, or None for an informational row (not counted)."""
-
-    name: str
-    measured: float
-    reference: float
-    tolerance: float
-    tolerance_source: str
-    passed: bool | None
-    detail: str = ""
-    data: dict = dc_field(default_factory=dict, compare=False, repr=False)
-
-    def to_dict(self) -> dict:
-        def clean(v):
-            if isinstance(v, float) and not math.isfinite(v):
-                return str(v)
-            return v
-
-        return {
-            "name": self.name,
-            "measured": clean(float(self.measured)),
-            "reference": clean(float(self.reference)),
-            "tolerance": clean(float(self.tolerance)),
-            "tolerance_source": self.tolerance_source,
-            "passed": self.passed,
-            "detail": self.detail,
-            "data": self.data,
-        }
 
 
 # -- exact floor and metrics ---------------------------------------------------------------------
@@ -111,7 +76,7 @@ def _circulant(f: GaussianField, v: torch.Tensor) -> torch.Tensor:
     return cols.reshape(V, V)
 
 
-def _fourier_matrix(f: GaussianField, S: torch.Tensor) -> torch.Tensor:
+def fourier_matrix(f: GaussianField, S: torch.Tensor) -> torch.Tensor:
     """``F S F^H`` for a real-space ``V x V`` matrix ``S`` (unitary F over the lattice)."""
     V = f.V
     eye = torch.eye(V, dtype=torch.complex128).reshape(V, *f.shape)
@@ -154,7 +119,7 @@ def covariance_metrics(f: GaussianField, Sigma: torch.Tensor, floor: torch.Tenso
     c0 = f.c0()
     S_ref = _circulant(f, c0)
     S_floor = _circulant(f, floor)
-    Sk = _fourier_matrix(f, Sigma)
+    Sk = fourier_matrix(f, Sigma)
     v = Sk.diagonal().real.reshape(f.shape).clamp_min(0)
     offdiag = float((Sk - torch.diag(Sk.diagonal())).abs().norm() / max(float(Sk.abs().norm()), 1e-300))
     return {
@@ -176,7 +141,7 @@ def mc_mode_variance(runner: Runner, f: GaussianField, steps: int, n: int, seed:
     z = white_noise(f, n, g, dtype, device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        x = _run(runner, f, steps, z, g).to(torch.float64).cpu()
+        x = run_checked(runner, f, steps, z, g).to(torch.float64).cpu()
     p = lattice.fft(x, f.d).abs() ** 2
     return p.mean(0), p.std(0) / math.sqrt(n), x
 
@@ -197,13 +162,12 @@ def gaussian_checks(runner: Runner, f: GaussianField, steps: tuple[int, ...], *,
     Returns ``(results, series)`` with ``series = {"steps", "own_error", "total_error", "floor_error",
     "noise"}`` for the error-vs-steps plot and ``per_mode`` data for the variance-vs-``|k|`` plot.
     """
-    label = _field_label(f)
+    label = field_label(f)
     results: list[CheckResult] = []
     series = {"steps": [], "own_error": [], "total_error": [], "floor_error": [], "noise": []}
     eps = torch.finfo(dtype).eps
     for i, N in enumerate(steps):
         last = i == len(steps) - 1
-        name = f"{label}/covariance@{N}"
         try:
             floor = floor_variance(runner, f, N)
             # rounding: ~10 flops/step per entry with a x100 margin, in the working dtype or in
@@ -228,12 +192,12 @@ def gaussian_checks(runner: Runner, f: GaussianField, steps: tuple[int, ...], *,
                 m = covariance_metrics(f, Sigma, floor)
                 noise = 0.0
                 if last:
-                    results.append(CheckResult(
-                        f"{label}/linearity@{N}", resid, 0.0, lin_tol,
+                    results.append(check_result(
+                        label, "linearity", resid, 0.0, lin_tol,
                         "rounding, max(1e3 steps eps(dtype), 1e2 steps eps(float32)): the exact score makes every sampler linear",
                         resid <= lin_tol,
                         "sampler is not linear in its start (a bias, clipping, or state kept between calls)"
-                        if resid > lin_tol else ""))
+                        if resid > lin_tol else "", steps=N, field=f))
             else:
                 v, se, _ = mc_mode_variance(runner, f, N, n_samples, seed + N, dtype, device)
                 noise = float(torch.sqrt((se**2).sum() / (floor**2).sum()))
@@ -249,8 +213,9 @@ def gaussian_checks(runner: Runner, f: GaussianField, steps: tuple[int, ...], *,
                     "mode_variance": v,
                 }
         except Exception as err:  # noqa: BLE001 - any sampler failure is a failed check, not a crash
-            results.append(CheckResult(name, math.nan, 0.0, rtol, RTOL_SOURCE, False,
-                                       f"{type(err).__name__}: {err}", {"traceback": traceback.format_exc(limit=3)}))
+            results.append(check_result(label, "covariance", math.nan, 0.0, rtol, RTOL_SOURCE, False,
+                                        f"{type(err).__name__}: {err}", {"traceback": traceback.format_exc(limit=3)},
+                                        steps=N, field=f))
             continue
         series["steps"].append(N)
         for key in ("own_error", "total_error", "floor_error"):
@@ -273,46 +238,16 @@ def gaussian_checks(runner: Runner, f: GaussianField, steps: tuple[int, ...], *,
                                                   * f.mode_mask()).reshape(-1).tolist(),
                                 "rel_var_error_own": (((m["mode_variance"] - floor) / torch.where(floor > 0, floor, torch.ones(1, dtype=torch.float64)))
                                                       * f.mode_mask()).reshape(-1).tolist()}
-        results.append(CheckResult(name, m["own_error"], 0.0, tol if last else math.inf, src if last else "informational (not the largest step count)",
-                                   (m["own_error"] <= tol) if last else None, detail, data))
+        results.append(check_result(label, "covariance", m["own_error"], 0.0, tol if last else math.inf,
+                                    src if last else "informational (not the largest step count)",
+                                    (m["own_error"] <= tol) if last else None, detail, data, steps=N, field=f))
         if last and runner.schedule(f, N).process is not None:
             sch = runner.schedule(f, N)
-            results.append(CheckResult(
-                f"{label}/schedule_floor@{N}", m["floor_error"], 0.0, rtol,
+            results.append(check_result(
+                label, "schedule_floor", m["floor_error"], 0.0, rtol,
                 "user accuracy target: the error the schedule's endpoints alone imply must fit in it",
                 m["floor_error"] <= rtol,
                 f"exact flow from N(0, v_T) at Xi(T) = {float(sch.process.Xi(sch.process.T)):.4g} to t_min = {sch.t_min:.3g}: "
-                f"relative covariance error {m['floor_error']:.3g}, W2 {m['floor_w2'] if 'floor_w2' in m else float('nan'):.3g}"))
+                f"relative covariance error {m['floor_error']:.3g}, W2 {m['floor_w2'] if 'floor_w2' in m else float('nan'):.3g}",
+                steps=N, field=f))
     return results, series
-
-
-def observed_order(steps, errors) -> float:
-    """Least-squares slope of ``-log(error)`` against ``log(steps)``."""
-    x, y = np.log(np.asarray(steps, float)), np.log(np.asarray(errors, float))
-    return float(-np.polyfit(x, y, 1)[0])
-
-
-def order_check(runner: Runner, label: str, series: dict, *, deterministic: bool, dtype=torch.float64) -> CheckResult:
-    """Observed order over the two largest step counts vs the documented order (band 0.5)."""
-    steps, err, noise = series["steps"], series["own_error"], series["noise"]
-    name = f"{label}/order"
-    if len(steps) < 2:
-        # one step count asked for (or the runs failed, which the covariance rows already report)
-        return CheckResult(name, math.nan, runner.order or math.nan, 0.5, "needs >= 2 step counts", None,
-                           "fewer than two step counts ran successfully")
-    use = list(range(len(steps)))[-2:]
-    s = [steps[i] for i in use]
-    e = [err[i] for i in use]
-    floor = max(1e4 * torch.finfo(dtype).eps, *(3.0 * noise[i] for i in use))
-    if min(e) <= floor:
-        return CheckResult(name, math.nan, runner.order or math.nan, 0.5,
-                           "errors at the rounding / Monte Carlo floor: order not measurable", None,
-                           f"errors {['%.2g' % v for v in e]} <= floor {floor:.2g}")
-    p = observed_order(s, e)
-    doc = runner.order
-    if doc is None:
-        return CheckResult(name, p, 0.5, 0.0, "no documented order: must converge (order >= 0.5)", p >= 0.5,
-                           f"errors {['%.3g' % v for v in e]} at steps {s}")
-    return CheckResult(name, p, float(doc), 0.5,
-                       "documented order - 0.5: pre-asymptotic band (references euler/heun/rk4 pass on these grids)",
-                       p >= doc - 0.5, f"errors {['%.3g' % v for v in e]} at steps {s}")

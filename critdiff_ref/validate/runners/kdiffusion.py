@@ -14,8 +14,8 @@ Light install (what docs/guides/kdiffusion.md and the ``kdiffusion`` extra descr
 ``pip install "critdiff-ref[kdiffusion]" && pip install --no-deps k-diffusion==0.1.1.post1``.
 
 :data:`KDIFFUSION_SAMPLERS` lists every ``sample_*`` function of ``sampling.py`` with its documented order
-and how it is called; :func:`kdiffusion_runner` wraps one for ``validate``; :func:`kdiffusion_table`
-measures them all (the table in docs/guides/kdiffusion.md).
+and how it is called; :func:`kdiffusion_runner` wraps one for ``validate``;
+:func:`critdiff_ref.validate.coverage.kdiffusion_table` measures them all (``critdiff coverage --kdiffusion``; docs/guides/kdiffusion.md).
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ import ast
 import functools
 import importlib
 import importlib.util
-import math
 import sys
 import types
 from pathlib import Path
 from typing import Callable, NamedTuple
+
+from .base import Runner
+from .denoiser import denoiser_runner
 
 __all__ = [
     "load_sampling",
@@ -36,8 +38,6 @@ __all__ = [
     "KDIFFUSION_SAMPLERS",
     "sampler_names",
     "kdiffusion_runner",
-    "kdiffusion_table",
-    "format_kdiffusion_table",
 ]
 
 _PRIVATE = "_critdiff_k_diffusion"
@@ -158,72 +158,14 @@ def _wrap(name: str, entry: KDiffusionSampler, fn: Callable) -> Callable:
     return sampler
 
 
-def kdiffusion_runner(name: str, **validate_kw):
-    """``make_runner`` of ``k_diffusion.sampling.sample_<name>`` through the denoiser adapter (its documented order)."""
-    from .adapters import make_runner
-
+def kdiffusion_runner(name: str, **denoiser_kw) -> Runner:
+    """``k_diffusion.sampling.sample_<name>`` through the denoiser adapter (its documented order);
+    ``denoiser_kw`` go to :func:`.denoiser.denoiser_runner` (``sigma_min``, ``sigma_max``, ``rho``, ``order``, ...)."""
     if name not in KDIFFUSION_SAMPLERS:
         raise ValueError(f"name must be one of {sorted(KDIFFUSION_SAMPLERS)}, got {name!r}")
     entry = KDIFFUSION_SAMPLERS[name]
     fn = getattr(load_sampling(), f"sample_{name}")
-    kw = {"order": entry.order, "name": f"k_diffusion.sample_{name}", **validate_kw}
-    runner = make_runner(_wrap(name, entry, fn), "denoiser", **kw)
+    kw = {"order": entry.order, "name": f"k_diffusion.sample_{name}", **denoiser_kw}
+    runner = denoiser_runner(_wrap(name, entry, fn), **kw)
     runner.deterministic = entry.noise == "none"
     return runner
-
-
-def kdiffusion_table(names=None, field=None, steps=(10, 20, 50, 100), weak_steps: int | None = 50,
-                     weak_field=None) -> list[dict]:
-    """Per sampler: own error at each step count on ``field`` (default critical 2-D L = 16), observed and
-    documented order, floor, and (stochastic samplers) the exact weak order at ``weak_steps``, 2x, 4x on
-    ``weak_field`` (default validate's first field, critical d = 1 L = 16: probing 4x the steps on 16 x 16
-    exceeds the probe budget)."""
-    import warnings
-
-    from ..targets import GaussianField
-    from . import validate_runner
-    from .sde_solvers import probed_weak_order_row
-
-    field = GaussianField(16, 2, 0.0) if field is None else field
-    weak_field = GaussianField(16, 1, 0.0) if weak_field is None else weak_field
-    rows = []
-    for name in (sorted(KDIFFUSION_SAMPLERS) if names is None else names):
-        runner = kdiffusion_runner(name)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            rep = validate_runner(runner, fields=[field], steps=steps, targets=("gaussian",))
-        cov = [r for r in rep.results if "/covariance@" in r.name]
-        order = [r for r in rep.results if r.name.endswith("/order")]
-        weak = None
-        if weak_steps and not runner.deterministic:
-            weak = probed_weak_order_row(runner, weak_field, weak_steps)
-        rows.append({
-            "sampler": name,
-            "noise": KDIFFUSION_SAMPLERS[name].noise,
-            "errors": {int(r.name.rsplit("@", 1)[1]): r.measured for r in cov},
-            "exact": all("Monte Carlo" not in r.detail for r in cov),
-            "observed_order": order[0].measured if order else math.nan,
-            "documented_order": runner.order,
-            "floor_error": cov[-1].data.get("floor_error") if cov and cov[-1].data else math.nan,
-            "weak_order": None if weak is None else weak.measured,
-            "weak_errors": None if weak is None else weak.detail,
-            "passed": rep.passed,
-            "failures": [r.name.split("/", 1)[1] for r in rep.failures()],
-        })
-    return rows
-
-
-def format_kdiffusion_table(rows: list[dict], steps=(10, 20, 50, 100)) -> str:
-    """Markdown table of :func:`kdiffusion_table` rows."""
-    def f(v):
-        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2g}"
-
-    head = ["sampler", "noise", *[str(n) for n in steps], "observed order", "documented", "weak order (exact)",
-            "schedule floor", "validate"]
-    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [r["sampler"], r["noise"] + ("" if r["exact"] else " (MC)"), *[f(r["errors"].get(n)) for n in steps],
-                 f(r["observed_order"]), f(r["documented_order"]), f(r["weak_order"]), f(r["floor_error"]),
-                 "pass" if r["passed"] else "FAIL: " + ", ".join(r["failures"])]
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)

@@ -10,11 +10,11 @@ import traceback
 
 import torch
 
-from ..observables import kstat, kstat_bootstrap
-from ..targets import Phi4ZeroD, TwoGaussianMixture
-from .runner import Runner
-from .checks import CheckResult
-from .running import _run, check_output, white_noise
+from ...observables import kstat, kstat_bootstrap, phi4_observables
+from ...targets import Phi4ZeroD, TwoGaussianMixture
+from ..runners.base import Runner
+from ..runners.execute import check_output, run_checked, white_noise
+from .result import CheckResult, check_result
 
 __all__ = ["mixture_check", "phi4_check", "phi4_lattice_check"]
 
@@ -24,12 +24,12 @@ def _sample_1d(runner: Runner, target, steps: int, n: int, seed: int, dtype, dev
     z = white_noise(target, n, g, dtype, device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _run(runner, target, steps, z, g).to(torch.float64).cpu()
+        return run_checked(runner, target, steps, z, g).to(torch.float64).cpu()
 
 
-def _fail(name: str, err: Exception, tol_src: str) -> CheckResult:
-    return CheckResult(name, math.nan, math.nan, math.nan, tol_src, False, f"{type(err).__name__}: {err}",
-                       {"traceback": traceback.format_exc(limit=3)})
+def _fail(target: str, kind: str, err: Exception, tol_src: str, steps: int | None = None) -> CheckResult:
+    return check_result(target, kind, math.nan, math.nan, math.nan, tol_src, False, f"{type(err).__name__}: {err}",
+                        {"traceback": traceback.format_exc(limit=3)}, steps=steps)
 
 
 KSIGMA_SOURCE = ("4 bootstrap standard errors (two-sided false-failure 6e-5 per order) + rtol * |kappa_n| "
@@ -53,7 +53,7 @@ def mixture_check(runner: Runner, target: TwoGaussianMixture, steps: int, *, rto
         x_half = _sample_1d(runner, target, half, n_samples, seed, dtype, device) if half < steps else x
         k_half = [float(kstat(x_half, n)) for n in orders]
     except Exception as err:  # noqa: BLE001
-        return [_fail(f"{label}/kappa@{steps}", err, KSIGMA_SOURCE)]
+        return [_fail(label, "kappa", err, KSIGMA_SOURCE, steps)]
     p = float(runner.order) if runner.order else 1.0
     out = []
     for j, n in enumerate(orders):
@@ -61,8 +61,8 @@ def mixture_check(runner: Runner, target: TwoGaussianMixture, steps: int, *, rto
         val, se = float(est.value[j]), float(est.err[j])
         bias = abs(val - k_half[j]) / (2.0**p - 1.0)
         tol = 4.0 * se + rtol * abs(ref) + bias
-        out.append(CheckResult(f"{label}/kappa_{n}@{steps}", val, ref, tol, KSIGMA_SOURCE, abs(val - ref) <= tol,
-                               f"bootstrap se {se:.3g}, bias estimate {bias:.3g} (p = {p:g}), n = {n_samples}"))
+        out.append(check_result(label, f"kappa_{n}", val, ref, tol, KSIGMA_SOURCE, abs(val - ref) <= tol,
+                                f"bootstrap se {se:.3g}, bias estimate {bias:.3g} (p = {p:g}), n = {n_samples}", steps=steps))
     return out
 
 
@@ -76,15 +76,15 @@ def phi4_check(runner: Runner, target: Phi4ZeroD, steps: int, *, rtol: float, n_
     try:
         x = _sample_1d(runner, target, steps, n_samples, seed, dtype, device)
     except Exception as err:  # noqa: BLE001
-        return [_fail(f"{label}/moment@{steps}", err, MOMENT_SOURCE)]
+        return [_fail(label, "moment", err, MOMENT_SOURCE, steps)]
     out = []
     for n in orders:
         ref = target.moment(n)
         xn = x**n
         val, se = float(xn.mean()), float(xn.std() / math.sqrt(n_samples))
         tol = 4.0 * se + rtol * abs(ref)
-        out.append(CheckResult(f"{label}/moment_{n}@{steps}", val, ref, tol, MOMENT_SOURCE, abs(val - ref) <= tol,
-                               f"se {se:.3g}, n = {n_samples}"))
+        out.append(check_result(label, f"moment_{n}", val, ref, tol, MOMENT_SOURCE, abs(val - ref) <= tol,
+                                f"se {se:.3g}, n = {n_samples}", steps=steps))
     return out
 
 
@@ -96,8 +96,7 @@ def phi4_lattice_check(runner: Runner, target, *, n_samples: int, seed: int, ref
     """Observables ``|M|, chi_2, U_L`` of generated lattice phi^4 configurations against an HMC reference
     ensemble (THEORY 8), with combined errors.  ``reference``: a :func:`~critdiff_ref.phi4.ensemble.run_hmc_experiment`
     summary (computed here with ``hmc_kwargs`` when None)."""
-    from ..phi4.ensemble import run_hmc_experiment
-    from ..observables import phi4_observables
+    from ...phi4.ensemble import run_hmc_experiment  # lattice phi^4 ensembles: imported only when asked for
 
     label = f"phi4-lattice[d={target.d},L={target.L},kappa={target.kappa:g},lam={target.lam:g}]"
     try:
@@ -111,12 +110,12 @@ def phi4_lattice_check(runner: Runner, target, *, n_samples: int, seed: int, ref
             reference = run_hmc_experiment(target.L, target.d, target.kappa, target.lam, seed=seed + 1,
                                            **(hmc_kwargs or {}))
     except Exception as err:  # noqa: BLE001
-        return [_fail(f"{label}/observables", err, LATTICE_SOURCE)]
+        return [_fail(label, "observables", err, LATTICE_SOURCE)]
     out = []
     for key in ("absM", "chi2", "binder"):
         val, err = float(gen[key].value), float(gen[key].err)
         ref, ref_err = float(reference[key]), float(reference[f"{key}_err"])
         tol = 4.0 * math.hypot(err, ref_err)
-        out.append(CheckResult(f"{label}/{key}", val, ref, tol, LATTICE_SOURCE, abs(val - ref) <= tol,
-                               f"generated {val:.4g} +- {err:.2g} (n = {n_samples}), HMC {ref:.4g} +- {ref_err:.2g}"))
+        out.append(check_result(label, key, val, ref, tol, LATTICE_SOURCE, abs(val - ref) <= tol,
+                                f"generated {val:.4g} +- {err:.2g} (n = {n_samples}), HMC {ref:.4g} +- {ref_err:.2g}"))
     return out

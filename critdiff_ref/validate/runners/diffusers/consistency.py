@@ -20,7 +20,7 @@ the bookkeeping.  With the exact map, the end law after ``N`` steps follows the 
 ``v <- v C_e / C_s``, then (re-noise to the next level ``n`` with the forward kernel from ``e``,
 ``r = alpha_n / alpha_e``) ``v <- r^2 v + beta_n^2 - r^2 beta_e^2`` (:func:`exact_law`): one step already
 gives the target law up to the start-variance floor, and no step count may do worse than that
-recursion.  The check asserted (:func:`consistency_check`) is that the scheduler's own error (exact,
+recursion.  The check asserted (:func:`critdiff_ref.validate.checks.consistency.consistency_check`) is that the scheduler's own error (exact,
 by noise probing) is at rounding at EVERY step count, the one-step count included: any drift with
 the number of steps is the scheduler's bug.  Non-Gaussian targets are not applicable (no closed-form
 flow map).
@@ -31,45 +31,25 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-import sys
 from typing import Any, NamedTuple
 
 import torch
 
-from ..samplers.exact import apply_gain
-from ..targets import GaussianField
-from .checks import CheckResult
-from .runner import Runner, Schedule, _accepts, _brownian, supplied_noise
+from ....samplers.exact import apply_gain
+from ....targets import GaussianField
+from ..base import Runner, Schedule, accepts, brownian_in_sigma
+from .loop import clean_config, noise_run, plain_config, prepared, sample, scheduler_module
 
 __all__ = [
-    "CONSISTENCY_SCHEDULERS",
-    "consistency_kind",
+    "CONSISTENCY_KINDS",
     "consistency_runner",
     "consistency_levels",
     "exact_law",
-    "consistency_plan",
-    "consistency_check",
     "Level",
 ]
 
-# Documented behaviour with the exact consistency function (the analogue of DIFFUSERS_ORDERS): every
-# step count gives the exact law of the ideal consistency sampler on the scheduler's own schedule.
-CONSISTENCY_SCHEDULERS: dict[str, dict[str, str]] = {
-    "LCMScheduler": {"kind": "lcm", "end": "sigma = 0 (data)",
-                     "documented": "exact at every step count; N <= original_inference_steps (50)"},
-    "TCDScheduler": {"kind": "tcd", "end": "timestep 0 (sigma_0 = sqrt(beta_0 / (1 - beta_0)), not 0)",
-                     "documented": "exact at every step count for every gamma (eta) in [0, 1]; N <= original_inference_steps"},
-    "SCMScheduler": {"kind": "trigflow", "end": "t = 0 (data), output / sigma_data as in the Sana-Sprint pipeline",
-                     "documented": "exact at every step count; N = 2 uses intermediate_timesteps = 1.3"},
-    "CMStochasticIterativeScheduler": {"kind": "cm", "end": "sigma_min",
-                                       "documented": "exact at every step count; N <= num_train_timesteps (40)"},
-}
-
-# Rounding tolerance per step of the schedulers' float32 tables (alphas_cumprod, sigmas, timesteps):
-# each step's gain and noise coefficients carry a few float32 roundings; 1e2 * N * eps(float32) is the
-# bound validate() already uses for the linearity of diffusers schedulers (x10 margin over ~10 flops/step).
-ROUNDING_PER_STEP = 1e2 * torch.finfo(torch.float32).eps
-
+# the parametrisations this runner inverts (module docstring); the registry names each class's kind
+CONSISTENCY_KINDS = ("lcm", "tcd", "trigflow", "cm")
 
 class Level(NamedTuple):
     """One consistency step in the scheduler's units: state ``x = alpha y + beta eps`` (``y`` the data),
@@ -83,24 +63,6 @@ class Level(NamedTuple):
     beta_next: float | None
 
 
-def consistency_kind(scheduler) -> str | None:
-    """``"lcm"``, ``"tcd"``, ``"trigflow"``, ``"cm"`` for a consistency scheduler (class or instance), else None.
-
-    Known classes by name; otherwise by parametrisation: a discrete boundary condition
-    (``get_scalings_for_boundary_condition_discrete``, LCM-like) on an ``alphas_cumprod`` table.
-    FlowMatchLCMScheduler is a flow-matching scheduler and is not handled here.
-    """
-    cls = scheduler if isinstance(scheduler, type) else type(scheduler)
-    for klass in cls.__mro__:
-        if klass.__name__ in CONSISTENCY_SCHEDULERS:
-            return CONSISTENCY_SCHEDULERS[klass.__name__]["kind"]
-    if cls.__name__.startswith("FlowMatch"):
-        return None
-    if hasattr(cls, "get_scalings_for_boundary_condition_discrete") and hasattr(cls, "step"):
-        return "lcm"
-    return None
-
-
 def _eta(cls, sampler_kwargs: dict) -> float:
     """TCD's gamma (its ``step(eta=...)``): the caller's, else the step signature's default."""
     if "eta" in sampler_kwargs:
@@ -112,12 +74,9 @@ def _eta(cls, sampler_kwargs: dict) -> float:
     return float(eta)
 
 
-def _set_timesteps(sched, kind: str, steps: int) -> None:
-    if kind == "trigflow":
-        # diffusers raises unless intermediate_timesteps is None for N != 2 (the Sana-Sprint pipeline passes it)
-        sched.set_timesteps(steps, **({} if steps == 2 else {"intermediate_timesteps": None}))
-    else:
-        sched.set_timesteps(steps)
+def _set_timesteps_kwargs(kind: str, steps: int) -> dict:
+    # diffusers raises unless intermediate_timesteps is None for N != 2 (the Sana-Sprint pipeline passes it)
+    return {} if kind != "trigflow" or steps == 2 else {"intermediate_timesteps": None}
 
 
 def _loop_timesteps(sched, kind: str) -> list:
@@ -232,22 +191,23 @@ def _model_output(sched, kind: str, pred: str, t, x: torch.Tensor, target_x: tor
     return (target_x - c_skip * x) / c_out
 
 
-def consistency_runner(scheduler, *, prediction_type: str | None, sampler_kwargs: dict, name: str | None) -> Runner:
+def consistency_runner(scheduler, *, kind: str, end: str = "sigma = 0 (data)", prediction_type: str | None,
+                       sampler_kwargs: dict, name: str | None) -> Runner:
     """The ``diffusers`` adapter for consistency schedulers (module docstring): a :class:`Runner` whose
     model is the exact consistency function and whose ``schedule`` is the exact end law (:func:`exact_law`).
 
-    A class gets its default config minus the image-range clamps (``clip_sample``, ``thresholding``,
-    ``clip_denoised``); an instance is run as configured.  ``prediction_type`` overrides LCM/TCD's (SCM: ``"trigflow"`` only).
-    TCD's gamma is ``sampler_kwargs["eta"]`` (default: its step's 0.3).
+    ``kind`` is the parametrisation (:data:`CONSISTENCY_KINDS`, from the registry) and ``end`` the end level
+    in words (for the report).  A class gets its default config minus the image-range clamps (``clip_sample``,
+    ``thresholding``, ``clip_denoised``); an instance is run as configured.  ``prediction_type`` overrides
+    LCM/TCD's (SCM: ``"trigflow"`` only).  TCD's gamma is ``sampler_kwargs["eta"]`` (default: its step's 0.3).
     """
-    kind = consistency_kind(scheduler)
-    if kind is None:
-        raise TypeError(f"{type(scheduler).__name__} is not a consistency scheduler (LCM, TCD, SCM, CMStochasticIterative)")
+    if kind not in CONSISTENCY_KINDS:
+        raise ValueError(f"kind must be one of {CONSISTENCY_KINDS}, got kind={kind!r}")
     from_class = isinstance(scheduler, type)
     if from_class:
         scheduler = scheduler()
     cls = type(scheduler)
-    config = {k: v for k, v in dict(scheduler.config).items() if k != "_use_default_values"}
+    config = clean_config(scheduler)
     if from_class:
         # as for every diffusers class: the image-range clamps (CM's default clip_denoised=True clamps the
         # denoised sample to [-1, 1]) are not part of the solver and make it non-linear; an instance is
@@ -262,35 +222,38 @@ def consistency_runner(scheduler, *, prediction_type: str | None, sampler_kwargs
     pred = str(config.get("prediction_type", "epsilon"))
     sampler_kwargs = dict(sampler_kwargs or {})
     eta = _eta(cls, sampler_kwargs) if kind == "tcd" else 0.0
-    takes_gen = _accepts(cls.step, "generator")
+    takes_gen = accepts(cls.step, "generator")
     if kind in ("lcm", "tcd"):
         max_steps = int(config.get("original_inference_steps", config.get("num_train_timesteps", 1000)))
     else:
         max_steps = int(config.get("num_train_timesteps", 1000))
 
     def plan(steps: int):
-        sched = copy.deepcopy(template)
-        _set_timesteps(sched, kind, steps)
+        sched = prepared(template, steps, **_set_timesteps_kwargs(kind, steps))
         return sched, *consistency_levels(sched, kind, steps, eta)
+
+    def model_output(target, levels):
+        c0 = target.c0(dtype=torch.float64)
+        mask = target.mode_mask()
+
+        def output(sched, i, t, x):
+            if hasattr(sched, "scale_model_input"):  # SCM has none (its pipeline scales the model input itself)
+                sched.scale_model_input(x, t)  # part of the loop (step-index bookkeeping); the exact model inverts any c_in
+            target_x = apply_gain(x, _gain(c0, mask, levels[i]).to(x.dtype), target.d)
+            return _model_output(sched, kind, pred, t, x, target_x, levels[i])
+
+        return output
 
     def run(target, steps, z, generator):
         if not isinstance(target, GaussianField):
             raise TypeError(f"the exact consistency function is known in closed form for Gaussian fields only, "
                             f"got target={type(target).__name__}")
         sched, levels, v_start, out_scale = plan(steps)
-        c0 = target.c0(dtype=torch.float64)
-        mask = target.mode_mask()
-        x = z * math.sqrt(v_start)
-        for lv, t in zip(levels, _loop_timesteps(sched, kind)):
-            if hasattr(sched, "scale_model_input"):  # SCM has none (its pipeline scales the model input itself)
-                sched.scale_model_input(x, t)  # part of the loop (step-index bookkeeping); the exact model inverts any c_in
-            target_x = apply_gain(x, _gain(c0, mask, lv).to(x.dtype), target.d)
-            out = _model_output(sched, kind, pred, t, x, target_x, lv)
-            kw = dict(sampler_kwargs)
-            if takes_gen:
-                kw.setdefault("generator", generator)
-            x = sched.step(out.to(x.dtype), t, x, **kw).prev_sample
-        return x * out_scale
+        kw = dict(sampler_kwargs)
+        if takes_gen:
+            kw.setdefault("generator", generator)
+        timesteps = _loop_timesteps(sched, kind)[: len(levels)]
+        return sample(sched, timesteps, z * math.sqrt(v_start), model_output(target, levels), kw) * out_scale
 
     def schedule(target, steps) -> Schedule:
         """The last step as an exact flow: from the exact law of its input (``x~ = x / alpha`` units, the
@@ -302,65 +265,12 @@ def consistency_runner(scheduler, *, prediction_type: str | None, sampler_kwargs
         sigma_s = abs(last.beta / last.alpha)
         sigma_e = last.beta_end / last.alpha_end
         v_T = v_in / last.alpha**2 * (last.alpha_end * out_scale) ** 2
-        return Schedule(_brownian(sigma_s), v_T * target.mode_mask(), sigma_e**2, sde=False, sigma_last=None)
-
-    module = sys.modules.get(cls.__module__)
-
-    def run_noise(target, steps, z, draw):
-        with supplied_noise(module, draw):
-            return run(target, steps, z, None)
+        return Schedule(brownian_in_sigma(sigma_s), v_T * target.mode_mask(), sigma_e**2, sde=False, sigma_last=None)
 
     info: dict[str, Any] = {"family": "consistency", "kind": kind, "prediction_type": pred, "max_steps": max_steps,
-                            "end": CONSISTENCY_SCHEDULERS.get(cls.__name__, {}).get("end", "sigma = 0 (data)"),
-                            "config": {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool, type(None)))}}
+                            "end": end, "config": plain_config(config)}
     if kind == "tcd":
         info["eta"] = eta
     return Runner(name or cls.__name__, "diffusers", run, schedule, None,
                   deterministic=(kind == "tcd" and eta == 0.0), info=info,
-                  run_noise=run_noise if hasattr(module, "randn_tensor") else None)
-
-
-# -- the check --------------------------------------------------------------------------------------
-def consistency_plan(runner: Runner, steps: tuple[int, ...], targets) -> tuple[tuple[int, ...], tuple, list]:
-    """Step counts and targets validate() uses for a consistency runner, and informational rows saying why.
-
-    The one-step count is always added (a one-step sample must already have the target law); counts the
-    scheduler refuses (``N > max_steps``) are dropped; non-Gaussian targets are not applicable.
-    """
-    max_steps = int(runner.info.get("max_steps", 10**9))
-    kept = tuple(sorted({1, *(n for n in steps if n <= max_steps)}))
-    notes = []
-    dropped = [n for n in steps if n > max_steps]
-    if dropped:
-        notes.append(CheckResult(
-            "consistency/steps", float(max_steps), math.nan, math.nan, "the scheduler's own limit", None,
-            f"{runner.name} refuses N > {max_steps}: step counts {dropped} not run; checked at {list(kept)}"))
-    rest = tuple(t for t in targets if t != "gaussian")
-    if rest:
-        notes.append(CheckResult(
-            "consistency/non_gaussian", math.nan, math.nan, math.nan, "not applicable", None,
-            f"targets {list(rest)} skipped: the exact consistency function (PF-ODE flow map) is closed-form "
-            "only for Gaussian fields"))
-    return kept, tuple(t for t in targets if t == "gaussian"), notes
-
-
-def consistency_check(runner: Runner, label: str, series: dict) -> CheckResult:
-    """The consistency check: the scheduler's own error (against :func:`exact_law`) at every step count,
-    one step included, is at rounding: ``err(N) <= 1e2 N eps(float32) + 3 MC SE(N)``.
-
-    An error growing (or merely nonzero) with ``N`` fails it.  ``measured`` and ``tolerance`` are ``err`` and
-    ``tol`` at the step count with the largest ``err / tol``; ``data`` holds every ``(N, err, tol)``.
-    """
-    name = f"{label}/consistency"
-    steps, err, noise = series["steps"], series["own_error"], series["noise"]
-    if not steps:
-        return CheckResult(name, math.nan, 0.0, math.nan, "needs >= 1 step count", False, "no step count ran")
-    tols = [ROUNDING_PER_STEP * n + 3.0 * s for n, s in zip(steps, noise)]
-    worst = max(range(len(steps)), key=lambda i: err[i] / tols[i])
-    passed = all(e <= t for e, t in zip(err, tols))
-    detail = "own error vs steps: " + ", ".join(f"{n}: {e:.2g}" for n, e in zip(steps, err))
-    if not passed:
-        detail += " -- the error drifts with the number of steps: the step or its re-noising is not law-preserving"
-    return CheckResult(name, err[worst], 0.0, tols[worst],
-                       "rounding: 1e2 N eps(float32) (the scheduler's float32 tables) + 3 Monte Carlo SE where not probed",
-                       passed, detail, {"steps": list(steps), "own_error": list(err), "tolerance": tols})
+                  run_noise=noise_run(scheduler_module(cls), run))

@@ -1,4 +1,4 @@
-"""Running a wrapped sampler for the checks: the output contract (finite, shaped, typed and placed like
+"""Executing a wrapped sampler for the checks: the output contract (finite, shaped, typed and placed like
 its input, else :class:`SamplerOutputError`), white start noise, the zero-mode projection of
 critical outputs (THEORY 0), and the determinism probe.
 """
@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import torch
 
-from .. import lattice
-from ..targets import GaussianField
-from .runner import Runner
+from ... import lattice
+from ...targets import GaussianField
+from .base import Runner
 
-__all__ = ["SamplerOutputError", "check_output", "white_noise", "is_deterministic"]
+__all__ = ["SamplerOutputError", "check_output", "field_label", "white_noise", "run_checked", "is_deterministic"]
 
 
 class SamplerOutputError(RuntimeError):
@@ -34,7 +34,8 @@ def check_output(x, like: torch.Tensor, what: str) -> torch.Tensor:
     return x
 
 
-def _field_label(f: GaussianField) -> str:
+def field_label(f: GaussianField) -> str:
+    """The target label of a Gaussian field in check names: ``gauss[d=2,L=8,r=0]``."""
     return f"gauss[d={f.d},L={f.L},r={f.r:g}]"
 
 
@@ -46,7 +47,7 @@ def white_noise(target, n: int, generator: torch.Generator | None, dtype=torch.f
     return torch.randn((n,), generator=generator, dtype=dtype, device=device)
 
 
-def _run(runner: Runner, target, steps: int, z: torch.Tensor, generator) -> torch.Tensor:
+def run_checked(runner: Runner, target, steps: int, z: torch.Tensor, generator) -> torch.Tensor:
     """Run and check the output; for a critical field project out the zero mode of the output
     (THEORY 0: it is removed in the samples; a sampler that injects noise there, like most SDE
     samplers and every diffusers scheduler, is not penalised for a mode the data does not have)."""
@@ -61,7 +62,7 @@ def is_deterministic(runner: Runner, target, steps: int, dtype=torch.float64, de
     z = white_noise(target, 2, torch.Generator().manual_seed(12345), dtype, device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1)
-        x1 = _run(runner, target, steps, z, torch.Generator().manual_seed(1))
+        x1 = run_checked(runner, target, steps, z, torch.Generator().manual_seed(1))
         torch.manual_seed(2)
-        x2 = _run(runner, target, steps, z, torch.Generator().manual_seed(2))
+        x2 = run_checked(runner, target, steps, z, torch.Generator().manual_seed(2))
     return bool(torch.equal(x1, x2))
