@@ -23,6 +23,8 @@ from ... import lattice
 from ...processes import VE, Process, RectifiedFlow
 from ...scores import exact_score, exact_velocity
 from ...targets import GaussianField
+from ..checks.result import CheckResult
+from .flow_matching_ode import flow_matching_sample
 from .odeint import ADAPTIVE_ERROR_ORDERS, odeint_probability_flow
 
 __all__ = ["AdaptiveProbe", "adaptive_probe", "probe_starts"]
@@ -57,8 +59,6 @@ def probe_starts(field: GaussianField, Xi_T: float, generator: torch.Generator, 
 
 def _flow_matching_solve(field: GaussianField, x_T: torch.Tensor, method: str, rtol: float, atol: float, nfe: list):
     """flow_matching's ODESolver on the CondOT path from ``tau = 0`` (noise) to 1 (data), counting evaluations."""
-    from .flow_matching_ode import flow_matching_sample
-
     velocity = exact_velocity(field, RectifiedFlow(1.0))
     count = [0]
 
@@ -142,8 +142,6 @@ def adaptive_checks(method: str, *, field: GaussianField | None = None, toleranc
 
     ``library`` and ``sampler`` as in :func:`adaptive_probe` (a planted bug replaces ``sampler``).
     """
-    from .. import CheckResult  # the public face, at call time (no import cycle whoever imports this module)
-
     if method not in ADAPTIVE_ERROR_ORDERS:
         raise ValueError(f"method must be one of {tuple(ADAPTIVE_ERROR_ORDERS)}, got method={method!r}")
     tolerances = tuple(float(t) for t in tolerances)

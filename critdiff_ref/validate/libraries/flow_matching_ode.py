@@ -22,6 +22,8 @@ from typing import Callable
 
 import torch
 
+from .odeint import ADAPTIVE_ERROR_ORDERS, FIXED_STEP_ORDERS
+
 __all__ = ["PATH_SCHEDULERS", "path_scheduler", "path_velocity", "flow_matching_sample"]
 
 # name -> (constructor arguments, exact ends?)
@@ -78,8 +80,6 @@ def flow_matching_sample(
     ``tau`` for fixed-step methods (``"euler"``, ``"midpoint"``, ``"heun2"``, ``"heun3"``, ``"rk4"``), adaptive ones
     (``"dopri5"``, ...) on ``[0, 1]``.  ``model``: a prepared ``velocity_model`` (planted bugs).
     """
-    from .odeint import ADAPTIVE_ERROR_ORDERS, FIXED_STEP_ORDERS
-
     if method not in FIXED_STEP_ORDERS and method not in ADAPTIVE_ERROR_ORDERS:
         raise ValueError(f"method must be one of {tuple(FIXED_STEP_ORDERS) + tuple(ADAPTIVE_ERROR_ORDERS)}, "
                          f"got method={method!r}")

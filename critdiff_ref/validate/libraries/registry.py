@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import importlib.util
 
+from ...targets import GaussianField
+from ..core import validate
+from ..registry import make_runner
+from .adaptive import adaptive_checks
 from .flow_matching_ode import PATH_SCHEDULERS, flow_matching_sample
 from .odeint import ADAPTIVE_ERROR_ORDERS, FIXED_STEP_ORDERS, odeint_probability_flow
 from .sdeint import SDE_METHODS, sdeint_reverse_sde
@@ -32,8 +36,6 @@ def library_available(library: str) -> bool:
 def library_runners(libraries=tuple(LIBRARIES)) -> list:
     """``[(name, Runner)]`` for every fixed-step method of each installed library among ``libraries``, with its
     documented order (validate's order check and, for torchsde, the exact weak-order row)."""
-    from .. import make_runner  # the validator's public face, at call time
-
     out = []
     for lib in libraries:
         if not library_available(lib):
@@ -61,8 +63,6 @@ def library_runners(libraries=tuple(LIBRARIES)) -> list:
 def library_adaptive_rows(methods=("dopri5", "bosh3"), libraries=("torchdiffeq", "flow-matching"), **kwargs) -> list:
     """The adaptive checks (:func:`.adaptive.adaptive_checks`) of ``methods`` for each installed library; keyword
     arguments go to :func:`.adaptive.adaptive_checks` (``field``, ``tolerances``, ``sizes``, ...)."""
-    from .adaptive import adaptive_checks
-
     rows = []
     for lib in libraries:
         if not library_available(lib) or (lib == "flow-matching" and not library_available("torchdiffeq")):
@@ -78,14 +78,12 @@ def library_table(runners=None, *, field=None, steps=(10, 20, 50, 100)) -> list:
     """One row per runner of :func:`library_runners` (or ``runners``): own relative covariance error at ``steps`` on
     ``field`` (default the critical d = 1, L = 16 field), observed order at the last two step counts, documented
     order, exact weak order (stochastic runners) and validate()'s verdict on that field, as plain dicts."""
-    from .. import validate
-    from ...targets import GaussianField
 
     field = GaussianField(16, 1, 0.0) if field is None else field
     rows = []
     for name, runner in (library_runners() if runners is None else runners):
         report = validate(runner, fields=[field], targets=("gaussian",), steps=steps)
-        by = {r.name.split("/")[-1]: r for r in report.results}
+        by = {r.check: r for r in report.results}
         row = {"sampler": name, "documented": runner.order,
                "errors": [by[f"covariance@{n}"].measured if f"covariance@{n}" in by else float("nan") for n in steps],
                "order": by["order"].measured if "order" in by else float("nan"),

@@ -1,4 +1,4 @@
-"""Planted-bug samplers and their correct references: the catalogue of the validator's power test (issue 10; THEORY 1, 2).
+"""Planted-bug samplers and their correct references: the catalogue of the validator's power test (THEORY 1, 2).
 
 Each mutant is a correct reference sampler below with exactly one line changed (marked ``# BUG``),
 a bug of a kind real diffusion libraries have shipped.  ``validate()`` must fail every mutant and
