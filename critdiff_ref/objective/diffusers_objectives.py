@@ -5,8 +5,10 @@
 * flow matching (``train_dreambooth_sd3.py``): ``compute_density_for_timestep_sampling``, index
   ``floor(u N)``, ``FlowMatchEulerDiscreteScheduler.scale_noise``, target ``noise - x0``,
   ``compute_loss_weighting_for_sd3``;
-* EDM (``train_dreambooth_lora_sdxl.py --do_edm_style_training``): ``EDMEulerScheduler.add_noise``,
-  ``precondition_inputs`` / ``precondition_outputs``, target ``x0``, weight ``sigma^-2``.
+* EDM-style (``train_dreambooth_lora_sdxl.py --do_edm_style_training``): with an ``EDMEulerScheduler``,
+  ``add_noise``, ``precondition_inputs`` / ``precondition_outputs``, target ``x0`` and no weighting (the
+  script says weighting "tends to result in numerical problems"); with an ``EulerDiscreteScheduler``,
+  input ``x / sqrt(sigma^2 + 1)``, ``D = x - sigma eps`` and weight ``sigma^-2``.
 
 Each ``*_case`` returns ``(objective, spec, documented_weighting, documented_density)``; the spec states
 what the scheduler documents (conditioning grid, alpha, sigma, preconditioning).
@@ -20,11 +22,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F_nn
 
-from .documented import edm_weighting, min_snr_weighting, sd3_density, sd3_weighting, uniform_density
+from .documented import min_snr_weighting, sd3_density, sd3_weighting, uniform_density
 from .spec import ModelSpec
 
-__all__ = ["Case", "ddpm_spec", "flow_match_spec", "edm_spec", "ddpm_case", "flow_match_case", "edm_case",
-           "DIFFUSERS_CASES"]
+__all__ = ["Case", "ddpm_spec", "flow_match_spec", "edm_spec", "euler_edm_style_spec", "ddpm_case", "flow_match_case",
+           "edm_case", "euler_edm_style_case", "DIFFUSERS_CASES"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ def edm_spec(scheduler, sigma_data: float | None = None) -> ModelSpec:
     sig = scheduler.sigmas.to(torch.float64)[:n]
     norm = (sig**2 + sd**2).sqrt()
     sign = -1.0 if scheduler.config.prediction_type == "v_prediction" else 1.0
-    return ModelSpec(scheduler.timesteps.to(torch.float64)[:n], torch.ones_like(sig), sig, "edm", "sigma",
+    return ModelSpec(scheduler.timesteps.to(torch.float64)[:n], torch.ones_like(sig), sig, "edm", "c_noise",
                      input_scale=1.0 / norm, c_skip=sd**2 / norm**2, c_out=sign * sig * sd / norm)
 
 
@@ -115,12 +117,13 @@ def flow_match_case(weighting_scheme: str = "logit_normal", *, scheduler=None) -
         loss = torch.mean((weighting.float() * (pred.float() - target.float()) ** 2).reshape(x0.shape[0], -1), 1)
         return loss.mean()
 
-    return Case(f"flow-match-{weighting_scheme}", objective, flow_match_spec(sch), sd3_weighting(weighting_scheme),
+    return Case(f"flow-match-{weighting_scheme.replace('_', '-')}", objective, flow_match_spec(sch), sd3_weighting(weighting_scheme),
                 sd3_density(weighting_scheme, n))
 
 
 def edm_case(*, scheduler=None) -> Case:
-    """EDM-style objective of ``train_dreambooth_lora_sdxl.py`` with an ``EDMEulerScheduler`` (weight ``sigma^-2``)."""
+    """EDM-style objective of ``train_dreambooth_lora_sdxl.py`` with an ``EDMEulerScheduler``: plain MSE on
+    the preconditioned denoiser (the script applies no weighting for EDM schedulers), documented as such."""
     from diffusers import EDMEulerScheduler
 
     sch = EDMEulerScheduler(num_train_timesteps=1000) if scheduler is None else scheduler
@@ -134,11 +137,44 @@ def edm_case(*, scheduler=None) -> Case:
         sigmas = sch.sigmas[indices].to(x0.dtype).reshape(-1, *([1] * (x0.ndim - 1)))
         pred = model(sch.precondition_inputs(noisy, sigmas), timesteps)
         pred = sch.precondition_outputs(noisy, pred, sigmas)
+        return F_nn.mse_loss(pred.float(), x0.float(), reduction="mean")
+
+    # no weighting on D is a weight c_out^2 on the raw output F
+    return Case("edm-euler", objective, edm_spec(sch), lambda spec: spec.c_out**2, uniform_density)
+
+
+def euler_edm_style_spec(scheduler) -> ModelSpec:
+    """``EulerDiscreteScheduler`` EDM-style grid: ``x_t = x0 + sigma z`` (``alpha = 1``), model input
+    ``x_t / sqrt(sigma^2 + 1)``, eps output (``D = x_t - sigma eps``)."""
+    n = scheduler.config.num_train_timesteps
+    sig = scheduler.sigmas.to(torch.float64)[:n]
+    return ModelSpec(scheduler.timesteps.to(torch.float64)[:n], torch.ones_like(sig), sig, "eps", "timestep",
+                     input_scale=1.0 / (sig**2 + 1).sqrt())
+
+
+def euler_edm_style_case(*, scheduler=None) -> Case:
+    """EDM-style objective of ``train_dreambooth_lora_sdxl.py`` with an ``EulerDiscreteScheduler`` (eps
+    prediction, input ``x / sqrt(sigma^2 + 1)``, loss ``sigma^-2 |D - x0|^2``)."""
+    from diffusers import EulerDiscreteScheduler
+
+    sch = EulerDiscreteScheduler(num_train_timesteps=1000) if scheduler is None else scheduler
+    n = sch.config.num_train_timesteps
+
+    def objective(model, x0, generator):
+        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+        indices = torch.randint(0, n, (x0.shape[0],), generator=generator)
+        timesteps = sch.timesteps[indices]
+        noisy = sch.add_noise(x0, noise, timesteps)
+        sigmas = sch.sigmas[indices].to(x0.dtype).reshape(-1, *([1] * (x0.ndim - 1)))
+        pred = model(noisy / ((sigmas**2 + 1) ** 0.5), timesteps)
+        pred = pred * (-sigmas) + noisy
         weighting = (sigmas**-2.0).float()
         loss = torch.mean((weighting * (pred.float() - x0.float()) ** 2).reshape(x0.shape[0], -1), 1)
         return loss.mean()
 
-    return Case("edm-euler", objective, edm_spec(sch), edm_weighting(float(sch.config.sigma_data)), uniform_density)
+    # sigma^-2 on D = x - sigma eps is weight 1 on the eps output
+    return Case("euler-edm-style-eps", objective, euler_edm_style_spec(sch),
+                lambda spec: torch.ones(spec.n_levels, dtype=torch.float64), uniform_density)
 
 
 # name -> builder of the built-in cases validated by default (`critdiff objective`)
@@ -150,6 +186,7 @@ DIFFUSERS_CASES: dict[str, Callable[[], Case]] = {
     "flow-match-mode": lambda: flow_match_case("mode"),
     "flow-match-cosmap": lambda: flow_match_case("cosmap"),
     "edm-euler": lambda: edm_case(),
+    "euler-edm-style-eps": lambda: euler_edm_style_case(),
 }
 
 

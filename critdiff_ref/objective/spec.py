@@ -25,7 +25,7 @@ OUTPUTS: dict[str, str] = {
     "velocity": "the flow-matching velocity z - x0",
     "edm": "EDM's raw F with D = c_skip x_t + c_out F(c_in x_t, c_noise)",
 }
-CONDITIONINGS = ("timestep", "t", "sigma")
+CONDITIONINGS = ("timestep", "t", "sigma", "c_noise")
 
 
 def _vector(name: str, value, n: int | None) -> torch.Tensor:
@@ -51,7 +51,7 @@ class ModelSpec:
     conditioning : the ``n`` values the model may be called with (distinct), 1-D.
     alpha, sigma : ``x_t = alpha x0 + sigma z`` at each conditioning value (``sigma > 0``).
     output : one of :data:`OUTPUTS`.
-    conditioning_name : ``"timestep"`` (an index), ``"t"`` or ``"sigma"``; used in messages.
+    conditioning_name : ``"timestep"``, ``"t"``, ``"sigma"`` or ``"c_noise"`` (EDM's ``ln(sigma) / 4``); used in messages.
     input_scale : the model sees ``input_scale x_t`` (EDM ``c_in``; default 1).
     c_skip, c_out : EDM preconditioning (``output="edm"`` only).
     """

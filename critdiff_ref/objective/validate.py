@@ -17,7 +17,7 @@ import torch
 from .._args import integer, real
 from ..targets.gaussian_field import GaussianField
 from ..targets.mixtures import TwoGaussianMixture
-from .compare import Comparison, compare_denoiser
+from .compare import MIN_SAMPLES, Comparison, compare_denoiser
 from .family import FourierLinearModel, TwoPeakModel
 from .fit import Objective, QuadraticFit, fit_quadratic
 from .report import LevelRow, ModeRow, ObjectiveReport
@@ -138,7 +138,8 @@ def validate_objective(
         failures.append(f"the loss is not a squared loss in the model output reproducible from the generator "
                         f"(relative gradient mismatch {fit.quadratic_defect:.2e} > {QUADRATIC_TOLERANCE:g})")
     if n_lev < 2:
-        failures.append(f"only {n_lev} {spec.conditioning_name} values were visited often enough to measure")
+        failures.append(f"only {n_lev} {spec.conditioning_name} values got the {MIN_SAMPLES} samples needed to "
+                        f"measure them: raise n_batches or batch_size")
     if off_level.any():
         idx = np.flatnonzero(off_level)
         worst = sorted(idx, key=lambda j: -cmp.level_chi2[j] / max(cmp.level_dof[j], 1))

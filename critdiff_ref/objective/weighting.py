@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from .compare import ROUNDOFF
+from .compare import MIN_SAMPLES, ROUNDOFF
 from .fit import QuadraticFit
 from .spec import ModelSpec
 
@@ -42,7 +42,7 @@ def measured_weighting(fit: QuadraticFit, spec: ModelSpec, model, documented: Ca
         resid = H_b - w * n_b * K
         nvis = (n_b > 0).sum(0)
         se = np.sqrt((resid**2).sum(0) * nvis / np.maximum(nvis - 1, 1)) / den
-    ok = (nvis >= 3) & (den > 0)
+    ok = (nvis >= 3) & (den > 0) & (fit.counts.numpy() >= MIN_SAMPLES)
     w, se = np.where(ok, w, np.nan), np.where(ok, se, np.nan)
     counts = fit.counts.numpy()
     doc = np.full(spec.n_levels, np.nan)
@@ -54,7 +54,8 @@ def measured_weighting(fit: QuadraticFit, spec: ModelSpec, model, documented: Ca
         scale = np.nansum(np.where(use, counts * w, 0)) / np.sum(np.where(use, counts * doc, 0))
         w, se = w / scale, se / scale
         z = (w - doc) / np.sqrt(se**2 + (ROUNDOFF * doc) ** 2)
-        bad = use & (np.abs(z) > stats.norm.isf(alpha / 2 / max(int(use.sum()), 1)))
+        # z has a t distribution with nu = groups - 1 (sandwich over the groups of batches)
+        bad = use & (np.abs(z) > stats.t.isf(alpha / 2 / max(int(use.sum()), 1), np.maximum(nvis - 1, 1)))
         bad |= ok & (doc == 0) & (w > 10 * se)
         rel = np.where(use, w / np.where(doc > 0, doc, 1) - 1, np.nan)
         summary = {"compared_levels": int(use.sum()), "max_relative_deviation": float(np.nanmax(np.abs(rel))),
@@ -70,6 +71,7 @@ def measured_weighting(fit: QuadraticFit, spec: ModelSpec, model, documented: Ca
                               f"max relative deviation {summary['max_relative_deviation']:.3g}")
     else:
         med = np.nanmedian(w) if ok.any() else 1.0
+        med = med if np.isfinite(med) and med > 0 else 1.0  # zero curvature (not a squared loss): leave unscaled
         w, se = w / med, se / med
         summary = {"summary": f"measured at {int(ok.sum())} levels (relative to the median level), no documented weighting given"}
     return {"weight": w, "stderr": se, "documented": doc, "failures": failures, "summary_dict": summary}
