@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-from .._io import atomic_write_text, strict_json
+from .._io import atomic_write_text, check_output_dir, strict_json
 
 __all__ = ["add_objective_parser", "run_objective", "load_case"]
 
@@ -33,6 +34,8 @@ def add_objective_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the torch.Generator")
     p.add_argument("--alpha", type=float, default=1e-3, help="false-failure rate of a correct objective")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the reports as strict JSON")
+    p.add_argument("--plot", metavar="DIR", default=None,
+                   help="write one figure per objective (weighting, density, chi-square per level; needs matplotlib)")
     return p
 
 
@@ -55,7 +58,12 @@ def run_objective(args: argparse.Namespace) -> int:
     from ..targets.gaussian_field import GaussianField
     from .diffusers_objectives import DIFFUSERS_CASES
     from .mutants import power_matrix
+    from .report import NULL_REASONS
     from .validate import default_mixture, validate_objective
+
+    check_output_dir(args.plot, "--plot")
+    if args.n_train < 2:
+        raise ValueError(f"--n-train must be >= 2, got {args.n_train}")
 
     target = default_mixture() if args.target == "mixture" else GaussianField(args.L, 2, 0.0)
     kwargs = dict(target=target, n_batches=args.batches, batch_size=args.batch_size, seed=args.seed, alpha=args.alpha)
@@ -75,7 +83,12 @@ def run_objective(args: argparse.Namespace) -> int:
                                     documented_density=c.documented_density, **kwargs)
         print(report.table(), flush=True)
         reports.append(report.to_dict())
+        if args.plot:
+            from .plot import plot_report
+
+            os.makedirs(args.plot, exist_ok=True)
+            print(f"  figure: {plot_report(report, os.path.join(args.plot, c.name + '.png'))}")
     if args.json:
-        atomic_write_text(args.json, strict_json({"reports": reports}))
+        atomic_write_text(args.json, strict_json({"reports": reports}, reasons=NULL_REASONS))
     sys.stdout.flush()
     return 0 if all(r["passed"] for r in reports) else 1

@@ -12,7 +12,17 @@ from dataclasses import dataclass, field
 
 from .._io import strict_json
 
-__all__ = ["LevelRow", "ModeRow", "ObjectiveReport"]
+__all__ = ["LevelRow", "ModeRow", "ObjectiveReport", "NULL_REASONS"]
+
+# why a number is missing (JSON null), by field name
+NULL_REASONS = {
+    "documented_weight": "no documented weighting given",
+    "weight": "level not measured (fewer samples than MIN_SAMPLES)",
+    "weight_stderr": "level not measured (fewer samples than MIN_SAMPLES)",
+    "p_value": "not measured (fewer samples than MIN_SAMPLES)",
+    "worst_implied": "level not measured", "worst_exact": "level not measured", "worst_stderr": "level not measured",
+    "variance": "no mode variance for this target",
+}
 
 
 @dataclass(frozen=True)
@@ -120,4 +130,4 @@ class ObjectiveReport:
 
     def to_json(self) -> str:
         """Strict JSON (non-finite numbers become null)."""
-        return strict_json(self.to_dict())
+        return strict_json(self.to_dict(), reasons=NULL_REASONS)
