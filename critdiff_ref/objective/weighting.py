@@ -63,7 +63,8 @@ def measured_weighting(fit: QuadraticFit, spec: ModelSpec, model, documented: Ca
         if bad.any():
             idx = np.flatnonzero(bad)
             worst = sorted(idx, key=lambda j: -abs(z[j]))[:6]
-            names = ", ".join(f"{spec.conditioning_name} {float(spec.conditioning[j]):.6g}: {w[j]:.4g} vs {doc[j]:.4g}"
+            names = ", ".join(f"{spec.conditioning_name} {float(spec.conditioning[j]):.6g} (sigma={float(spec.sigma[j]):.4g}): "
+                              f"{w[j]:.4g} vs {doc[j]:.4g}"
                               for j in worst)
             failures.append(f"loss weighting differs from the documented one (up to a constant) at {len(idx)} levels "
                             f"(measured vs documented: {names})")
