@@ -31,8 +31,8 @@ def _scheduler(prediction: str = "epsilon"):
 
 def _eps_objective(sch, *, told=lambda t: t, loss=F_nn.mse_loss, randn=None):
     def objective(model, x0, generator):
-        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype) if randn is None else randn(x0)
-        t = torch.randint(0, N_TRAIN, (x0.shape[0],), generator=generator)
+        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device) if randn is None else randn(x0)
+        t = torch.randint(0, N_TRAIN, (x0.shape[0],), generator=generator, device=x0.device)
         return loss(model(sch.add_noise(x0, noise, t), told(t)), noise)
 
     return objective
@@ -90,9 +90,13 @@ def test_model_spec_rejects_bad_declarations():
 
 
 # ------------------------------------------------------------------ verdicts end to end
-def test_the_diffusers_eps_objective_passes_and_names_nothing():
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_diffusers_eps_objective_passes_and_names_nothing(device):
     sch = _scheduler()
-    report = validate_objective(_eps_objective(sch), ddpm_spec(sch, "eps"), **FAST)
+    report = validate_objective(_eps_objective(sch), ddpm_spec(sch, "eps"), **FAST, device=device)
     assert report.passed, report.table()
     assert report.levels_measured == N_TRAIN and report.off_grid == 0
     assert report.quadratic_defect < 1e-4  # float32 loss: ~1e-7 relative round-off

@@ -42,13 +42,15 @@ def default_mixture() -> TwoGaussianMixture:
     return TwoGaussianMixture(1.0, 0.5)
 
 
-def _model_and_data(target, spec: ModelSpec, dtype) -> tuple[torch.nn.Module, Callable, str]:
+def _model_and_data(target, spec: ModelSpec, dtype, device) -> tuple[torch.nn.Module, Callable, str]:
     if isinstance(target, GaussianField):
-        model = FourierLinearModel(spec, target, dtype=dtype)
-        return model, (lambda n, g: target.sample(n, g, dtype=dtype)), f"GaussianField(L={target.L}, d={target.d}, r={target.r})"
+        model = FourierLinearModel(spec, target, dtype=dtype, device=device)
+        return (model, (lambda n, g: target.sample(n, g, dtype=dtype, device=device)),
+                f"GaussianField(L={target.L}, d={target.d}, r={target.r})")
     if isinstance(target, TwoGaussianMixture):
-        model = TwoPeakModel(spec, target, dtype=dtype)
-        return model, (lambda n, g: target.sample((n, 8, 8), g, dtype=dtype)), f"TwoGaussianMixture(mu={target.mu}, s={target.s})"
+        model = TwoPeakModel(spec, target, dtype=dtype, device=device)
+        return (model, (lambda n, g: target.sample((n, 8, 8), g, dtype=dtype, device=device)),
+                f"TwoGaussianMixture(mu={target.mu}, s={target.s})")
     raise TypeError(f"target must be a GaussianField or a TwoGaussianMixture, got {type(target).__name__}")
 
 
@@ -89,6 +91,7 @@ def validate_objective(
     documented_weighting: Callable[[ModelSpec], torch.Tensor] | None = None,
     documented_density: Callable[[ModelSpec], torch.Tensor] | None = None,
     dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
 ) -> ObjectiveReport:
     """Validate a training objective against the exact optimum (THEORY 9).
 
@@ -103,6 +106,7 @@ def validate_objective(
     alpha : false-failure rate of a correct objective (Bonferroni over the tests made).
     documented_weighting : ``spec -> (n_levels,)`` loss weight per level in the model-output space, to compare.
     documented_density : ``spec -> (n_levels,)`` probability of each conditioning value, to compare.
+    dtype, device : of the data, the model and the generator (float64 on CPU is the reference).
 
     Returns an :class:`ObjectiveReport`; ``.passed`` is the verdict and failure messages name the levels
     and modes where the implied denoiser is off.
@@ -117,8 +121,11 @@ def validate_objective(
     if alpha >= 1:
         raise ValueError(f"alpha must lie in (0, 1), got alpha={alpha}")
     target = default_field() if target is None else target
-    model, sample_x0, target_name = _model_and_data(target, spec, dtype)
-    generator = torch.Generator().manual_seed(int(seed))
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    device = torch.device(device)
+    model, sample_x0, target_name = _model_and_data(target, spec, dtype, device)
+    generator = torch.Generator(device=device).manual_seed(int(seed))
     fit = fit_quadratic(objective, model, sample_x0, n_batches=n_batches, batch_size=batch_size, generator=generator)
     cmp = compare_denoiser(fit, spec, model.exact_coefficients(), model.feature_scales())
     labels = model.mode_labels()
