@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from critdiff_ref import cli
 from critdiff_ref.objective.mutants import correct_cases, planted_bugs, power_matrix
