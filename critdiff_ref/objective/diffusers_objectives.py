@@ -117,7 +117,9 @@ def flow_match_case(weighting_scheme: str = "logit_normal", *, scheduler=None) -
         loss = torch.mean((weighting.float() * (pred.float() - target.float()) ** 2).reshape(x0.shape[0], -1), 1)
         return loss.mean()
 
-    return Case(f"flow-match-{weighting_scheme.replace('_', '-')}", objective, flow_match_spec(sch), sd3_weighting(weighting_scheme),
+    shift = float(getattr(sch, "shift", 1.0))
+    suffix = "" if shift == 1.0 else f"-shift-{shift:g}"
+    return Case(f"flow-match-{weighting_scheme.replace('_', '-')}{suffix}", objective, flow_match_spec(sch), sd3_weighting(weighting_scheme),
                 sd3_density(weighting_scheme, n))
 
 
@@ -185,9 +187,17 @@ DIFFUSERS_CASES: dict[str, Callable[[], Case]] = {
     "flow-match-logit-normal": lambda: flow_match_case("logit_normal"),
     "flow-match-mode": lambda: flow_match_case("mode"),
     "flow-match-cosmap": lambda: flow_match_case("cosmap"),
+    "flow-match-logit-normal-shift-3": lambda: flow_match_case("logit_normal", scheduler=_flow_shifted(3.0)),
     "edm-euler": lambda: edm_case(),
     "euler-edm-style-eps": lambda: euler_edm_style_case(),
 }
+
+
+def _flow_shifted(shift: float):
+    """SD3's scheduler configuration: ``FlowMatchEulerDiscreteScheduler(shift=3.0)``."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
 
 
 def _v_scheduler():
