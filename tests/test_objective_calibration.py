@@ -1,6 +1,6 @@
 """False-failure rate of the objective validator (THEORY 9): at significance alpha = 0.05 a correct
 objective fails in about 5 % of independent seeds (the Bonferroni split makes it at most alpha up to the
-first-order error of the sandwich standard error)."""
+small-sample error of the jackknife standard error)."""
 
 from __future__ import annotations
 

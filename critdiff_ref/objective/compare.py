@@ -2,13 +2,14 @@
 
 The implied denoiser coefficient on feature ``f`` is ``h_f = A [f = 0] + B m_f theta_f``
 (:func:`~.spec.denoiser_affine`, ``m_f`` the feature scale).  Per (level, mode) block the deviation
-``delta = h - h*`` with the sandwich covariance gives Hotelling's ``T^2``; with ``nu`` = batches that
+``delta = h - h*`` with the jackknife covariance gives Hotelling's ``T^2``; with ``nu`` = batches that
 visited the level minus one, ``T^2 (nu - p + 1) / (p nu)`` is F-distributed, mapped to a chi-square
 with ``p`` degrees of freedom.  Sums per level (over modes) and per mode (over levels) are tested at
 significance ``alpha / 4`` each (Bonferroni within each family; the weighting and density tests take
 the other two quarters), so a correct objective fails with probability at most ``alpha`` up to the
-first-order error of the sandwich (chi-square ~1 % hot at 262 samples per level).  The sum over all
-(level, mode) is reported, not tested: with ~10^5 degrees of freedom it resolves that 1 %.
+small-sample error of the covariance estimate (chi-square ~1.5 % hot at 65 samples per level, less with
+more).  The sum over all (level, mode) is reported, not tested: with ~10^5 degrees of freedom it
+resolves a fraction of a per cent.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ __all__ = ["Comparison", "compare_denoiser", "ROUNDOFF", "MIN_SAMPLES"]
 # relative floor on the standard error: float32 losses carry ~1e-7 relative round-off, so a deviation
 # below 1e-6 of the coefficient's size is round-off, not a property of the objective
 ROUNDOFF = 1e-6
-# the sandwich standard error is first order in 1/n: with n samples at a level the chi-square of a
-# correct objective runs ~ 4 / n hot (measured: +5 % at n = 65, +0.1 % at n = 262 on 1000 DDPM levels),
-# so levels with fewer samples are reported but not tested
+# the covariance estimate has a small-sample error: with n samples at a level the chi-square of a correct
+# objective runs hot by ~1 / n (jackknife, measured +1.5 % at n = 65 on 1000 DDPM levels; the first-order
+# sandwich +5 %), so levels with fewer samples than this are reported but not tested
 MIN_SAMPLES = 100
 
 
