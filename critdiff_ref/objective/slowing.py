@@ -34,7 +34,8 @@ OPTIMIZERS = ("sgd", "momentum", "adam")
 @dataclass(frozen=True)
 class SlowingResult:
     """Steps to accuracy of the slowest nonzero mode per ``L``, the THEORY 3 count for the measured
-    curvatures (SGD only), THEORY 3's count for SGD with the exact ``C_t(k)``, and the log-log slopes
+    curvatures (SGD only), THEORY 3's count for SGD with the exact ``C_t(k)`` (at this ``lr``; at
+    ``eta = 1 / max C`` for the other optimisers, as the reference), and the log-log slopes
     (dynamic exponents) of the measured and the theory counts."""
 
     L: tuple[int, ...]
@@ -110,7 +111,7 @@ def training_steps(
         # one parameter per pair {k, -k}: its curvature counts both modes (self-conjugate modes once)
         multiplicity = torch.bincount(model.mode_class.reshape(-1)).to(torch.float64)
         C = (multiplicity * (spec.alpha[level] ** 2 * model.mode_variances() + spec.sigma[level] ** 2))[keep]
-        exact.append(int(np.max(one_layer_steps((C / C.max()).numpy(), lr, eps))))
+        exact.append(int(np.max(one_layer_steps((C / C.max()).numpy(), lr if optimizer == "sgd" else 1.0, eps))))
     logL = np.log(np.asarray(L_values, dtype=np.float64))
     exponent = float(np.polyfit(logL, np.log(slowest), 1)[0])
     th_exp = float(np.polyfit(logL, np.log(theory), 1)[0]) if optimizer == "sgd" else float("nan")
