@@ -83,7 +83,9 @@ def density_check(fit: QuadraticFit, spec: ModelSpec, documented: Callable | Non
     counts = fit.counts.numpy()
     n = counts.sum()
     if documented is None:
-        return {"failures": [], "summary_dict": {"visited_levels": int((counts > 0).sum())}}
+        visited = int((counts > 0).sum())
+        return {"failures": [], "summary_dict": {"visited_levels": visited,
+                                                 "summary": f"{visited} of {spec.n_levels} values visited, no documented density given"}}
     p = _documented(documented, spec, "density")
     if not np.isclose(p.sum(), 1.0, atol=1e-6):
         raise ValueError(f"documented density must sum to 1 over the conditioning values, got {p.sum():.6g}")
