@@ -50,6 +50,16 @@ def test_adam_removes_the_L_dependence_for_the_denoiser_parametrisation():
     assert abs(result.exponent) < 0.3
 
 
+def test_a_user_optimiser_factory_is_run_as_given():
+    objective, spec = _case("x0")
+    sgd = training_steps(objective, spec, (8, 12), optimizer="sgd", lr=0.5)
+    # the same SGD built by the user (curvatures normalised to max 1, so lr 0.5 is lr 0.5 / max H)
+    own = training_steps(objective, spec, (8, 12), optimizer=lambda params: torch.optim.SGD(params, lr=0.5))
+    assert own.slowest_steps == sgd.slowest_steps  # deterministic: the same recursion step for step
+    with pytest.raises(TypeError, match="torch.optim.Optimizer"):
+        training_steps(objective, spec, (8, 12), optimizer=lambda params: None)
+
+
 def test_bad_arguments_name_the_parameter():
     objective, spec = _case("eps")
     with pytest.raises(ValueError, match="optimizer"):

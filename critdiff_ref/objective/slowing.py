@@ -16,6 +16,7 @@ out: its rate depends on ``sigma``, not on ``L``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -50,10 +51,14 @@ class SlowingResult:
     theory_exponent: float
 
 
-def _run(H: torch.Tensor, target: torch.Tensor, optimizer: str, lr: float, eps: float, max_steps: int) -> np.ndarray:
+def _run(H: torch.Tensor, target: torch.Tensor, optimizer, lr: float, eps: float, max_steps: int) -> np.ndarray:
     """Per-mode steps until ``|theta - theta*| / |theta*|`` stays below ``eps`` (``max_steps + 1``: never)."""
     theta = torch.zeros_like(target, requires_grad=True)
-    if optimizer == "adam":
+    if callable(optimizer):
+        opt = optimizer([theta])
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise TypeError(f"optimizer(params) must return a torch.optim.Optimizer, got {type(opt).__name__}")
+    elif optimizer == "adam":
         opt = torch.optim.Adam([theta], lr=lr)
     else:
         opt = torch.optim.SGD([theta], lr=lr / float(H.max()), momentum=0.9 if optimizer == "momentum" else 0.0)
@@ -77,7 +82,7 @@ def training_steps(
     L_values: tuple[int, ...] = (8, 12, 16, 24),
     *,
     level: int = 0,
-    optimizer: str = "sgd",
+    optimizer: str | Callable[[list], torch.optim.Optimizer] = "sgd",
     lr: float = 1.0,
     eps: float = 1e-2,
     max_steps: int = 20000,
@@ -86,8 +91,10 @@ def training_steps(
     seed: int = 0,
 ) -> SlowingResult:
     """Steps to accuracy ``eps`` vs ``L`` at criticality (``d = 2``, ``r = 0``) for the objective's quadratic
-    form at conditioning index ``level`` (THEORY 3).  ``lr``: SGD/momentum in units of ``1 / max H``; Adam absolute."""
-    if optimizer not in OPTIMIZERS:
+    form at conditioning index ``level`` (THEORY 3).  ``optimizer``: one of :data:`OPTIMIZERS` (``lr``: SGD and
+    momentum in units of ``1 / max H``, where ``max H`` is normalised to 1; Adam absolute) or your own
+    ``params -> torch.optim.Optimizer`` (the curvatures are normalised so that ``max_k H_k = 1``)."""
+    if not callable(optimizer) and optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     if not 0 <= level < spec.n_levels:
         raise ValueError(f"level must lie in [0, {spec.n_levels - 1}], got level={level}")
@@ -115,5 +122,6 @@ def training_steps(
     logL = np.log(np.asarray(L_values, dtype=np.float64))
     exponent = float(np.polyfit(logL, np.log(slowest), 1)[0])
     th_exp = float(np.polyfit(logL, np.log(theory), 1)[0]) if optimizer == "sgd" else float("nan")
-    return SlowingResult(tuple(int(L) for L in L_values), optimizer, float(lr), float(eps), int(level),
+    name = optimizer if isinstance(optimizer, str) else getattr(optimizer, "__name__", "custom")
+    return SlowingResult(tuple(int(L) for L in L_values), name, float(lr), float(eps), int(level),
                          tuple(slowest), tuple(theory), tuple(exact), exponent, th_exp)
