@@ -77,7 +77,7 @@ def compare_denoiser(fit: QuadraticFit, spec: ModelSpec, exact: torch.Tensor, fe
     floor = ROUNDOFF * (A_f.abs() + (J * fit.theta).abs() + exact.abs())
     cov_h = cov_h + torch.diag_embed(floor**2)
     delta = implied - exact
-    nu = (fit.batches_visited - 1).reshape(-1, 1).expand(delta.shape[:2])
+    nu = (fit.groups_visited - 1).reshape(-1, 1).expand(delta.shape[:2])
     enough = (fit.counts >= MIN_SAMPLES).reshape(-1, 1)
     measured_block = torch.isfinite(delta).all(-1) & (nu >= F + 1) & enough
     eye = torch.eye(F, dtype=torch.float64)

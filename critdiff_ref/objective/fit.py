@@ -25,16 +25,18 @@ Objective = Callable[[torch.nn.Module, torch.Tensor, torch.Generator], torch.Ten
 
 @dataclass(frozen=True)
 class QuadraticFit:
-    """The minimiser ``theta (n_levels, n_modes, F)``, its (jackknife) covariance ``(n_levels, n_modes, F, F)``, the
-    summed curvature ``H``, per-group curvature and counts, per-level visit counts and groups visited, off-grid calls and the quadratic defect."""
+    """The minimiser ``theta (n_levels, n_modes, F)`` and its jackknife covariance ``(n_levels, n_modes, F, F)``;
+    the summed curvature ``H``; per group of batches the curvature diagonal ``(groups, n_levels, n_modes, F)``
+    and the visit counts ``(groups, n_levels)``; per level the samples and the groups that visited it;
+    the off-grid calls and the quadratic defect."""
 
     theta: torch.Tensor
     cov: torch.Tensor
     curvature: torch.Tensor
-    curvature_batches: torch.Tensor
-    counts_batches: torch.Tensor
+    curvature_groups: torch.Tensor
+    counts_groups: torch.Tensor
     counts: torch.Tensor
-    batches_visited: torch.Tensor
+    groups_visited: torch.Tensor
     n_batches: int
     batch_size: int
     off_grid: int
@@ -176,7 +178,7 @@ def fit_quadratic(
     cov = torch.where(ok[..., None, None], cov, torch.full_like(cov, float("nan")))
     theta = torch.where(ok[..., None], theta, torch.full_like(theta, float("nan")))
     return QuadraticFit(
-        theta=theta, cov=cov, curvature=S_H, curvature_batches=H_all.diagonal(dim1=-2, dim2=-1), counts_batches=group_counts,
-        counts=model.counts.clone(), batches_visited=n_vis, n_batches=n_batches, batch_size=batch_size,
+        theta=theta, cov=cov, curvature=S_H, curvature_groups=H_all.diagonal(dim1=-2, dim2=-1), counts_groups=group_counts,
+        counts=model.counts.clone(), groups_visited=n_vis, n_batches=n_batches, batch_size=batch_size,
         off_grid=model.off_grid, off_grid_values=tuple(model.off_grid_values), quadratic_defect=defect,
     )

@@ -34,8 +34,8 @@ def _documented(fn, spec: ModelSpec, what: str) -> np.ndarray:
 def measured_weighting(fit: QuadraticFit, spec: ModelSpec, model, documented: Callable | None, alpha: float) -> dict:
     """Per-level weight in the model-output space (relative), its standard error, and the comparison."""
     K = (spec.input_scale**2 * model.input_power()).numpy()  # (levels,)
-    H_b = fit.curvature_batches[..., 0].sum(-1).numpy()  # (batches, levels)
-    n_b = fit.counts_batches.numpy()
+    H_b = fit.curvature_groups[..., 0].sum(-1).numpy()  # (groups, levels)
+    n_b = fit.counts_groups.numpy()
     den = (n_b * K).sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         w = H_b.sum(0) / den
