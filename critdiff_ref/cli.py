@@ -44,6 +44,8 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("cumulants", "critdiff_ref.report.learned",
      "learned cumulants: a trained score MLP vs exact kappa_2..kappa_8 under VE and VP (THEORY 6)"),
     ("sweep", "critdiff_ref.sweep.cli", "run a sweep spec (phi4 / validate / report grids) on Ray or a process pool"),
+    ("objective", "critdiff_ref.objective.cli",
+     "validate training objectives (eps, v, flow matching, EDM; --mutants) against the exact optimum"),
 ]
 
 DEFAULT_COMMAND = "validate"

@@ -18,7 +18,7 @@ from critdiff_ref import _moved
 PACKAGE = Path(critdiff_ref.__file__).parent
 ROOT_MODULES = {"__init__", "_args", "_io", "_moved", "_progress", "_threads", "cli", "errors", "lattice", "observables", "processes", "scores",
                 "strategies", "testing"}
-PACKAGES = {"phi4", "report", "samplers", "targets", "theory", "sweep", "thermo", "trainers", "validate"}
+PACKAGES = {"objective", "phi4", "report", "samplers", "targets", "theory", "sweep", "thermo", "trainers", "validate"}
 
 
 def _modules() -> dict[str, Path]:
