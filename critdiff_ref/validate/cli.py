@@ -14,13 +14,19 @@ import warnings
 
 from .. import _io
 from ..targets import GaussianField
-from .core import N_SAMPLES, TARGETS, validate_runner
+from .core import N_SAMPLES, TARGETS, ArgumentError, check_validate_args, validate_runner
+from .libraries.registry import library_adaptive_rows, library_available, library_runners
 from .references import reference_samplers
-from .registry import adapter_names, default_diffusers, make_runner
+from .registry import LIBRARIES, adapter_names, default_diffusers, make_runner
+from .report import Report
 from .runners.execute import field_label
 
 __all__ = ["add_validate_parser", "run_validate", "work_validate", "DEFAULT_DIFFUSERS", "default_runners", "convergence_table",
-           "format_convergence_table"]
+           "format_convergence_table", "library_notes", "adaptive_reports", "check_cli_args", "FLAGS"]
+
+# validate()'s parameters as the command line spells them (error messages name what the user typed)
+FLAGS = {"steps": "--steps", "rtol": "--rtol", "n_samples": "--n-samples", "targets": "--targets"}
+INSTALL_LIBRARIES = "pip install 'critdiff-ref[libraries]'"
 
 # the default diffusers configs as this module was imported (default_runners reads the registry live)
 DEFAULT_DIFFUSERS = default_diffusers()
@@ -55,6 +61,40 @@ def default_runners(include_diffusers: bool = True) -> tuple[list, str]:
                 continue
             runners.append(make_runner(scheduler, "diffusers", prediction_type=pred, name=label))
     return runners, note
+
+
+def library_notes() -> list[str]:
+    """One line per solver library of the registry (:data:`.registry.LIBRARIES`) that is not installed."""
+    return [f"{lib}: not installed: {INSTALL_LIBRARIES}" for lib in LIBRARIES if not library_available(lib)]
+
+
+def adaptive_reports(rows=None) -> list[Report]:
+    """The adaptive-solver rows (:func:`.libraries.library_adaptive_rows`) as one :class:`Report` per
+    ``library[method]`` (the rows' name prefix before ``/adaptive``), in the rows' order."""
+    reports: dict[str, Report] = {}
+    for row in library_adaptive_rows() if rows is None else rows:
+        label = row.name.split("/adaptive")[0]
+        reports.setdefault(label, Report(label, "adaptive")).results.append(row)
+    return list(reports.values())
+
+
+def check_cli_args(args: argparse.Namespace) -> tuple[int, ...]:
+    """``critdiff validate``'s arguments, checked before any work: ValueError naming the flag as typed."""
+    try:
+        steps, _ = check_validate_args(args.steps, args.targets, args.rtol, args.n_samples)
+    except ArgumentError as err:
+        flag = FLAGS[err.parameter]
+        typed = getattr(args, err.parameter)
+        typed = " ".join(map(str, typed)) if isinstance(typed, (list, tuple)) else typed
+        raise ValueError(f"{flag} {typed}: {err}") from None
+    if args.order is not None and not (math.isfinite(args.order) and args.order > 0):
+        raise ValueError(f"--order {args.order}: the documented order must be a number > 0")
+    if getattr(args, "libraries", False) and args.sampler is not None:
+        raise ValueError(f"--libraries adds the solver-library samplers to the default list; it cannot be combined "
+                         f"with a sampler ({args.sampler})")
+    _io.check_output_dir(args.plots, "--plots")
+    _io.check_output_file(args.json, "--json")
+    return steps
 
 
 def convergence_table(runners, field=None, steps=(10, 20, 50, 100), n_samples: int = 2000) -> list[dict]:
@@ -118,6 +158,9 @@ def add_validate_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--n-samples", type=int, default=N_SAMPLES, help="Monte Carlo samples for stochastic samplers (>= 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--no-diffusers", action="store_true", help="with no sampler: skip the diffusers schedulers")
+    p.add_argument("--libraries", action="store_true",
+                   help="with no sampler: also the torchdiffeq / torchsde / flow_matching samplers and the adaptive "
+                        "solvers' checks (docs/guides/libraries.md; each library when installed)")
     p.add_argument("--strict", action="store_true",
                    help="with no sampler: a failing diffusers scheduler fails the run (by default its failures are "
                         "documented findings that do not count)")
@@ -180,13 +223,14 @@ def work_validate(args: argparse.Namespace) -> int:
 
 def run_validate(args: argparse.Namespace) -> int:
     t0 = time.time()
-    steps = tuple(args.steps)
-    _io.check_output_dir(args.plots, "--plots")
-    if args.sampler is not None and os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())  # the current folder is importable, as for `python -m`
+    steps = check_cli_args(args)
     if args.sampler is None:
         runners, note = default_runners(include_diffusers=not args.no_diffusers)
         n_ref = sum(r.adapter != "diffusers" for r in runners)  # ours come first
+        if getattr(args, "libraries", False):  # counted like ours: documented orders, correct samplers
+            runners[n_ref:n_ref] = [r for _, r in library_runners()]
+            n_ref = sum(r.adapter != "diffusers" for r in runners)
+            note = "\n".join(n for n in [note, *library_notes()] if n)
     else:
         runners = [make_runner(args.sampler, args.adapter, prediction_type=args.prediction_type, order=args.order)]
         note, n_ref = "", 1
@@ -208,6 +252,11 @@ def run_validate(args: argparse.Namespace) -> int:
                                       n_samples=args.n_samples, seed=args.seed)
             reports.append(rep)
             print(rep.table() if args.verbose else _summary_line(rep), flush=True)
+        if getattr(args, "libraries", False):  # adaptive solvers: error vs tolerance, NFE vs tolerance and L
+            for rep in adaptive_reports():
+                reports.insert(n_ref, rep)
+                n_ref += 1
+                print(rep.table() if args.verbose else _summary_line(rep), flush=True)
     if note:
         print(note)
     print(f"{sum(r.passed for r in reports)}/{len(reports)} samplers passed in {time.time() - t0:.0f} s "

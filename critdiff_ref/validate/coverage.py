@@ -25,7 +25,9 @@ from .. import _io
 from ..targets import GaussianField
 from .core import validate, validate_runner
 from .checks.order import probed_weak_order_row
-from .registry import catalogued_classes, known_gaps, not_applicable
+from .libraries.registry import format_library_table, library_adaptive_rows, library_available, library_table
+from .registry import LIBRARIES, catalogued_classes, known_gaps, not_applicable
+from .report import Report
 from .runners.kdiffusion import KDIFFUSION_SAMPLERS, kdiffusion_runner
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "kdiffusion_table",
     "format_kdiffusion_table",
     "add_coverage_parser",
+    "check_coverage_args",
     "run_coverage",
 ]
 
@@ -240,27 +243,64 @@ def format_kdiffusion_table(rows: list[dict], steps=(10, 20, 50, 100)) -> str:
 def add_coverage_parser(sub):
     """``critdiff coverage``: every diffusers scheduler class (and config variant) validated or named n/a."""
     p = sub.add_parser("coverage", help="validate every diffusers scheduler class (docs/results/coverage.md)")
-    p.add_argument("--names", nargs="+", default=None, help="scheduler classes (default: all exported)")
+    p.add_argument("--names", nargs="+", default=None, help="scheduler classes (default: all exported; --list shows them)")
+    p.add_argument("--list", action="store_true", help="print the scheduler classes and solver libraries, then exit")
     p.add_argument("--variants", action="store_true", help="also the config variants that change the maths")
     p.add_argument("--kdiffusion", action="store_true", help="print the k-diffusion table instead")
+    p.add_argument("--libraries", action="store_true",
+                   help="print the solver-library table (torchdiffeq, torchsde, flow_matching) and the adaptive "
+                        "solvers' checks instead")
     p.add_argument("--steps", type=int, nargs=2, default=[50, 100], help="two increasing step counts")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the rows as JSON")
     return p
 
 
+def check_coverage_args(args) -> tuple[int, int]:
+    """The arguments of ``critdiff coverage``, checked before any work: ValueError naming the flag as typed."""
+    _io.check_output_file(args.json, "--json")
+    steps = tuple(args.steps)
+    if any(n < 1 for n in steps) or steps[0] >= steps[1]:
+        raise ValueError(f"--steps {' '.join(map(str, steps))}: two strictly increasing step counts >= 1 are needed")
+    if sum(map(bool, (args.kdiffusion, args.libraries))) > 1:
+        raise ValueError("--kdiffusion and --libraries each print their own table: give one of them")
+    if args.names is not None:
+        if args.kdiffusion or args.libraries:
+            raise ValueError("--names selects diffusers scheduler classes; it cannot be combined with "
+                             f"{'--kdiffusion' if args.kdiffusion else '--libraries'}")
+        import diffusers  # noqa: F401 - a missing diffusers is one line (ImportError is not a usage error)
+
+        known = set(exported_schedulers()) | set(not_applicable())
+        bad = [n for n in args.names if n not in known]
+        if bad:
+            raise ValueError(f"--names {' '.join(bad)}: not a scheduler class of diffusers {diffusers.__version__} "
+                             "(critdiff coverage --list shows them)")
+    return steps
+
+
 def run_coverage(args) -> int:
     """Print the coverage table; exit 1 if a class exported by diffusers is missing from the registry."""
-    _io.check_output_file(args.json, "--json")  # before the run, not after minutes of it
-    steps = tuple(args.steps)
+    steps = check_coverage_args(args)  # before the run, not after minutes of it
+    if args.list:
+        print("diffusers scheduler classes: " + " ".join(sorted(set(exported_schedulers()) | set(not_applicable()))))
+        print("solver libraries: " + " ".join(f"{lib} ({'installed' if library_available(lib) else 'not installed'})"
+                                              for lib in LIBRARIES))
+        return 0
     if args.kdiffusion:
         rows = kdiffusion_table()
         print(format_kdiffusion_table(rows))
+    elif args.libraries:
+        rows, code = _library_coverage()
+        if args.json:
+            _io.atomic_write_text(args.json, _io.strict_json(rows, default=str))
+        return code
     else:
         def progress(row):
             print(f"  {row['scheduler']} {row['variant'] or 'default'}: {row['status']}", file=sys.stderr, flush=True)
 
         rows = coverage_rows(args.names, variants=args.variants, steps=steps, progress=progress)
         print(format_coverage_table(rows, steps))
+        print("solver libraries (critdiff coverage --libraries): " + ", ".join(
+            f"{lib} ({'installed' if library_available(lib) else 'not installed'})" for lib in LIBRARIES))
         new = sorted(set(exported_schedulers()) - set(catalogued_classes()))
         if new and args.names is None:
             print(f"classes not in the catalogue (a new diffusers release?): {new}")
@@ -268,3 +308,18 @@ def run_coverage(args) -> int:
     if args.json:  # strict JSON (NaN as null with a reason), written atomically
         _io.atomic_write_text(args.json, _io.strict_json(rows, default=str))
     return 0
+
+
+def _library_coverage() -> tuple[dict, int]:
+    """``--libraries``: the solver-library table and the adaptive checks, printed; ``(rows for JSON, exit code)``."""
+    table = library_table()
+    print(format_library_table(table))
+    adaptive = library_adaptive_rows()
+    if adaptive:
+        print()
+        print(Report("adaptive solvers", "adaptive", results=adaptive).table())
+    missing = [lib for lib in LIBRARIES if not library_available(lib)]
+    for lib in missing:
+        print(f"{lib}: not installed: pip install 'critdiff-ref[libraries]'")
+    failed = any(r["failed"] for r in table) or any(r.passed is False for r in adaptive)
+    return {"libraries": table, "adaptive": [r.to_dict() for r in adaptive], "not_installed": missing}, int(failed)

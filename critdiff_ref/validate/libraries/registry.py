@@ -8,17 +8,15 @@ import importlib.util
 
 from ...targets import GaussianField
 from ..core import validate
-from ..registry import make_runner
+from ..registry import LIBRARIES, make_runner
 from .adaptive import adaptive_checks
 from .flow_matching_ode import PATH_SCHEDULERS, flow_matching_sample
 from .odeint import ADAPTIVE_ERROR_ORDERS, FIXED_STEP_ORDERS, odeint_probability_flow
 from .sdeint import SDE_METHODS, sdeint_reverse_sde
 
-__all__ = ["LIBRARIES", "library_available", "library_runners", "library_adaptive_rows", "library_table",
+__all__ = ["library_available", "library_runners", "library_adaptive_rows", "library_table",
            "format_library_table"]
 
-# extra name in pyproject -> importable module
-LIBRARIES = {"torchdiffeq": "torchdiffeq", "torchsde": "torchsde", "flow-matching": "flow_matching"}
 # flow_matching paths validated by default: the ones with exact ends (VP's start floor is not the solver's error)
 FLOW_MATCHING_PATHS = tuple(k for k, v in PATH_SCHEDULERS.items() if v[2])
 # fixed-step methods run on flow_matching paths; "rk4" and "heun*" evaluate the velocity at tau = 1, where the
@@ -27,7 +25,7 @@ FLOW_MATCHING_METHODS = {"linear_vp": ("euler", "midpoint")}
 
 
 def library_available(library: str) -> bool:
-    """Whether the optional solver library (a key of :data:`LIBRARIES`) is importable."""
+    """Whether the optional solver library (a key of the registry's :data:`..registry.LIBRARIES`) is importable."""
     if library not in LIBRARIES:
         raise ValueError(f"library must be one of {tuple(LIBRARIES)}, got library={library!r}")
     return importlib.util.find_spec(LIBRARIES[library]) is not None

@@ -17,9 +17,11 @@ Conventions (those of :mod:`critdiff_ref.validate.runners`):
 - ``"velocity"``: ``sampler(velocity, x_1, sigmas) -> x_0`` with the rectified-flow velocity and uniform
   ``sigmas`` from 1 to 0 (flow matching, :mod:`critdiff_ref.validate.runners.velocity`).
 
-Registry entries are :class:`Entry` ``(sampler, adapter, description, options)``; ``options`` are
+Registry entries are :class:`Entry` ``(sampler, adapter, description, options, caught_by)``; ``options`` are
 the ``validate()`` keyword arguments the sampler is written for (its documented ``order``, and
-``process=VP()`` for the samplers whose formulas hold for VP only).
+``process=VP()`` for the samplers whose formulas hold for VP only); they take precedence over the power
+matrix's settings.  The planted bugs of the solver-library samplers are in the same format
+(:data:`LIBRARY_MUTANTS`, needing :data:`MUTANT_LIBRARIES`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ from typing import Callable, NamedTuple
 from ...processes import VP
 from ...samplers import probability_flow, reverse_sde
 from ...samplers.sde_schemes import reverse_sde_heun
+from ..libraries.mutants import (
+    flow_matching_time_swapped,
+    odeint_drift_sign_flipped,
+    odeint_fixed_atol,
+    sdeint_diffusion_squared,
+    sdeint_score_at_reverse_time,
+)
 from ..references import edm_euler
 from .samplers import (
     mut_ddim_abar_swapped,
@@ -55,16 +64,18 @@ from .samplers import (
 )
 from .schedulers import DDIMLikeScheduler, DDIMLikeSchedulerPrevIndexBug, LCMLikeScheduler, LCMLikeSchedulerRenoiseBug
 
-__all__ = ["Entry", "MUTANTS", "CORRECT", "PARENTS"]
+__all__ = ["Entry", "MUTANTS", "CORRECT", "PARENTS", "LIBRARY_MUTANTS", "MUTANT_LIBRARIES"]
 
 
 class Entry(NamedTuple):
-    """A registry row: the sampler, its adapter name, one line on what it is, and validate() options."""
+    """A registry row: the sampler, its adapter name, one line on what it is, validate() options, and (planted bugs)
+    the kind of check that must catch it (``""``: any)."""
 
     sampler: Callable
     adapter: str
     description: str
     options: dict = {}
+    caught_by: str = ""
 
 
 _VP = {"process": VP()}
@@ -148,4 +159,34 @@ CORRECT: dict[str, Entry] = {
     "lcm_scheduler": Entry(LCMLikeScheduler, "diffusers", "diffusers-like LCM scheduler (parent of lcm_*)", {"order": 1.0}),
     "ref_flow_euler_sd3": Entry(ref_flow_euler_sd3, "velocity", "reference flow-matching Euler, SD3 shift 3 (parent of flow_*)",
                                 {"order": 1.0}),
+}
+
+# planted bugs in samplers built on the solver libraries (validate.libraries.mutants); ``caught_by`` names the check
+# kind that must catch the bug.  "adaptive": run through adaptive_checks(options["method"], sampler=...), not validate()
+LIBRARY_MUTANTS: dict[str, Entry] = {
+    "odeint_drift_sign_flipped": Entry(
+        odeint_drift_sign_flipped, "score", "torchdiffeq odeint (RK4) on the PF-ODE with the drift negated",
+        {"order": 4.0, "sampler_kwargs": {"method": "rk4"}}, "covariance"),
+    "sdeint_diffusion_squared": Entry(
+        sdeint_diffusion_squared, "score", "torchsde sdeint (Euler) with g^2 handed over as the diffusion",
+        {"order": 1.0, "sampler_kwargs": {"method": "euler"}}, "covariance"),
+    "sdeint_score_at_reverse_time": Entry(
+        sdeint_score_at_reverse_time, "score", "torchsde sdeint (Euler) with the score at torchsde's time u, not T - u",
+        {"order": 1.0, "sampler_kwargs": {"method": "euler"}}, "covariance"),
+    # invisible on Gaussians (the swapped ODE has the right Gaussian end law): the two-peak mixture catches it
+    "flow_matching_time_swapped": Entry(
+        flow_matching_time_swapped, "velocity", "flow_matching ODESolver (midpoint) with t = 0 and t = 1 swapped",
+        {"order": 2.0, "sampler_kwargs": {"method": "midpoint"}, "targets": ("gaussian", "mixture")}, "kappa_2"),
+    "odeint_fixed_atol": Entry(
+        odeint_fixed_atol, "adaptive", "adaptive torchdiffeq PF-ODE (dopri5) forwarding rtol but keeping atol = 1e-3",
+        {"method": "dopri5"}, "tolerance"),
+}
+
+# planted bug -> the solver libraries (keys of the registry's LIBRARIES) it needs
+MUTANT_LIBRARIES: dict[str, tuple[str, ...]] = {
+    "odeint_drift_sign_flipped": ("torchdiffeq",),
+    "sdeint_diffusion_squared": ("torchsde",),
+    "sdeint_score_at_reverse_time": ("torchsde",),
+    "flow_matching_time_swapped": ("flow-matching", "torchdiffeq"),
+    "odeint_fixed_atol": ("torchdiffeq",),
 }
