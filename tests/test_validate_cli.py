@@ -158,10 +158,10 @@ def test_mutants_catalogue_has_the_library_bugs_exactly_when_installed():
 
 
 def test_adaptive_reports_group_the_rows_by_library_and_method():
-    rows = [CheckResult(f"{lib}[dopri5]/adaptive/{k}", 1.0, 1.0, 1.0, "", True)
-            for lib in ("torchdiffeq", "flow_matching") for k in ("tolerance", "nfe_vs_tol")]
+    rows = [CheckResult(f"{lib}[dopri5]/adaptive/{k}", 1.0, 1.0, 1.0, "", True, target=f"{lib}[dopri5]/adaptive",
+                        kind=k) for lib in ("torchdiffeq", "flow_matching") for k in ("tolerance", "nfe_vs_tol")]
     reports = adaptive_reports(rows)
-    assert [r.sampler for r in reports] == ["torchdiffeq[dopri5]", "flow_matching[dopri5]"]
+    assert [r.sampler for r in reports] == ["torchdiffeq[dopri5]/adaptive", "flow_matching[dopri5]/adaptive"]
     assert all(len(r.results) == 2 and r.passed for r in reports)
 
 
@@ -173,6 +173,16 @@ def test_power_matrix_catches_a_library_bug_under_quick_settings():
                         fields=(GaussianField(8, 1, 0.0),), n_samples=1000)
     (name, caught, check, margin), = rows
     assert caught and "/kappa_" in check and margin > 1.0, rows  # the worst two-peak cumulant decides
+
+
+def test_adaptive_rows_carry_structured_fields():
+    pytest.importorskip("torchdiffeq")
+    from critdiff_ref.validate.libraries import adaptive_checks
+
+    rows = adaptive_checks("bosh3", tolerances=(1e-3, 1e-4), sizes=(4, 8))
+    assert [(r.target, r.kind) for r in rows] == [("torchdiffeq[bosh3]/adaptive", k)
+                                                  for k in ("tolerance", "nfe_vs_tol", "nfe_vs_L")]
+    assert all(r.name == f"{r.target}/{r.kind}" for r in rows)
 
 
 def test_power_matrix_runs_the_adaptive_bug_through_the_adaptive_checks():

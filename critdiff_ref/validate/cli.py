@@ -69,12 +69,11 @@ def library_notes() -> list[str]:
 
 
 def adaptive_reports(rows=None) -> list[Report]:
-    """The adaptive-solver rows (:func:`.libraries.library_adaptive_rows`) as one :class:`Report` per
-    ``library[method]`` (the rows' name prefix before ``/adaptive``), in the rows' order."""
+    """The adaptive-solver rows (:func:`.libraries.library_adaptive_rows`) as one :class:`Report` per target
+    (``torchdiffeq[dopri5]/adaptive``), in the rows' order."""
     reports: dict[str, Report] = {}
     for row in library_adaptive_rows() if rows is None else rows:
-        label = row.name.split("/adaptive")[0]
-        reports.setdefault(label, Report(label, "adaptive")).results.append(row)
+        reports.setdefault(row.target, Report(row.target, "adaptive")).results.append(row)
     return list(reports.values())
 
 
