@@ -13,8 +13,7 @@ from critdiff_ref import GaussianField
 from critdiff_ref._user_code import import_object
 from critdiff_ref.cli import main
 from critdiff_ref.validate import CheckResult, Report, validate
-from critdiff_ref.validate.cli import adaptive_reports, library_notes
-from critdiff_ref.validate.libraries import library_available
+from critdiff_ref.validate.libraries import library_adaptive_reports, library_available, library_notes
 from critdiff_ref.validate.mutants import LIBRARY_MUTANTS, MUTANT_LIBRARIES, all_mutants, power_matrix
 from critdiff_ref.validate.registry import LIBRARIES
 from critdiff_ref.validate.runners import load_object
@@ -160,7 +159,7 @@ def test_mutants_catalogue_has_the_library_bugs_exactly_when_installed():
 def test_adaptive_reports_group_the_rows_by_library_and_method():
     rows = [CheckResult(f"{lib}[dopri5]/adaptive/{k}", 1.0, 1.0, 1.0, "", True, target=f"{lib}[dopri5]/adaptive",
                         kind=k) for lib in ("torchdiffeq", "flow_matching") for k in ("tolerance", "nfe_vs_tol")]
-    reports = adaptive_reports(rows)
+    reports = library_adaptive_reports(rows)
     assert [r.sampler for r in reports] == ["torchdiffeq[dopri5]/adaptive", "flow_matching[dopri5]/adaptive"]
     assert all(len(r.results) == 2 and r.passed for r in reports)
 

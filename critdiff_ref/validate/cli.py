@@ -15,18 +15,16 @@ import warnings
 from .. import _io
 from ..targets import GaussianField
 from .core import N_SAMPLES, TARGETS, ArgumentError, check_validate_args, validate_runner
-from .libraries.registry import library_adaptive_rows, library_available, library_runners
+from .libraries.registry import library_adaptive_reports, library_notes, library_runners
 from .references import reference_samplers
-from .registry import LIBRARIES, adapter_names, default_diffusers, make_runner
-from .report import Report
+from .registry import adapter_names, default_diffusers, make_runner
 from .runners.execute import field_label
 
 __all__ = ["add_validate_parser", "run_validate", "work_validate", "DEFAULT_DIFFUSERS", "default_runners", "convergence_table",
-           "format_convergence_table", "library_notes", "adaptive_reports", "check_cli_args", "FLAGS"]
+           "format_convergence_table", "check_cli_args", "FLAGS"]
 
 # validate()'s parameters as the command line spells them (error messages name what the user typed)
 FLAGS = {"steps": "--steps", "rtol": "--rtol", "n_samples": "--n-samples", "targets": "--targets"}
-INSTALL_LIBRARIES = "pip install 'critdiff-ref[libraries]'"
 
 # the default diffusers configs as this module was imported (default_runners reads the registry live)
 DEFAULT_DIFFUSERS = default_diffusers()
@@ -61,20 +59,6 @@ def default_runners(include_diffusers: bool = True) -> tuple[list, str]:
                 continue
             runners.append(make_runner(scheduler, "diffusers", prediction_type=pred, name=label))
     return runners, note
-
-
-def library_notes() -> list[str]:
-    """One line per solver library of the registry (:data:`.registry.LIBRARIES`) that is not installed."""
-    return [f"{lib}: not installed: {INSTALL_LIBRARIES}" for lib in LIBRARIES if not library_available(lib)]
-
-
-def adaptive_reports(rows=None) -> list[Report]:
-    """The adaptive-solver rows (:func:`.libraries.library_adaptive_rows`) as one :class:`Report` per target
-    (``torchdiffeq[dopri5]/adaptive``), in the rows' order."""
-    reports: dict[str, Report] = {}
-    for row in library_adaptive_rows() if rows is None else rows:
-        reports.setdefault(row.target, Report(row.target, "adaptive")).results.append(row)
-    return list(reports.values())
 
 
 def check_cli_args(args: argparse.Namespace) -> tuple[int, ...]:
@@ -252,7 +236,7 @@ def run_validate(args: argparse.Namespace) -> int:
             reports.append(rep)
             print(rep.table() if args.verbose else _summary_line(rep), flush=True)
         if getattr(args, "libraries", False):  # adaptive solvers: error vs tolerance, NFE vs tolerance and L
-            for rep in adaptive_reports():
+            for rep in library_adaptive_reports():
                 reports.insert(n_ref, rep)
                 n_ref += 1
                 print(rep.table() if args.verbose else _summary_line(rep), flush=True)

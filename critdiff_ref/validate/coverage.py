@@ -25,9 +25,8 @@ from .. import _io
 from ..targets import GaussianField
 from .core import validate, validate_runner
 from .checks.order import probed_weak_order_row
-from .libraries.registry import format_library_table, library_adaptive_rows, library_available, library_table
+from .libraries.registry import format_library_table, library_adaptive_reports, library_available, library_notes, library_table
 from .registry import LIBRARIES, catalogued_classes, known_gaps, not_applicable
-from .report import Report
 from .runners.kdiffusion import KDIFFUSION_SAMPLERS, kdiffusion_runner
 
 __all__ = [
@@ -314,12 +313,12 @@ def _library_coverage() -> tuple[dict, int]:
     """``--libraries``: the solver-library table and the adaptive checks, printed; ``(rows for JSON, exit code)``."""
     table = library_table()
     print(format_library_table(table))
-    adaptive = library_adaptive_rows()
-    if adaptive:
+    adaptive = library_adaptive_reports()
+    for rep in adaptive:
         print()
-        print(Report("adaptive solvers", "adaptive", results=adaptive).table())
-    missing = [lib for lib in LIBRARIES if not library_available(lib)]
-    for lib in missing:
-        print(f"{lib}: not installed: pip install 'critdiff-ref[libraries]'")
-    failed = any(r["failed"] for r in table) or any(r.passed is False for r in adaptive)
-    return {"libraries": table, "adaptive": [r.to_dict() for r in adaptive], "not_installed": missing}, int(failed)
+        print(rep.table())
+    notes = library_notes()
+    for line in notes:
+        print(line)
+    failed = any(r["failed"] for r in table) or not all(rep.passed for rep in adaptive)
+    return {"libraries": table, "adaptive": [rep.to_dict() for rep in adaptive], "not_installed": notes}, int(failed)

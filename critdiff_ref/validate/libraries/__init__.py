@@ -10,8 +10,10 @@ from .odeint import ADAPTIVE_ERROR_ORDERS, FIXED_STEP_ORDERS, odeint_probability
 from ..registry import LIBRARIES
 from .registry import (
     format_library_table,
+    library_adaptive_reports,
     library_adaptive_rows,
     library_available,
+    library_notes,
     library_runners,
     library_table,
 )
@@ -37,6 +39,8 @@ __all__ = [
     "AdaptiveProbe",
     "library_runners",
     "library_adaptive_rows",
+    "library_adaptive_reports",
+    "library_notes",
     "library_available",
     "library_table",
     "format_library_table",
