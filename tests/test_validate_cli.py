@@ -188,3 +188,51 @@ def test_power_matrix_runs_the_adaptive_bug_through_the_adaptive_checks():
     pytest.importorskip("torchdiffeq")
     (name, caught, check, margin), = power_matrix(["odeint_fixed_atol"], include_correct=False)
     assert caught and check.endswith("/tolerance"), (check, margin)
+
+
+def test_validate_libraries_adds_the_library_samplers_and_the_adaptive_reports(monkeypatch, capsys):
+    """`critdiff validate --libraries`: the library runners follow ours and count, each adaptive method is a
+    report, and a library that is not installed is one line (here torchsde, made to look absent)."""
+    pytest.importorskip("torchdiffeq")
+    import critdiff_ref.validate.cli as vcli
+    import critdiff_ref.validate.libraries.registry as libreg
+
+    real_available = libreg.library_available
+    monkeypatch.setattr(libreg, "library_available", lambda lib: lib != "torchsde" and real_available(lib))
+    monkeypatch.setattr(vcli, "reference_samplers", lambda: [])
+    runners = [(n, r) for n, r in libreg.library_runners() if n == "torchdiffeq.odeint[rk4]"]
+    monkeypatch.setattr(vcli, "library_runners", lambda: runners)
+    bad = CheckResult("torchdiffeq[dopri5]/adaptive/tolerance", 50.0, 1.0, 26.0, "bound", False,
+                      target="torchdiffeq[dopri5]/adaptive", kind="tolerance")
+    monkeypatch.setattr(vcli, "library_adaptive_reports", lambda: libreg.library_adaptive_reports([bad]))
+    argv = ["validate", "--libraries", "--no-diffusers", "--targets", "gaussian", "--steps", "10", "20"]
+    assert main(argv) == 1  # the failing adaptive report counts
+    out = capsys.readouterr().out
+    assert "PASS  torchdiffeq.odeint[rk4]" in out
+    assert "FAIL  torchdiffeq[dopri5]/adaptive" in out
+    assert "torchsde: not installed: pip install 'critdiff-ref[libraries]'" in out
+    assert "1/2 samplers passed" in out
+
+
+def test_coverage_libraries_prints_the_table_and_writes_strict_json(monkeypatch, capsys, tmp_path):
+    """`critdiff coverage --libraries`: the library table and the adaptive reports; NaN (no weak order of an ODE
+    sampler's observed order here) is null in the JSON; a failed adaptive check sets exit code 1."""
+    import critdiff_ref.validate.coverage as cov
+    import critdiff_ref.validate.libraries.registry as libreg
+
+    rows = [{"sampler": "torchdiffeq.odeint[euler]", "documented": 1.0, "errors": [0.1, 0.05, 0.02, 0.01],
+             "order": math.nan, "weak_order": None, "failed": []}]
+    monkeypatch.setattr(cov, "library_table", lambda: rows)
+    ok = CheckResult("torchdiffeq[bosh3]/adaptive/nfe_vs_L", 0.1, 0.0, 0.25, "", True,
+                     target="torchdiffeq[bosh3]/adaptive", kind="nfe_vs_L")
+    monkeypatch.setattr(cov, "library_adaptive_reports", lambda: libreg.library_adaptive_reports([ok]))
+    out = tmp_path / "libraries.json"
+    assert main(["coverage", "--libraries", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| torchdiffeq.odeint[euler] |" in text and "torchdiffeq[bosh3]/adaptive" in text
+    doc = _strict_load(out.read_text())
+    assert doc["libraries"][0]["order"] is None and "libraries[0].order" in doc["nulls"]
+    assert doc["adaptive"][0]["results"][0]["kind"] == "nfe_vs_L"
+    bad = ok.__class__(**{**ok.__dict__, "passed": False})
+    monkeypatch.setattr(cov, "library_adaptive_reports", lambda: libreg.library_adaptive_reports([bad]))
+    assert main(["coverage", "--libraries"]) == 1
