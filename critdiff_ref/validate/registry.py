@@ -6,6 +6,8 @@ Everything that lists samplers reads it: the default list of ``critdiff validate
 coverage table (:mod:`.coverage`), the documented orders the runners carry (the order columns), the adapter
 choices of the command line, the pytest plugin and sweeps.  k-diffusion's samplers have their own table
 next to their runner (:data:`critdiff_ref.validate.runners.kdiffusion.KDIFFUSION_SAMPLERS`).
+The general solver libraries (torchdiffeq, torchsde, flow_matching) are :data:`LIBRARIES`; their samplers,
+adaptive checks and planted bugs are in :mod:`.libraries`.
 
 Adding a diffusers scheduler of an existing family is one :data:`DIFFUSERS` entry (``docs/guides/extending.md``).
 A class not listed is still run: its family is read from what it looks like (:func:`consistency_kind`,
