@@ -14,7 +14,15 @@ from critdiff_ref._user_code import import_object
 from critdiff_ref.cli import main
 from critdiff_ref.validate import CheckResult, Report, validate
 from critdiff_ref.validate.libraries import library_adaptive_reports, library_available, library_notes
-from critdiff_ref.validate.mutants import LIBRARY_MUTANTS, MUTANT_LIBRARIES, all_mutants, power_matrix
+from critdiff_ref.validate.mutants import (
+    LIBRARY_CORRECT,
+    LIBRARY_MUTANTS,
+    LIBRARY_NEEDS,
+    LIBRARY_PARENTS,
+    all_correct,
+    all_mutants,
+    power_matrix,
+)
 from critdiff_ref.validate.registry import LIBRARIES
 from critdiff_ref.validate.runners import load_object
 
@@ -149,11 +157,16 @@ def test_missing_libraries_are_one_line_each():
 
 
 def test_mutants_catalogue_has_the_library_bugs_exactly_when_installed():
-    installed = {n for n, libs in MUTANT_LIBRARIES.items() if all(library_available(lib) for lib in libs)}
-    assert set(MUTANT_LIBRARIES) == set(LIBRARY_MUTANTS)
-    assert set(all_mutants()) & set(LIBRARY_MUTANTS) == installed
+    installed = {n for n, libs in LIBRARY_NEEDS.items() if all(library_available(lib) for lib in libs)}
+    assert set(LIBRARY_NEEDS) == set(LIBRARY_MUTANTS) | set(LIBRARY_CORRECT)
+    assert set(all_mutants()) & set(LIBRARY_MUTANTS) == installed & set(LIBRARY_MUTANTS)
+    assert set(all_correct()) & set(LIBRARY_CORRECT) == installed & set(LIBRARY_CORRECT)
+    assert set(LIBRARY_PARENTS) == set(LIBRARY_MUTANTS) and set(LIBRARY_PARENTS.values()) == set(LIBRARY_CORRECT)
     for name, entry in LIBRARY_MUTANTS.items():
         assert entry.description and entry.caught_by, name
+        parent = LIBRARY_CORRECT[LIBRARY_PARENTS[name]]  # same adapter and options: only the planted line differs
+        assert (parent.adapter, parent.options.get("order"), parent.options.get("targets")) == (
+            entry.adapter, entry.options.get("order"), entry.options.get("targets")), name
 
 
 def test_adaptive_reports_group_the_rows_by_library_and_method():
@@ -168,10 +181,11 @@ def test_power_matrix_catches_a_library_bug_under_quick_settings():
     """The entry's own options win over the quick settings: the time swap needs the mixture to be seen."""
     pytest.importorskip("flow_matching")
     pytest.importorskip("torchdiffeq")
-    rows = power_matrix(["flow_matching_time_swapped"], include_correct=False, targets=("gaussian",),
-                        fields=(GaussianField(8, 1, 0.0),), n_samples=1000)
-    (name, caught, check, margin), = rows
+    rows = power_matrix(["flow_matching_time_swapped", "flow_matching.ODESolver[condot,midpoint]"],
+                        targets=("gaussian",), fields=(GaussianField(8, 1, 0.0),), n_samples=1000)
+    (_, caught, check, margin), (_, parent_caught, _, parent_margin) = rows
     assert caught and "/kappa_" in check and margin > 1.0, rows  # the worst two-peak cumulant decides
+    assert not parent_caught and parent_margin <= 1.0, rows
 
 
 def test_adaptive_rows_carry_structured_fields():
@@ -186,8 +200,10 @@ def test_adaptive_rows_carry_structured_fields():
 
 def test_power_matrix_runs_the_adaptive_bug_through_the_adaptive_checks():
     pytest.importorskip("torchdiffeq")
-    (name, caught, check, margin), = power_matrix(["odeint_fixed_atol"], include_correct=False)
-    assert caught and check.endswith("/tolerance"), (check, margin)
+    rows = power_matrix(["odeint_fixed_atol", "torchdiffeq.odeint[dopri5]"])
+    (_, caught, check, margin), (_, parent_caught, _, _) = rows
+    assert caught and check.endswith("/tolerance"), rows
+    assert not parent_caught, rows
 
 
 def test_validate_libraries_adds_the_library_samplers_and_the_adaptive_reports(monkeypatch, capsys):

@@ -21,7 +21,8 @@ Registry entries are :class:`Entry` ``(sampler, adapter, description, options, c
 the ``validate()`` keyword arguments the sampler is written for (its documented ``order``, and
 ``process=VP()`` for the samplers whose formulas hold for VP only); they take precedence over the power
 matrix's settings.  The planted bugs of the solver-library samplers are in the same format
-(:data:`LIBRARY_MUTANTS`, needing :data:`MUTANT_LIBRARIES`).
+(:data:`LIBRARY_MUTANTS`, their parents :data:`LIBRARY_CORRECT`, each needing the libraries in
+:data:`LIBRARY_NEEDS`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Callable, NamedTuple
 from ...processes import VP
 from ...samplers import probability_flow, reverse_sde
 from ...samplers.sde_schemes import reverse_sde_heun
+from ..libraries.flow_matching_ode import flow_matching_sample
 from ..libraries.mutants import (
     flow_matching_time_swapped,
     odeint_drift_sign_flipped,
@@ -39,6 +41,8 @@ from ..libraries.mutants import (
     sdeint_diffusion_squared,
     sdeint_score_at_reverse_time,
 )
+from ..libraries.odeint import odeint_probability_flow
+from ..libraries.sdeint import sdeint_reverse_sde
 from ..references import edm_euler
 from .samplers import (
     mut_ddim_abar_swapped,
@@ -64,7 +68,8 @@ from .samplers import (
 )
 from .schedulers import DDIMLikeScheduler, DDIMLikeSchedulerPrevIndexBug, LCMLikeScheduler, LCMLikeSchedulerRenoiseBug
 
-__all__ = ["Entry", "MUTANTS", "CORRECT", "PARENTS", "LIBRARY_MUTANTS", "MUTANT_LIBRARIES"]
+__all__ = ["Entry", "MUTANTS", "CORRECT", "PARENTS", "LIBRARY_MUTANTS", "LIBRARY_CORRECT", "LIBRARY_PARENTS",
+           "LIBRARY_NEEDS"]
 
 
 class Entry(NamedTuple):
@@ -182,11 +187,37 @@ LIBRARY_MUTANTS: dict[str, Entry] = {
         {"method": "dopri5"}, "tolerance"),
 }
 
-# planted bug -> the solver libraries (keys of the registry's LIBRARIES) it needs
-MUTANT_LIBRARIES: dict[str, tuple[str, ...]] = {
+# the correct library samplers the planted bugs deviate from (the same options, so the same checks run)
+LIBRARY_CORRECT: dict[str, Entry] = {
+    "torchdiffeq.odeint[rk4]": Entry(odeint_probability_flow, "score", "torchdiffeq odeint (RK4) on the PF-ODE",
+                                     {"order": 4.0, "sampler_kwargs": {"method": "rk4"}}),
+    "torchsde.sdeint[euler]": Entry(sdeint_reverse_sde, "score", "torchsde sdeint (Euler) on the reverse SDE",
+                                    {"order": 1.0, "sampler_kwargs": {"method": "euler"}}),
+    "flow_matching.ODESolver[condot,midpoint]": Entry(
+        flow_matching_sample, "velocity", "flow_matching ODESolver (midpoint) on the CondOT path",
+        {"order": 2.0, "sampler_kwargs": {"scheduler": "condot", "method": "midpoint"},
+         "targets": ("gaussian", "mixture")}),
+    "torchdiffeq.odeint[dopri5]": Entry(odeint_probability_flow, "adaptive", "adaptive torchdiffeq PF-ODE (dopri5)",
+                                        {"method": "dopri5"}),
+}
+
+LIBRARY_PARENTS: dict[str, str] = {
+    "odeint_drift_sign_flipped": "torchdiffeq.odeint[rk4]",
+    "sdeint_diffusion_squared": "torchsde.sdeint[euler]",
+    "sdeint_score_at_reverse_time": "torchsde.sdeint[euler]",
+    "flow_matching_time_swapped": "flow_matching.ODESolver[condot,midpoint]",
+    "odeint_fixed_atol": "torchdiffeq.odeint[dopri5]",
+}
+
+# library entry (planted bug or correct sampler) -> the solver libraries (keys of the registry's LIBRARIES) it needs
+LIBRARY_NEEDS: dict[str, tuple[str, ...]] = {
     "odeint_drift_sign_flipped": ("torchdiffeq",),
     "sdeint_diffusion_squared": ("torchsde",),
     "sdeint_score_at_reverse_time": ("torchsde",),
     "flow_matching_time_swapped": ("flow-matching", "torchdiffeq"),
     "odeint_fixed_atol": ("torchdiffeq",),
+    "torchdiffeq.odeint[rk4]": ("torchdiffeq",),
+    "torchsde.sdeint[euler]": ("torchsde",),
+    "flow_matching.ODESolver[condot,midpoint]": ("flow-matching", "torchdiffeq"),
+    "torchdiffeq.odeint[dopri5]": ("torchdiffeq",),
 }

@@ -16,10 +16,11 @@ from ..core import validate
 from ..libraries.adaptive import adaptive_checks
 from ..libraries.registry import library_available
 from ..report import Report
-from .catalogue import CORRECT, LIBRARY_MUTANTS, MUTANT_LIBRARIES, MUTANTS, Entry
+from .catalogue import CORRECT, LIBRARY_CORRECT, LIBRARY_MUTANTS, LIBRARY_NEEDS, MUTANTS, Entry
 
 __all__ = [
     "all_mutants",
+    "all_correct",
     "power_matrix",
     "format_power_matrix",
     "QUICK_SETTINGS",
@@ -28,11 +29,19 @@ __all__ = [
 ]
 
 
+def _installed(entries: dict[str, Entry]) -> dict[str, Entry]:
+    return {name: e for name, e in entries.items() if all(library_available(lib) for lib in LIBRARY_NEEDS[name])}
+
+
 def all_mutants() -> dict[str, Entry]:
     """The planted bugs: :data:`.catalogue.MUTANTS`, then those of the solver libraries that are installed
     (:data:`.catalogue.LIBRARY_MUTANTS`)."""
-    return {**MUTANTS, **{name: entry for name, entry in LIBRARY_MUTANTS.items()
-                          if all(library_available(lib) for lib in MUTANT_LIBRARIES[name])}}
+    return {**MUTANTS, **_installed(LIBRARY_MUTANTS)}
+
+
+def all_correct() -> dict[str, Entry]:
+    """The correct samplers: :data:`.catalogue.CORRECT`, then the library parents whose libraries are installed."""
+    return {**CORRECT, **_installed(LIBRARY_CORRECT)}
 
 
 def _run_entry(name: str, entry: Entry, validate_kwargs: dict) -> Report:
@@ -50,13 +59,13 @@ def power_matrix(names=None, *, include_correct: bool = True, **validate_kwargs:
     largest margin (for a correct sampler: the check closest to failing); ``margin`` is that check's
     ``|measured - reference| / tolerance`` (for an order check the shortfall
     ``(documented - measured) / band``): > 1 fails, <= 1 passes.  ``names`` selects entries of
-    :func:`all_mutants` / ``CORRECT`` (KeyError for others); extra keyword arguments go to ``validate()``
+    :func:`all_mutants` / :func:`all_correct` (KeyError for others); extra keyword arguments go to ``validate()``
     under each entry's own options.
     """
     rows = []
     entries = all_mutants()
     if include_correct:
-        entries.update(CORRECT)
+        entries.update(all_correct())
     if names is not None:
         entries = {n: entries[n] for n in names}
     for name, entry in entries.items():
@@ -121,17 +130,17 @@ def add_mutants_parser(sub):
 def run_mutants(args) -> int:
     """Print the power matrix; exit 1 if a mutant was missed or a correct sampler failed."""
     check_output_file(args.json, "--json")  # before the run, not after it
-    mutants = all_mutants()
-    unknown = [n for n in (args.names or []) if n not in mutants and n not in CORRECT]
+    mutants, correct = all_mutants(), all_correct()
+    unknown = [n for n in (args.names or []) if n not in mutants and n not in correct]
     if unknown:
-        missing = [n for n in unknown if n in LIBRARY_MUTANTS]
+        missing = [n for n in unknown if n in LIBRARY_NEEDS]
         why = (f" ({', '.join(missing)}: needs a solver library that is not installed: pip install "
                "'critdiff-ref[libraries]')" if missing else "")
         raise ValueError(f"--names {' '.join(unknown)}: not in the mutants catalogue{why} "
                          "(critdiff mutants --list shows it)")
     if getattr(args, "list", False):
         print("planted bugs: " + " ".join(mutants))
-        print("correct samplers: " + " ".join(CORRECT))
+        print("correct samplers: " + " ".join(correct))
         return 0
     kw = {"seed": args.seed}
     if args.quick:
