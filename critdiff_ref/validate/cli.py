@@ -145,8 +145,8 @@ def add_validate_parser(sub) -> argparse.ArgumentParser:
                    help="with no sampler: also the torchdiffeq / torchsde / flow_matching samplers and the adaptive "
                         "solvers' checks (docs/guides/libraries.md; each library when installed)")
     p.add_argument("--strict", action="store_true",
-                   help="with no sampler: a failing diffusers scheduler fails the run (by default its failures are "
-                        "documented findings that do not count)")
+                   help="with no sampler: a failing diffusers scheduler or solver-library sampler fails the run (by "
+                        "default their failures are documented findings that do not count)")
     p.add_argument("--table", action="store_true", help="print the error-vs-steps table on the critical 2-D field (L=16)")
     p.add_argument("--verbose", "-v", action="store_true", help="print every check of every sampler")
     p.add_argument("--json", metavar="FILE", default=None,
@@ -209,10 +209,9 @@ def run_validate(args: argparse.Namespace) -> int:
     steps = check_cli_args(args)
     if args.sampler is None:
         runners, note = default_runners(include_diffusers=not args.no_diffusers)
-        n_ref = sum(r.adapter != "diffusers" for r in runners)  # ours come first
-        if getattr(args, "libraries", False):  # counted like ours: documented orders, correct samplers
+        n_ref = sum(r.adapter != "diffusers" for r in runners)  # ours come first; only they count by default
+        if getattr(args, "libraries", False):  # third-party like diffusers: findings (docs/results/libraries.md)
             runners[n_ref:n_ref] = [r for _, r in library_runners()]
-            n_ref = sum(r.adapter != "diffusers" for r in runners)
             note = "\n".join(n for n in [note, *library_notes()] if n)
     else:
         runners = [make_runner(args.sampler, args.adapter, prediction_type=args.prediction_type, order=args.order)]
@@ -237,8 +236,7 @@ def run_validate(args: argparse.Namespace) -> int:
             print(rep.table() if args.verbose else _summary_line(rep), flush=True)
         if getattr(args, "libraries", False):  # adaptive solvers: error vs tolerance, NFE vs tolerance and L
             for rep in library_adaptive_reports():
-                reports.insert(n_ref, rep)
-                n_ref += 1
+                reports.append(rep)
                 print(rep.table() if args.verbose else _summary_line(rep), flush=True)
     if note:
         print(note)
@@ -246,8 +244,9 @@ def run_validate(args: argparse.Namespace) -> int:
           "(err: own relative covariance error at the largest step count on the critical 2-D field)")
     uncounted = [r.sampler for r in reports[n_ref:] if not r.passed] if args.sampler is None else []
     if uncounted and not args.strict:
-        print(f"{len(uncounted)} diffusers scheduler(s) failed ({', '.join(uncounted)}): documented findings about "
-              "those schedulers (docs/guides/diffusers.md), they do not count towards the exit code; --strict counts them")
+        print(f"{len(uncounted)} third-party sampler(s) failed ({', '.join(uncounted)}): documented findings about "
+              "those samplers (docs/guides/diffusers.md, docs/results/libraries.md), they do not count towards the exit "
+              "code; --strict counts them")
     if args.json:
         _io.atomic_write_text(args.json, _io.strict_json([r.to_dict() for r in reports], default=str))
     if args.plots:
