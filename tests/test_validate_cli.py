@@ -234,7 +234,8 @@ def test_validate_libraries_adds_the_library_samplers_and_the_adaptive_reports(m
 
 def test_coverage_libraries_prints_the_table_and_writes_strict_json(monkeypatch, capsys, tmp_path):
     """`critdiff coverage --libraries`: the library table and the adaptive reports; NaN (no weak order of an ODE
-    sampler's observed order here) is null in the JSON; a failed adaptive check sets exit code 1."""
+    sampler's observed order here) is null in the JSON; a failed check is a finding in the table (exit code 0, as
+    for the diffusers table)."""
     import critdiff_ref.validate.coverage as cov
     import critdiff_ref.validate.libraries.registry as libreg
 
@@ -253,4 +254,18 @@ def test_coverage_libraries_prints_the_table_and_writes_strict_json(monkeypatch,
     assert doc["adaptive"][0]["results"][0]["kind"] == "nfe_vs_L"
     bad = ok.__class__(**{**ok.__dict__, "passed": False})
     monkeypatch.setattr(cov, "library_adaptive_reports", lambda: libreg.library_adaptive_reports([bad]))
-    assert main(["coverage", "--libraries"]) == 1
+    assert main(["coverage", "--libraries"]) == 0
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_coverage_without_diffusers_is_one_line_and_list_says_so(monkeypatch, capsys):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "diffusers" else
+                        real_find_spec(name, *a))
+    assert main(["coverage"]) == 2
+    _one_error_line(capsys, "coverage", "pip install 'critdiff-ref[diffusers]'", "--libraries")
+    assert main(["coverage", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "diffusers is not installed" in out and "solver libraries" in out
