@@ -269,3 +269,13 @@ def test_coverage_without_diffusers_is_one_line_and_list_says_so(monkeypatch, ca
     assert main(["coverage", "--list"]) == 0
     out = capsys.readouterr().out
     assert "diffusers is not installed" in out and "solver libraries" in out
+
+
+@pytest.mark.parametrize("exit_exc, shown", [(SystemExit("bye"), "SystemExit('bye')"), (GeneratorExit(), "GeneratorExit()")])
+def test_any_program_ending_exception_from_the_sampler_is_a_failed_run(exit_exc, shown):
+    def sampler(score, process, x_T, steps, **kw):
+        raise exit_exc
+
+    report = validate(sampler, deterministic=True, **QUICK)  # past the determinism probe: inside the checks
+    run = report.select("run")
+    assert len(run) == 1 and run[0].passed is False and shown in run[0].detail
