@@ -75,3 +75,13 @@ def test_report_fixture(critdiff_report):
 ''')
     result = pytester.runpytest_inprocess(*ARGS, "test_user.py")
     result.assert_outcomes(skipped=1)
+
+
+def test_a_sampler_module_that_exits_on_import_is_a_one_line_usage_error(pytester):
+    """Any failure while importing the user's module (here ``sys.exit()``) is pytest's usage error naming it."""
+    pytester.makepyfile(exits_on_import="import sys\nsys.exit(4)\n")
+    pytester.syspathinsert()
+    result = pytester.runpytest_inprocess(*ARGS, "--critdiff-sampler", "exits_on_import:f")
+    assert result.ret == 4  # pytest's ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--critdiff-sampler: sampler='exits_on_import:f': importing 'exits_on_import' "
+                                 "raised SystemExit: 4*"])

@@ -14,9 +14,9 @@ import torch
 
 from critdiff_ref import GaussianField, VE, exact_score, lattice
 from critdiff_ref.validate import validate
+from critdiff_ref.validate.mutants import LIBRARY_MUTANTS
 from critdiff_ref.validate.libraries import (
     FIXED_STEP_ORDERS,
-    LIBRARY_MUTANTS,
     SDE_METHODS,
     adaptive_checks,
     flow_matching_sample,
@@ -152,7 +152,8 @@ def test_flow_matching_time_swap_is_invisible_on_gaussians_and_caught_by_the_mix
     """t = 0 / 1 swapped on CondOT: per mode the swapped ODE gives V(1) = C(0)/C(1) = c0, the right Gaussian end
     law; the two-peak cumulants catch it."""
     pytest.importorskip("flow_matching")
-    sampler, adapter, kw, order, _ = LIBRARY_MUTANTS["flow_matching_time_swapped"]
+    sampler, adapter, _, options, _ = LIBRARY_MUTANTS["flow_matching_time_swapped"]
+    kw, order = options["sampler_kwargs"], options["order"]
     gauss = validate(sampler, adapter, sampler_kwargs=kw, order=order, **QUICK)
     assert gauss.passed
     mix = validate(sampler, adapter, sampler_kwargs=kw, order=order, fields=[FIELD], targets=("mixture",),
@@ -164,15 +165,15 @@ def test_flow_matching_time_swap_is_invisible_on_gaussians_and_caught_by_the_mix
                                   "sdeint_score_at_reverse_time"])
 def test_planted_bug_fails_validate(name):
     pytest.importorskip("torchdiffeq" if name.startswith("odeint") else "torchsde")
-    sampler, adapter, kw, order, caught_by = LIBRARY_MUTANTS[name]
-    report = validate(sampler, adapter, sampler_kwargs=kw, order=order, **QUICK)
+    sampler, adapter, _, options, caught_by = LIBRARY_MUTANTS[name]
+    report = validate(sampler, adapter, **{**options, **QUICK})
     assert not report.passed
-    assert _row(report, "covariance@100").passed is False
+    assert caught_by == "covariance" and _row(report, "covariance@100").passed is False
 
 
 def test_planted_fixed_atol_fails_the_tolerance_check():
     pytest.importorskip("torchdiffeq")
-    sampler = LIBRARY_MUTANTS["odeint_fixed_atol"][0]
+    sampler = LIBRARY_MUTANTS["odeint_fixed_atol"].sampler
     rows = {r.name.split("/")[-1]: r for r in adaptive_checks("dopri5", sampler=sampler, sizes=(4, 8))}
     assert rows["tolerance"].passed is False  # 111x the tolerance at 1e-6, bound 26 steps
     assert rows["nfe_vs_tol"].passed is False  # NFE stops growing below tol = 1e-4

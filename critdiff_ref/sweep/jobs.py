@@ -34,7 +34,8 @@ import torch
 
 from .. import _args
 from .capture import JobTimeout, alarm, captured_output
-from .user_code import import_object, object_digest
+from .._user_code import import_object
+from .user_code import object_digest
 
 __all__ = ["KINDS", "parameter_names", "check_params", "code_digest", "check_device", "execute", "summarize", "jsonable"]
 

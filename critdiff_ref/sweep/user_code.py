@@ -1,18 +1,17 @@
-"""The user's own code in a sweep: ``"pkg.module:attr"`` references imported with one-line errors, the
-current folder on the import path, and a digest of the file that defines the object (part of the job id,
+"""The user's own code in a sweep: the import path its jobs use (references are imported by
+:func:`critdiff_ref._user_code.import_object`), and a digest of the file that defines the object (part of the job id,
 so editing your function reruns its jobs)."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 import os
 import pathlib
 import sys
 from typing import Any
 
-__all__ = ["import_path", "use_import_path", "import_object", "object_digest"]
+__all__ = ["import_path", "use_import_path", "object_digest"]
 
 _PACKAGE = pathlib.Path(__file__).resolve().parents[1]
 
@@ -34,37 +33,6 @@ def import_path() -> list[str]:
 def use_import_path(path: list[str]) -> None:
     """Prepend the existing folders of ``path`` (from :func:`import_path`) to this process's ``sys.path``."""
     sys.path[:0] = [p for p in path if p not in sys.path and os.path.isdir(p)]
-
-
-def import_object(ref: Any, what: str) -> Any:
-    """Import ``"pkg.module:attr"`` (``attr`` may be dotted) from the current folder or ``sys.path``.
-
-    ``what`` names the parameter (``function``, ``sampler``) in the one-line ``ValueError`` raised when the
-    reference is malformed, the module is missing, fails to import (any exception, syntax errors too), or
-    lacks the attribute."""
-    if not isinstance(ref, str) or ref.count(":") != 1 or not all(ref.split(":")):
-        raise ValueError(f"{what} must be 'pkg.module:attr', got {what}={ref!r}")
-    mod_name, attr = ref.split(":")
-    here = os.getcwd()
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    try:
-        obj = importlib.import_module(mod_name)
-    except ModuleNotFoundError as err:
-        if err.name and mod_name.startswith(err.name):
-            raise ValueError(f"{what}={ref!r}: no module named {err.name!r} in the current folder ({here}) "
-                             f"or on the import path") from None
-        raise ValueError(f"{what}={ref!r}: importing {mod_name!r} failed: {err}") from None
-    except SyntaxError as err:
-        raise ValueError(f"{what}={ref!r}: {err.filename}, line {err.lineno}: syntax error: {err.msg}") from None
-    except Exception as err:  # noqa: BLE001 - the user's module raised while importing: say so in one line
-        raise ValueError(f"{what}={ref!r}: importing {mod_name!r} raised {type(err).__name__}: {err}") from None
-    for i, part in enumerate(attr.split(".")):
-        if not hasattr(obj, part):
-            owner = ".".join([mod_name, *attr.split(".")[:i]])
-            raise ValueError(f"{what}={ref!r}: {owner!r} has no attribute {part!r}")
-        obj = getattr(obj, part)
-    return obj
 
 
 def object_digest(obj: Any) -> str | None:

@@ -14,13 +14,17 @@ import warnings
 
 from .. import _io
 from ..targets import GaussianField
-from .core import N_SAMPLES, TARGETS, validate_runner
+from .core import N_SAMPLES, TARGETS, ArgumentError, check_validate_args, validate_runner
+from .libraries.registry import library_adaptive_reports, library_notes, library_runners
 from .references import reference_samplers
 from .registry import adapter_names, default_diffusers, make_runner
 from .runners.execute import field_label
 
 __all__ = ["add_validate_parser", "run_validate", "work_validate", "DEFAULT_DIFFUSERS", "default_runners", "convergence_table",
-           "format_convergence_table"]
+           "format_convergence_table", "check_cli_args", "FLAGS"]
+
+# validate()'s parameters as the command line spells them (error messages name what the user typed)
+FLAGS = {"steps": "--steps", "rtol": "--rtol", "n_samples": "--n-samples", "targets": "--targets"}
 
 # the default diffusers configs as this module was imported (default_runners reads the registry live)
 DEFAULT_DIFFUSERS = default_diffusers()
@@ -55,6 +59,25 @@ def default_runners(include_diffusers: bool = True) -> tuple[list, str]:
                 continue
             runners.append(make_runner(scheduler, "diffusers", prediction_type=pred, name=label))
     return runners, note
+
+
+def check_cli_args(args: argparse.Namespace) -> tuple[int, ...]:
+    """``critdiff validate``'s arguments, checked before any work: ValueError naming the flag as typed."""
+    try:
+        steps, _ = check_validate_args(args.steps, args.targets, args.rtol, args.n_samples)
+    except ArgumentError as err:
+        flag = FLAGS[err.parameter]
+        typed = getattr(args, err.parameter)
+        typed = " ".join(map(str, typed)) if isinstance(typed, (list, tuple)) else typed
+        raise ValueError(f"{flag} {typed}: {err}") from None
+    if args.order is not None and not (math.isfinite(args.order) and args.order > 0):
+        raise ValueError(f"--order {args.order}: the documented order must be a number > 0")
+    if getattr(args, "libraries", False) and args.sampler is not None:
+        raise ValueError(f"--libraries adds the solver-library samplers to the default list; it cannot be combined "
+                         f"with a sampler ({args.sampler})")
+    _io.check_output_dir(args.plots, "--plots")
+    _io.check_output_file(args.json, "--json")
+    return steps
 
 
 def convergence_table(runners, field=None, steps=(10, 20, 50, 100), n_samples: int = 2000) -> list[dict]:
@@ -118,9 +141,12 @@ def add_validate_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--n-samples", type=int, default=N_SAMPLES, help="Monte Carlo samples for stochastic samplers (>= 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--no-diffusers", action="store_true", help="with no sampler: skip the diffusers schedulers")
+    p.add_argument("--libraries", action="store_true",
+                   help="with no sampler: also the torchdiffeq / torchsde / flow_matching samplers and the adaptive "
+                        "solvers' checks (docs/guides/libraries.md; each library when installed)")
     p.add_argument("--strict", action="store_true",
-                   help="with no sampler: a failing diffusers scheduler fails the run (by default its failures are "
-                        "documented findings that do not count)")
+                   help="with no sampler: a failing diffusers scheduler or solver-library sampler fails the run (by "
+                        "default their failures are documented findings that do not count)")
     p.add_argument("--table", action="store_true", help="print the error-vs-steps table on the critical 2-D field (L=16)")
     p.add_argument("--verbose", "-v", action="store_true", help="print every check of every sampler")
     p.add_argument("--json", metavar="FILE", default=None,
@@ -180,13 +206,13 @@ def work_validate(args: argparse.Namespace) -> int:
 
 def run_validate(args: argparse.Namespace) -> int:
     t0 = time.time()
-    steps = tuple(args.steps)
-    _io.check_output_dir(args.plots, "--plots")
-    if args.sampler is not None and os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())  # the current folder is importable, as for `python -m`
+    steps = check_cli_args(args)
     if args.sampler is None:
         runners, note = default_runners(include_diffusers=not args.no_diffusers)
-        n_ref = sum(r.adapter != "diffusers" for r in runners)  # ours come first
+        n_ref = sum(r.adapter != "diffusers" for r in runners)  # ours come first; only they count by default
+        if getattr(args, "libraries", False):  # third-party like diffusers: findings (docs/results/libraries.md)
+            runners[n_ref:n_ref] = [r for _, r in library_runners()]
+            note = "\n".join(n for n in [note, *library_notes()] if n)
     else:
         runners = [make_runner(args.sampler, args.adapter, prediction_type=args.prediction_type, order=args.order)]
         note, n_ref = "", 1
@@ -208,14 +234,19 @@ def run_validate(args: argparse.Namespace) -> int:
                                       n_samples=args.n_samples, seed=args.seed)
             reports.append(rep)
             print(rep.table() if args.verbose else _summary_line(rep), flush=True)
+        if getattr(args, "libraries", False):  # adaptive solvers: error vs tolerance, NFE vs tolerance and L
+            for rep in library_adaptive_reports():
+                reports.append(rep)
+                print(rep.table() if args.verbose else _summary_line(rep), flush=True)
     if note:
         print(note)
     print(f"{sum(r.passed for r in reports)}/{len(reports)} samplers passed in {time.time() - t0:.0f} s "
           "(err: own relative covariance error at the largest step count on the critical 2-D field)")
     uncounted = [r.sampler for r in reports[n_ref:] if not r.passed] if args.sampler is None else []
     if uncounted and not args.strict:
-        print(f"{len(uncounted)} diffusers scheduler(s) failed ({', '.join(uncounted)}): documented findings about "
-              "those schedulers (docs/guides/diffusers.md), they do not count towards the exit code; --strict counts them")
+        print(f"{len(uncounted)} third-party sampler(s) failed ({', '.join(uncounted)}): documented findings about "
+              "those samplers (docs/guides/diffusers.md, docs/results/libraries.md), they do not count towards the exit "
+              "code; --strict counts them")
     if args.json:
         _io.atomic_write_text(args.json, _io.strict_json([r.to_dict() for r in reports], default=str))
     if args.plots:

@@ -144,6 +144,22 @@ def validate_runner(
         deterministic = False
     else:
         fields_ = list(default_fields() if fields is None else fields)
+    try:
+        _run_checks(report, runner, fields_, steps, targets, rtol, deterministic, target, n_samples, seed, dtype, device)
+    except (SystemExit, GeneratorExit) as err:  # the user's code tried to end the program: a failed run, not an exit
+        report.results.append(check_result("", "run", math.nan, math.nan, math.nan, "sampler must run", False,
+                                           f"the sampler raised {type(err).__name__}({_exit_code(err)}): "
+                                           "it tried to end the program"))
+    return report
+
+
+def _exit_code(err: BaseException) -> str:
+    return repr(err.code) if isinstance(err, SystemExit) and err.code is not None else ""
+
+
+def _run_checks(report: Report, runner: Runner, fields_: list, steps: tuple, targets: tuple, rtol: float,
+                deterministic: bool | None, target: Any, n_samples: int, seed: int, dtype: torch.dtype, device) -> None:
+    """The checks of :func:`validate_runner` on an argument-checked plan, appended to ``report``."""
     if deterministic is None:
         deterministic = runner.deterministic
     if deterministic is None:
@@ -153,7 +169,7 @@ def validate_runner(
         except Exception as err:  # noqa: BLE001 - reported below as a failed check
             report.results.append(check_result("", "run", math.nan, math.nan, math.nan, "sampler must run", False,
                                                f"{type(err).__name__}: {err}"))
-            return report
+            return
     runner.deterministic = deterministic
     report.info["deterministic"] = deterministic
     if "gaussian" in targets:
@@ -181,7 +197,6 @@ def validate_runner(
         phi4 = target if isinstance(target, Phi4ZeroD) else Phi4ZeroD(mu2=-1.0, g=0.4, n_grid=801)
         report.results.extend(phi4_check(runner, phi4, min(steps[-1], 50), rtol=rtol, n_samples=n_1d // 4,
                                          seed=seed, dtype=dtype, device=device))
-    return report
 
 
 def validate(

@@ -16,6 +16,7 @@ compares it with ``dir(diffusers)``, so a new release's classes show up as a fai
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import sys
 import time
@@ -25,7 +26,14 @@ from .. import _io
 from ..targets import GaussianField
 from .core import validate, validate_runner
 from .checks.order import probed_weak_order_row
-from .registry import catalogued_classes, known_gaps, not_applicable
+from .libraries.registry import (
+    format_library_table,
+    library_adaptive_reports,
+    library_available,
+    library_notes,
+    library_table,
+)
+from .registry import LIBRARIES, catalogued_classes, known_gaps, not_applicable
 from .runners.kdiffusion import KDIFFUSION_SAMPLERS, kdiffusion_runner
 
 __all__ = [
@@ -39,6 +47,7 @@ __all__ = [
     "kdiffusion_table",
     "format_kdiffusion_table",
     "add_coverage_parser",
+    "check_coverage_args",
     "run_coverage",
 ]
 
@@ -46,6 +55,8 @@ __all__ = [
 NOT_APPLICABLE: dict[str, str] = not_applicable()
 KNOWN_GAPS: dict[str, str] = known_gaps()
 CLASSES: tuple[str, ...] = catalogued_classes()
+
+INSTALL_DIFFUSERS = "pip install 'critdiff-ref[diffusers]'"
 
 THRESHOLDING_REASON = ("dynamic thresholding clips x0 to an image range: non-linear by design, outside the exact "
                        "Gaussian check (validate reports its linearity failure)")
@@ -240,27 +251,65 @@ def format_kdiffusion_table(rows: list[dict], steps=(10, 20, 50, 100)) -> str:
 def add_coverage_parser(sub):
     """``critdiff coverage``: every diffusers scheduler class (and config variant) validated or named n/a."""
     p = sub.add_parser("coverage", help="validate every diffusers scheduler class (docs/results/coverage.md)")
-    p.add_argument("--names", nargs="+", default=None, help="scheduler classes (default: all exported)")
+    p.add_argument("--names", nargs="+", default=None, help="scheduler classes (default: all exported; --list shows them)")
+    p.add_argument("--list", action="store_true", help="print the scheduler classes and solver libraries, then exit")
     p.add_argument("--variants", action="store_true", help="also the config variants that change the maths")
     p.add_argument("--kdiffusion", action="store_true", help="print the k-diffusion table instead")
+    p.add_argument("--libraries", action="store_true",
+                   help="print the solver-library table (torchdiffeq, torchsde, flow_matching) and the adaptive "
+                        "solvers' checks instead")
     p.add_argument("--steps", type=int, nargs=2, default=[50, 100], help="two increasing step counts")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the rows as JSON")
     return p
 
 
+def check_coverage_args(args) -> tuple[int, int]:
+    """The arguments of ``critdiff coverage``, checked before any work: ValueError naming the flag as typed."""
+    _io.check_output_file(args.json, "--json")
+    steps = tuple(args.steps)
+    if any(n < 1 for n in steps) or steps[0] >= steps[1]:
+        raise ValueError(f"--steps {' '.join(map(str, steps))}: two strictly increasing step counts >= 1 are needed")
+    if sum(map(bool, (args.kdiffusion, args.libraries))) > 1:
+        raise ValueError("--kdiffusion and --libraries each print their own table: give one of them")
+    if not (args.kdiffusion or args.libraries or args.list) and importlib.util.find_spec("diffusers") is None:
+        raise ValueError(f"the diffusers table needs diffusers ({INSTALL_DIFFUSERS}); --kdiffusion and --libraries "
+                         "print the other tables")
+    if args.names is not None:
+        if args.kdiffusion or args.libraries:
+            raise ValueError("--names selects diffusers scheduler classes; it cannot be combined with "
+                             f"{'--kdiffusion' if args.kdiffusion else '--libraries'}")
+        import diffusers  # noqa: F401 - a missing diffusers is one line (ImportError is not a usage error)
+
+        known = set(exported_schedulers()) | set(not_applicable())
+        bad = [n for n in args.names if n not in known]
+        if bad:
+            raise ValueError(f"--names {' '.join(bad)}: not a scheduler class of diffusers {diffusers.__version__} "
+                             "(critdiff coverage --list shows them)")
+    return steps
+
+
 def run_coverage(args) -> int:
     """Print the coverage table; exit 1 if a class exported by diffusers is missing from the registry."""
-    _io.check_output_file(args.json, "--json")  # before the run, not after minutes of it
-    steps = tuple(args.steps)
+    steps = check_coverage_args(args)  # before the run, not after minutes of it
+    if args.list:
+        if importlib.util.find_spec("diffusers") is None:
+            print(f"diffusers scheduler classes: diffusers is not installed ({INSTALL_DIFFUSERS})")
+        else:
+            print("diffusers scheduler classes: " + " ".join(sorted(set(exported_schedulers()) | set(not_applicable()))))
+        print(_libraries_line())
+        return 0
     if args.kdiffusion:
         rows = kdiffusion_table()
         print(format_kdiffusion_table(rows))
+    elif args.libraries:
+        rows = _library_coverage()
     else:
         def progress(row):
             print(f"  {row['scheduler']} {row['variant'] or 'default'}: {row['status']}", file=sys.stderr, flush=True)
 
         rows = coverage_rows(args.names, variants=args.variants, steps=steps, progress=progress)
         print(format_coverage_table(rows, steps))
+        print(_libraries_line())
         new = sorted(set(exported_schedulers()) - set(catalogued_classes()))
         if new and args.names is None:
             print(f"classes not in the catalogue (a new diffusers release?): {new}")
@@ -268,3 +317,24 @@ def run_coverage(args) -> int:
     if args.json:  # strict JSON (NaN as null with a reason), written atomically
         _io.atomic_write_text(args.json, _io.strict_json(rows, default=str))
     return 0
+
+
+def _libraries_line() -> str:
+    """The registry's solver libraries, each installed or not (``critdiff coverage --libraries`` validates them)."""
+    return "solver libraries (critdiff coverage --libraries): " + ", ".join(
+        f"{lib} ({'installed' if library_available(lib) else 'not installed'})" for lib in LIBRARIES)
+
+
+def _library_coverage() -> dict:
+    """``--libraries``: the solver-library table and the adaptive checks, printed (a failure is a finding, as in the
+    diffusers table: docs/results/libraries.md); returns what ``--json`` writes."""
+    table = library_table()
+    print(format_library_table(table))
+    adaptive = library_adaptive_reports()
+    for rep in adaptive:
+        print()
+        print(rep.table())
+    notes = library_notes()
+    for line in notes:
+        print(line)
+    return {"libraries": table, "adaptive": [rep.to_dict() for rep in adaptive], "not_installed": notes}

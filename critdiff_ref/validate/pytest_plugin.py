@@ -67,10 +67,10 @@ def pytest_configure(config) -> None:
     folder = str(config.invocation_params.dir)
     if folder not in sys.path and "" not in sys.path:
         sys.path.insert(0, folder)
-    _kwargs(config)
+    what = "scheduler" if _kwargs(config)["adapter"] == "diffusers" else "sampler"
     for spec in specs:
         try:
-            load_object(spec)
+            load_object(spec, what)
         except ValueError as err:
             raise pytest.UsageError(f"--critdiff-sampler: {err}") from None
 

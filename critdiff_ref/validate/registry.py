@@ -6,6 +6,8 @@ Everything that lists samplers reads it: the default list of ``critdiff validate
 coverage table (:mod:`.coverage`), the documented orders the runners carry (the order columns), the adapter
 choices of the command line, the pytest plugin and sweeps.  k-diffusion's samplers have their own table
 next to their runner (:data:`critdiff_ref.validate.runners.kdiffusion.KDIFFUSION_SAMPLERS`).
+The general solver libraries (torchdiffeq, torchsde, flow_matching) are :data:`LIBRARIES`; their samplers,
+adaptive checks and planted bugs are in :mod:`.libraries`.
 
 Adding a diffusers scheduler of an existing family is one :data:`DIFFUSERS` entry (``docs/guides/extending.md``).
 A class not listed is still run: its family is read from what it looks like (:func:`consistency_kind`,
@@ -48,6 +50,7 @@ __all__ = [
     "ADAPTERS",
     "CONSISTENCY_SCHEDULERS",
     "make_runner",
+    "LIBRARIES",
 ]
 
 # diffusers scheduler families, each a runner over the one shared loop (runners.diffusers)
@@ -340,7 +343,7 @@ def make_runner(
             sampler.name = name
         return sampler
     if isinstance(sampler, str):
-        sampler = load_object(sampler)
+        sampler = load_object(sampler, "scheduler" if adapter == "diffusers" else "sampler")
     if adapter not in ADAPTER_TABLE:
         raise ValueError(f"adapter must be one of {adapter_names()}, got adapter={adapter!r}")
     if order is not None and not (isinstance(order, (int, float)) and order > 0):
@@ -352,3 +355,9 @@ def make_runner(
              "prediction_type": prediction_type}
     return spec.factory(sampler, sampler_kwargs=dict(sampler_kwargs or {}), order=order, name=name,
                         **{k: given[k] for k in spec.options})
+
+
+# -- general solver libraries (validate.libraries: their samplers, adaptive checks and planted bugs) -------------
+# extra name in pyproject -> importable module; `critdiff validate --libraries`, `critdiff coverage --libraries`
+# and `critdiff mutants` read this table
+LIBRARIES = {"torchdiffeq": "torchdiffeq", "torchsde": "torchsde", "flow-matching": "flow_matching"}

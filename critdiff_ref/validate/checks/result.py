@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field as dc_field
 from typing import Any
 
@@ -50,19 +49,16 @@ class CheckResult:
         return check_label(self.kind, self.steps) if self.kind else self.name
 
     def to_dict(self) -> dict:
-        def clean(v):
-            if isinstance(v, float) and not math.isfinite(v):
-                return str(v)
-            return v
-
+        """The record as plain values; non-finite numbers stay floats (the JSON writer,
+        :func:`critdiff_ref._io.strict_json`, turns them into ``null`` and lists them under ``"nulls"``)."""
         return {
             "name": self.name,
             "target": self.target,
             "kind": self.kind,
             "steps": self.steps,
-            "measured": clean(float(self.measured)),
-            "reference": clean(float(self.reference)),
-            "tolerance": clean(float(self.tolerance)),
+            "measured": float(self.measured),
+            "reference": float(self.reference),
+            "tolerance": float(self.tolerance),
             "tolerance_source": self.tolerance_source,
             "passed": self.passed,
             "detail": self.detail,

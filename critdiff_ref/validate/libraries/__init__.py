@@ -1,18 +1,19 @@
 """Samplers built on general solver libraries, checked by the validator (THEORY 1, 2): torchdiffeq ``odeint`` on
 the probability-flow ODE, torchsde ``sdeint`` on the reverse SDE (with an exactly probed Brownian motion), and
 flow_matching's ``ODESolver`` on its affine paths; adaptive solvers' error vs tolerance and function evaluations;
-planted bugs.  Every library is optional: the modules import it only when a sampler runs.
+planted bugs (:mod:`.mutants`; their catalogue is the power matrix's, :mod:`critdiff_ref.validate.mutants`).  Every library is optional: the modules import it only when a sampler runs.
 """
 
 from .adaptive import AdaptiveProbe, adaptive_checks, adaptive_probe, probe_starts
 from .flow_matching_ode import PATH_SCHEDULERS, flow_matching_sample, path_scheduler, path_velocity
-from .mutants import LIBRARY_MUTANTS
 from .odeint import ADAPTIVE_ERROR_ORDERS, FIXED_STEP_ORDERS, odeint_probability_flow, pf_ode_drift
+from ..registry import LIBRARIES
 from .registry import (
-    LIBRARIES,
     format_library_table,
+    library_adaptive_reports,
     library_adaptive_rows,
     library_available,
+    library_notes,
     library_runners,
     library_table,
 )
@@ -38,9 +39,10 @@ __all__ = [
     "AdaptiveProbe",
     "library_runners",
     "library_adaptive_rows",
+    "library_adaptive_reports",
+    "library_notes",
     "library_available",
     "library_table",
     "format_library_table",
     "LIBRARIES",
-    "LIBRARY_MUTANTS",
 ]

@@ -164,6 +164,7 @@ def adaptive_checks(method: str, *, field: GaussianField | None = None, toleranc
         f"{list(tolerances)}; worst per-mode variance error / tol {[f'{p.mode_error / p.rtol:.3g}' for p in probes]}",
         data={"state_error": [p.state_error for p in probes], "nfe": [p.nfe for p in probes],
               "mode_error_over_tol": [p.mode_error / p.rtol for p in probes], "tolerances": list(tolerances)},
+        target=label, kind="tolerance",
     )]
     q = ADAPTIVE_ERROR_ORDERS[method][1]
     slope = _slope([1.0 / t for t in tolerances], [p.nfe for p in probes])
@@ -174,6 +175,7 @@ def adaptive_checks(method: str, *, field: GaussianField | None = None, toleranc
         abs(slope - expected) <= 0.5 * expected,
         f"NFE {[p.nfe for p in probes]} at tolerances {list(tolerances)}",
         data={"nfe": [p.nfe for p in probes]},
+        target=label, kind="nfe_vs_tol",
     ))
     sized = [solve(method, GaussianField(L, d, 0.0), size_tolerance) for L in sizes]
     z = _slope(list(sizes), [p.nfe for p in sized])
@@ -184,5 +186,6 @@ def adaptive_checks(method: str, *, field: GaussianField | None = None, toleranc
         f"NFE {[p.nfe for p in sized]} at L = {list(sizes)} (d = {d}, r = 0, rtol = atol = {size_tolerance:g}); "
         f"global error / tol {[f'{p.state_error:.3g}' for p in sized]}",
         data={"nfe": [p.nfe for p in sized], "sizes": list(sizes)},
+        target=label, kind="nfe_vs_L",
     ))
     return rows

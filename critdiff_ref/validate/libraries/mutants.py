@@ -1,5 +1,6 @@
 """Planted bugs in samplers built on torchdiffeq, torchsde and flow_matching: each is one line (marked ``# BUG``)
 away from the correct sampler of its module, and validate() (or the adaptive checks) must fail it (THEORY 1).
+Their catalogue entries: :data:`critdiff_ref.validate.mutants.catalogue.LIBRARY_MUTANTS`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ __all__ = [
     "sdeint_score_at_reverse_time",
     "flow_matching_time_swapped",
     "odeint_fixed_atol",
-    "LIBRARY_MUTANTS",
 ]
 
 
@@ -69,13 +69,3 @@ def odeint_fixed_atol(score: Callable, process: Process, x_T: torch.Tensor, step
     values are O(1) the requested tolerance is never delivered below 1e-3."""
     return odeint_probability_flow(score, process, x_T, steps, method, rtol=rtol, atol=1e-3, nfe=nfe,  # BUG: atol
                                    **kw)
-
-
-# name -> (sampler, adapter, sampler_kwargs, documented order, what must catch it)
-LIBRARY_MUTANTS = {
-    "odeint_drift_sign_flipped": (odeint_drift_sign_flipped, "score", {"method": "rk4"}, 4.0, "covariance"),
-    "sdeint_diffusion_squared": (sdeint_diffusion_squared, "score", {"method": "euler"}, 1.0, "covariance"),
-    "sdeint_score_at_reverse_time": (sdeint_score_at_reverse_time, "score", {"method": "euler"}, 1.0, "covariance"),
-    "flow_matching_time_swapped": (flow_matching_time_swapped, "velocity", {"method": "midpoint"}, 2.0, "covariance"),
-    "odeint_fixed_atol": (odeint_fixed_atol, "adaptive", {"method": "dopri5"}, None, "tolerance"),
-}

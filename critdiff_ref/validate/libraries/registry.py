@@ -8,17 +8,16 @@ import importlib.util
 
 from ...targets import GaussianField
 from ..core import validate
-from ..registry import make_runner
+from ..registry import LIBRARIES, make_runner
+from ..report import Report
 from .adaptive import adaptive_checks
 from .flow_matching_ode import PATH_SCHEDULERS, flow_matching_sample
 from .odeint import ADAPTIVE_ERROR_ORDERS, FIXED_STEP_ORDERS, odeint_probability_flow
 from .sdeint import SDE_METHODS, sdeint_reverse_sde
 
-__all__ = ["LIBRARIES", "library_available", "library_runners", "library_adaptive_rows", "library_table",
+__all__ = ["library_available", "library_notes", "library_runners", "library_adaptive_rows", "library_adaptive_reports", "library_table",
            "format_library_table"]
 
-# extra name in pyproject -> importable module
-LIBRARIES = {"torchdiffeq": "torchdiffeq", "torchsde": "torchsde", "flow-matching": "flow_matching"}
 # flow_matching paths validated by default: the ones with exact ends (VP's start floor is not the solver's error)
 FLOW_MATCHING_PATHS = tuple(k for k, v in PATH_SCHEDULERS.items() if v[2])
 # fixed-step methods run on flow_matching paths; "rk4" and "heun*" evaluate the velocity at tau = 1, where the
@@ -27,10 +26,16 @@ FLOW_MATCHING_METHODS = {"linear_vp": ("euler", "midpoint")}
 
 
 def library_available(library: str) -> bool:
-    """Whether the optional solver library (a key of :data:`LIBRARIES`) is importable."""
+    """Whether the optional solver library (a key of the registry's :data:`..registry.LIBRARIES`) is importable."""
     if library not in LIBRARIES:
         raise ValueError(f"library must be one of {tuple(LIBRARIES)}, got library={library!r}")
     return importlib.util.find_spec(LIBRARIES[library]) is not None
+
+
+def library_notes() -> list[str]:
+    """One line per solver library of the registry that is not installed, saying how to install it."""
+    return [f"{lib}: not installed: pip install 'critdiff-ref[libraries]'" for lib in LIBRARIES
+            if not library_available(lib)]
 
 
 def library_runners(libraries=tuple(LIBRARIES)) -> list:
@@ -72,6 +77,15 @@ def library_adaptive_rows(methods=("dopri5", "bosh3"), libraries=("torchdiffeq",
                 raise ValueError(f"methods must be among {tuple(ADAPTIVE_ERROR_ORDERS)}, got {method!r}")
             rows.extend(adaptive_checks(method, library=lib.replace("-", "_"), **kwargs))
     return rows
+
+
+def library_adaptive_reports(rows=None) -> list[Report]:
+    """The adaptive checks (``rows``, default :func:`library_adaptive_rows`) as one :class:`Report` per target
+    (``torchdiffeq[dopri5]/adaptive``), in the rows' order: what ``critdiff validate --libraries`` prints."""
+    reports: dict[str, Report] = {}
+    for row in library_adaptive_rows() if rows is None else rows:
+        reports.setdefault(row.target, Report(row.target, "adaptive")).results.append(row)
+    return list(reports.values())
 
 
 def library_table(runners=None, *, field=None, steps=(10, 20, 50, 100)) -> list:

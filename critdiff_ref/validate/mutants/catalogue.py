@@ -17,9 +17,12 @@ Conventions (those of :mod:`critdiff_ref.validate.runners`):
 - ``"velocity"``: ``sampler(velocity, x_1, sigmas) -> x_0`` with the rectified-flow velocity and uniform
   ``sigmas`` from 1 to 0 (flow matching, :mod:`critdiff_ref.validate.runners.velocity`).
 
-Registry entries are :class:`Entry` ``(sampler, adapter, description, options)``; ``options`` are
+Registry entries are :class:`Entry` ``(sampler, adapter, description, options, caught_by)``; ``options`` are
 the ``validate()`` keyword arguments the sampler is written for (its documented ``order``, and
-``process=VP()`` for the samplers whose formulas hold for VP only).
+``process=VP()`` for the samplers whose formulas hold for VP only); they take precedence over the power
+matrix's settings.  The planted bugs of the solver-library samplers are in the same format
+(:data:`LIBRARY_MUTANTS`, their parents :data:`LIBRARY_CORRECT`, each needing the libraries in
+:data:`LIBRARY_NEEDS`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,16 @@ from typing import Callable, NamedTuple
 from ...processes import VP
 from ...samplers import probability_flow, reverse_sde
 from ...samplers.sde_schemes import reverse_sde_heun
+from ..libraries.flow_matching_ode import flow_matching_sample
+from ..libraries.mutants import (
+    flow_matching_time_swapped,
+    odeint_drift_sign_flipped,
+    odeint_fixed_atol,
+    sdeint_diffusion_squared,
+    sdeint_score_at_reverse_time,
+)
+from ..libraries.odeint import odeint_probability_flow
+from ..libraries.sdeint import sdeint_reverse_sde
 from ..references import edm_euler
 from .samplers import (
     mut_ddim_abar_swapped,
@@ -55,16 +68,19 @@ from .samplers import (
 )
 from .schedulers import DDIMLikeScheduler, DDIMLikeSchedulerPrevIndexBug, LCMLikeScheduler, LCMLikeSchedulerRenoiseBug
 
-__all__ = ["Entry", "MUTANTS", "CORRECT", "PARENTS"]
+__all__ = ["Entry", "MUTANTS", "CORRECT", "PARENTS", "LIBRARY_MUTANTS", "LIBRARY_CORRECT", "LIBRARY_PARENTS",
+           "LIBRARY_NEEDS"]
 
 
 class Entry(NamedTuple):
-    """A registry row: the sampler, its adapter name, one line on what it is, and validate() options."""
+    """A registry row: the sampler, its adapter name, one line on what it is, validate() options, and (planted bugs)
+    the kind of check that must catch it (``""``: any)."""
 
     sampler: Callable
     adapter: str
     description: str
     options: dict = {}
+    caught_by: str = ""
 
 
 _VP = {"process": VP()}
@@ -148,4 +164,60 @@ CORRECT: dict[str, Entry] = {
     "lcm_scheduler": Entry(LCMLikeScheduler, "diffusers", "diffusers-like LCM scheduler (parent of lcm_*)", {"order": 1.0}),
     "ref_flow_euler_sd3": Entry(ref_flow_euler_sd3, "velocity", "reference flow-matching Euler, SD3 shift 3 (parent of flow_*)",
                                 {"order": 1.0}),
+}
+
+# planted bugs in samplers built on the solver libraries (validate.libraries.mutants); ``caught_by`` names the check
+# kind that must catch the bug.  "adaptive": run through adaptive_checks(options["method"], sampler=...), not validate()
+LIBRARY_MUTANTS: dict[str, Entry] = {
+    "odeint_drift_sign_flipped": Entry(
+        odeint_drift_sign_flipped, "score", "torchdiffeq odeint (RK4) on the PF-ODE with the drift negated",
+        {"order": 4.0, "sampler_kwargs": {"method": "rk4"}}, "covariance"),
+    "sdeint_diffusion_squared": Entry(
+        sdeint_diffusion_squared, "score", "torchsde sdeint (Euler) with g^2 handed over as the diffusion",
+        {"order": 1.0, "sampler_kwargs": {"method": "euler"}}, "covariance"),
+    "sdeint_score_at_reverse_time": Entry(
+        sdeint_score_at_reverse_time, "score", "torchsde sdeint (Euler) with the score at torchsde's time u, not T - u",
+        {"order": 1.0, "sampler_kwargs": {"method": "euler"}}, "covariance"),
+    # invisible on Gaussians (the swapped ODE has the right Gaussian end law): the two-peak mixture catches it
+    "flow_matching_time_swapped": Entry(
+        flow_matching_time_swapped, "velocity", "flow_matching ODESolver (midpoint) with t = 0 and t = 1 swapped",
+        {"order": 2.0, "sampler_kwargs": {"method": "midpoint"}, "targets": ("gaussian", "mixture")}, "kappa_2"),
+    "odeint_fixed_atol": Entry(
+        odeint_fixed_atol, "adaptive", "adaptive torchdiffeq PF-ODE (dopri5) forwarding rtol but keeping atol = 1e-3",
+        {"method": "dopri5"}, "tolerance"),
+}
+
+# the correct library samplers the planted bugs deviate from (the same options, so the same checks run)
+LIBRARY_CORRECT: dict[str, Entry] = {
+    "torchdiffeq.odeint[rk4]": Entry(odeint_probability_flow, "score", "torchdiffeq odeint (RK4) on the PF-ODE",
+                                     {"order": 4.0, "sampler_kwargs": {"method": "rk4"}}),
+    "torchsde.sdeint[euler]": Entry(sdeint_reverse_sde, "score", "torchsde sdeint (Euler) on the reverse SDE",
+                                    {"order": 1.0, "sampler_kwargs": {"method": "euler"}}),
+    "flow_matching.ODESolver[condot,midpoint]": Entry(
+        flow_matching_sample, "velocity", "flow_matching ODESolver (midpoint) on the CondOT path",
+        {"order": 2.0, "sampler_kwargs": {"scheduler": "condot", "method": "midpoint"},
+         "targets": ("gaussian", "mixture")}),
+    "torchdiffeq.odeint[dopri5]": Entry(odeint_probability_flow, "adaptive", "adaptive torchdiffeq PF-ODE (dopri5)",
+                                        {"method": "dopri5"}),
+}
+
+LIBRARY_PARENTS: dict[str, str] = {
+    "odeint_drift_sign_flipped": "torchdiffeq.odeint[rk4]",
+    "sdeint_diffusion_squared": "torchsde.sdeint[euler]",
+    "sdeint_score_at_reverse_time": "torchsde.sdeint[euler]",
+    "flow_matching_time_swapped": "flow_matching.ODESolver[condot,midpoint]",
+    "odeint_fixed_atol": "torchdiffeq.odeint[dopri5]",
+}
+
+# library entry (planted bug or correct sampler) -> the solver libraries (keys of the registry's LIBRARIES) it needs
+LIBRARY_NEEDS: dict[str, tuple[str, ...]] = {
+    "odeint_drift_sign_flipped": ("torchdiffeq",),
+    "sdeint_diffusion_squared": ("torchsde",),
+    "sdeint_score_at_reverse_time": ("torchsde",),
+    "flow_matching_time_swapped": ("flow-matching", "torchdiffeq"),
+    "odeint_fixed_atol": ("torchdiffeq",),
+    "torchdiffeq.odeint[rk4]": ("torchdiffeq",),
+    "torchsde.sdeint[euler]": ("torchsde",),
+    "flow_matching.ODESolver[condot,midpoint]": ("flow-matching", "torchdiffeq"),
+    "torchdiffeq.odeint[dopri5]": ("torchdiffeq",),
 }

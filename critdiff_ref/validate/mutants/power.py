@@ -10,18 +10,46 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..._io import atomic_write_text, strict_json
+from ..._io import atomic_write_text, check_output_file, strict_json
 from ...targets import GaussianField
 from ..core import validate
-from .catalogue import CORRECT, MUTANTS
+from ..libraries.adaptive import adaptive_checks
+from ..libraries.registry import library_available
+from ..report import Report
+from .catalogue import CORRECT, LIBRARY_CORRECT, LIBRARY_MUTANTS, LIBRARY_NEEDS, MUTANTS, Entry
 
 __all__ = [
+    "all_mutants",
+    "all_correct",
     "power_matrix",
     "format_power_matrix",
     "QUICK_SETTINGS",
     "add_mutants_parser",
     "run_mutants",
 ]
+
+
+def _installed(entries: dict[str, Entry]) -> dict[str, Entry]:
+    return {name: e for name, e in entries.items() if all(library_available(lib) for lib in LIBRARY_NEEDS[name])}
+
+
+def all_mutants() -> dict[str, Entry]:
+    """The planted bugs: :data:`.catalogue.MUTANTS`, then those of the solver libraries that are installed
+    (:data:`.catalogue.LIBRARY_MUTANTS`)."""
+    return {**MUTANTS, **_installed(LIBRARY_MUTANTS)}
+
+
+def all_correct() -> dict[str, Entry]:
+    """The correct samplers: :data:`.catalogue.CORRECT`, then the library parents whose libraries are installed."""
+    return {**CORRECT, **_installed(LIBRARY_CORRECT)}
+
+
+def _run_entry(name: str, entry: Entry, validate_kwargs: dict) -> Report:
+    """validate() the entry (its own options win over ``validate_kwargs``); an ``"adaptive"`` entry goes
+    through the adaptive solvers' checks instead."""
+    if entry.adapter == "adaptive":
+        return Report(name, "adaptive", results=adaptive_checks(entry.options["method"], sampler=entry.sampler))
+    return validate(entry.sampler, entry.adapter, name=name, **{**validate_kwargs, **entry.options})
 
 
 def power_matrix(names=None, *, include_correct: bool = True, **validate_kwargs: Any) -> list[tuple]:
@@ -31,17 +59,17 @@ def power_matrix(names=None, *, include_correct: bool = True, **validate_kwargs:
     largest margin (for a correct sampler: the check closest to failing); ``margin`` is that check's
     ``|measured - reference| / tolerance`` (for an order check the shortfall
     ``(documented - measured) / band``): > 1 fails, <= 1 passes.  ``names`` selects entries of
-    ``MUTANTS`` / ``CORRECT`` (KeyError for others); extra keyword arguments go to ``validate()``
-    on top of each entry's own options.
+    :func:`all_mutants` / :func:`all_correct` (KeyError for others); extra keyword arguments go to ``validate()``
+    under each entry's own options.
     """
     rows = []
-    entries = dict(MUTANTS)
+    entries = all_mutants()
     if include_correct:
-        entries.update(CORRECT)
+        entries.update(all_correct())
     if names is not None:
         entries = {n: entries[n] for n in names}
     for name, entry in entries.items():
-        report = validate(entry.sampler, entry.adapter, name=name, **{**entry.options, **validate_kwargs})
+        report = _run_entry(name, entry, validate_kwargs)
         check, margin = _worst_check(report)
         rows.append((name, not report.passed, check, margin))
     return rows
@@ -77,8 +105,9 @@ QUICK_SETTINGS: dict = {"targets": ("gaussian",), "n_samples": 1000}
 def format_power_matrix(rows) -> str:
     """Markdown table of :func:`power_matrix` rows: mutants first (caught?), then correct samplers (passed?)."""
     out = ["| sampler | kind | result | deciding check | margin |", "|---|---|---|---|---|"]
+    mutants = all_mutants()
     for name, caught, check, margin in rows:
-        kind = "mutant" if name in MUTANTS else "correct"
+        kind = "mutant" if name in mutants else "correct"
         ok = caught if kind == "mutant" else not caught
         result = ("caught" if caught else "MISSED") if kind == "mutant" else ("passed" if not caught else "FAILED")
         out.append(f"| {name} | {kind} | {result}{'' if ok else ' (!)'} | {check} | {margin:.3g} |")
@@ -88,7 +117,10 @@ def format_power_matrix(rows) -> str:
 def add_mutants_parser(sub):
     """``critdiff mutants``: run the validator's power matrix (planted bugs must fail, correct samplers pass)."""
     p = sub.add_parser("mutants", help="validator power matrix: planted-bug samplers must fail, correct ones pass")
-    p.add_argument("--names", nargs="+", default=None, help="entries of MUTANTS/CORRECT (default: all)")
+    p.add_argument("--names", nargs="+", default=None,
+                   help="entries of the catalogue (default: all; with the solver libraries installed, their planted "
+                        "bugs too; --list shows them)")
+    p.add_argument("--list", action="store_true", help="print the catalogue's names, then exit")
     p.add_argument("--quick", action="store_true", help="one d=1 L=8 critical field, Gaussian checks only")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the rows as JSON")
@@ -97,9 +129,19 @@ def add_mutants_parser(sub):
 
 def run_mutants(args) -> int:
     """Print the power matrix; exit 1 if a mutant was missed or a correct sampler failed."""
-    unknown = [n for n in (args.names or []) if n not in MUTANTS and n not in CORRECT]
+    check_output_file(args.json, "--json")  # before the run, not after it
+    mutants, correct = all_mutants(), all_correct()
+    unknown = [n for n in (args.names or []) if n not in mutants and n not in correct]
     if unknown:
-        raise ValueError(f"names must be entries of MUTANTS or CORRECT, got unknown {unknown}")
+        missing = [n for n in unknown if n in LIBRARY_NEEDS]
+        why = (f" ({', '.join(missing)}: needs a solver library that is not installed: pip install "
+               "'critdiff-ref[libraries]')" if missing else "")
+        raise ValueError(f"--names {' '.join(unknown)}: not in the mutants catalogue{why} "
+                         "(critdiff mutants --list shows it)")
+    if getattr(args, "list", False):
+        print("planted bugs: " + " ".join(mutants))
+        print("correct samplers: " + " ".join(correct))
+        return 0
     kw = {"seed": args.seed}
     if args.quick:
         kw.update(QUICK_SETTINGS, fields=(GaussianField(8, 1, 0.0),))
@@ -107,5 +149,5 @@ def run_mutants(args) -> int:
     print(format_power_matrix(rows))
     if args.json:
         atomic_write_text(args.json, strict_json([list(r) for r in rows]))
-    bad = [r for r in rows if (r[0] in MUTANTS) != r[1]]
+    bad = [r for r in rows if (r[0] in mutants) != r[1]]
     return 1 if bad else 0

@@ -6,7 +6,6 @@ shares: signature inspection, the VE-in-sigma process, noise routing, loading ``
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass, field as dc_field
@@ -14,6 +13,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..._user_code import import_object
 from ...processes import Brownian, Process
 from ...scores import exact_score
 from ...targets import GaussianField
@@ -115,22 +115,7 @@ def event_shape(target) -> tuple[int, ...]:
     return tuple(target.shape) if isinstance(target, GaussianField) else ()
 
 
-def load_object(spec: str) -> Any:
-    """Import ``"pkg.module:attr"`` (``attr`` may be dotted); ValueError naming the module or attribute
-    that is missing (the command line and the pytest plugin put the current folder on ``sys.path``)."""
-    if not isinstance(spec, str) or ":" not in spec:
-        raise ValueError(f"sampler must be given as 'pkg.module:attr', got {spec!r}")
-    mod_name, attr = spec.split(":", 1)
-    try:
-        obj = importlib.import_module(mod_name)
-    except ImportError as err:
-        missing = getattr(err, "name", None)
-        why = (f"no module named {mod_name!r} (run from the folder that holds it, or add that folder to PYTHONPATH)"
-               if missing and mod_name.startswith(missing) else f"importing {mod_name!r} failed: {err}")
-        raise ValueError(f"sampler {spec!r}: {why}") from err
-    for i, part in enumerate(attr.split(".")):
-        if not hasattr(obj, part):
-            owner = ".".join([mod_name, *attr.split(".")[:i]])
-            raise ValueError(f"sampler {spec!r}: {owner!r} has no attribute {part!r}")
-        obj = getattr(obj, part)
-    return obj
+def load_object(spec: str, what: str = "sampler") -> Any:
+    """Import ``"pkg.module:attr"`` from the current folder or the import path; one-line ValueError naming
+    ``what`` (``sampler``, ``scheduler``) otherwise (:func:`critdiff_ref._user_code.import_object`)."""
+    return import_object(spec, what)
