@@ -200,3 +200,24 @@ def test_structured_heun_without_the_product_term_fails(monkeypatch):
     _, lq = likelihood.stepwise_flow_log_density(net, process, xT, prior, jacobian="structured", **kw)
     # the dropped term is O(1) per step at T (g^2 h / 2 ~ 40 for VE sigma = 25): far beyond the 1e5-eps agreement
     assert float((lq - lq_ref).abs().max()) > 1e6 * 1e5 * EPS64
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_slogdet_per_matrix_is_exact_with_threads(threads):
+    """likelihood.slogdet_per_matrix = numpy's LAPACK slogdet per matrix, with 1 and 2 intra-op threads
+    (batched CPU slogdet with 2 threads returned log-dets off by ~1e-3 in torch 2.13 + oneMKL)."""
+    import numpy as np
+
+    D = torch.eye(256, dtype=torch.float64) + 0.01 * torch.randn((3, 256, 256), generator=torch.Generator().manual_seed(9),
+                                                                   dtype=torch.float64)
+    ref = torch.tensor([np.linalg.slogdet(M.numpy())[1] for M in D], dtype=torch.float64)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        sign, logdet = likelihood.slogdet_per_matrix(D)
+    finally:
+        torch.set_num_threads(previous)
+    # two LU factorisations of the same matrix (pivoting identical, blocking may differ): log|det| is a sum
+    # of 256 log|pivots| of size <= 0.1, each within a few eps: 256 * 4 eps absolute
+    assert_close(logdet, ref, rtol=0.0, atol=256 * 4 * EPS64)
+    assert bool((sign == 1).all())
