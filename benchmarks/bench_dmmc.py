@@ -56,11 +56,11 @@ def slogdet_floor_seconds(V: int, batch: int, clock=time.perf_counter) -> float:
     batch (``(batch, V, V)`` each)."""
     D = torch.eye(V, dtype=torch.float64).expand(batch, V, V) + 0.01 * torch.randn(
         (batch, V, V), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    torch.linalg.slogdet(D)
+    likelihood.slogdet_per_matrix(D)
     best = float("inf")
     for _ in range(5):
         t0 = clock()
-        torch.linalg.slogdet(D)
+        likelihood.slogdet_per_matrix(D)
         best = min(best, clock() - t0)
     return STEPS * best
 
