@@ -138,7 +138,7 @@ class CirculantBand:
             return CirculantBand(self.kernel + other.kernel, self.band + other.band, self.geometry)
         if isinstance(other, torch.Tensor):
             dtype = torch.promote_types(other.dtype, self.dtype)
-            return self.add_to(torch.broadcast_to(other.to(dtype), self.shape).contiguous().clone())
+            return self.add_to(other.to(dtype).expand(self.shape).clone(memory_format=torch.contiguous_format))
         return NotImplemented
 
     __radd__ = __add__
@@ -160,9 +160,11 @@ class CirculantBand:
         return out
 
     def add_to(self, out: torch.Tensor) -> torch.Tensor:
-        """``out += J`` in place for a dense ``out`` ``(batch, V, V)``; returns ``out``."""
+        """``out += J`` in place for a dense contiguous ``out`` ``(batch, V, V)``; returns ``out``."""
+        if tuple(out.shape) != self.shape or not out.is_contiguous():
+            raise ValueError(f"out must be a contiguous tensor of shape {self.shape}, got {tuple(out.shape)}")
         out += self._circulant(self.kernel.to(out.dtype))
-        return self._add_band(out.contiguous(), self.band, self.geometry.window)
+        return self._add_band(out, self.band, self.geometry.window)
 
     def dense(self) -> torch.Tensor:
         """The dense matrix ``(batch, V, V)``."""
