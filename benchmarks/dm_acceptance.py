@@ -84,22 +84,34 @@ def acceptance(net: FourierLocalScore, L: int, *, steps: int = 16, method: str =
             "cpu_s_per_proposal": (time.process_time() - t0) / (chains * n_iter)}
 
 
-def study(dm_steps: int = 1000) -> dict:
+PARTS = ("arch", "grid", "transfer")
+ARCHS = ((0, 16), (1, 8), (1, 16), (1, 32), (2, 16))
+
+
+def study(dm_steps: int = 1000, parts=PARTS) -> dict:
+    """The rows of the module docstring for the chosen ``parts``."""
     torch.set_num_threads(1)
     out: dict = {"dm_steps": dm_steps, "load_start": os.getloadavg()[0]}
     data8 = training_set(8)
-    out["arch"] = {}
-    nets = {}
-    for radius, channels in ((0, 16), (1, 8), (1, 16), (1, 32), (2, 16)):
-        nets[(radius, channels)] = net = train(8, data8, radius=radius, channels=channels, dm_steps=dm_steps)
-        out["arch"][f"r{radius}_c{channels}"] = row = acceptance(net, 8)
-        print("arch", radius, channels, row, flush=True)
-    base = nets[(1, 16)]
+    base = train(8, data8, radius=1, channels=16, dm_steps=dm_steps)
+    if "arch" in parts:
+        out["arch"] = {}
+        for radius, channels in ARCHS:
+            net = base if (radius, channels) == (1, 16) else train(8, data8, radius=radius, channels=channels,
+                                                                    dm_steps=dm_steps)
+            out["arch"][f"r{radius}_c{channels}"] = row = acceptance(net, 8)
+            print("arch", radius, channels, row, flush=True)
+    if "grid" not in parts:
+        return _transfer(out, base, dm_steps) if "transfer" in parts else out
     out["grid"] = {}
     for method, steps, grid in (("heun", 4, "uniform"), ("heun", 8, "uniform"), ("heun", 32, "uniform"),
                                 ("rk4", 8, "uniform"), ("heun", 16, "log"), ("heun", 16, "karras")):
         out["grid"][f"{method}{steps}_{grid}"] = row = acceptance(base, 8, steps=steps, method=method, grid=grid)
         print("grid", method, steps, grid, row, flush=True)
+    return _transfer(out, base, dm_steps) if "transfer" in parts else out
+
+
+def _transfer(out: dict, base: FourierLocalScore, dm_steps: int) -> dict:
     data16 = training_set(16)
     out["transfer"] = {
         "L8_net_at_L16": acceptance(transplant(base, 16), 16, chains=8, n_iter=40),
@@ -114,8 +126,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dm-steps", type=int, default=1000)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     args = parser.parse_args()
-    result = study(args.dm_steps)
+    result = study(args.dm_steps, tuple(args.parts))
     print(json.dumps(result, indent=1))
     if args.json:
         with open(args.json, "w") as fh:
