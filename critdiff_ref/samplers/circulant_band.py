@@ -182,8 +182,8 @@ class CirculantBand:
         B, V = self.kernel.shape
         lat = (geo.L,) * geo.d
         dims = tuple(range(1, 1 + geo.d))
-        c_hat = torch.fft.fftn(self.kernel.reshape(B, *lat), dim=dims).unsqueeze(-1)
-        out = torch.fft.ifftn(torch.fft.fftn(A.reshape(B, *lat, V), dim=dims) * c_hat, dim=dims).real
+        c_hat = torch.fft.rfftn(self.kernel.reshape(B, *lat), dim=dims).unsqueeze(-1)  # real data: half spectra
+        out = torch.fft.irfftn(torch.fft.rfftn(A.reshape(B, *lat, V), dim=dims) * c_hat, s=lat, dim=dims)
         out = out.reshape(B, V, V).contiguous()
         for w in range(geo.offsets.shape[0]):
             out.addcmul_(self.band[:, w, :, None], A.index_select(1, geo.window[w]))
