@@ -7,6 +7,7 @@ DSM-trained :class:`~critdiff_ref.trainers.fourier_local.FourierLocalScore` netw
 (``dmmc.dm_mcmc(log_q="stepwise")``, float64).  Rows:
 
 - ``arch``: radius 0 / 1 / 2 and width 8 / 16 / 32 at L = 8, 16 Heun steps;
+- ``long``: radius 0 and 1 (width 16) with ``--long-steps`` DSM steps;
 - ``grid``: the radius-1 width-16 network with Heun 4 / 8 / 16 / 32 steps, RK4 8 steps, and the log and
   Karras time grids (16 Heun steps);
 - ``transfer``: that network's weights in an L = 16 network (the kernel MLP reads khat^2, the CNN is local:
@@ -84,11 +85,11 @@ def acceptance(net: FourierLocalScore, L: int, *, steps: int = 16, method: str =
             "cpu_s_per_proposal": (time.process_time() - t0) / (chains * n_iter)}
 
 
-PARTS = ("arch", "grid", "transfer")
+PARTS = ("arch", "long", "grid", "transfer")
 ARCHS = ((0, 16), (1, 8), (1, 16), (1, 32), (2, 16))
 
 
-def study(dm_steps: int = 1000, parts=PARTS) -> dict:
+def study(dm_steps: int = 1000, parts=PARTS, long_steps: int = 3000) -> dict:
     """The rows of the module docstring for the chosen ``parts``."""
     torch.set_num_threads(1)
     out: dict = {"dm_steps": dm_steps, "load_start": os.getloadavg()[0]}
@@ -101,6 +102,12 @@ def study(dm_steps: int = 1000, parts=PARTS) -> dict:
                                                                     dm_steps=dm_steps)
             out["arch"][f"r{radius}_c{channels}"] = row = acceptance(net, 8)
             print("arch", radius, channels, row, flush=True)
+    if "long" in parts:
+        out["long"] = {}
+        for radius in (0, 1):
+            net = train(8, data8, radius=radius, channels=16, dm_steps=long_steps)
+            out["long"][f"r{radius}_c16_{long_steps}"] = row = acceptance(net, 8)
+            print("long", radius, row, flush=True)
     if "grid" not in parts:
         return _transfer(out, base, dm_steps) if "transfer" in parts else out
     out["grid"] = {}
@@ -126,9 +133,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dm-steps", type=int, default=1000)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--long-steps", type=int, default=3000)
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     args = parser.parse_args()
-    result = study(args.dm_steps, tuple(args.parts))
+    result = study(args.dm_steps, tuple(args.parts), args.long_steps)
     print(json.dumps(result, indent=1))
     if args.json:
         with open(args.json, "w") as fh:
