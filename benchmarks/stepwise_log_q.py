@@ -3,7 +3,7 @@
 ``python -m benchmarks.stepwise_log_q [L ...]``: for a randomly initialised
 :class:`critdiff_ref.trainers.fourier_local.FourierLocalScore` (radius 1, 16 channels; the cost does not
 depend on the weights), seconds per proposal of ``likelihood.stepwise_flow_log_density`` (chain rule,
-coloured-JVP Jacobians) and, for ``V <= VMAPPED_MAX_V``, of ``likelihood.flow_jacobian_log_density``
+circulant-plus-band step Jacobians, the default ``jacobian="structured"``) and, for ``V <= VMAPPED_MAX_V``, of ``likelihood.flow_jacobian_log_density``
 (V vmapped backward passes through the sampler) for the same network; 16 Heun steps, d = 2, one thread,
 float64 (``--float32``: the network in float32, the determinants still float64).
 """

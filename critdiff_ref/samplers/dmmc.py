@@ -16,8 +16,10 @@ What is exact and what is not (THEORY 8, "Exactness"):
   ``BENCHMARKS.md``).
 - ``log_q="stepwise"`` (EXACT): the same density by the chain rule, step by step
   (:func:`~critdiff_ref.samplers.likelihood.stepwise_flow_log_density`), for a score with a cheap exact
-  Jacobian ``score.score_jacobian(x, t)`` (e.g. :class:`~critdiff_ref.trainers.fourier_local.FourierLocalScore`):
-  no backward pass through the sampler, ``O(steps V^3)`` per proposal.
+  Jacobian ``score.score_jacobian(x, t)`` (e.g. :class:`~critdiff_ref.trainers.fourier_local.FourierLocalScore`,
+  whose step Jacobians stay circulant-plus-band operators, :mod:`critdiff_ref.samplers.circulant_band`):
+  no backward pass through the sampler; per proposal one ``V x V`` ``slogdet`` per step (``O(steps V^3)``,
+  the floor) plus ``O(steps W V^2)`` for the Heun products (docs/results/dm_mcmc.md).
 - ``log_q="exact"``: the ODE-integrated log q with the exact divergence; exact only up to the ODE
   discretisation error ``O(h^p)`` of the method (small, not zero).
 - ``log_q="hutchinson"`` (APPROXIMATE): the ODE-integrated log q with a Hutchinson divergence; the

@@ -35,6 +35,7 @@ from torch.nn import functional as F
 
 from .. import lattice
 from ..processes import Process
+from ..samplers.circulant_band import CirculantBand, band_geometry
 from .dsm import GaussianFourierFeatures, _positive_float, _positive_int, batch_times, seeded_init
 
 __all__ = ["FourierLocalScore", "colouring_modulus"]
@@ -169,6 +170,31 @@ class FourierLocalScore(nn.Module):
         sig = torch.sigmoid(h)
         return F.linear(dh * (sig * (1.0 + h * (1.0 - sig))), self.out.weight).squeeze(-1)
 
+    def _eps_window_jacobian(self, h: torch.Tensor, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(eps(h), d eps_i / d h_{i + o_t})`` for the taps ``o_t`` of the single convolution (radius <= 1):
+        ``((N, *lattice), (N, *lattice, taps))``; ``eps`` by the same operations as :meth:`_eps`.
+
+        With one convolution followed by site-wise layers, ``eps_i`` depends on the window of ``i`` through one
+        chain of site-wise maps: reverse mode per site, ``g = w_out silu'(z_n)``, ``g <- (g W_k) silu'(z_{k-1})``,
+        then ``g W_0`` (the chain rule of :meth:`_eps`; the cost of one forward pass instead of ``m^d`` products).
+        """
+        shape = (emb.shape[0],) + (1,) * self.d + (-1,)
+        layers = self._layers()
+        z, pre = h.unsqueeze(-1), []
+        for i, (layer, embed, conv) in enumerate(layers):
+            a = z if i == 0 else F.silu(z)
+            z = layer(self._neighbours(a) if conv else a) + embed(emb).reshape(shape)
+            pre.append(z)
+
+        def silu_prime(u: torch.Tensor) -> torch.Tensor:
+            sig = torch.sigmoid(u)
+            return sig * (1.0 + u * (1.0 - sig))
+
+        g = silu_prime(pre[-1]) * self.out.weight[0]
+        for i in range(len(layers) - 1, 0, -1):
+            g = (g @ layers[i][0].weight) * silu_prime(pre[i - 1])
+        return self.out(F.silu(pre[-1])).squeeze(-1), g @ layers[0][0].weight
+
     def local_score(self, x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
         """``s_loc(x, t) = c_out eps(c_in x, t)`` (odd-symmetrised if ``odd``), times ``tt`` ``(batch,)``."""
         a, Xi = self.process.a(tt), self.process.Xi(tt)
@@ -212,25 +238,20 @@ class FourierLocalScore(nn.Module):
             self._index_cache[key] = (diff, colours, torch.stack(js), torch.stack(cs))
         return self._index_cache[key]
 
-    def score_jacobian(self, x: torch.Tensor, t, *, modulus: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(s_theta(x, t), J)`` with ``J[b, i, j] = d s_i / d x_j`` ``(batch, V, V)``, exact to rounding.
-
-        ``J = circ(k_t) + J_loc`` (module docstring): the circulant from ``K_t``'s inverse FFT, ``J_loc``
-        from ``m^d`` coloured forward-mode products (the chain rule through the layers, :meth:`_eps_tangents`).  ``modulus``: the colouring ``m`` (default
-        :func:`colouring_modulus`; a divisor of ``L``; one below ``min(2r+1, L)`` aliases, i.e. is wrong).
-        """
+    def _jacobian_parts(self, x: torch.Tensor, t, modulus: int | None):
+        """``(s, circulant kernel (B, *lattice), Jv (n_col, B, V), tt, m)`` with ``Jv[c, b, i]`` =
+        ``sum_{j of colour c} J_loc[b, i, j]`` (the coloured forward-mode products, module docstring)."""
         self._check_x(x)
         m = colouring_modulus(self.L, self.radius) if modulus is None else _positive_int("modulus", modulus)
         if self.L % m:
             raise ValueError(f"modulus must divide L = {self.L}, got modulus={m}")
         tt = self._times(x, t)
         B, V, n_col = x.shape[0], self.khat2.numel(), m**self.d
-        diff, colours, window_j, window_c = self._indices(m, x.device)
+        _, colours, _, _ = self._indices(m, x.device)
         x = x.detach()
         with torch.no_grad():
             s = self(x, tt)
             kernel = torch.fft.ifftn(self.score_kernel(tt, x.dtype), dim=lattice.lattice_dims(self.d)).real
-            J = kernel.reshape(B, V)[:, diff]  # circulant: J[i, j] = k_t(i - j)
         # J_loc v_c = c_out c_in J_eps v_c (odd: 0.5 (J_eps(c_in x) + J_eps(-c_in x)) v_c)
         a, Xi = self.process.a(tt), self.process.Xi(tt)
         var = a * a * self.data_std**2 + Xi
@@ -245,7 +266,65 @@ class FourierLocalScore(nn.Module):
             else:
                 Jv = self._eps_tangents(xin, emb, v)
         Jv = scale * Jv.to(x.dtype).reshape(n_col, B, V)  # Jv[c, b, i] = sum_{j of colour c} J_loc[b, i, j]
+        return s.detach(), kernel, Jv, m
+
+    def score_jacobian(self, x: torch.Tensor, t, *, modulus: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(s_theta(x, t), J)`` with ``J[b, i, j] = d s_i / d x_j`` ``(batch, V, V)``, exact to rounding.
+
+        ``J = circ(k_t) + J_loc`` (module docstring): the circulant from ``K_t``'s inverse FFT, ``J_loc``
+        from ``m^d`` coloured forward-mode products (the chain rule through the layers, :meth:`_eps_tangents`).  ``modulus``: the colouring ``m`` (default
+        :func:`colouring_modulus`; a divisor of ``L``; one below ``min(2r+1, L)`` aliases, i.e. is wrong).
+        """
+        s, kernel, Jv, m = self._jacobian_parts(x, t, modulus)
+        B, V = x.shape[0], self.khat2.numel()
+        diff, _, window_j, window_c = self._indices(m, x.device)
+        J = kernel.reshape(B, V)[:, diff]  # circulant: J[i, j] = k_t(i - j)
         rows = torch.arange(V, device=x.device)
         for j, c in zip(window_j, window_c):  # one window offset at a time: J_loc[b, i, i + off]
             J[:, rows, j] += Jv[c, :, rows].transpose(0, 1)
-        return s.detach(), J
+        return s, J
+
+    def score_jacobian_operator(self, x: torch.Tensor, t, *, modulus: int | None = None) -> tuple[torch.Tensor, CirculantBand]:
+        """``(s_theta(x, t), J)`` with the same Jacobian as :meth:`score_jacobian` kept as a
+        :class:`~critdiff_ref.samplers.circulant_band.CirculantBand` (kernel ``k_t``, band ``J_loc[b, i, i + o_w]``):
+        ``O(V)`` numbers instead of ``V^2``, and products of two step Jacobians in ``O(W V^2)``.  For
+        ``radius <= 1`` (one convolution) and no ``modulus`` the band comes from the per-site reverse mode
+        (:meth:`_eps_window_jacobian`), else from the coloured forward-mode products."""
+        B, V = x.shape[0], self.khat2.numel()
+        if self.radius > 1 or modulus is not None:
+            s, kernel, Jv, m = self._jacobian_parts(x, t, modulus)
+            geometry = band_geometry(self.L, self.d, self.radius, x.device)
+            colour_of = self._indices(m, x.device)[1].reshape(-1, V).to(torch.long).argmax(0)  # colour of each site
+            window_c = colour_of[geometry.window]  # (W, V): colour of site i + o_w
+            band = Jv.gather(0, window_c.unsqueeze(1).expand(-1, B, -1)).transpose(0, 1)  # (B, W, V): J_loc[b, i, i + o_w]
+            return s, CirculantBand(kernel.reshape(B, V), band.contiguous(), geometry)
+        self._check_x(x)
+        tt = self._times(x, t)
+        x = x.detach()
+        geometry = band_geometry(self.L, self.d, self.radius, x.device)
+        with torch.no_grad():  # s by the operations of forward(), sharing the local pass with the Jacobian
+            K = self.score_kernel(tt, x.dtype)
+            gauss = lattice.ifft(lattice.fft(x, self.d) * K, self.d).real
+            kernel = torch.fft.ifftn(K, dim=lattice.lattice_dims(self.d)).real
+            a, Xi = self.process.a(tt), self.process.Xi(tt)
+            var = a * a * self.data_std**2 + Xi
+            shape = (-1,) + (1,) * self.d
+            c_in, c_out = (1.0 / torch.sqrt(var)).reshape(shape), (a / var).reshape(shape)
+            xin = (c_in.to(x.dtype) * x).to(self.dtype)
+            emb = self.time_mlp(self.time(tt.to(self.dtype)))
+            if self.odd:  # J of 0.5 (eps(u) - eps(-u)) is 0.5 (J_eps(u) + J_eps(-u))
+                both, both_taps = self._eps_window_jacobian(torch.cat([xin, -xin]), torch.cat([emb, emb]))
+                eps, taps = 0.5 * (both[:B] - both[B:]), 0.5 * (both_taps[:B] + both_taps[B:])
+            else:
+                eps, taps = self._eps_window_jacobian(xin, emb)
+            s = gauss + c_out.to(x.dtype) * eps.to(x.dtype)
+        scale = (a / var / torch.sqrt(var)).to(x.dtype).reshape(B, 1, 1)  # c_out c_in
+        taps = scale * taps.to(x.dtype).reshape(B, V, -1).transpose(1, 2)  # (B, taps, V)
+        band = x.new_zeros((B, geometry.offsets.shape[0], V))
+        band.index_add_(1, self._tap_slots(geometry), taps)  # taps equal mod L (L <= 2r) share a slot
+        return s, CirculantBand(kernel.reshape(B, V), band, geometry)
+
+    def _tap_slots(self, geometry) -> torch.Tensor:
+        """For each convolution tap offset, its row in ``geometry.offsets`` (offsets reduced mod L)."""
+        rows = {tuple(int(o) for o in off): w for w, off in enumerate(geometry.offsets.tolist())}
+        return torch.tensor([rows[tuple(o % self.L for o in off)] for off in self._offsets], device=geometry.offsets.device)
