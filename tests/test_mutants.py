@@ -147,3 +147,28 @@ def test_run_mutants_prints_the_matrix_and_sets_the_exit_code(capsys, tmp_path):
     assert [r[0] for r in json.loads(out.read_text())] == ["heun_dropped_second_stage", "ref_pf_heun"]
     with pytest.raises(ValueError, match="names"):
         run_mutants(parser.parse_args(["mutants", "--names", "nope"]))
+
+
+def test_run_mutants_objectives_adds_the_training_objective_matrix(capsys, tmp_path, monkeypatch):
+    """``--objectives`` appends the objective power matrix; one objective verdict that is wrong makes the exit code 1."""
+    import argparse
+    import json
+
+    from critdiff_ref.validate.mutants import add_mutants_parser, power, run_mutants
+
+    rows = [{"name": "ddpm-eps", "parent": "ddpm-eps", "bug": "", "must_pass": True, "passed": True, "ok": True,
+             "failures": []},
+            {"name": "ddpm-eps:t-times-1000", "parent": "ddpm-eps", "bug": "model told t*1000", "must_pass": False,
+             "passed": True, "ok": False, "failures": []}]
+    monkeypatch.setattr(power, "objective_matrix", lambda: rows)
+    parser = argparse.ArgumentParser()
+    add_mutants_parser(parser.add_subparsers(dest="command"))
+    out = tmp_path / "rows.json"
+    args = parser.parse_args(["mutants", "--quick", "--names", "ref_pf_heun", "--objectives", "--json", str(out)])
+    assert run_mutants(args) == 1  # the planted-bug objective passed: a missed mutant
+    text = capsys.readouterr().out
+    assert "training objectives" in text and "BAD ddpm-eps:t-times-1000" in text
+    saved = json.loads(out.read_text())
+    assert [r[0] for r in saved["samplers"]] == ["ref_pf_heun"] and saved["objectives"] == rows
+    monkeypatch.setattr(power, "objective_matrix", lambda: rows[:1])
+    assert run_mutants(parser.parse_args(["mutants", "--quick", "--names", "ref_pf_heun", "--objectives"])) == 0

@@ -11,7 +11,7 @@ Built-in cases from diffusers' training pieces live in :mod:`.diffusers_objectiv
 """
 
 from .diffusers_objectives import DIFFUSERS_CASES, Case, ddpm_case, ddpm_spec, edm_case, edm_spec, flow_match_case, flow_match_spec
-from .mutants import Mutant, correct_cases, planted_bugs, power_matrix
+from .mutants import Mutant, correct_cases, format_power_matrix, planted_bugs, power_matrix
 from .plot import plot_report
 from .slowing import SlowingResult, training_steps
 from .documented import edm_weighting, min_snr_weighting, sd3_density, sd3_weighting, uniform_density
@@ -24,5 +24,5 @@ __all__ = [
     "ModelSpec", "OUTPUTS", "CONDITIONINGS", "denoiser_affine",
     "Case", "DIFFUSERS_CASES", "ddpm_case", "flow_match_case", "edm_case", "ddpm_spec", "flow_match_spec", "edm_spec",
     "min_snr_weighting", "edm_weighting", "sd3_weighting", "sd3_density", "uniform_density",
-    "Mutant", "correct_cases", "planted_bugs", "power_matrix", "training_steps", "SlowingResult", "plot_report",
+    "Mutant", "correct_cases", "planted_bugs", "power_matrix", "format_power_matrix", "training_steps", "SlowingResult", "plot_report",
 ]

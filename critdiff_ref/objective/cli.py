@@ -57,7 +57,7 @@ def load_case(path: str):
 def run_objective(args: argparse.Namespace) -> int:
     from ..targets.gaussian_field import GaussianField
     from .diffusers_objectives import DIFFUSERS_CASES
-    from .mutants import power_matrix
+    from .mutants import format_power_matrix, power_matrix
     from .report import NULL_REASONS
     from .validate import default_mixture, validate_objective
 
@@ -69,10 +69,7 @@ def run_objective(args: argparse.Namespace) -> int:
     kwargs = dict(target=target, n_batches=args.batches, batch_size=args.batch_size, seed=args.seed, alpha=args.alpha)
     if args.mutants:
         rows = power_matrix(args.n_train, **kwargs)
-        for r in rows:
-            verdict = "PASS" if r["passed"] else "FAIL"
-            print(f"{'ok ' if r['ok'] else 'BAD'} {r['name']:<34} must {'pass' if r['must_pass'] else 'fail'}: {verdict}"
-                  + (f"  [{r['bug']}]" if r["bug"] else ""))
+        print(format_power_matrix(rows))
         if args.json:
             atomic_write_text(args.json, strict_json({"power_matrix": rows}))
         return 0 if all(r["ok"] for r in rows) else 1

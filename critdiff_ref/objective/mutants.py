@@ -155,3 +155,10 @@ def power_matrix(n_train: int = 1000, **validate_kwargs) -> list[dict]:
         rows.append({"name": c.name, "parent": m.parent, "bug": m.bug, "must_pass": m.must_pass,
                      "passed": report.passed, "ok": report.passed == m.must_pass, "failures": list(report.failures)})
     return rows
+
+
+def format_power_matrix(rows: list[dict]) -> str:
+    """:func:`power_matrix` rows, one line each: ``ok``/``BAD``, the objective, what it must do and what it did."""
+    return "\n".join(
+        f"{'ok ' if r['ok'] else 'BAD'} {r['name']:<34} must {'pass' if r['must_pass'] else 'fail'}: "
+        f"{'PASS' if r['passed'] else 'FAIL'}" + (f"  [{r['bug']}]" if r["bug"] else "") for r in rows)
