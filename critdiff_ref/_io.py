@@ -163,3 +163,36 @@ def check_output_dir(path: str | os.PathLike | None, flag: str) -> None:
         raise ValueError(f"{flag} {path}: {parent} is a file, so the folder cannot be created")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ValueError(f"{flag} {path}: {parent} is not writable")
+
+
+def read_checkpoint(path: str | os.PathLike, *, what: str = "checkpoint") -> dict:
+    """Read a :func:`save_weights` file with ``torch.load(weights_only=True)`` onto the CPU.
+
+    Every way a file can fail to be a checkpoint -- missing, a folder, empty, truncated, text or other
+    garbage, pickled code, not a dict -- is ONE ``ValueError`` naming the file and ``what`` it should be
+    (a command turns it into a one-line message and exit code 2), never a torch traceback."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    name = os.fspath(path)
+    if os.path.isdir(name):
+        raise ValueError(f"{name}: is a folder, not a {what} file")
+    if not os.path.isfile(name):
+        raise ValueError(f"{name}: no such {what} file")
+    if os.path.getsize(name) == 0:
+        raise ValueError(f"{name}: empty file, not a {what}")
+    try:
+        payload = torch.load(name, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError,
+            IndexError, TypeError, AttributeError, ImportError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"{name}: not a readable {what} (damaged, truncated or another kind of file: "
+                         f"{type(err).__name__}: {reason[:160]})") from None
+    if not isinstance(payload, dict):
+        raise ValueError(f"{name}: not a {what} (holds a {type(payload).__name__}, not a dict)")
+    return payload
+
+
+__all__ += ["read_checkpoint"]
