@@ -196,3 +196,22 @@ def read_checkpoint(path: str | os.PathLike, *, what: str = "checkpoint") -> dic
 
 
 __all__ += ["read_checkpoint"]
+
+
+def check_writable_file(path: str | os.PathLike | None, flag: str, *, suffix: str | None = None) -> None:
+    """:func:`check_output_file`, then a real probe: create and remove a temporary file in the folder, so a
+    folder that only looks writable (a read-only mount, ``/proc``, permissions that ``os.access`` misjudges
+    for root) fails here, before a run, and not when the result is saved. ``None`` passes."""
+    check_output_file(path, flag, suffix=suffix)
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".critdiff-probe-")
+    except OSError as err:
+        raise ValueError(f"{flag} {os.fspath(path)}: cannot write in folder {folder} ({err.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+__all__ += ["check_writable_file"]

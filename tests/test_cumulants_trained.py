@@ -181,6 +181,32 @@ def test_cli_writes_strict_json_and_reuses_its_checkpoint(tmp_path, capsys):
     assert "loaded" in capsys.readouterr().err
 
 
+def test_cli_with_an_existing_checkpoint_records_its_training_and_refuses_contradicting_flags(tmp_path, capsys,
+                                                                                                monkeypatch):
+    """``--epochs 7 --checkpoint F`` with F trained for 1 epoch: an error naming both (nothing is retrained);
+    without training flags the JSON records F's epochs / data, not the defaults, and the text says it was loaded."""
+    from critdiff_ref.report import learned
+
+    ck = tmp_path / "ve.pt"
+    trained = replace(cumulants.QUICK, epochs=1, n_data=1024)
+    model, info = cumulants.train_model(replace(trained, epochs=1, n_data=64))  # the weights do not matter here
+    cumulants.save_checkpoint(ck, model, trained, info)
+    seen = []
+    monkeypatch.setattr(learned, "learned_cumulants", lambda config, *a, **k: seen.append(config) or pytest.fail("ran"))
+    assert main(["cumulants", "--epochs", "7", "--checkpoint", str(ck)]) == 2
+    err = capsys.readouterr().err
+    assert "--epochs 7 (trained with 1)" in err and str(ck) in err and not seen
+    config, given = learned.cumulants_config(learned.add_cumulants_parser(_subparsers()).parse_args(
+        ["--checkpoint", str(ck), "--n-gen", "1000"]))
+    assert (config.epochs, config.n_data, config.n_gen) == (1, 1024, 1000) and given == {"n_gen": 1000}
+
+
+def _subparsers():
+    import argparse
+
+    return argparse.ArgumentParser().add_subparsers()
+
+
 # -- trained networks (slow) --------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("process", ["vp", "ve"])

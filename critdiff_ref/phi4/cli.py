@@ -143,8 +143,8 @@ def power_text(plan: dict, args: argparse.Namespace) -> str:
 
 def run_phi4(args: argparse.Namespace) -> int:
     """Run ``critdiff phi4``: print the report, write ``--json`` if asked. Returns the exit code."""
-    _io.check_output_file(args.json, "--json")
-    _io.check_output_file(args.out, "--out", suffix=".npz")
+    _io.check_writable_file(args.json, "--json")
+    _io.check_writable_file(args.out, "--out", suffix=".npz")
     cumulants = getattr(args, "cumulants", False)
     hmc, dm, sampling = configs_from_args(args)
     if cumulants:
@@ -155,7 +155,7 @@ def run_phi4(args: argparse.Namespace) -> int:
         if os.path.isdir(args.checkpoint):
             raise ValueError(f"--checkpoint {args.checkpoint}: is a folder; give a .pt file name")
         if not os.path.exists(args.checkpoint):
-            _io.check_output_file(args.checkpoint, "--checkpoint", suffix=".pt")
+            _io.check_writable_file(args.checkpoint, "--checkpoint", suffix=".pt")
     result = run_experiment(hmc, dm, sampling, metropolis_step=args.metropolis_step, out=args.out,
                             checkpoint=args.checkpoint, progress=not args.quiet, keep_arrays=cumulants)
     text = power_text(result["dm"]["power"], args) if "dm" in result else None

@@ -63,7 +63,7 @@ def summary_line(result: dict) -> str:
 
 def run_phi4_exact_dm(args: argparse.Namespace) -> int:
     """Run one study; print the summary line (stderr) and the result as JSON (stdout)."""
-    _io.check_output_file(args.json, "--json")
+    _io.check_writable_file(args.json, "--json")
     kwargs = {name: getattr(args, name) for name in _parameters()}
     if kwargs["checkpoint"]:
         if os.path.isdir(kwargs["checkpoint"]):
@@ -71,7 +71,7 @@ def run_phi4_exact_dm(args: argparse.Namespace) -> int:
         if os.path.exists(kwargs["checkpoint"]):
             _io.read_checkpoint(kwargs["checkpoint"], what="phi^4 DM checkpoint")
         else:
-            _io.check_output_file(kwargs["checkpoint"], "--checkpoint", suffix=".pt")
+            _io.check_writable_file(kwargs["checkpoint"], "--checkpoint", suffix=".pt")
     with flag_errors(FLAGS):
         result = run_exact_dm(args.L, progress=not args.quiet, **kwargs)
     text = _io.strict_json(result, indent=1)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from .. import _io
+from .._args import ConfigError
 from ..processes import VE, VP, Process
 from ..targets import TwoGaussianMixture
 from .dsm import train_dsm
@@ -53,6 +54,8 @@ __all__ = [
     "train_model",
     "save_checkpoint",
     "load_checkpoint",
+    "saved_config",
+    "TRAINING_FIELDS",
     "network_score",
     "generate",
     "cumulant_row",
@@ -67,6 +70,7 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = 1
+TRAINING_FIELDS = ("n_data", "epochs", "batch_size", "lr")  # what a loaded checkpoint's training used
 
 
 @dataclass(frozen=True)
@@ -94,17 +98,18 @@ class CumulantsConfig:
 
     def __post_init__(self) -> None:
         if self.process not in ("ve", "vp"):
-            raise ValueError(f"process must be 've' or 'vp', got process={self.process!r}")
+            raise ConfigError("process", self.process, "'ve' or 'vp'")
         for name in ("n_data", "epochs", "batch_size", "embed_dim", "em_steps", "n_gen", "n_boot"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (8 if name in ("n_data", "n_gen") else 1):
-                raise ValueError(f"{name} must be an int >= {8 if name in ('n_data', 'n_gen') else 1}, got {name}={v!r}")
+            lower = 8 if name in ("n_data", "n_gen") else 1
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lower:
+                raise ConfigError(name, v, f"an int >= {lower}")
         for name in ("mu", "s", "sigma", "beta_min", "beta_max", "lr", "fourier_scale", "t_min"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"{name} must be a finite real >= 0, got {name}={v!r}")
+                raise ConfigError(name, v, "a finite real >= 0")
         if not 0.0 < self.t_min < 1.0:
-            raise ValueError(f"t_min must lie in (0, T) = (0, 1), got t_min={self.t_min}")
+            raise ConfigError("t_min", self.t_min, "in (0, T) = (0, 1)")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
 
     @property
@@ -115,6 +120,10 @@ class CumulantsConfig:
     def train_steps(self) -> int:
         """``epochs * ceil(n_data / batch_size)`` optimiser steps."""
         return self.epochs * -(-self.n_data // self.batch_size)
+
+    def training(self) -> dict:
+        """The settings of training alone (a checkpoint records them; sampling does not need them)."""
+        return {name: getattr(self, name) for name in TRAINING_FIELDS}
 
     def architecture(self) -> dict:
         """The settings a checkpoint must match to be loaded into :func:`build_model`."""
@@ -229,18 +238,40 @@ def save_checkpoint(path: str | os.PathLike, model: ScoreMLP, config: CumulantsC
 def load_checkpoint(path: str | os.PathLike, config: CumulantsConfig) -> tuple[ScoreMLP, dict]:
     """Load a :func:`save_checkpoint` file with ``weights_only=True`` into :func:`build_model` ``(config)``.
 
-    ValueError when its architecture (process, target, widths, features) differs from ``config``'s.
-    Returns the model (eval mode) and the saved training ``info``.
+    ValueError naming the file when it is damaged or not such a checkpoint (:func:`critdiff_ref._io.read_checkpoint`),
+    or when its architecture (process, target, widths, features) differs from ``config``'s.
+    Returns the model (eval mode) and the saved training ``info``; :func:`saved_config` gives the settings it
+    was trained with.
     """
-    payload = _io.load_weights(path, CHECKPOINT_FORMAT, what="learned-cumulants checkpoint")
-    saved = CumulantsConfig(**{**payload["config"], "hidden": tuple(payload["config"]["hidden"])})
+    payload, saved = _read_checkpoint(path)
     if saved.architecture() != config.architecture():
         diff = {k: (v, config.architecture()[k]) for k, v in saved.architecture().items() if config.architecture()[k] != v}
         raise ValueError(f"{path}: checkpoint settings differ from the requested ones (saved, requested): {diff}")
     model = build_model(config)
-    model.load_state_dict(payload["state_dict"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError, TypeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"{path}: the weights do not fit the network its settings describe ({first})") from None
     model.eval()
-    return model, dict(payload["info"])
+    return model, dict(payload.get("info", {}))
+
+
+def saved_config(path: str | os.PathLike) -> CumulantsConfig:
+    """The :class:`CumulantsConfig` a :func:`save_checkpoint` file was trained with (ValueError naming the file
+    when it is damaged or not a learned-cumulants checkpoint)."""
+    return _read_checkpoint(path)[1]
+
+
+def _read_checkpoint(path: str | os.PathLike) -> tuple[dict, CumulantsConfig]:
+    payload = _io.read_checkpoint(path, what="learned-cumulants checkpoint")
+    if payload.get("format") != CHECKPOINT_FORMAT or not isinstance(payload.get("config"), dict) \
+            or not isinstance(payload.get("state_dict"), dict):
+        raise ValueError(f"{os.fspath(path)}: not a learned-cumulants checkpoint (format {CHECKPOINT_FORMAT!r})")
+    try:
+        return payload, CumulantsConfig(**{**payload["config"], "hidden": tuple(payload["config"]["hidden"])})
+    except (TypeError, ValueError, KeyError) as err:
+        raise ValueError(f"{os.fspath(path)}: not a learned-cumulants checkpoint (its settings: {err})") from None
 
 
 # -- generation and cumulants --------------------------------------------------------------------------
