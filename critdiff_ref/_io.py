@@ -187,9 +187,12 @@ def read_checkpoint(path: str | os.PathLike, *, what: str = "checkpoint") -> dic
         payload = torch.load(name, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError,
             IndexError, TypeError, AttributeError, ImportError) as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        if isinstance(err, pickle.UnpicklingError):  # torch's message is a page of advice on weights_only
+            reason = "not a torch.save file of tensors and plain values"
+        else:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
         raise ValueError(f"{name}: not a readable {what} (damaged, truncated or another kind of file: "
-                         f"{type(err).__name__}: {reason[:160]})") from None
+                         f"{type(err).__name__}: {reason})") from None
     if not isinstance(payload, dict):
         raise ValueError(f"{name}: not a {what} (holds a {type(payload).__name__}, not a dict)")
     return payload
