@@ -19,7 +19,7 @@ import torch
 from critdiff_ref.cli import main
 from critdiff_ref.processes import VE, VP
 from critdiff_ref.scores import exact_score
-from critdiff_ref.trainers import ScoreMLP, cumulants
+from critdiff_ref.trainers import ScoreMLP, cumulants, cumulants_checkpoint
 from critdiff_ref.trainers.dsm import denoising_loss, train_dsm
 
 TINY = replace(cumulants.QUICK, n_data=4096, epochs=2, n_gen=4000, em_steps=100, n_boot=50)
@@ -89,18 +89,18 @@ def test_time_blind_mutant_ignores_t():
 def test_checkpoint_round_trip_is_weights_only_and_atomic(tmp_path):
     model, info = cumulants.train_model(replace(TINY, epochs=1))
     path = tmp_path / "sub" / "ve.pt"
-    cumulants.save_checkpoint(path, model, TINY, info)
+    cumulants_checkpoint.save_checkpoint(path, model, TINY, info)
     assert sorted(os.listdir(path.parent)) == ["ve.pt"]  # no temporary file left behind
     payload = torch.load(path, weights_only=True)  # plain tensors and values: loads without pickled code
     assert payload["format"] == 1
-    loaded, info2 = cumulants.load_checkpoint(path, TINY)
+    loaded, info2 = cumulants_checkpoint.load_checkpoint(path, TINY)
     x = torch.linspace(-3, 3, 11, dtype=torch.float64).reshape(-1, 1)
     assert torch.equal(loaded(x, 0.2), model(x, 0.2))
     assert info2["steps"] == info["steps"]
     with pytest.raises(ValueError, match="differ"):
-        cumulants.load_checkpoint(path, replace(TINY, hidden=(32, 32)))
+        cumulants_checkpoint.load_checkpoint(path, replace(TINY, hidden=(32, 32)))
     with pytest.raises(ValueError, match="differ"):
-        cumulants.load_checkpoint(path, replace(TINY, process="vp"))
+        cumulants_checkpoint.load_checkpoint(path, replace(TINY, process="vp"))
 
 
 # -- table pieces -------------------------------------------------------------------------------------
@@ -190,7 +190,7 @@ def test_cli_with_an_existing_checkpoint_records_its_training_and_refuses_contra
     ck = tmp_path / "ve.pt"
     trained = replace(cumulants.QUICK, epochs=1, n_data=1024)
     model, info = cumulants.train_model(replace(trained, epochs=1, n_data=64))  # the weights do not matter here
-    cumulants.save_checkpoint(ck, model, trained, info)
+    cumulants_checkpoint.save_checkpoint(ck, model, trained, info)
     seen = []
     monkeypatch.setattr(learned, "learned_cumulants", lambda config, *a, **k: seen.append(config) or pytest.fail("ran"))
     assert main(["cumulants", "--epochs", "7", "--checkpoint", str(ck)]) == 2

@@ -34,12 +34,10 @@ from ..trainers.cumulants import (
     CumulantsConfig,
     checks,
     learned_cumulants,
-    load_checkpoint,
     passes,
-    save_checkpoint,
-    saved_config,
     train_model,
 )
+from ..trainers.cumulants_checkpoint import load_checkpoint, save_checkpoint, saved_config
 from .sections import Check, Context, Section, _md_table
 
 __all__ = [

@@ -4,8 +4,7 @@
 
 1. Train :class:`~critdiff_ref.trainers.mlp.ScoreMLP` by DSM (:func:`~critdiff_ref.trainers.dsm.train_dsm`)
    on ``n_data`` draws of ``1/2 N(mu, s^2) + 1/2 N(-mu, s^2)`` under VE (sigma = 25) or VP
-   (beta 0.1..20), or load a weights-only checkpoint (``torch.load(weights_only=True)``; written
-   atomically after training).
+   (beta 0.1..20), or load a weights-only checkpoint (:mod:`.cumulants_checkpoint`).
 2. Generate ``n_gen`` samples by Euler–Maruyama (:func:`~critdiff_ref.samplers.reverse_sde`) from
    ``N(0, Xi(T))`` down to ``t_min``, with the trained and with the exact score (the same start and
    the same noise: common random numbers).
@@ -25,7 +24,6 @@ the quick report.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Callable
@@ -33,7 +31,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .. import _io
 from .._args import ConfigError
 from ..processes import VE, VP, Process
 from ..targets import TwoGaussianMixture
@@ -52,9 +49,6 @@ __all__ = [
     "WrongDriftSign",
     "training_data",
     "train_model",
-    "save_checkpoint",
-    "load_checkpoint",
-    "saved_config",
     "TRAINING_FIELDS",
     "network_score",
     "generate",
@@ -69,7 +63,6 @@ __all__ = [
     "passes",
 ]
 
-CHECKPOINT_FORMAT = 1
 TRAINING_FIELDS = ("n_data", "epochs", "batch_size", "lr")  # what a loaded checkpoint's training used
 
 
@@ -224,54 +217,6 @@ def train_model(
     info = {"seconds": time.monotonic() - t0, "steps": config.train_steps,
             "loss_first": float(report.losses[:k].mean()), "loss_last": float(report.losses[-k:].mean())}
     return model, info
-
-
-def save_checkpoint(path: str | os.PathLike, model: ScoreMLP, config: CumulantsConfig, info: dict) -> None:
-    """Write ``{"format", "config", "info", "state_dict"}`` (tensors and plain values only) atomically
-    (:func:`critdiff_ref._io.atomic_path`: a temporary file in the same folder, then ``os.replace``)."""
-    payload = {"format": CHECKPOINT_FORMAT, "config": asdict(config) | {"hidden": list(config.hidden)},
-               "info": {k: float(v) for k, v in info.items()},
-               "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-    _io.save_weights(path, payload)
-
-
-def load_checkpoint(path: str | os.PathLike, config: CumulantsConfig) -> tuple[ScoreMLP, dict]:
-    """Load a :func:`save_checkpoint` file with ``weights_only=True`` into :func:`build_model` ``(config)``.
-
-    ValueError naming the file when it is damaged or not such a checkpoint (:func:`critdiff_ref._io.read_checkpoint`),
-    or when its architecture (process, target, widths, features) differs from ``config``'s.
-    Returns the model (eval mode) and the saved training ``info``; :func:`saved_config` gives the settings it
-    was trained with.
-    """
-    payload, saved = _read_checkpoint(path)
-    if saved.architecture() != config.architecture():
-        diff = {k: (v, config.architecture()[k]) for k, v in saved.architecture().items() if config.architecture()[k] != v}
-        raise ValueError(f"{path}: checkpoint settings differ from the requested ones (saved, requested): {diff}")
-    model = build_model(config)
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except (RuntimeError, KeyError, TypeError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ValueError(f"{path}: the weights do not fit the network its settings describe ({first})") from None
-    model.eval()
-    return model, dict(payload.get("info", {}))
-
-
-def saved_config(path: str | os.PathLike) -> CumulantsConfig:
-    """The :class:`CumulantsConfig` a :func:`save_checkpoint` file was trained with (ValueError naming the file
-    when it is damaged or not a learned-cumulants checkpoint)."""
-    return _read_checkpoint(path)[1]
-
-
-def _read_checkpoint(path: str | os.PathLike) -> tuple[dict, CumulantsConfig]:
-    payload = _io.read_checkpoint(path, what="learned-cumulants checkpoint")
-    if payload.get("format") != CHECKPOINT_FORMAT or not isinstance(payload.get("config"), dict) \
-            or not isinstance(payload.get("state_dict"), dict):
-        raise ValueError(f"{os.fspath(path)}: not a learned-cumulants checkpoint (format {CHECKPOINT_FORMAT!r})")
-    try:
-        return payload, CumulantsConfig(**{**payload["config"], "hidden": tuple(payload["config"]["hidden"])})
-    except (TypeError, ValueError, KeyError) as err:
-        raise ValueError(f"{os.fspath(path)}: not a learned-cumulants checkpoint (its settings: {err})") from None
 
 
 # -- generation and cumulants --------------------------------------------------------------------------
