@@ -200,3 +200,10 @@ def test_cumulants_and_figures_messages_name_the_flag(tmp_path, capsys, no_work)
     _one_line_error(capsys, "--steps 0")
     assert main(["phi4-figures", "--quick", "--out", str(tmp_path / "f"), "--channels", "0"]) == 2
     _one_line_error(capsys, "--channels 0")
+
+
+def test_phi4_figures_checkpoint_folder_that_cannot_be_written_fails_before_work(tmp_path, capsys, no_work):
+    folder = os.path.join(_unwritable_folder(tmp_path), "ck")
+    assert main(["phi4-figures", "--quick", "--parts", "broken", "--no-plots", "--quiet", "--out",
+                 str(tmp_path / "figs"), "--checkpoints", folder]) == 2
+    _one_line_error(capsys, "--checkpoints")

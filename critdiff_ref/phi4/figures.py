@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from .. import _io
+from .._args import ConfigError
 from .chain_statistics import autocorrelation_row, magnetisation_series, stationary_acceptance, well_changes
 from .dm import DM_NETS, DMConfig, check_dm_checkpoint, trained_dm
 from .ensemble import EnsembleParams, generate_ensemble, summarize_chains
@@ -108,15 +109,15 @@ class FiguresConfig:
             if isinstance(v, bool) or not isinstance(v, int):
                 raise TypeError(f"{name} must be an int >= {lower}, got {name}={v!r}")
             if v < lower:
-                raise ValueError(f"{name} must be >= {lower}, got {name}={v}")
+                raise ConfigError(name, v, f">= {lower}")
         for name in ("eps", "metropolis_step", "dm_lr"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < math.inf):
-                raise ValueError(f"{name} must be a finite real > 0, got {name}={v!r}")
+                raise ConfigError(name, v, "a finite real > 0")
         if self.ode_method not in ("euler", "heun", "rk4"):
-            raise ValueError(f"ode_method must be 'euler', 'heun' or 'rk4', got ode_method={self.ode_method!r}")
+            raise ConfigError("ode_method", self.ode_method, "'euler', 'heun' or 'rk4'")
         if self.net not in DM_NETS:
-            raise ValueError(f"net must be one of {DM_NETS}, got net={self.net!r}")
+            raise ConfigError("net", self.net, f"one of {DM_NETS}")
         object.__setattr__(self, "kappas", tuple(float(k) for k in self.kappas))
         object.__setattr__(self, "sizes", tuple(int(s) for s in self.sizes))
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -335,6 +336,12 @@ def write_figures(out: str | os.PathLike, cfg: FiguresConfig = FiguresConfig(), 
     ck = os.path.join(out, "checkpoints") if checkpoints == "default" else (None if checkpoints is None else os.fspath(checkpoints))
     check_checkpoints(cfg, ck, tuple(parts))
     os.makedirs(out, exist_ok=True)
+    if ck is not None:  # the trained networks are saved there: a folder that cannot take them fails now
+        try:
+            os.makedirs(ck, exist_ok=True)
+        except OSError as err:
+            raise ValueError(f"--checkpoints {ck}: cannot create the folder ({err.strerror})") from None
+        _io.check_writable_file(os.path.join(ck, "checkpoint.pt"), "--checkpoints")
     cache: dict = {}
     results = {}
     for part in parts:
