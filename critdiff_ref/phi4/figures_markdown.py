@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from .. import _io
+from .power import format_seconds
 from .sampling import iterations_for
 
 __all__ = ["acceptance_markdown", "power_note", "autocorrelation_markdown", "tunnelling_statement", "broken_markdown", "plot_part",
@@ -63,7 +64,7 @@ def power_note(result: dict) -> str:
                            "not move)")
             continue
         per_chain = math.ceil(p["n_dm_needed"] / c["dm_chains"])
-        extra = "" if p["extra_seconds"] is None else f", ~{p['extra_seconds'] / 60:.0f} min more"
+        extra = "" if p["extra_seconds"] is None else f", about {format_seconds(p['extra_seconds'])} more"
         hmc = f"; HMC too: --hmc-traj {math.ceil(c['hmc_traj'] * p['hmc_factor'])}" if p["hmc_limited"] else ""
         per_row.append(f"L = {r['L']}, kappa = {r['kappa']:g}: power {p['power']:.2f}, needs {p['dm_factor']:.1f}x "
                        f"the proposals (--dm-iter {iterations_for(per_chain)}{extra}{hmc})")

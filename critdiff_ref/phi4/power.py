@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["Z_CHECK", "BIAS", "POWER_GOAL", "power_against_bias", "se_for_power", "power_plan", "power_line"]
+__all__ = ["Z_CHECK", "BIAS", "POWER_GOAL", "power_against_bias", "se_for_power", "power_plan", "power_line",
+           "format_seconds"]
 
 Z_CHECK = 2.0  # the comparison's criterion: within 2 combined standard errors
 BIAS = 0.1  # the relative chi_2 bias a comparison should be able to see
@@ -90,7 +91,8 @@ def power_plan(chi2: float, se_dm: float, se_hmc: float, *, n_dm: int, seconds_p
             "hmc_limited": hmc_factor is not None, "hmc_factor": hmc_factor}
 
 
-def _duration(seconds: float) -> str:
+def format_seconds(seconds: float) -> str:
+    """A duration for a person: seconds below 2 min, minutes below 2 h, else hours."""
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
@@ -110,7 +112,7 @@ def power_line(plan: dict, *, more_dm: str, more_hmc: str) -> str:
     if plan["enough"]:
         return head + f" (>= {g:g})"
     head += f" < {g:g}: this run is too short to see a {b:g} % chi_2 bias reliably"
-    cost = "" if plan["extra_seconds"] is None else f", about {_duration(plan['extra_seconds'])} more DM-MCMC"
+    cost = "" if plan["extra_seconds"] is None else f", about {format_seconds(plan['extra_seconds'])} more DM-MCMC"
     both = (f"; HMC's own error limits it too: {plan['hmc_factor']:.1f}x the HMC run ({more_hmc})"
             if plan["hmc_limited"] else "")
     return (head + f"\n  power >= {g:g} needs {plan['dm_factor']:.1f}x the DM-MCMC proposals "
