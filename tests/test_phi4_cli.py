@@ -207,3 +207,10 @@ def test_phi4_figures_checkpoint_folder_that_cannot_be_written_fails_before_work
     assert main(["phi4-figures", "--quick", "--parts", "broken", "--no-plots", "--quiet", "--out",
                  str(tmp_path / "figs"), "--checkpoints", folder]) == 2
     _one_line_error(capsys, "--checkpoints")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["phi4-exact-dm", "--help"], ["phi4", "--help"], ["phi4-figures", "--help"]])
+def test_help_pages_print(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0 and "usage:" in capsys.readouterr().out

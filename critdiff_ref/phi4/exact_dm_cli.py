@@ -36,7 +36,7 @@ def _parameters() -> dict[str, inspect.Parameter]:
 def add_phi4_exact_dm_parser(sub) -> argparse.ArgumentParser:
     """Register ``critdiff phi4-exact-dm``: ``--L`` and every keyword of ``run_exact_dm`` as a flag."""
     p = sub.add_parser("phi4-exact-dm", help="phi^4 exact DM-MCMC with a trained fourier-local network vs a long HMC "
-                                             "run (z-scores, power against a 10 % chi_2 bias)")
+                                             "run (z-scores, power against a 10 percent chi_2 bias)")
     p.add_argument("--L", type=int, required=True, help="lattice size")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the result to this file (atomically)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
