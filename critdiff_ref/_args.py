@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -90,3 +92,26 @@ def cli_device(text: str) -> str:
     if dev.type not in ("cpu", "cuda", "mps"):
         raise argparse.ArgumentTypeError(f"{text!r}: critdiff runs on cpu, cuda or mps")
     return text
+
+
+# -- settings objects: errors that know their field, so a command can name the flag the user typed ---------
+class ConfigError(ValueError):
+    """A bad setting: ValueError naming ``field``, its ``value`` and the ``allowed`` range (structured, so a
+    command-line front end can re-word it with the flag the user typed: :func:`flag_errors`)."""
+
+    def __init__(self, field: str, value: object, allowed: str):
+        self.field, self.value, self.allowed = field, value, allowed
+        super().__init__(f"{field} must be {allowed}, got {field}={value!r}")
+
+
+@contextlib.contextmanager
+def flag_errors(flags: dict[str, str]) -> Iterator[None]:
+    """Inside, a :class:`ConfigError` whose ``field`` is in ``flags`` (``{field: "--flag"}``) leaves as
+    ``ValueError("--flag VALUE: must be ALLOWED")``; other errors pass unchanged."""
+    try:
+        yield
+    except ConfigError as err:
+        if err.field not in flags:
+            raise
+        value = " ".join(map(str, err.value)) if isinstance(err.value, (tuple, list)) else err.value
+        raise ValueError(f"{flags[err.field]} {value}: must be {err.allowed}") from None

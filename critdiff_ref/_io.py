@@ -166,9 +166,70 @@ def check_output_dir(path: str | os.PathLike | None, flag: str) -> None:
         raise ValueError(f"{flag} {path}: {parent} is a file, so the folder cannot be created")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ValueError(f"{flag} {path}: {parent} is not writable")
-    try:  # a read-only file system, /proc, or root on a folder others cannot write: try it (nothing is left)
-        fd, probe = tempfile.mkstemp(dir=parent, prefix=".critdiff-write-check-")
+    why = _unwritable(parent)
+    if why:
+        raise ValueError(f"{flag} {path}: {parent} is not writable ({why})")
+
+
+def _unwritable(folder: str) -> str | None:
+    """Why ``folder`` cannot take a new file, or None: a file is created there and removed at once (a read-only
+    file system, ``/proc``, or root on a folder others cannot write all pass ``os.access``)."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".critdiff-write-check-")
     except OSError as err:
-        raise ValueError(f"{flag} {path}: {parent} is not writable ({err.strerror})") from None
+        return err.strerror or type(err).__name__
     os.close(fd)
     os.unlink(probe)
+    return None
+
+
+def read_checkpoint(path: str | os.PathLike, *, what: str = "checkpoint") -> dict:
+    """Read a :func:`save_weights` file with ``torch.load(weights_only=True)`` onto the CPU.
+
+    Every way a file can fail to be a checkpoint -- missing, a folder, empty, truncated, text or other
+    garbage, pickled code, not a dict -- is ONE ``ValueError`` naming the file and ``what`` it should be
+    (a command turns it into a one-line message and exit code 2), never a torch traceback."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    name = os.fspath(path)
+    if os.path.isdir(name):
+        raise ValueError(f"{name}: is a folder, not a {what} file")
+    if not os.path.isfile(name):
+        raise ValueError(f"{name}: no such {what} file")
+    if os.path.getsize(name) == 0:
+        raise ValueError(f"{name}: empty file, not a {what}")
+    try:
+        payload = torch.load(name, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError,
+            IndexError, TypeError, AttributeError, ImportError) as err:
+        if isinstance(err, pickle.UnpicklingError):  # torch's message is a page of advice on weights_only
+            reason = "not a torch.save file of tensors and plain values"
+        else:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+        raise ValueError(f"{name}: not a readable {what} (damaged, truncated or another kind of file: "
+                         f"{type(err).__name__}: {reason})") from None
+    if not isinstance(payload, dict):
+        raise ValueError(f"{name}: not a {what} (holds a {type(payload).__name__}, not a dict)")
+    return payload
+
+
+__all__ += ["read_checkpoint"]
+
+
+def check_writable_file(path: str | os.PathLike | None, flag: str, *, suffix: str | None = None) -> None:
+    """:func:`check_output_file`, then a real probe: create and remove a temporary file in the folder, so a
+    folder that only looks writable (a read-only mount, ``/proc``, permissions that ``os.access`` misjudges
+    for root) fails here, before a run, and not when the result is saved. ``None`` passes."""
+    check_output_file(path, flag, suffix=suffix)
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    why = _unwritable(folder)
+    if why:
+        raise ValueError(f"{flag} {os.fspath(path)}: cannot write in folder {folder} ({why})")
+
+
+__all__ += ["check_writable_file"]

@@ -19,7 +19,7 @@ import torch
 from critdiff_ref.cli import main
 from critdiff_ref.processes import VE, VP
 from critdiff_ref.scores import exact_score
-from critdiff_ref.trainers import ScoreMLP, cumulants
+from critdiff_ref.trainers import ScoreMLP, cumulants, cumulants_checkpoint
 from critdiff_ref.trainers.dsm import denoising_loss, train_dsm
 
 TINY = replace(cumulants.QUICK, n_data=4096, epochs=2, n_gen=4000, em_steps=100, n_boot=50)
@@ -89,18 +89,18 @@ def test_time_blind_mutant_ignores_t():
 def test_checkpoint_round_trip_is_weights_only_and_atomic(tmp_path):
     model, info = cumulants.train_model(replace(TINY, epochs=1))
     path = tmp_path / "sub" / "ve.pt"
-    cumulants.save_checkpoint(path, model, TINY, info)
+    cumulants_checkpoint.save_checkpoint(path, model, TINY, info)
     assert sorted(os.listdir(path.parent)) == ["ve.pt"]  # no temporary file left behind
     payload = torch.load(path, weights_only=True)  # plain tensors and values: loads without pickled code
     assert payload["format"] == 1
-    loaded, info2 = cumulants.load_checkpoint(path, TINY)
+    loaded, info2 = cumulants_checkpoint.load_checkpoint(path, TINY)
     x = torch.linspace(-3, 3, 11, dtype=torch.float64).reshape(-1, 1)
     assert torch.equal(loaded(x, 0.2), model(x, 0.2))
     assert info2["steps"] == info["steps"]
     with pytest.raises(ValueError, match="differ"):
-        cumulants.load_checkpoint(path, replace(TINY, hidden=(32, 32)))
+        cumulants_checkpoint.load_checkpoint(path, replace(TINY, hidden=(32, 32)))
     with pytest.raises(ValueError, match="differ"):
-        cumulants.load_checkpoint(path, replace(TINY, process="vp"))
+        cumulants_checkpoint.load_checkpoint(path, replace(TINY, process="vp"))
 
 
 # -- table pieces -------------------------------------------------------------------------------------
@@ -179,6 +179,32 @@ def test_cli_writes_strict_json_and_reuses_its_checkpoint(tmp_path, capsys):
     capsys.readouterr()
     assert main(args) == rc  # second run loads the checkpoint: same weights, same seeds, same verdict
     assert "loaded" in capsys.readouterr().err
+
+
+def test_cli_with_an_existing_checkpoint_records_its_training_and_refuses_contradicting_flags(tmp_path, capsys,
+                                                                                                monkeypatch):
+    """``--epochs 7 --checkpoint F`` with F trained for 1 epoch: an error naming both (nothing is retrained);
+    without training flags the JSON records F's epochs / data, not the defaults, and the text says it was loaded."""
+    from critdiff_ref.report import learned
+
+    ck = tmp_path / "ve.pt"
+    trained = replace(cumulants.QUICK, epochs=1, n_data=1024)
+    model, info = cumulants.train_model(replace(trained, epochs=1, n_data=64))  # the weights do not matter here
+    cumulants_checkpoint.save_checkpoint(ck, model, trained, info)
+    seen = []
+    monkeypatch.setattr(learned, "learned_cumulants", lambda config, *a, **k: seen.append(config) or pytest.fail("ran"))
+    assert main(["cumulants", "--epochs", "7", "--checkpoint", str(ck)]) == 2
+    err = capsys.readouterr().err
+    assert "--epochs 7 (trained with 1)" in err and str(ck) in err and not seen
+    config, given = learned.cumulants_config(learned.add_cumulants_parser(_subparsers()).parse_args(
+        ["--checkpoint", str(ck), "--n-gen", "1000"]))
+    assert (config.epochs, config.n_data, config.n_gen) == (1, 1024, 1000) and given == {"n_gen": 1000}
+
+
+def _subparsers():
+    import argparse
+
+    return argparse.ArgumentParser().add_subparsers()
 
 
 # -- trained networks (slow) --------------------------------------------------------------------------

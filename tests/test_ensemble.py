@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from critdiff_ref.phi4 import ensemble
+from critdiff_ref.phi4 import cli as phi4_cli
 from critdiff_ref.phi4 import experiment as pe
 from critdiff_ref.observables import binder_cumulant, susceptibility
 
@@ -106,7 +107,7 @@ def test_progress_reports_go_to_stderr(capsys):
 # -- the phi4 experiment and its sub-command ------------------------------------------------------
 def _parse(argv):
     parser = argparse.ArgumentParser()
-    pe.add_phi4_parser(parser.add_subparsers(dest="command"))
+    phi4_cli.add_phi4_parser(parser.add_subparsers(dest="command"))
     return parser.parse_args(["phi4", *argv])
 
 
@@ -114,7 +115,7 @@ def test_phi4_command_prints_and_writes_exactly_the_documented_json(tmp_path, ca
     path = tmp_path / "phi4.json"
     args = _parse(["--L", "4", "--kappa", "0.2", "--lam", "0.1", "--chains", "4", "--traj", "40", "--burn-in", "10",
                    "--json", str(path), "--quiet"])
-    assert pe.run_phi4(args) == 0
+    assert phi4_cli.run_phi4(args) == 0
     out = capsys.readouterr().out
     assert "HMC" in out and "<|M|>" in out and "tau_int" in out
     data = json.loads(path.read_text())

@@ -116,9 +116,9 @@ def test_json_output_path_is_checked_before_running(tmp_path, monkeypatch, capsy
 
 
 def test_phi4_out_path_is_checked_before_running(tmp_path, monkeypatch, capsys):
-    import critdiff_ref.phi4.experiment as exp
+    import critdiff_ref.phi4.cli as phi4_cli
 
-    monkeypatch.setattr(exp, "run_phi4_experiment", lambda *a, **k: pytest.fail("ran"))
+    monkeypatch.setattr(phi4_cli, "run_experiment", lambda *a, **k: pytest.fail("ran"))
     assert main(["phi4", "--out", str(tmp_path / "missing" / "c.npz")]) == 2
     assert main(["phi4", "--out", str(tmp_path / "c.txt")]) == 2
     assert "--out" in capsys.readouterr().err
@@ -139,10 +139,11 @@ def test_a_bad_device_is_a_usage_error_that_creates_nothing(tmp_path, capsys, co
 
 # -- 5. strict JSON ----------------------------------------------------------------------------------------
 def test_json_is_strict_with_nan_as_null_and_a_reason(tmp_path, monkeypatch):
+    import critdiff_ref.phi4.cli as phi4_cli
     import critdiff_ref.phi4.experiment as exp
 
     fake = {k: 0.5 for k in exp.JSON_KEYS} | {"binder": math.nan, "binder_err": math.inf, "n_configs": 64}
-    monkeypatch.setattr(exp, "run_phi4_experiment", lambda *a, **k: dict(fake))
+    monkeypatch.setattr(phi4_cli, "run_experiment", lambda *a, **k: dict(fake))
     path = tmp_path / "r.json"
     assert main(["phi4", "--quiet", "--json", str(path)]) == 0
     doc = _strict_load(path.read_text())
@@ -242,7 +243,7 @@ def test_only_run_says_it_is_partial_and_report_out_file_is_usage_error(tmp_path
 
 
 def test_interrupted_phi4_json_leaves_previous_outputs_intact(tmp_path, monkeypatch):
-    import critdiff_ref.phi4.experiment as exp
+    import critdiff_ref.phi4.cli as phi4_cli
     from critdiff_ref.samplers import mcmc
 
     js, npz = tmp_path / "r.json", tmp_path / "c.npz"
@@ -267,10 +268,10 @@ def test_interrupted_phi4_json_leaves_previous_outputs_intact(tmp_path, monkeypa
         def items(self):
             raise KeyboardInterrupt
 
-    real = exp.run_phi4_experiment
-    monkeypatch.setattr(exp, "run_phi4_experiment", lambda *a, **k: {**real(*a, **k), "extra": Interrupting(a=1)})
+    real = phi4_cli.run_experiment
+    monkeypatch.setattr(phi4_cli, "run_experiment", lambda *a, **k: {**real(*a, **k), "extra": Interrupting(a=1)})
     with pytest.raises(KeyboardInterrupt):
-        exp.run_phi4(_build_parser("phi4").parse_args(args))
+        phi4_cli.run_phi4(_build_parser("phi4").parse_args(args))
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     assert not _no_temp_files(tmp_path)
 

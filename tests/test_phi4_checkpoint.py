@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 
 import pytest
 import torch
 
 from critdiff_ref import _io
 from critdiff_ref.cli import main
+from critdiff_ref.phi4 import dm as pdm
 from critdiff_ref.phi4 import experiment as pe
-from critdiff_ref.targets import Phi4Lattice
+from critdiff_ref.phi4.dm import DMConfig
 
 torch.set_num_threads(1)
 
-TARGET = Phi4Lattice(4, 2, 0.21, 0.022)
 CHANNELS = (4, 8)
+DM = DMConfig(L=4, d=2, kappa=0.21, lam=0.022, channels=CHANNELS, steps=5, batch=8)
+TARGET = DM.target
 
 
 def _hmc_like(seed: int = 0) -> torch.Tensor:
@@ -25,8 +28,8 @@ def _hmc_like(seed: int = 0) -> torch.Tensor:
     return 0.7 * torch.randn((6, 4, 4, 4), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-def _train(path=None):
-    return pe.trained_dm(TARGET, _hmc_like(), checkpoint=path, seed=3, channels=CHANNELS, dm_steps=5, dm_batch=8)
+def _train(path=None, dm: DMConfig = DM):
+    return pdm.trained_dm(dm, _hmc_like(), checkpoint=path, seed=3)
 
 
 def _scores(model) -> torch.Tensor:
@@ -40,7 +43,7 @@ def test_checkpoint_round_trip_gives_identical_scores(tmp_path):
     path = str(tmp_path / "dm.pt")
     model, config, info = _train(path)
     assert os.path.exists(path) and not info["loaded"]
-    loaded, config2, info2 = pe.load_dm_checkpoint(path, config)
+    loaded, config2, info2 = pdm.load_dm_checkpoint(path, config)
     # the same float32 weights and the same fixed Fourier features: bit-identical scores (no tolerance)
     assert torch.equal(_scores(model), _scores(loaded))
     assert config2 == config and info2["final_loss"] == info["final_loss"]
@@ -54,7 +57,7 @@ def test_the_file_holds_only_weights_and_plain_values(tmp_path):
     path = str(tmp_path / "dm.pt")
     _train(path)
     payload = torch.load(path, weights_only=True)  # raises if anything but tensors / plain containers were pickled
-    assert payload["format"] == pe.DM_CHECKPOINT_FORMAT
+    assert payload["format"] == pdm.DM_CHECKPOINT_FORMAT
     assert set(payload) == {"format", "config", "info", "state_dict"}
     assert all(isinstance(v, torch.Tensor) for v in payload["state_dict"].values())
 
@@ -65,21 +68,21 @@ def test_a_checkpoint_of_another_run_is_refused_naming_the_field(tmp_path, field
     path = str(tmp_path / "dm.pt")
     _, config, _ = _train(path)
     with pytest.raises(ValueError, match=rf"{field}: saved .*, requested {re.escape(repr(other))}"):
-        pe.load_dm_checkpoint(path, {**config, field: other})
+        pdm.load_dm_checkpoint(path, {**config, field: other})
 
 
 def test_trained_dm_refuses_a_checkpoint_of_another_kappa(tmp_path):
     path = str(tmp_path / "dm.pt")
     _train(path)
     with pytest.raises(ValueError, match="kappa: saved 0.21, requested 0.27"):
-        pe.trained_dm(Phi4Lattice(4, 2, 0.27, 0.022), _hmc_like(), checkpoint=path, seed=3, channels=CHANNELS, dm_steps=5)
+        _train(path, replace(DM, kappa=0.27))
 
 
 def test_a_file_that_is_not_a_dm_checkpoint_is_refused(tmp_path):
     path = str(tmp_path / "other.pt")
     _io.save_weights(path, {"format": 1, "state_dict": {}})  # e.g. a learned-cumulants checkpoint
     with pytest.raises(ValueError, match="not a phi\\^4 DM checkpoint"):
-        pe.load_dm_checkpoint(path, pe.dm_config(TARGET, CHANNELS, 1.0))
+        pdm.load_dm_checkpoint(path, DM)
 
 
 def test_an_interrupted_save_leaves_the_old_checkpoint(tmp_path, monkeypatch):
@@ -93,7 +96,7 @@ def test_an_interrupted_save_leaves_the_old_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(KeyboardInterrupt):
-        pe.save_dm_checkpoint(path, model, config, info)
+        pdm.save_dm_checkpoint(path, model, config, info)
     assert open(path, "rb").read() == before
     assert os.listdir(tmp_path) == ["dm.pt"]  # the temporary file is gone
 
@@ -122,17 +125,16 @@ def test_fourier_local_checkpoint_round_trip_and_net_mismatch(tmp_path):
     """``net="fourier-local"`` is saved and rebuilt like the U-Net (bit-identical scores); a checkpoint of
     the other network or another radius is refused naming the field."""
     path = str(tmp_path / "fl.pt")
-    model, config, _ = pe.trained_dm(TARGET, _hmc_like(), checkpoint=path, seed=3, channels=CHANNELS, dm_steps=5,
-                                     dm_batch=8, net="fourier-local", radius=1)
+    model, config, _ = _train(path, replace(DM, net="fourier-local", radius=1))
     assert config["net"] == "fourier-local" and config["radius"] == 1 and hasattr(model, "score_jacobian")
-    loaded, _, _ = pe.load_dm_checkpoint(path, config)
+    loaded, _, _ = pdm.load_dm_checkpoint(path, config)
     assert torch.equal(_scores(model), _scores(loaded))
     with pytest.raises(ValueError, match="net: saved 'fourier-local', requested 'unet'"):
         _train(path)
     with pytest.raises(ValueError, match="radius: saved 1, requested 2"):
-        pe.trained_dm(TARGET, _hmc_like(), checkpoint=path, seed=3, channels=CHANNELS, net="fourier-local", radius=2)
+        _train(path, replace(DM, net="fourier-local", radius=2))
     with pytest.raises(ValueError, match="net must be one of"):
-        pe.dm_config(TARGET, CHANNELS, 1.0, net="mlp")
+        replace(DM, net="mlp")
 
 
 def test_phi4_experiment_with_fourier_local_runs_exact_stepwise_dm_mcmc():
@@ -150,24 +152,25 @@ def test_phi4_experiment_with_fourier_local_runs_exact_stepwise_dm_mcmc():
 def test_the_auto_network_keeps_dm_mcmc_exact_at_every_volume():
     """``dm_net="auto"``: the U-Net where its whole-sampler Jacobian is affordable (V <= 16), the fourier-local
     network (exact stepwise log q) beyond -- never the approximate Hutchinson log q by default (d <= 3)."""
-    assert pe.default_dm_net(4, 2) == "unet" and pe.default_dm_net(16, 1) == "unet"
-    assert pe.default_dm_net(8, 2) == "fourier-local" and pe.default_dm_net(32, 2) == "fourier-local"
-    assert pe.default_dm_net(3, 3) == "fourier-local" and pe.default_dm_net(2, 4) == "unet"  # d = 4: V = 16
+    assert pdm.default_dm_net(4, 2) == "unet" and pdm.default_dm_net(16, 1) == "unet"
+    assert pdm.default_dm_net(8, 2) == "fourier-local" and pdm.default_dm_net(32, 2) == "fourier-local"
+    assert pdm.default_dm_net(3, 3) == "fourier-local" and pdm.default_dm_net(2, 4) == "unet"  # d = 4: V = 16
     out = pe.run_phi4_experiment(6, 2, 0.21, 0.022, n_chains=2, n_traj=20, burn_in=5, train_dm=True, dm_channels=(4,),
                                  dm_steps=5, dm_batch=8, ode_steps=4, dm_chains=2, dm_iter=4)
     assert out["dm"]["divergence"] == "stepwise"  # V = 36 > 16
 
 
 def test_a_fourier_local_checkpoint_keeps_its_depth(tmp_path):
-    """The config rebuilds the network it saved, depth included (``phi4.exact_dm``'s ``save_model`` writes
-    this checkpoint for its depth-d network): bit-identical scores after loading; another depth is refused."""
+    """The config rebuilds the network it saved, depth included (``phi4.exact_dm`` trains a depth-d network
+    through the same path): bit-identical scores after loading; another depth is refused."""
     from critdiff_ref.trainers.fourier_local import FourierLocalScore
 
-    config = pe.dm_config(TARGET, (4,), 0.9, net="fourier-local", radius=1, depth=3)
-    net = FourierLocalScore(4, 2, pe.dm_process(), radius=1, channels=4, depth=3, data_std=0.9,
+    dm3 = replace(DM, net="fourier-local", channels=(4,), radius=1, depth=3)
+    config = dm3.checkpoint_config(0.9)
+    net = FourierLocalScore(4, 2, dm3.process, radius=1, channels=4, depth=3, data_std=0.9,
                             generator=torch.Generator().manual_seed(5))
-    path = pe.save_dm_checkpoint(str(tmp_path / "fl3.pt"), net, config, {"final_loss": 0.0})
-    loaded, _, _ = pe.load_dm_checkpoint(path, config)
+    path = pdm.save_dm_checkpoint(str(tmp_path / "fl3.pt"), net, config, {"final_loss": 0.0})
+    loaded, _, _ = pdm.load_dm_checkpoint(path, config)
     assert torch.equal(_scores(net), _scores(loaded))
     with pytest.raises(ValueError, match="depth: saved 3, requested 2"):
-        pe.load_dm_checkpoint(path, pe.dm_config(TARGET, (4,), 0.9, net="fourier-local", radius=1))
+        pdm.load_dm_checkpoint(path, replace(dm3, depth=2))

@@ -16,6 +16,7 @@ import torch
 
 from critdiff_ref.cli import main
 from critdiff_ref.errors import gamma_method, jackknife
+from critdiff_ref.phi4 import chain_statistics as cs
 from critdiff_ref.phi4 import figures as pf
 
 torch.set_num_threads(1)
@@ -55,7 +56,7 @@ def test_gamma_method_tau_int_of_ar1_matches_the_exact_value():
     assert _tau_check(g.tau_int, g.tau_int_err, g.W, RHO), (g.tau_int, g.tau_int_err, g.W)
     # rho(t) itself: the first lags within K standard errors (Bartlett: var rho(t) <= (2 tau_int) / N_total)
     se = math.sqrt(2 * (1 + RHO) / (2 * (1 - RHO)) / (N_AR * R_AR))
-    r = pf.autocorrelation_row(x, seconds_per_update=1.0, unit="steps", t_max=5)
+    r = cs.autocorrelation_row(x, seconds_per_update=1.0, unit="steps", t_max=5)
     assert np.all(np.abs(np.asarray(r["rho"]) - RHO ** np.arange(6)) <= K * se * np.sqrt(np.arange(6) + 1))
     assert r["seconds_per_independent"] == pytest.approx(2 * g.tau_int)
 
@@ -91,7 +92,7 @@ def _naive_acceptance(log_w: torch.Tensor) -> torch.Tensor:
 def test_stationary_acceptance_of_lognormal_weights(sigma):
     g = torch.Generator().manual_seed(7)
     log_w = sigma * torch.randn(2000, generator=g, dtype=torch.float64)
-    est = jackknife(lambda x: torch.tensor(pf.stationary_acceptance(x)), log_w, n_blocks=20)
+    est = jackknife(lambda x: torch.tensor(cs.stationary_acceptance(x)), log_w, n_blocks=20)
     exact = _lognormal_acceptance(sigma)
     # K jackknife standard errors (20 blocks of iid draws)
     assert abs(float(est.value) - exact) <= K * float(est.err), (float(est.value), float(est.err), exact)
@@ -100,7 +101,7 @@ def test_stationary_acceptance_of_lognormal_weights(sigma):
 
 
 def test_stationary_acceptance_is_one_for_exact_proposals_and_the_chain_agrees():
-    assert pf.stationary_acceptance(torch.full((50,), -3.2)) == pytest.approx(1.0, abs=1e-15)  # w constant
+    assert cs.stationary_acceptance(torch.full((50,), -3.2)) == pytest.approx(1.0, abs=1e-15)  # w constant
     # measured acceptance of a long independence chain on iid log-normal weights vs the estimator
     from critdiff_ref.samplers.dmmc import independence_metropolis
 
@@ -111,21 +112,21 @@ def test_stationary_acceptance_is_one_for_exact_proposals_and_the_chain_agrees()
     se = float(per_chain.std(correction=1)) / math.sqrt(8)
     assert abs(float(per_chain.mean()) - _lognormal_acceptance(1.0)) <= K * se
     with pytest.raises(ValueError, match="log_w"):
-        pf.stationary_acceptance(torch.tensor([0.0, float("nan")]))
+        cs.stationary_acceptance(torch.tensor([0.0, float("nan")]))
 
 
 # -- helpers -----------------------------------------------------------------------------------------
 def test_well_changes_and_magnetisation_series():
     M = np.array([[1.0, -1.0], [-0.5, -2.0], [0.3, -0.1], [0.2, 0.4], [-0.9, 0.1]])
-    assert pf.well_changes(M).tolist() == [3, 1]  # plain sign changes
+    assert cs.well_changes(M).tolist() == [3, 1]  # plain sign changes
     # hysteresis at 0.6: chain 0 goes + -> (0.3, 0.2, ignored) -> -: one move; chain 1 stays in the - well
-    assert pf.well_changes(M, 0.6).tolist() == [1, 0]
+    assert cs.well_changes(M, 0.6).tolist() == [1, 0]
     cfg = torch.ones((3, 2, 4, 4)) * torch.tensor([1.0, -2.0]).reshape(1, 2, 1, 1)
-    assert np.array_equal(pf.magnetisation_series(cfg, 2), np.tile([1.0, -2.0], (3, 1)))
+    assert np.array_equal(cs.magnetisation_series(cfg, 2), np.tile([1.0, -2.0], (3, 1)))
     with pytest.raises(ValueError, match="M must have shape"):
-        pf.well_changes(np.zeros(5))
+        cs.well_changes(np.zeros(5))
     with pytest.raises(ValueError, match="threshold"):
-        pf.well_changes(M, -1.0)
+        cs.well_changes(M, -1.0)
 
 
 @pytest.mark.parametrize("kw, name", [({"ode_method": "euler2"}, "ode_method"), ({"sizes": (4, 5)}, "L=5"),
@@ -149,7 +150,7 @@ def test_acceptance_table_is_reproducible_and_reuses_its_checkpoints(tmp_path):
         assert row1[key] == row2[key]
     assert 0.0 <= row1["acceptance"] <= 1.0 and 0.0 <= row1["stationary_acceptance"] <= 1.0
     assert row1["n_proposals"] == TINY.dm_chains * TINY.dm_iter
-    assert os.listdir(tmp_path / "checkpoints") == [os.path.basename(pf._checkpoint_path("", TINY, 4, 0.21))]
+    assert os.listdir(tmp_path / "checkpoints") == [os.path.basename(pf.checkpoint_path("", TINY, 4, 0.21))]
     text = (tmp_path / "acceptance.md").read_text()
     assert "| 4 | 0.21 |" in text and "loaded" in text
     json.loads((tmp_path / "acceptance.json").read_text())
@@ -204,7 +205,7 @@ def test_fourier_local_acceptance_table_uses_the_stepwise_exact_log_q(tmp_path, 
 
     def spy(*args, **kwargs):
         res = run(*args, **kwargs)
-        seen.append((type(args[1]).__name__, kwargs["divergence"], res[1]))
+        seen.append((type(args[1]).__name__, args[3].divergence, res[1]))
         return res
 
     monkeypatch.setattr(pf, "run_dm_mcmc", spy)
@@ -215,8 +216,8 @@ def test_fourier_local_acceptance_table_uses_the_stepwise_exact_log_q(tmp_path, 
     (row,) = res["rows"]
     assert 0.0 <= row["acceptance"] <= 1.0 and row["n_proposals"] == cfg.dm_chains * cfg.dm_iter
     # one checkpoint per network: the U-Net's name is unchanged, the fourier-local one differs
-    assert pf._checkpoint_path("", cfg, 4, 0.21) != pf._checkpoint_path("", TINY, 4, 0.21)
-    assert os.listdir(tmp_path / "checkpoints") == [os.path.basename(pf._checkpoint_path("", cfg, 4, 0.21))]
+    assert pf.checkpoint_path("", cfg, 4, 0.21) != pf.checkpoint_path("", TINY, 4, 0.21)
+    assert os.listdir(tmp_path / "checkpoints") == [os.path.basename(pf.checkpoint_path("", cfg, 4, 0.21))]
     assert "fourier-local" in (tmp_path / "acceptance.md").read_text()
     # the seeded run reproduces exactly from its checkpoint (DM-MCMC has its own seeded stream)
     again = pf.write_figures(tmp_path, cfg, parts=("acceptance",), plots=False)["acceptance"]["rows"][0]

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .._args import ConfigError
 from .._io import atomic_path
 from .._progress import progress_callback
 from ..errors import gamma_method
@@ -81,13 +82,15 @@ class EnsembleParams:
             if isinstance(v, bool) or not isinstance(v, int):
                 raise TypeError(f"{name} must be an int >= {lower}, got {v!r}")
             if v < lower:
-                raise ValueError(f"{name} must be >= {lower}, got {name}={v}")
+                raise ConfigError(name, v, f">= {lower}")
         if self.n_updates // self.thin < 4:
-            raise ValueError(f"n_updates / thin must be >= 4 kept configurations, got {self.n_updates}/{self.thin}")
+            raise ConfigError("n_updates", self.n_updates, f">= 4 kept configurations x thin = {4 * self.thin}")
         if isinstance(self.step, bool) or not isinstance(self.step, (int, float)) or not (0 < self.step < math.inf):
-            raise ValueError(f"step must be a finite real > 0, got step={self.step!r}")
+            raise ConfigError("step", self.step, "a finite real > 0")
         if self.dtype not in ("float64", "float32"):
-            raise ValueError(f"dtype must be 'float64' or 'float32', got dtype={self.dtype!r}")
+            raise ConfigError("dtype", self.dtype, "'float64' or 'float32'")
+        if self.sampler == "metropolis" and self.L % 2:  # checkerboard sweeps: no two same-parity sites neighbour
+            raise ConfigError("L", self.L, "even for local Metropolis (checkerboard sweeps)")
 
     @property
     def target(self) -> Phi4Lattice:

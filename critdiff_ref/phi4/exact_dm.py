@@ -1,13 +1,16 @@
 """Exact DM-MCMC for lattice phi^4 at CPU cost (THEORY 8, "Diffusion-model MCMC", "Exactness").
 
-:func:`run_exact_dm` trains a :class:`~critdiff_ref.trainers.fourier_local.FourierLocalScore` by DSM (VE,
-sigma = 25, T = 1; :func:`critdiff_ref.trainers.dsm.train_dsm`) on a thermalised, decorrelated HMC
+:func:`run_exact_dm` trains the phi^4 DM with the fourier-local network
+(:class:`~critdiff_ref.phi4.dm.DMConfig` ``net="fourier-local"``, VE sigma = 25, T = 1, through the one training
+path :func:`critdiff_ref.phi4.dm.trained_dm`) on a thermalised, decorrelated HMC
 ensemble (burn-in, then every ``ceil(2 tau_int(|M|))``-th trajectory), runs independence Metropolis with
 PF-ODE proposals and the EXACT log q of the discretised flow by the chain rule
 (``dmmc.dm_mcmc(log_q="stepwise")``), and compares ``M, |M|, chi_2, U_L`` of the chain and of the DM's
 raw samples with a long, independent HMC run (Gamma-method errors over chains):
 ``z = (DM-MCMC - HMC) / sqrt(se_DM^2 + se_HMC^2)``; the check passes when ``|z| < 2`` for every
-observable, and its power against a 10 % chi_2 bias is ``P(|Z + 0.1 chi_2 / se| > 2)``, ``Z ~ N(0, 1)``.
+observable, and its power against a 10 % chi_2 bias is ``P(|Z + 0.1 chi_2 / se| > 2)``, ``Z ~ N(0, 1)``
+(:func:`critdiff_ref.phi4.power.power_against_bias`). The command is ``critdiff phi4-exact-dm`` (or
+``python -m critdiff_ref.phi4.exact_dm``; :mod:`.exact_dm_cli`).
 
 Shapes: HMC configurations ``(n_kept, n_chains, *lattice)``; the result is a JSON-able dict.
 """
@@ -19,36 +22,19 @@ import time
 
 import torch
 
-from ..processes import VE
 from ..samplers import dmmc, likelihood
-from ..targets import Phi4Lattice
-from ..trainers import dsm
-from ..trainers.fourier_local import FourierLocalScore
-from . import experiment
+from .dm import DMConfig, trained_dm
 from .ensemble import EnsembleParams, generate_ensemble, summarize_chains
+from .power import BIAS, Z_CHECK, power_against_bias
 
-__all__ = ["OBSERVABLES", "Z_CHECK", "z_scores", "power_against_bias", "pool_runs", "run_exact_dm", "main"]
+__all__ = ["OBSERVABLES", "z_scores", "pool_runs", "run_exact_dm"]
 
 OBSERVABLES = ("M", "absM", "chi2", "binder")
-Z_CHECK = 2.0  # the issue's criterion: within 2 combined standard errors
-T_MIN = 1e-3  # the PF-ODE stops at T_MIN (VE: Xi = 1e-3); the proposals are x_{T_MIN}, whose density is log q
-
-
-def _normal_cdf(z: float) -> float:
-    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
 
 
 def z_scores(summary: dict, reference: dict) -> dict:
     """``(value - reference) / sqrt(err^2 + reference_err^2)`` per observable of :data:`OBSERVABLES`."""
     return {k: (summary[k] - reference[k]) / math.hypot(summary[f"{k}_err"], reference[f"{k}_err"]) for k in OBSERVABLES}
-
-
-def power_against_bias(bias: float, se: float, z_check: float = Z_CHECK) -> float:
-    """Probability that ``|Z + bias / se| > z_check`` for ``Z ~ N(0, 1)``: a bias of ``bias`` fails the check."""
-    if not (se > 0 and math.isfinite(se)):
-        raise ValueError(f"se must be finite and > 0, got se={se!r}")
-    shift = bias / se
-    return 1.0 - _normal_cdf(z_check - shift) + _normal_cdf(-z_check - shift)
 
 
 def pool_runs(results: list[dict]) -> dict:
@@ -77,7 +63,7 @@ def pool_runs(results: list[dict]) -> dict:
     se = math.hypot(chain["chi2_err"], ref["chi2_err"])
     return {"n_runs": len(results), "hmc": ref, "dm_mcmc": chain, "dm_raw": raw, "z_dm_mcmc": z_chain,
             "z_dm_raw": z_scores(raw, ref), "passes": all(abs(z) < Z_CHECK for z in z_chain.values()),
-            "chi2_combined_se": se, "power_10pct_chi2": power_against_bias(0.1 * ref["chi2"], se)}
+            "chi2_combined_se": se, "power_10pct_chi2": power_against_bias(BIAS * ref["chi2"], se)}
 
 
 def _summary(configs: torch.Tensor, d: int) -> dict:
@@ -118,7 +104,7 @@ def run_exact_dm(
     dm_burn_in: int = 10,
     batch_size: int = 32,
     device: str = "cpu",
-    save_model: str = "",
+    checkpoint: str = "",
     proposal_seed: int = -1,
     progress: bool = False,
 ) -> dict:
@@ -128,16 +114,20 @@ def run_exact_dm(
     ``n_configs``), ``dm_raw`` (the DM's own samples), ``dm_mcmc`` (the chain, with ``acceptance``),
     ``z_dm_mcmc`` / ``z_dm_raw`` (vs HMC), ``passes`` (every ``|z| < 2``), ``chi2_combined_se``,
     ``power_10pct_chi2``, ``final_loss``, the settings and wall times (``seconds``).  The network trains
-    in float32; the proposals and their log q are float64 (the same weights).  Seeds: reference HMC
-    ``seed``, training HMC ``seed + 1``, network ``seed + 2``, DSM ``seed + 3``, proposals ``seed + 4`` (or
-    ``proposal_seed`` when >= 0: independent chains of the same network, to pool runs).
-    ``save_model``: a ``.pt`` path for the trained network as a phi^4 DM checkpoint (weights only with the
-    config that rebuilds it, written atomically: :func:`critdiff_ref.phi4.experiment.save_dm_checkpoint`,
-    reloaded by ``load_dm_checkpoint``), or ``""``.
+    in float32 (:func:`critdiff_ref.phi4.dm.train_dm`: the mean DSM loss of the last 50 steps is ``final_loss``);
+    the proposals and their log q are float64 (the same weights).  Seeds: reference HMC ``seed``, training HMC
+    ``seed + 1``, network and DSM ``train_dm(seed=seed + 2)`` (one generator seeded ``seed + 3``), proposals
+    ``seed + 4`` (or ``proposal_seed`` when >= 0: independent chains of the same network, to pool runs).
+    ``checkpoint``: a ``.pt`` path: the network is loaded from it when it exists (checked against the
+    :class:`DMConfig`), else trained and saved there (weights only, atomically); ``""``: train, save nothing.
     """
-    target = Phi4Lattice(L, d, kappa, lam)
+    dm = DMConfig(L=L, d=d, kappa=kappa, lam=lam, net="fourier-local", channels=(channels,), radius=radius,
+                  depth=depth, steps=dm_steps, batch=dm_batch, lr=dm_lr, dtype="float32")
+    target = dm.target
     if ode_method not in ("euler", "heun", "rk4"):
         raise ValueError(f"ode_method must be 'euler', 'heun' or 'rk4', got ode_method={ode_method!r}")
+    if checkpoint and not str(checkpoint).endswith(".pt"):
+        raise ValueError(f"checkpoint must be a .pt file name, got checkpoint={checkpoint!r}")
     seconds = {}
     say = (lambda msg: print(f"[exact_dm L={L}] {msg}", flush=True)) if progress else (lambda msg: None)
 
@@ -165,29 +155,18 @@ def run_exact_dm(
     seconds["train_hmc"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    process = VE(sigma=25.0, T=1.0)
+    net, _, info = trained_dm(dm, data, checkpoint=checkpoint or None, seed=seed + 2, device=device)
+    final_loss = info["final_loss"]
     data_std = float(data.to(torch.float64).std())
-    net = FourierLocalScore(L, d, process, radius=radius, channels=channels, depth=depth, data_std=data_std,
-                            generator=torch.Generator().manual_seed(seed + 2), dtype=torch.float32).to(device)
-    report = dsm.train_dsm(net, data.to(torch.float32), process, steps=dm_steps, batch_size=dm_batch, lr=dm_lr,
-                           t_min=T_MIN, generator=torch.Generator(device=device).manual_seed(seed + 3))
-    final_loss = float(report.losses[-max(1, dm_steps // 10):].mean())
     seconds["train_dm"] = time.perf_counter() - t0
-    if save_model:  # the phi4 DM checkpoint: reloadable by experiment.load_dm_checkpoint / critdiff phi4 --checkpoint
-        config = experiment.dm_config(target, (channels,), data_std, net="fourier-local", radius=radius, depth=depth)
-        experiment.save_dm_checkpoint(save_model, net, config, {
-            "dm_steps": int(dm_steps), "dm_batch": int(dm_batch), "dm_lr": float(dm_lr), "seed": int(seed),
-            "n_train": int(data.shape[0]), "final_loss": final_loss})
     say(f"DSM {dm_steps} steps on {data.shape[0]} configs (thin {thin}): final loss {final_loss:.4f} "
-        f"({seconds['train_dm']:.0f} s)")
+        f"({seconds['train_dm']:.0f} s{', checkpoint loaded' if info['loaded'] else ''})")
 
     t0 = time.perf_counter()
     net = net.to(torch.float64)
-    for p in net.parameters():
-        p.requires_grad_(False)
-    prior = likelihood.isotropic_prior(process, L, d, data_variance=data_std**2)
-    res = dmmc.dm_mcmc(target, net, process, prior, n_chains=dm_chains, n_iter=dm_iter, steps=ode_steps,
-                       method=ode_method, t_min=T_MIN, log_q="stepwise", burn_in=dm_burn_in, batch_size=batch_size,
+    prior = likelihood.isotropic_prior(dm.process, L, d, data_variance=data_std**2)
+    res = dmmc.dm_mcmc(target, net, dm.process, prior, n_chains=dm_chains, n_iter=dm_iter, steps=ode_steps,
+                       method=ode_method, t_min=dm.t_min, log_q="stepwise", burn_in=dm_burn_in, batch_size=batch_size,
                        generator=torch.Generator(device=device).manual_seed(seed + 4 if proposal_seed < 0 else proposal_seed),
                        dtype=torch.float64, device=device)
     seconds["dm_mcmc"] = time.perf_counter() - t0
@@ -207,45 +186,22 @@ def run_exact_dm(
         "hmc": hmc,
         "train_ensemble": train_ensemble,
         "final_loss": final_loss,
+        "checkpoint_loaded": info["loaded"],
         "dm_raw": raw,
         "dm_mcmc": chain,
         "z_dm_mcmc": z_chain,
         "z_dm_raw": z_raw,
         "passes": all(abs(z) < Z_CHECK for z in z_chain.values()),
         "chi2_combined_se": se,
-        "power_10pct_chi2": power_against_bias(0.1 * hmc["chi2"], se),
+        "power_10pct_chi2": power_against_bias(BIAS * hmc["chi2"], se),
         "seconds_per_proposal": seconds["dm_mcmc"] / (dm_chains * dm_iter),
         "seconds": seconds,
     }
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """``python -m critdiff_ref.phi4.exact_dm --L 16 [--kappa K] [--json FILE] [--KEY VALUE ...]``: one
-    :func:`run_exact_dm` (integer / float keyword arguments by name), the result printed as JSON."""
-    import argparse
-    import inspect
-    import json
+if __name__ == "__main__":  # python -m critdiff_ref.phi4.exact_dm: the command critdiff phi4-exact-dm
+    import sys
 
-    from .._io import atomic_path
+    from .exact_dm_cli import main
 
-    p = argparse.ArgumentParser(prog="python -m critdiff_ref.phi4.exact_dm", description=__doc__.splitlines()[0])
-    p.add_argument("--L", type=int, required=True)
-    p.add_argument("--json", default=None, help="also write the result to this file (atomically)")
-    for name, par in inspect.signature(run_exact_dm).parameters.items():
-        if name != "L" and par.default is not inspect.Parameter.empty and name != "progress":
-            p.add_argument(f"--{name.replace('_', '-')}", type=type(par.default), default=par.default)
-    args = vars(p.parse_args(argv))
-    out = args.pop("json")
-    torch.set_num_threads(1)  # the measured runs: one thread (the CPU is shared)
-    result = run_exact_dm(progress=True, **args)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if out is not None:
-        with atomic_path(out, suffix=".json") as tmp:
-            with open(tmp, "w") as fh:
-                fh.write(text)
-    return result
-
-
-if __name__ == "__main__":
-    main()
+    sys.exit(main())

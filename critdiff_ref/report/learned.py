@@ -24,18 +24,20 @@ import numpy as np
 
 from .. import _io
 from ..phi4.cumulants import K_SIGMA, QUANTITIES, phi4_cumulants
+from .._args import flag_errors
 from ..trainers.cumulants import (
     ORDERS,
     PAPER,
     QUICK,
     SWEEP_STEPS,
+    TRAINING_FIELDS,
+    CumulantsConfig,
     checks,
     learned_cumulants,
-    load_checkpoint,
     passes,
-    save_checkpoint,
     train_model,
 )
+from ..trainers.cumulants_checkpoint import load_checkpoint, save_checkpoint, saved_config
 from .sections import Check, Context, Section, _md_table
 
 __all__ = [
@@ -48,6 +50,8 @@ __all__ = [
     "plot_sweep",
     "draw_sweep",
     "add_cumulants_parser",
+    "CUMULANTS_FLAGS",
+    "cumulants_config",
     "run_cumulants",
     "section_learned_cumulants",
     "add_phi4_cumulants",
@@ -115,7 +119,8 @@ def format_result(result: dict) -> str:
              f"{result['score_error']['weighted_l2']:.3g} (relative {result['score_error']['relative']:.3g})"]
     if result.get("training"):
         tr = result["training"]
-        lines.append(f"training: {int(tr['steps'])} steps in {tr['seconds']:.0f} s, "
+        where = f" (loaded from {tr['loaded_from']}, not retrained)" if tr.get("loaded_from") else ""
+        lines.append(f"training: {int(tr['steps'])} steps in {tr['seconds']:.0f} s{where}, "
                      f"loss {tr['loss_first']:.4f} -> {tr['loss_last']:.4f}")
     lines += ["", _md_table(TABLE_HEADER, table_rows(result)), "",
               _md_table(DECOMPOSITION_HEADER, decomposition_rows(result)), ""]
@@ -188,7 +193,8 @@ def add_cumulants_parser(sub):
     p.add_argument("--paper", action="store_true",
                    help="the paper's settings (10^6 data and samples, 200 epochs: an hour of CPU); default: reduced")
     p.add_argument("--checkpoint", default=None,
-                   help="weights-only checkpoint: loaded if the file exists, else written after training")
+                   help="weights-only checkpoint: loaded if the file exists (its training settings are recorded;"
+                        " --epochs / --n-data / --lr that contradict them are an error), else written after training")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the quick or --paper setting)")
     p.add_argument("--n-data", type=int, default=None, help="training data points (default: the quick or --paper setting)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (cosine decay to 0)")
@@ -204,21 +210,62 @@ def add_cumulants_parser(sub):
     return p
 
 
+# CumulantsConfig field -> the flag of ``critdiff cumulants``
+CUMULANTS_FLAGS = {"epochs": "--epochs", "n_data": "--n-data", "lr": "--lr", "n_gen": "--n-gen", "em_steps": "--steps",
+                   "n_boot": "--n-boot", "seed": "--seed", "process": "--process"}
+
+
+def cumulants_config(args) -> tuple[CumulantsConfig, dict]:
+    """The run's :class:`CumulantsConfig` from the flags, and the flags given explicitly (``{field: value}``).
+
+    With an existing ``--checkpoint`` the training settings (:data:`TRAINING_FIELDS`) are the checkpoint's: what
+    the loaded network was trained with is what the result records. A training flag that contradicts them is an
+    error naming both (the network is not retrained)."""
+    overrides = {"epochs": args.epochs, "lr": args.lr, "n_data": args.n_data, "n_gen": args.n_gen,
+                 "em_steps": args.steps, "n_boot": args.n_boot}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    with flag_errors(CUMULANTS_FLAGS):
+        config = replace(replace(PAPER if args.paper else QUICK, process=args.process, seed=args.seed), **given)
+    if args.checkpoint and os.path.exists(args.checkpoint):
+        saved = saved_config(args.checkpoint).training()
+        conflicts = [f"{CUMULANTS_FLAGS[k]} {given[k]} (trained with {saved[k]})" for k in TRAINING_FIELDS
+                     if k in given and given[k] != saved[k]]
+        if conflicts:
+            raise ValueError(f"--checkpoint {args.checkpoint} exists and is loaded, not retrained: "
+                             + ", ".join(conflicts) + "; drop these flags or name a new --checkpoint file")
+        config = replace(config, **saved)
+    return config, given
+
+
+def _check_outputs(args) -> None:
+    """Every output path, and an existing checkpoint, before any work (the model would otherwise be lost)."""
+    if args.checkpoint:
+        if os.path.isdir(args.checkpoint):
+            raise ValueError(f"--checkpoint {args.checkpoint}: is a folder; give a file name")
+        if not os.path.exists(args.checkpoint):
+            _io.check_writable_file(args.checkpoint, "--checkpoint")
+    _io.check_writable_file(args.json, "--json")
+    _io.check_writable_file(args.plot, "--plot")
+    if args.plot:
+        import matplotlib  # noqa: F401  (the plot needs it: fail now, not after the run)
+
+
 def run_cumulants(args) -> int:
+    """``critdiff cumulants``: train (or load ``--checkpoint``), tabulate, check; exit 1 when a check fails.
+
+    A loaded checkpoint is not retrained: the run records the checkpoint's training settings (epochs, data,
+    batch, learning rate) and says so; a flag that contradicts them is an error (:func:`cumulants_config`)."""
     import sys
 
-    from .. import _io
-
-    config = replace(PAPER if args.paper else QUICK, process=args.process, seed=args.seed)
-    overrides = {"epochs": args.epochs, "lr": args.lr, "n_data": args.n_data, "n_gen": args.n_gen,
-                 "em_steps": args.steps,
-                 "n_boot": args.n_boot}
-    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    _check_outputs(args)
+    config, _ = cumulants_config(args)
     say = lambda msg: print(f"[critdiff cumulants] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     model, info = None, {}
     if args.checkpoint and os.path.exists(args.checkpoint):
         model, info = load_checkpoint(args.checkpoint, config)
-        say(f"loaded {args.checkpoint}")
+        info = {**info, "loaded_from": os.fspath(args.checkpoint)}
+        say(f"loaded {args.checkpoint}: trained {config.epochs} epochs on {config.n_data} data (batch "
+            f"{config.batch_size}, lr {config.lr:g}); these settings are recorded, not retrained")
     elif args.checkpoint:
         say(f"training {config.train_steps} steps")
         model, info = train_model(config)

@@ -7,10 +7,11 @@
 - ``fourier_local``: :class:`~.fourier_local.FourierLocalScore`, Fourier (Gaussian) + local CNN score with an exact,
   cheap Jacobian (circulant + coloured JVPs) for the stepwise exact DM-MCMC log q (THEORY 8; import the module).
 - ``mlp``: :class:`ScoreMLP`, a fully connected score network for 1-D / low-dimensional targets (THEORY 6).
-- ``cumulants``: the learned-cumulants experiment (trained MLP vs exact cumulants, THEORY 6; import the module).
+- ``cumulants``: the learned-cumulants experiment (trained MLP vs exact cumulants, THEORY 6; import the module);
+  ``cumulants_checkpoint``: its weights-only checkpoints.
 """
 
-from . import cumulants, dsm, fourier_local
+from . import cumulants, cumulants_checkpoint, dsm, fourier_local
 from .mlp import ScoreMLP
 from .experiment import (
     ScalingTable,
@@ -46,6 +47,7 @@ from .steps import (
 
 __all__ = [
     "cumulants",
+    "cumulants_checkpoint",
     "dsm",
     "fourier_local",
     "ScoreMLP",

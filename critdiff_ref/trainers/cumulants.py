@@ -4,8 +4,7 @@
 
 1. Train :class:`~critdiff_ref.trainers.mlp.ScoreMLP` by DSM (:func:`~critdiff_ref.trainers.dsm.train_dsm`)
    on ``n_data`` draws of ``1/2 N(mu, s^2) + 1/2 N(-mu, s^2)`` under VE (sigma = 25) or VP
-   (beta 0.1..20), or load a weights-only checkpoint (``torch.load(weights_only=True)``; written
-   atomically after training).
+   (beta 0.1..20), or load a weights-only checkpoint (:mod:`.cumulants_checkpoint`).
 2. Generate ``n_gen`` samples by Euler–Maruyama (:func:`~critdiff_ref.samplers.reverse_sde`) from
    ``N(0, Xi(T))`` down to ``t_min``, with the trained and with the exact score (the same start and
    the same noise: common random numbers).
@@ -25,7 +24,6 @@ the quick report.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Callable
@@ -33,7 +31,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .. import _io
+from .._args import ConfigError
 from ..processes import VE, VP, Process
 from ..targets import TwoGaussianMixture
 from .dsm import train_dsm
@@ -51,8 +49,7 @@ __all__ = [
     "WrongDriftSign",
     "training_data",
     "train_model",
-    "save_checkpoint",
-    "load_checkpoint",
+    "TRAINING_FIELDS",
     "network_score",
     "generate",
     "cumulant_row",
@@ -66,7 +63,7 @@ __all__ = [
     "passes",
 ]
 
-CHECKPOINT_FORMAT = 1
+TRAINING_FIELDS = ("n_data", "epochs", "batch_size", "lr")  # what a loaded checkpoint's training used
 
 
 @dataclass(frozen=True)
@@ -94,17 +91,18 @@ class CumulantsConfig:
 
     def __post_init__(self) -> None:
         if self.process not in ("ve", "vp"):
-            raise ValueError(f"process must be 've' or 'vp', got process={self.process!r}")
+            raise ConfigError("process", self.process, "'ve' or 'vp'")
         for name in ("n_data", "epochs", "batch_size", "embed_dim", "em_steps", "n_gen", "n_boot"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (8 if name in ("n_data", "n_gen") else 1):
-                raise ValueError(f"{name} must be an int >= {8 if name in ('n_data', 'n_gen') else 1}, got {name}={v!r}")
+            lower = 8 if name in ("n_data", "n_gen") else 1
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lower:
+                raise ConfigError(name, v, f"an int >= {lower}")
         for name in ("mu", "s", "sigma", "beta_min", "beta_max", "lr", "fourier_scale", "t_min"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"{name} must be a finite real >= 0, got {name}={v!r}")
+                raise ConfigError(name, v, "a finite real >= 0")
         if not 0.0 < self.t_min < 1.0:
-            raise ValueError(f"t_min must lie in (0, T) = (0, 1), got t_min={self.t_min}")
+            raise ConfigError("t_min", self.t_min, "in (0, T) = (0, 1)")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
 
     @property
@@ -115,6 +113,10 @@ class CumulantsConfig:
     def train_steps(self) -> int:
         """``epochs * ceil(n_data / batch_size)`` optimiser steps."""
         return self.epochs * -(-self.n_data // self.batch_size)
+
+    def training(self) -> dict:
+        """The settings of training alone (a checkpoint records them; sampling does not need them)."""
+        return {name: getattr(self, name) for name in TRAINING_FIELDS}
 
     def architecture(self) -> dict:
         """The settings a checkpoint must match to be loaded into :func:`build_model`."""
@@ -215,32 +217,6 @@ def train_model(
     info = {"seconds": time.monotonic() - t0, "steps": config.train_steps,
             "loss_first": float(report.losses[:k].mean()), "loss_last": float(report.losses[-k:].mean())}
     return model, info
-
-
-def save_checkpoint(path: str | os.PathLike, model: ScoreMLP, config: CumulantsConfig, info: dict) -> None:
-    """Write ``{"format", "config", "info", "state_dict"}`` (tensors and plain values only) atomically
-    (:func:`critdiff_ref._io.atomic_path`: a temporary file in the same folder, then ``os.replace``)."""
-    payload = {"format": CHECKPOINT_FORMAT, "config": asdict(config) | {"hidden": list(config.hidden)},
-               "info": {k: float(v) for k, v in info.items()},
-               "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-    _io.save_weights(path, payload)
-
-
-def load_checkpoint(path: str | os.PathLike, config: CumulantsConfig) -> tuple[ScoreMLP, dict]:
-    """Load a :func:`save_checkpoint` file with ``weights_only=True`` into :func:`build_model` ``(config)``.
-
-    ValueError when its architecture (process, target, widths, features) differs from ``config``'s.
-    Returns the model (eval mode) and the saved training ``info``.
-    """
-    payload = _io.load_weights(path, CHECKPOINT_FORMAT, what="learned-cumulants checkpoint")
-    saved = CumulantsConfig(**{**payload["config"], "hidden": tuple(payload["config"]["hidden"])})
-    if saved.architecture() != config.architecture():
-        diff = {k: (v, config.architecture()[k]) for k, v in saved.architecture().items() if config.architecture()[k] != v}
-        raise ValueError(f"{path}: checkpoint settings differ from the requested ones (saved, requested): {diff}")
-    model = build_model(config)
-    model.load_state_dict(payload["state_dict"])
-    model.eval()
-    return model, dict(payload["info"])
 
 
 # -- generation and cumulants --------------------------------------------------------------------------
