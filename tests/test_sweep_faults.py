@@ -299,7 +299,7 @@ def test_bad_device_and_network_are_refused_by_the_spec_check(params, message, t
 
 
 def test_a_stepwise_divergence_is_accepted_as_phi4_accepts_it():
-    from critdiff_ref.phi4.experiment import DM_NETS
+    from critdiff_ref.phi4.dm import DM_NETS
 
     if "fourier-local" not in DM_NETS:
         pytest.skip("no fourier-local network in this build")

@@ -100,7 +100,7 @@ def check_device(kind: str, value: Any) -> None:
 
 def _check_phi4(p: dict) -> None:
     from ..phi4 import EnsembleParams
-    from ..phi4.experiment import DM_NETS, default_dm_net
+    from ..phi4.dm import DM_NETS, default_dm_net
 
     defaults = _phi4_defaults()
     for name, value in p.items():
