@@ -214,3 +214,10 @@ def test_help_pages_print(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+def test_every_phi4_exact_dm_flag_has_its_own_help():
+    """Each keyword of run_exact_dm reaches --help with a sentence, not its Python name."""
+    from critdiff_ref.phi4.exact_dm_cli import HELP, _parameters
+
+    assert set(HELP) == set(_parameters())

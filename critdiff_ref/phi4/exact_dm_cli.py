@@ -28,6 +28,37 @@ FLAGS = {"L": "--L", "channels": "--channels", "radius": "--radius", "depth": "-
          "batch": "--dm-batch", "lr": "--dm-lr"}
 
 
+# what each keyword of run_exact_dm means, for --help
+HELP = {
+    "kappa": "hopping parameter kappa of the lattice phi^4 action",
+    "lam": "quartic coupling lambda",
+    "d": "lattice dimension",
+    "seed": "seed of the HMC runs and of the network's training",
+    "hmc_chains": "chains of the long HMC reference run",
+    "hmc_traj": "trajectories per chain of the HMC reference run (after --burn-in)",
+    "train_chains": "chains of the independent HMC run that makes the training set",
+    "train_traj": "trajectories per chain of the training-set HMC run (thinned to every 2 tau_int)",
+    "burn_in": "HMC trajectories discarded at the start of each chain",
+    "eps": "HMC leapfrog step size",
+    "n_steps": "HMC leapfrog steps per trajectory",
+    "radius": "receptive radius of the fourier-local network's local CNN",
+    "channels": "width of the local CNN",
+    "depth": "site-wise layers of the local CNN",
+    "dm_steps": "denoising-score-matching training steps",
+    "dm_batch": "training batch size",
+    "dm_lr": "training learning rate (Adam)",
+    "ode_steps": "probability-flow ODE steps per proposal",
+    "ode_method": "ODE method of the proposals (euler, heun, rk4)",
+    "dm_chains": "independent DM-MCMC chains",
+    "dm_iter": "DM-MCMC proposals per chain (including --dm-burn-in)",
+    "dm_burn_in": "DM-MCMC proposals discarded at the start of each chain",
+    "batch_size": "proposals computed together in one call",
+    "device": "torch device (cpu, cuda)",
+    "checkpoint": "network file: loaded if it exists (settings must match), else trained and saved there",
+    "proposal_seed": "seed of the DM-MCMC proposals (-1: from --seed); independent streams of one network pool",
+}
+
+
 def _parameters() -> dict[str, inspect.Parameter]:
     return {name: par for name, par in inspect.signature(run_exact_dm).parameters.items()
             if name not in _SKIP and par.default is not inspect.Parameter.empty}
@@ -42,7 +73,7 @@ def add_phi4_exact_dm_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     for name, par in _parameters().items():
         p.add_argument(f"--{name.replace('_', '-')}", type=type(par.default), default=par.default,
-                       help=f"run_exact_dm's {name}")
+                       help=HELP.get(name, name.replace("_", " ")))
     return p
 
 
