@@ -1,4 +1,4 @@
-"""asv benchmarks for critdiff_ref (issue 8): runtime scaling with L, dtype and device, and tracked
+"""asv benchmarks for critdiff_ref: runtime scaling with L, dtype and device, and tracked
 figures that matter beyond seconds (scaling exponents, bandwidth fractions, sampler errors).
 
 Modules: ``bench_scores`` (exact FFT, local and full-size convolution scores), ``bench_samplers``

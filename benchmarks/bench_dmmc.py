@@ -2,7 +2,7 @@
 map, for :class:`critdiff_ref.trainers.fourier_local.FourierLocalScore` (radius 1, 16 channels, float64; the cost
 does not depend on the weights), 16 Heun steps to t = 1e-3 (VE sigma = 25), d = 2, one thread.
 
-- ``structured``: ``likelihood.stepwise_flow_log_density(jacobian="structured")``, step Jacobians as
+- ``structured``: ``flow_jacobian.stepwise_flow_log_density(jacobian="structured")``, step Jacobians as
   circulant-plus-band operators (:mod:`critdiff_ref.samplers.circulant_band`), ``O(W V^2)`` per Heun product;
 - ``dense``: the reference path (dense ``V x V`` score Jacobians from 16 coloured JVPs and batched ``V^3``
   products), the algorithm before the structured path.
@@ -23,7 +23,7 @@ import time
 import torch
 
 from critdiff_ref.processes import VE
-from critdiff_ref.samplers import likelihood
+from critdiff_ref.samplers import flow_jacobian, likelihood
 from critdiff_ref.trainers.fourier_local import FourierLocalScore
 
 from .common import VERSION, best_seconds
@@ -47,7 +47,7 @@ def _problem(L: int, batch: int):
 
 def exact_proposal(net, process, prior, xT, jacobian: str):
     """One batch of exact proposals: ``(x_0, log q)`` of 16 Heun steps."""
-    return likelihood.stepwise_flow_log_density(net, process, xT, prior, steps=STEPS, method=METHOD, t_min=T_MIN,
+    return flow_jacobian.stepwise_flow_log_density(net, process, xT, prior, steps=STEPS, method=METHOD, t_min=T_MIN,
                                                 jacobian=jacobian)
 
 
@@ -56,11 +56,11 @@ def slogdet_floor_seconds(V: int, batch: int, clock=time.perf_counter) -> float:
     batch (``(batch, V, V)`` each)."""
     D = torch.eye(V, dtype=torch.float64).expand(batch, V, V) + 0.01 * torch.randn(
         (batch, V, V), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    likelihood.slogdet_per_matrix(D)
+    flow_jacobian.slogdet_per_matrix(D)
     best = float("inf")
     for _ in range(5):
         t0 = clock()
-        likelihood.slogdet_per_matrix(D)
+        flow_jacobian.slogdet_per_matrix(D)
         best = min(best, clock() - t0)
     return STEPS * best
 
@@ -78,7 +78,7 @@ class ExactDMProposal:
         torch.set_num_threads(1)
         self.problem = _problem(L, batch)
         net, process, prior, xT = self.problem
-        likelihood.stepwise_flow_log_density(net, process, xT[:1], prior, steps=1, method=METHOD, t_min=T_MIN)
+        flow_jacobian.stepwise_flow_log_density(net, process, xT[:1], prior, steps=1, method=METHOD, t_min=T_MIN)
 
     def time_structured(self, L, batch):
         exact_proposal(*self.problem, "structured")
@@ -129,7 +129,7 @@ def table(sizes=SIZES, batch: int = 2, repeats: int = 2, threads: int = 1,
     for L in sizes:
         problem = _problem(L, batch)
         net, process, prior, xT = problem
-        likelihood.stepwise_flow_log_density(net, process, xT[:1], prior, steps=1, method=METHOD, t_min=T_MIN)
+        flow_jacobian.stepwise_flow_log_density(net, process, xT[:1], prior, steps=1, method=METHOD, t_min=T_MIN)
         row = {"L": L, "V": L * L, "batch": batch, "load_before": os.getloadavg()[0]}
         for jacobian in paths:
             walls, cpus = [], []

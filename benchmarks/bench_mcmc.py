@@ -3,11 +3,11 @@ Metropolis sweeps and Langevin steps, over L, d, device and dtype, with the leap
 fraction of the measured copy-bandwidth roofline; DM-MCMC proposals (PF-ODE sample + log q) when
 :mod:`critdiff_ref.samplers.dmmc` provides ``pf_sample`` and ``exact_prior`` (skipped otherwise).
 
-Bandwidth model (issue 8): one leapfrog step reads ``phi`` and ``pi`` and writes both back, so a
+Bandwidth model: one leapfrog step reads ``phi`` and ``pi`` and writes both back, so a
 perfectly fused kernel moves ``4 * itemsize`` bytes per site (16 B in float32); the roofline is the
 device's measured ``copy_`` bandwidth (:func:`benchmarks.common.copy_bandwidth`).
 
-Issue 22 (:class:`HMCVersusNumpy`): whole HMC runs of the library's default long-run path (the compiled
+:class:`HMCVersusNumpy`: whole HMC runs of the library's default long-run path (the compiled
 trajectory, compile excluded and tracked apart) and its eager path against a plain numpy HMC
 (:mod:`benchmarks.numpy_hmc`, same action, integrator, eps = 0.1 and 10 steps), timed interleaved in
 one process so that their ratio is a same-run figure; trajectories/s of each, the ratios, and the
@@ -203,7 +203,7 @@ class TritonMCMCBandwidth(_ChainBandwidth):
     track_metropolis_bandwidth_fraction.unit = "fraction of copy bandwidth"
 
 
-# -- issue 22: the library's HMC against a plain numpy HMC ------------------------------------------
+# -- the library's HMC against a plain numpy HMC ------------------------------------------
 VS_KAPPA, VS_LAM, VS_EPS, VS_STEPS = 0.2, 0.022, 0.1, 10  # the `critdiff phi4` defaults (symmetric phase, d = 2)
 VS_SITES_CAP = 2**22  # chains * L^2 per point: 64 chains reach L = 256, the numpy run stays under ~10 s
 VS_WORK = 2**21  # site-trajectories per timed run: ~0.1-1 s for every code at every size
@@ -282,7 +282,7 @@ def vs_grid() -> list[tuple[int, int, str]]:
 
 
 class HMCVersusNumpy:
-    """Issue 22: HMC trajectories/s of the library (default long-run path: compiled whole trajectory;
+    """HMC trajectories/s of the library (default long-run path: compiled whole trajectory;
     eager path) and of a plain numpy HMC, interleaved in one process, d = 2, eps 0.1 x 10 steps, CPU;
     the compiled run's fraction of the copy roofline (10 steps x 4 itemsizes per site per trajectory).
     The whole grid is measured once (``setup_cache``, one process: the compiled programs are built once)
@@ -412,7 +412,7 @@ if __name__ == "__main__":  # python -m benchmarks.bench_mcmc [dtype]: the issue
 
 
 class DiffusionMCMCExactLogQ:
-    """Issue 17: the EXACT DM-MCMC log q, ``likelihood.flow_jacobian_log_density`` (log-det of the
+    """The EXACT DM-MCMC log q, ``flow_jacobian.flow_jacobian_log_density`` (log-det of the
     discretised flow map: one sampler forward pass, ``V / chunk`` vmapped backward passes), for a batch
     of 4 proposals, 16 Heun steps, exact Fourier score of a Gaussian field, float64; ``chunk`` "auto"
     (memory-capped vmapped chunks) or 1 (one Jacobian row per backward pass, the old path).  The cost
@@ -433,7 +433,9 @@ class DiffusionMCMCExactLogQ:
         xT = prior.sample(4, torch.Generator(device=self.device).manual_seed(0), dtype=dtype, device=self.device)
         c = None if chunk == "auto" else int(chunk)
         score = exact_score(field, process)
-        self.run = lambda: likelihood.flow_jacobian_log_density(score, process, xT, prior, steps=16, method="heun",
+        from critdiff_ref.samplers import flow_jacobian
+
+        self.run = lambda: flow_jacobian.flow_jacobian_log_density(score, process, xT, prior, steps=16, method="heun",
                                                                 t_min=1e-3, chunk=c)
         self.run()  # warm-up
         synchronize(self.device)

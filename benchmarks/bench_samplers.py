@@ -237,7 +237,7 @@ class CapturedSampler(_CapturedRK4):
 
 
 class CapturedSamplerLaunchOverhead(_CapturedRK4):
-    """Issue 8's launch target on a GPU: (wall - kernel time) / kernel time of the captured N-step RK4
+    """The launch target on a GPU: (wall - kernel time) / kernel time of the captured N-step RK4
     sampler at L = 32 (target <= 2), kernel time from the profiler (:func:`common.kernel_seconds`)."""
 
     params = ([32], ["cuda"])

@@ -107,7 +107,7 @@ class FullConvScore(_ScoreBench):
 
 
 class ScoreRatios:
-    """Ratios measured side by side in one process (issue 8 targets), d = 2, float32; the FFT score
+    """Ratios measured side by side in one process, d = 2, float32; the FFT score
     against the real FFT pair it needs (:func:`benchmarks.common.real_fft_pair`)."""
 
     params = ([32, 128, 256], list(DEVICES))

@@ -1,7 +1,7 @@
-"""Exact DM-MCMC (issue 17): cost of the exact log q against V, and the Hutchinson bias on chi_2.
+"""Exact DM-MCMC: cost of the exact log q against V, and the Hutchinson bias on chi_2.
 
 ``python -m benchmarks.dm_mcmc_exactness cost``: seconds per proposal of the EXACT log q (log-det of the
-discretised flow map, :func:`critdiff_ref.samplers.likelihood.flow_jacobian_log_density`) at
+discretised flow map, :func:`critdiff_ref.samplers.flow_jacobian.flow_jacobian_log_density`) at
 V = 16, 64, 256 (d = 2), with the Jacobian rows in vmapped chunks (default cap) and one row per backward
 pass (``chunk=1``, the old sequential path), and a Hutchinson proposal for scale; scores: the exact
 Fourier score (float64) and the default CPU U-Net (``channels=(8, 16)``, float32, untrained weights:
@@ -26,7 +26,7 @@ import torch
 from critdiff_ref import lattice
 from critdiff_ref.phi4.ensemble import _hmc_ensemble, summarize_chains
 from critdiff_ref.processes import VE
-from critdiff_ref.samplers import dmmc, likelihood
+from critdiff_ref.samplers import dmmc, flow_jacobian, likelihood
 from critdiff_ref.samplers.grids import resolve_grid
 from critdiff_ref.scores import exact_score
 from critdiff_ref.targets import GaussianField, Phi4Lattice
@@ -51,8 +51,8 @@ def cost(sizes=(4, 8, 16), batch: int = 4) -> list[dict]:
             xT = prior.sample(batch, torch.Generator().manual_seed(1), dtype=dtype)
             kw = dict(steps=STEPS, method="heun", t_min=T_MIN)
             paths = {
-                "exact_vmapped": lambda: likelihood.flow_jacobian_log_density(score, process, xT, prior, **kw),
-                "exact_one_row_per_pass": lambda: likelihood.flow_jacobian_log_density(score, process, xT, prior, chunk=1, **kw),
+                "exact_vmapped": lambda: flow_jacobian.flow_jacobian_log_density(score, process, xT, prior, **kw),
+                "exact_one_row_per_pass": lambda: flow_jacobian.flow_jacobian_log_density(score, process, xT, prior, chunk=1, **kw),
                 "hutchinson": lambda: likelihood.pf_sample(score, process, batch, prior, divergence="hutchinson",
                                                            generator=torch.Generator().manual_seed(2), dtype=dtype, **kw),
             }
@@ -105,7 +105,7 @@ def bias(L: int, n_chains: int = 32, n_iter: int = 250, batch: int = 500, seed: 
     xs, lq = [], {"exact": [], "hutchinson": [], "hutchinson_cv": []}
     for _ in range(0, n_chains * n_iter, batch):
         xT = prior.sample(batch, gen)
-        x0, lq_exact = likelihood.flow_jacobian_log_density(score, process, xT, prior, steps=STEPS, method="heun", t_min=T_MIN)
+        x0, lq_exact = flow_jacobian.flow_jacobian_log_density(score, process, xT, prior, steps=STEPS, method="heun", t_min=T_MIN)
         xs.append(x0)
         lq["exact"].append(lq_exact)
         for name, cv in (("hutchinson", None), ("hutchinson_cv", reference)):

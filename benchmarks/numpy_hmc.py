@@ -1,4 +1,4 @@
-"""A plain numpy HMC for lattice phi^4 (THEORY 8), the baseline of the library's ``mcmc.hmc`` (issue 22).
+"""A plain numpy HMC for lattice phi^4 (THEORY 8), the baseline of the library's ``mcmc.hmc``.
 
 Written the way a physicist would write it in an afternoon: vectorised over sites and chains with
 ``np.roll``, the same action, force, leapfrog (half kick, ``n_steps`` drift-kicks with the last kick

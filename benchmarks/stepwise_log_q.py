@@ -1,9 +1,9 @@
-"""Cost per proposal of the stepwise exact DM-MCMC log q against V (issue 17; BENCHMARKS.md).
+"""Cost per proposal of the stepwise exact DM-MCMC log q against V (BENCHMARKS.md).
 
 ``python -m benchmarks.stepwise_log_q [L ...]``: for a randomly initialised
 :class:`critdiff_ref.trainers.fourier_local.FourierLocalScore` (radius 1, 16 channels; the cost does not
-depend on the weights), seconds per proposal of ``likelihood.stepwise_flow_log_density`` (chain rule,
-circulant-plus-band step Jacobians, the default ``jacobian="structured"``) and, for ``V <= VMAPPED_MAX_V``, of ``likelihood.flow_jacobian_log_density``
+depend on the weights), seconds per proposal of ``flow_jacobian.stepwise_flow_log_density`` (chain rule,
+circulant-plus-band step Jacobians, the default ``jacobian="structured"``) and, for ``V <= VMAPPED_MAX_V``, of ``flow_jacobian.flow_jacobian_log_density``
 (V vmapped backward passes through the sampler) for the same network; 16 Heun steps, d = 2, one thread,
 float64 (``--float32``: the network in float32, the determinants still float64).
 """
@@ -16,7 +16,7 @@ import time
 import torch
 
 from critdiff_ref.processes import VE
-from critdiff_ref.samplers import likelihood
+from critdiff_ref.samplers import flow_jacobian, likelihood
 from critdiff_ref.trainers.fourier_local import FourierLocalScore
 
 STEPS, T_MIN = 16, 1e-3
@@ -36,14 +36,14 @@ def cost(sizes=(4, 8, 16, 32), batch: int = 2, dtype: torch.dtype = torch.float6
         prior = likelihood.isotropic_prior(process, L, 2)
         xT = prior.sample(batch, torch.Generator().manual_seed(1), dtype=dtype)
         kw = dict(steps=STEPS, method="heun", t_min=T_MIN)
-        likelihood.stepwise_flow_log_density(net, process, xT[:1], prior, steps=1, method="heun", t_min=T_MIN)  # warm-up
+        flow_jacobian.stepwise_flow_log_density(net, process, xT[:1], prior, steps=1, method="heun", t_min=T_MIN)  # warm-up
         t0 = time.perf_counter()
-        _, lq = likelihood.stepwise_flow_log_density(net, process, xT, prior, **kw)
+        _, lq = flow_jacobian.stepwise_flow_log_density(net, process, xT, prior, **kw)
         row = {"L": L, "V": L * L, "stepwise_s": (time.perf_counter() - t0) / batch, "vmapped_s": None, "agree": None}
         if L * L <= VMAPPED_MAX_V:
-            likelihood.flow_jacobian_log_density(net, process, xT[:1], prior, steps=1, method="heun", t_min=T_MIN)
+            flow_jacobian.flow_jacobian_log_density(net, process, xT[:1], prior, steps=1, method="heun", t_min=T_MIN)
             t0 = time.perf_counter()
-            _, lq_ref = likelihood.flow_jacobian_log_density(net, process, xT, prior, **kw)
+            _, lq_ref = flow_jacobian.flow_jacobian_log_density(net, process, xT, prior, **kw)
             row["vmapped_s"] = (time.perf_counter() - t0) / batch
             row["agree"] = float(((lq - lq_ref).abs() / lq_ref.abs()).max())
         rows.append(row)

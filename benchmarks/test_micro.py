@@ -1,4 +1,4 @@
-"""pytest-benchmark micro-benchmarks of the hot kernels, for quick local A/B comparisons (issue 8).
+"""pytest-benchmark micro-benchmarks of the hot kernels, for quick local A/B comparisons.
 
 Not part of the test suite (``testpaths`` are ``tests`` and ``invariants``); run explicitly:
 

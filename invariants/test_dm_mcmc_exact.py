@@ -1,5 +1,5 @@
 """Invariant: the exact DM-MCMC log q is the exact density of the proposal as generated, and the DM-MCMC
-checks have power (THEORY 8, "Diffusion-model MCMC", "Exactness"; issue 17).
+checks have power (THEORY 8, "Diffusion-model MCMC", "Exactness").
 
 - :func:`likelihood.jacobian_rows` (one forward pass, vmapped vector-Jacobian products in chunks) gives
   the same Jacobian as ``torch.autograd.functional.jacobian`` configuration by configuration, for any
@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 from critdiff_ref.phi4.ensemble import summarize_chains
 from critdiff_ref.processes import VE, VP
-from critdiff_ref.samplers import dmmc, likelihood
+from critdiff_ref.samplers import dmmc, flow_jacobian, likelihood
 from critdiff_ref.samplers.grids import resolve_grid
 from critdiff_ref.samplers.reverse import METHODS
 from critdiff_ref.scores import exact_score
@@ -113,7 +113,7 @@ def test_flow_log_density_equals_slogdet_of_the_autograd_jacobian(shape, method,
     expected = torch.stack([prior.log_prob(xT[b:b + 1])[0] - torch.linalg.slogdet(
         torch.autograd.functional.jacobian(flow_one, xT[b]).reshape(n, n))[1] for b in range(2)])
     for chunk in (1, n):
-        x0, log_q = likelihood.flow_jacobian_log_density(net, process, xT, prior, steps=steps, method=method,
+        x0, log_q = flow_jacobian.flow_jacobian_log_density(net, process, xT, prior, steps=steps, method=method,
                                                          t_min=t_min, chunk=chunk)
         # slogdet of two Jacobians equal to ~1e2 eps: a V-term log-det, 1e3 eps of |log q| (|log q| ~ 10..100)
         assert_close(log_q, expected, rtol=0.0, atol=1e3 * EPS64 * float(expected.abs().max()))
@@ -138,8 +138,8 @@ def test_stepwise_log_q_equals_the_flow_jacobian_log_q(shape, method, steps, rad
     prior = likelihood.isotropic_prior(process, L, d)
     xT = prior.sample(2, torch.Generator().manual_seed(seed))
     kw = dict(steps=steps, method=method, t_min=1e-3)
-    _, expected = likelihood.flow_jacobian_log_density(net, process, xT, prior, **kw)
-    _, log_q = likelihood.stepwise_flow_log_density(net, process, xT, prior, **kw)
+    _, expected = flow_jacobian.flow_jacobian_log_density(net, process, xT, prior, **kw)
+    _, log_q = flow_jacobian.stepwise_flow_log_density(net, process, xT, prior, **kw)
     # both exact: rounding of V x V slogdets and products, ~1e2..1e3 eps relative; 1e-10 is 5e5 eps
     assert_close(log_q, expected, rtol=1e-10, atol=0.0)
 
@@ -250,9 +250,9 @@ def test_unthermalised_training_set_fails_the_raw_sample_check_and_dm_mcmc_corre
     assert check_passes(chain, exact), z_scores(chain, exact)
 
 
-# -- issue 17 "done when" (CPU part): exact DM-MCMC vs HMC at a resolution where a 10 % chi_2 bias fails ---
+# -- exact DM-MCMC vs HMC at a resolution where a 10 % chi_2 bias fails ---
 # The issue's criterion is "within 2 combined SE": two-sided 4.6 % per observable, ~13 % for 3 -- too high a
-# false-failure rate for a gate (when issue 22 changed HMC's momentum draws, the seed-11 HMC reference itself
+# false-failure rate for a gate (when HMC's momentum draws changed to Box-Muller, the seed-11 HMC reference itself
 # landed 2.8 SE from the exact chi_2 and the 2-SE check failed with DM-MCMC 1.0 SE from it).  The test uses
 # 3 combined SE (0.27 % per observable, fixed seeds) and keeps the power at that level; the measured z are
 # printed and quoted in the README against the issue's 2.
@@ -268,9 +268,9 @@ def test_exact_dm_mcmc_reproduces_hmc_with_power_to_see_a_10_percent_chi2_bias(L
     steps: raw proposals' chi_2 ~15 % high) reproduces HMC's <|M|>, chi_2, U_L within Z_DONE combined SE, the
     combined SE of chi_2 is small enough that a 10 % bias fails, and both agree with the exact values.
     (L = 8: 6 min at load ~20 on the 2-core CPU; L = 16: V = 256 Jacobian rows per proposal, 12 min at load ~6;
-    measured z vs HMC, momenta by Box-Muller (issue 22): L = 8: 0.11, -0.18, -0.27; L = 16: 2.21, 2.65, -1.39 with
+    measured z vs HMC, momenta by Box-Muller: L = 8: 0.11, -0.18, -0.27; L = 16: 2.21, 2.65, -1.39 with
     the HMC reference itself at -2.3 / -2.8 / +1.6 SE from the exact values and DM-MCMC at 1.31, 1.54, -0.84 from
-    them (L = 16: 31 min for both L at load ~5); before issue 22: L = 8: 0.01, -0.29, -0.14; L = 16: 1.51, 0.98, 1.51.)"""
+    them (L = 16: 31 min for both L at load ~5); with the earlier momentum draws: L = 8: 0.01, -0.29, -0.14; L = 16: 1.51, 0.98, 1.51.)"""
     from critdiff_ref.phi4.ensemble import EnsembleParams, generate_ensemble
     from critdiff_ref.phi4.power import power_against_bias
 

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from critdiff_ref.processes import VE, VP
-from critdiff_ref.samplers import likelihood
+from critdiff_ref.samplers import flow_jacobian, likelihood
 from critdiff_ref.samplers.exact import ode_gain
 from critdiff_ref.samplers.grids import time_grid
 from critdiff_ref.scores import exact_score
@@ -137,7 +137,7 @@ def test_flow_jacobian_density_matches_the_exact_per_mode_gains(target, process,
     score = exact_score(target, process)
     prior = likelihood.isotropic_prior(process, target.L, target.d)
     xT = prior.sample(2, torch.Generator().manual_seed(seed))
-    x0, log_q = likelihood.flow_jacobian_log_density(score, process, xT, prior, steps=steps, method=method)
+    x0, log_q = flow_jacobian.flow_jacobian_log_density(score, process, xT, prior, steps=steps, method=method)
     grid = time_grid(process, steps)
     gain = ode_gain(lambda t: field.score_kernel(process, float(t)), process, grid, method)
     expected = prior.log_prob(xT) - torch.log(gain.abs()).sum()

@@ -11,7 +11,7 @@ import torch
 from torch.func import jacrev
 
 from critdiff_ref.processes import VE, VP
-from critdiff_ref.samplers import likelihood
+from critdiff_ref.samplers import flow_jacobian, likelihood
 from critdiff_ref.samplers.circulant_band import CirculantBand, band_geometry
 from critdiff_ref.samplers.grids import resolve_grid
 from critdiff_ref.samplers.reverse import METHODS
@@ -151,8 +151,8 @@ def test_structured_log_q_equals_dense_reference_and_jacrev(shape, method, proce
     prior = likelihood.isotropic_prior(process, L, d)
     xT = prior.sample(3, torch.Generator().manual_seed(7))
     kw = dict(steps=steps, method=method, t_min=T_MIN)
-    x0, lq = likelihood.stepwise_flow_log_density(net, process, xT, prior, jacobian="structured", **kw)
-    x0_ref, lq_ref = likelihood.stepwise_flow_log_density(net, process, xT, prior, jacobian="dense", **kw)
+    x0, lq = flow_jacobian.stepwise_flow_log_density(net, process, xT, prior, jacobian="structured", **kw)
+    x0_ref, lq_ref = flow_jacobian.stepwise_flow_log_density(net, process, xT, prior, jacobian="dense", **kw)
     # Tolerance: log q = log p_T - sum_k log|det D_k|. D_k's entries differ between the paths by the rounding
     # of their products (gamma_V relative, V <= 36); slogdet's sensitivity |d log det| <= V ||D^-1|| ||dD||
     # = V cond(D) ||dD|| / ||D||, with cond(D_k) <= 1.3 for these cases (measured with torch.linalg.cond):
@@ -177,7 +177,7 @@ def test_bad_jacobian_argument():
     prior = likelihood.isotropic_prior(process, 4, 2)
     xT = prior.sample(1, torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="jacobian"):
-        likelihood.stepwise_flow_log_density(net, process, xT, prior, steps=2, jacobian="sparse")
+        flow_jacobian.stepwise_flow_log_density(net, process, xT, prior, steps=2, jacobian="sparse")
     with pytest.raises(ValueError, match="radius"):
         band_geometry(4, 2, -1)
     J = _random_operator(4, 2, 1, 0)
@@ -194,18 +194,18 @@ def test_structured_heun_without_the_product_term_fails(monkeypatch):
     prior = likelihood.isotropic_prior(process, 4, 2)
     xT = prior.sample(2, torch.Generator().manual_seed(8))
     kw = dict(steps=4, method="heun", t_min=T_MIN)
-    _, lq_ref = likelihood.stepwise_flow_log_density(net, process, xT, prior, jacobian="dense", **kw)
+    _, lq_ref = flow_jacobian.stepwise_flow_log_density(net, process, xT, prior, jacobian="dense", **kw)
     compose = CirculantBand.compose
     monkeypatch.setattr(CirculantBand, "compose", lambda self, first, *, scale=1.0, plus=None, identity=0.0:
                         compose(self, first, scale=0.0, plus=plus, identity=identity))
-    _, lq = likelihood.stepwise_flow_log_density(net, process, xT, prior, jacobian="structured", **kw)
+    _, lq = flow_jacobian.stepwise_flow_log_density(net, process, xT, prior, jacobian="structured", **kw)
     # the dropped term is O(1) per step at T (g^2 h / 2 ~ 40 for VE sigma = 25): far beyond the 1e5-eps agreement
     assert float((lq - lq_ref).abs().max()) > 1e6 * 1e5 * EPS64
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_slogdet_per_matrix_is_exact_with_threads(threads):
-    """likelihood.slogdet_per_matrix = numpy's LAPACK slogdet per matrix, with 1 and 2 intra-op threads
+    """flow_jacobian.slogdet_per_matrix = numpy's LAPACK slogdet per matrix, with 1 and 2 intra-op threads
     (batched CPU slogdet with 2 threads returned log-dets off by ~1e-3 in torch 2.13 + oneMKL)."""
     import numpy as np
 
@@ -215,7 +215,7 @@ def test_slogdet_per_matrix_is_exact_with_threads(threads):
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        sign, logdet = likelihood.slogdet_per_matrix(D)
+        sign, logdet = flow_jacobian.slogdet_per_matrix(D)
     finally:
         torch.set_num_threads(previous)
     # two LU factorisations of the same matrix (pivoting identical, blocking may differ): log|det| is a sum

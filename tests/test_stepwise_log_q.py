@@ -1,13 +1,13 @@
 """The cheap exact log q of DM-MCMC (THEORY 8, issue 17): :class:`FourierLocalScore`'s coloured Jacobian
-equals autograd's, and :func:`likelihood.stepwise_flow_log_density` (chain rule, step by step) equals
-:func:`likelihood.flow_jacobian_log_density` (one Jacobian of the whole sampler); planted bugs fail."""
+equals autograd's, and :func:`flow_jacobian.stepwise_flow_log_density` (chain rule, step by step) equals
+:func:`flow_jacobian.flow_jacobian_log_density` (one Jacobian of the whole sampler); planted bugs fail."""
 
 import pytest
 import torch
 from torch.func import jacrev
 
 from critdiff_ref.processes import VE, VP
-from critdiff_ref.samplers import dmmc, likelihood
+from critdiff_ref.samplers import dmmc, flow_jacobian, likelihood
 from critdiff_ref.scores import exact_score
 from critdiff_ref.targets import Phi4Lattice
 from critdiff_ref.testing import assert_close
@@ -80,8 +80,8 @@ def test_stepwise_log_q_equals_the_full_flow_jacobian(shape, method, process):
     net = _net(L, d, process, 1, seed=L + d)
     prior = likelihood.isotropic_prior(process, L, d)
     xT = prior.sample(3, torch.Generator().manual_seed(7))
-    x0_ref, lq_ref = likelihood.flow_jacobian_log_density(net, process, xT, prior, steps=4, method=method, t_min=T_MIN)
-    x0, lq = likelihood.stepwise_flow_log_density(net, process, xT, prior, steps=4, method=method, t_min=T_MIN)
+    x0_ref, lq_ref = flow_jacobian.flow_jacobian_log_density(net, process, xT, prior, steps=4, method=method, t_min=T_MIN)
+    x0, lq = flow_jacobian.stepwise_flow_log_density(net, process, xT, prior, steps=4, method=method, t_min=T_MIN)
     # both are exact: the difference is rounding of a V x V slogdet (sum of V log|pivots|) and of the
     # products through 4 steps, ~1e2..1e3 eps relative; 1e-10 relative of |log q| (~1e2) is 5e5 eps
     assert_close(lq, lq_ref, rtol=1e-10, atol=0.0)
@@ -95,7 +95,7 @@ def test_missing_heun_predictor_term_fails(monkeypatch):
     net = _net(4, 2, process, 1, seed=2)
     prior = likelihood.isotropic_prior(process, 4, 2)
     xT = prior.sample(2, torch.Generator().manual_seed(8))
-    _, lq_ref = likelihood.flow_jacobian_log_density(net, process, xT, prior, steps=4, method="heun", t_min=T_MIN)
+    _, lq_ref = flow_jacobian.flow_jacobian_log_density(net, process, xT, prior, steps=4, method="heun", t_min=T_MIN)
 
     def buggy(method, drift_jacobian, x, t, dt):
         k1, J1 = drift_jacobian(x, t)
@@ -103,8 +103,8 @@ def test_missing_heun_predictor_term_fails(monkeypatch):
         eye = torch.eye(J1.shape[-1], dtype=torch.float64)
         return x + 0.5 * dt * (k1 + k2), eye + 0.5 * dt * (J1 + J2)
 
-    monkeypatch.setattr(likelihood, "step_jacobian", buggy)
-    _, lq = likelihood.stepwise_flow_log_density(net, process, xT, prior, steps=4, method="heun", t_min=T_MIN)
+    monkeypatch.setattr(flow_jacobian, "step_jacobian", buggy)
+    _, lq = flow_jacobian.stepwise_flow_log_density(net, process, xT, prior, steps=4, method="heun", t_min=T_MIN)
     # the dropped term dt^2/2 J_f(y) J_f(x) is O(1) per step at T (g^2 h / 2 ~ 40 for VE sigma = 25):
     # far outside the 1e-10 relative agreement of the correct chain rule
     assert float((lq - lq_ref).abs().max()) > 1e-3 * float(lq_ref.abs().max())
@@ -137,12 +137,12 @@ def test_bad_input():
     prior = likelihood.isotropic_prior(process, 4, 2)
     xT = prior.sample(1, torch.Generator().manual_seed(0))
     with pytest.raises(TypeError, match="score_jacobian"):
-        likelihood.stepwise_flow_log_density(plain, process, xT, prior, steps=2)
+        flow_jacobian.stepwise_flow_log_density(plain, process, xT, prior, steps=2)
     with pytest.raises(TypeError, match="score_jacobian"):
         dmmc.dm_mcmc(Phi4Lattice(4, 2, 0.2, 0.0), plain, process, prior, n_chains=1, n_iter=2, log_q="stepwise")
     net = _net(4, 2, process, 1, seed=0)
     with pytest.raises(ValueError, match="method"):
-        likelihood.stepwise_flow_log_density(net, process, xT, prior, steps=2, method="midpoint")
+        flow_jacobian.stepwise_flow_log_density(net, process, xT, prior, steps=2, method="midpoint")
     with pytest.raises(ValueError, match="modulus"):
         net.score_jacobian(xT, 0.5, modulus=3)
     with pytest.raises(ValueError, match="modulus"):

@@ -9,13 +9,13 @@
 What is exact and what is not (THEORY 8, "Exactness"):
 
 - ``log_q="jacobian"`` (EXACT): the log-density of the *discretised* flow map ``x_T -> x_0``,
-  ``log p_T(x_T) - log|det dx_0/dx_T|``, by :func:`~critdiff_ref.samplers.likelihood.flow_jacobian_log_density`
+  ``log p_T(x_T) - log|det dx_0/dx_T|``, by :func:`~critdiff_ref.samplers.flow_jacobian.flow_jacobian_log_density`
   (one sampler forward pass plus ``V / chunk`` vmapped backward passes per batch, then ``slogdet``):
   the density of the proposal as generated, so the chain targets ``p`` exactly for any step count and
   any score.  Cost ``~ V`` backward passes through the sampler per proposal (measured against V in
   ``BENCHMARKS.md``).
 - ``log_q="stepwise"`` (EXACT): the same density by the chain rule, step by step
-  (:func:`~critdiff_ref.samplers.likelihood.stepwise_flow_log_density`), for a score with a cheap exact
+  (:func:`~critdiff_ref.samplers.flow_jacobian.stepwise_flow_log_density`), for a score with a cheap exact
   Jacobian ``score.score_jacobian(x, t)`` (e.g. :class:`~critdiff_ref.trainers.fourier_local.FourierLocalScore`,
   whose step Jacobians stay circulant-plus-band operators, :mod:`critdiff_ref.samplers.circulant_band`):
   no backward pass through the sampler; per proposal one ``V x V`` ``slogdet`` per step (``O(steps V^3)``,
@@ -41,14 +41,8 @@ from dataclasses import dataclass
 import torch
 
 from ..processes import Process
-from .likelihood import (
-    DIVERGENCES,
-    ModePrior,
-    Score,
-    flow_jacobian_log_density,
-    pf_sample,
-    stepwise_flow_log_density,
-)
+from .flow_jacobian import flow_jacobian_log_density, stepwise_flow_log_density
+from .likelihood import DIVERGENCES, ModePrior, Score, pf_sample
 from .mcmc._chains import Action, _count
 
 __all__ = [
