@@ -159,17 +159,13 @@ DIFFUSERS: dict[str, SchedulerEntry] = {
     "DDPMParallelScheduler": _discrete(1.0),
     "LTXEulerAncestralRFScheduler": _flow(1.0),  # Euler ancestral on the rectified flow: weak order 1
     "UnCLIPScheduler": _discrete(None),
+    "CogVideoXDPMScheduler": _discrete(None),  # its pipeline's step arguments (previous x0, timestep_back): .loop.sample
+    "MiniMaxH3Scheduler": _flow(1.0),  # Euler on the rectified flow, data-ward velocity (recognised from its step)
+    "FlowMapEulerDiscreteScheduler": _flow(None),  # exact two-time flow map: checked for exactness at every step count
     # applicable, but no runner fits yet (tried anyway; the reason is shown while they fail to run)
-    "CogVideoXDPMScheduler": _discrete(gap="step() needs old_pred_original_sample and timestep_back from the pipeline"),
     "DDPMWuerstchenScheduler": _discrete(gap="Wuerstchen's continuous cosine schedule, no alphas_cumprod: no adapter"),
     "ScoreSdeVeScheduler": _discrete(gap="predictor-corrector API (step_pred / step_correct), no step(): no adapter"),
-    "HeliosScheduler": _discrete(gap="multi-stage pipeline scheduler: set_timesteps needs the pipeline's stage arguments"),
-    "HeliosDMDScheduler": _discrete(gap="multi-stage pipeline scheduler: set_timesteps needs the pipeline's stage arguments"),
     "IPNDMScheduler": _discrete(4.0, gap="VE in sigma without alphas_cumprod or EDM preconditioning: no adapter"),
-    "FlowMapEulerDiscreteScheduler": _discrete(
-        gap="flow-map distillation: step() needs r_timestep and a two-time flow-map model"),
-    "MiniMaxH3Scheduler": _discrete(gap="rectified-flow variant not dispatched to the flow family"),
-    "PiflowScheduler": _discrete(gap="PiFlow: the model outputs a policy (widened output), no exact model output defined"),
     # one-line reasons: the class has no meaning on a Gaussian field with an exact model
     "AmusedScheduler": _not_applicable("discrete-state (masked image tokens), not a Gaussian diffusion"),
     "VQDiffusionScheduler": _not_applicable("discrete-state (vector-quantised tokens)"),
@@ -181,6 +177,12 @@ DIFFUSERS: dict[str, SchedulerEntry] = {
     "DDIMInverseScheduler": _not_applicable("inversion (data -> noise): no sampling end law to compare"),
     "DPMSolverMultistepInverseScheduler": _not_applicable("inversion (data -> noise): no sampling end law to compare"),
     "RePaintScheduler": _not_applicable("inpainting: step() needs original_image and a mask"),
+    "HeliosScheduler": _not_applicable("multi-stage pyramid pipeline: set_timesteps(stage_index=...) per resolution stage, "
+                                       "the pipeline up-samples and re-noises the latent between stages (no one-field loop)"),
+    "HeliosDMDScheduler": _not_applicable("distilled multi-stage pyramid pipeline: step() re-noises with the pipeline's "
+                                          "dmd_noisy_tensor / dmd_sigmas / all_timesteps per resolution stage"),
+    "PiflowScheduler": _not_applicable("PiFlow: the network outputs a distilled policy (n_grid x0 predictions the step "
+                                       "rolls out), a learned parametrisation with no exact-model counterpart"),
 }
 
 

@@ -69,7 +69,7 @@ def end_sigma(scheduler, last_timestep) -> float:
     if hasattr(scheduler, "previous_timestep"):
         prev = int(scheduler.previous_timestep(t))
     else:
-        prev = t - int(scheduler.config.num_train_timesteps) // int(scheduler.num_inference_steps)
+        prev = t - int(scheduler.config["num_train_timesteps"]) // int(scheduler.num_inference_steps)
     if prev >= 0:
         abar = float(scheduler.alphas_cumprod[prev])
     else:
