@@ -69,7 +69,8 @@ def end_sigma(scheduler, last_timestep) -> float:
     if hasattr(scheduler, "previous_timestep"):
         prev = int(scheduler.previous_timestep(t))
     else:
-        prev = t - int(scheduler.config["num_train_timesteps"]) // int(scheduler.num_inference_steps)
+        steps = getattr(scheduler, "num_inference_steps", None) or len(scheduler.timesteps)
+        prev = t - int(scheduler.config["num_train_timesteps"]) // int(steps)
     if prev >= 0:
         abar = float(scheduler.alphas_cumprod[prev])
     else:
