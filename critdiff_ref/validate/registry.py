@@ -21,6 +21,7 @@ from .runners.base import Runner, load_object
 from .runners.denoiser import denoiser_runner
 from .runners.diffusers.consistency import CONSISTENCY_KINDS, consistency_runner
 from .runners.diffusers.continuous import continuous_runner
+from .runners.diffusers.predictor_corrector import predictor_corrector_runner
 from .runners.diffusers.discrete import discrete_runner
 from .runners.diffusers.flow import flow_scheduler_runner
 from .runners.diffusers.loop import unclamped_instance
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 # diffusers scheduler families, each a runner over the one shared loop (runners.diffusers)
-FAMILIES = ("discrete", "flow", "consistency", "continuous")
+FAMILIES = ("discrete", "flow", "consistency", "continuous", "predictor_corrector")
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ class SchedulerEntry:
     """What we know of one diffusers scheduler class (module docstring).
 
     ``family``: ``"discrete"`` (``alphas_cumprod`` or EDM preconditioning), ``"flow"`` (rectified flow),
-    ``"continuous"`` (a continuous VP time with the scheduler's own ``alpha_t``, ``sigma_t``) or
+    ``"continuous"`` (a continuous VP time with the scheduler's own ``alpha_t``, ``sigma_t``), ``"predictor_corrector"``
+    (``step_pred`` / ``step_correct`` on the score) or
     ``"consistency"`` (with ``kind`` one of ``lcm``, ``tcd``, ``trigflow``, ``cm``, its ``end`` level and
     ``documented`` behaviour); None for a class that is not applicable.  ``order``: the documented order with
     the default config (None: unknown).  ``defaults``: configs in ``critdiff validate``'s default list.
@@ -108,6 +110,10 @@ def _discrete(order: float | None = None, *defaults: DefaultConfig, gap: str = "
 
 def _continuous(order: float | None) -> SchedulerEntry:
     return SchedulerEntry("continuous", order)
+
+
+def _predictor_corrector(order: float | None) -> SchedulerEntry:
+    return SchedulerEntry("predictor_corrector", order)
 
 
 def _flow(order: float | None, *defaults: DefaultConfig, gap: str = "") -> SchedulerEntry:
@@ -168,9 +174,8 @@ DIFFUSERS: dict[str, SchedulerEntry] = {
     "CogVideoXDPMScheduler": _discrete(None),  # its pipeline's step arguments (previous x0, timestep_back): .loop.sample
     "MiniMaxH3Scheduler": _flow(1.0),  # Euler on the rectified flow, data-ward velocity (recognised from its step)
     "FlowMapEulerDiscreteScheduler": _flow(None),  # exact two-time flow map: checked for exactness at every step count
-    # applicable, but no runner fits yet (tried anyway; the reason is shown while they fail to run)
     "DDPMWuerstchenScheduler": _continuous(1.0),  # ancestral DDPM on Wuerstchen's continuous cosine abar(t): weak order 1
-    "ScoreSdeVeScheduler": _discrete(gap="predictor-corrector API (step_pred / step_correct), no step(): no adapter"),
+    "ScoreSdeVeScheduler": _predictor_corrector(1.0),  # Euler-Maruyama predictor on the VE reverse SDE: weak order 1
     "IPNDMScheduler": _continuous(4.0),  # 4th-order Adams-Bashforth on eps in DDIM form, v-diffusion trig schedule
     # one-line reasons: the class has no meaning on a Gaussian field with an exact model
     "AmusedScheduler": _not_applicable("discrete-state (masked image tokens), not a Gaussian diffusion"),
@@ -284,12 +289,14 @@ def diffusers_runner(scheduler, *, prediction_type: str | None = None, sampler_k
                                   sampler_kwargs=sampler_kwargs, name=name)
     if isinstance(scheduler, type):
         scheduler = unclamped_instance(scheduler)
-    if not (hasattr(scheduler, "set_timesteps") and hasattr(scheduler, "step") and hasattr(scheduler, "config")):
+    if not (hasattr(scheduler, "set_timesteps") and hasattr(scheduler, "config")
+            and (hasattr(scheduler, "step") or hasattr(scheduler, "step_pred"))):
         raise TypeError(f"the diffusers adapter needs a diffusers scheduler, got {type(scheduler).__name__}")
     documented = documented_order(type(scheduler).__name__) if order is None else order
-    registered = [DIFFUSERS[k.__name__].family for k in type(scheduler).__mro__ if k.__name__ in DIFFUSERS]
-    family = (continuous_runner if registered[:1] == ["continuous"] else flow_scheduler_runner
-              if is_flow_scheduler(scheduler) else discrete_runner)
+    registered = [DIFFUSERS[k.__name__].family for k in type(scheduler).__mro__ if k.__name__ in DIFFUSERS][:1]
+    own_loop = {"continuous": continuous_runner, "predictor_corrector": predictor_corrector_runner}
+    family = (own_loop[registered[0]] if registered and registered[0] in own_loop
+              else flow_scheduler_runner if is_flow_scheduler(scheduler) else discrete_runner)
     return family(scheduler, prediction_type=prediction_type, sampler_kwargs=sampler_kwargs, order=documented, name=name)
 
 
