@@ -188,12 +188,12 @@ DIFFUSERS: dict[str, SchedulerEntry] = {
     "DDIMInverseScheduler": _not_applicable("inversion (data -> noise): no sampling end law to compare"),
     "DPMSolverMultistepInverseScheduler": _not_applicable("inversion (data -> noise): no sampling end law to compare"),
     "RePaintScheduler": _not_applicable("inpainting: step() needs original_image and a mask"),
-    "HeliosScheduler": _not_applicable("multi-stage pyramid pipeline: set_timesteps(stage_index=...) per resolution stage, "
-                                       "the pipeline up-samples and re-noises the latent between stages (no one-field loop)"),
+    "HeliosScheduler": _not_applicable("multi-stage pyramid pipeline: set_timesteps per stage_index, the latent "
+                                       "up-sampled and re-noised between stages"),
     "HeliosDMDScheduler": _not_applicable("distilled multi-stage pyramid pipeline: step() re-noises with the pipeline's "
-                                          "dmd_noisy_tensor / dmd_sigmas / all_timesteps per resolution stage"),
-    "PiflowScheduler": _not_applicable("PiFlow: the network outputs a distilled policy (n_grid x0 predictions the step "
-                                       "rolls out), a learned parametrisation with no exact-model counterpart"),
+                                          "dmd_noisy_tensor / dmd_sigmas per stage"),
+    "PiflowScheduler": _not_applicable("the network outputs a distilled policy (n_grid x0 predictions rolled out per "
+                                       "step): no exact-model counterpart"),
 }
 
 
