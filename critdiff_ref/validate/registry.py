@@ -22,6 +22,8 @@ from typing import Callable
 from .runners.base import Runner, load_object
 from .runners.denoiser import denoiser_runner
 from .runners.diffusers.consistency import CONSISTENCY_KINDS, consistency_runner
+from .runners.diffusers.continuous import continuous_runner
+from .runners.diffusers.predictor_corrector import predictor_corrector_runner
 from .runners.diffusers.discrete import discrete_runner
 from .runners.diffusers.flow import flow_scheduler_runner
 from .runners.diffusers.loop import unclamped_instance
@@ -54,7 +56,7 @@ __all__ = [
 ]
 
 # diffusers scheduler families, each a runner over the one shared loop (runners.diffusers)
-FAMILIES = ("discrete", "flow", "consistency")
+FAMILIES = ("discrete", "flow", "consistency", "continuous", "predictor_corrector")
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,9 @@ class DefaultConfig:
 class SchedulerEntry:
     """What we know of one diffusers scheduler class (module docstring).
 
-    ``family``: ``"discrete"`` (``alphas_cumprod`` or EDM preconditioning), ``"flow"`` (rectified flow) or
+    ``family``: ``"discrete"`` (``alphas_cumprod`` or EDM preconditioning), ``"flow"`` (rectified flow),
+    ``"continuous"`` (a continuous VP time with the scheduler's own ``alpha_t``, ``sigma_t``), ``"predictor_corrector"``
+    (``step_pred`` / ``step_correct`` on the score) or
     ``"consistency"`` (with ``kind`` one of ``lcm``, ``tcd``, ``trigflow``, ``cm``, its ``end`` level and
     ``documented`` behaviour); None for a class that is not applicable.  ``order``: the documented order with
     the default config (None: unknown).  ``defaults``: configs in ``critdiff validate``'s default list.
@@ -105,6 +109,14 @@ class SchedulerEntry:
 
 def _discrete(order: float | None = None, *defaults: DefaultConfig, gap: str = "") -> SchedulerEntry:
     return SchedulerEntry("discrete", order, defaults, gap=gap)
+
+
+def _continuous(order: float | None) -> SchedulerEntry:
+    return SchedulerEntry("continuous", order)
+
+
+def _predictor_corrector(order: float | None) -> SchedulerEntry:
+    return SchedulerEntry("predictor_corrector", order)
 
 
 def _flow(order: float | None, *defaults: DefaultConfig, gap: str = "") -> SchedulerEntry:
@@ -162,17 +174,12 @@ DIFFUSERS: dict[str, SchedulerEntry] = {
     "DDPMParallelScheduler": _discrete(1.0),
     "LTXEulerAncestralRFScheduler": _flow(1.0),  # Euler ancestral on the rectified flow: weak order 1
     "UnCLIPScheduler": _discrete(None),
-    # applicable, but no runner fits yet (tried anyway; the reason is shown while they fail to run)
-    "CogVideoXDPMScheduler": _discrete(gap="step() needs old_pred_original_sample and timestep_back from the pipeline"),
-    "DDPMWuerstchenScheduler": _discrete(gap="Wuerstchen's continuous cosine schedule, no alphas_cumprod: no adapter"),
-    "ScoreSdeVeScheduler": _discrete(gap="predictor-corrector API (step_pred / step_correct), no step(): no adapter"),
-    "HeliosScheduler": _discrete(gap="multi-stage pipeline scheduler: set_timesteps needs the pipeline's stage arguments"),
-    "HeliosDMDScheduler": _discrete(gap="multi-stage pipeline scheduler: set_timesteps needs the pipeline's stage arguments"),
-    "IPNDMScheduler": _discrete(4.0, gap="VE in sigma without alphas_cumprod or EDM preconditioning: no adapter"),
-    "FlowMapEulerDiscreteScheduler": _discrete(
-        gap="flow-map distillation: step() needs r_timestep and a two-time flow-map model"),
-    "MiniMaxH3Scheduler": _discrete(gap="rectified-flow variant not dispatched to the flow family"),
-    "PiflowScheduler": _discrete(gap="PiFlow: the model outputs a policy (widened output), no exact model output defined"),
+    "CogVideoXDPMScheduler": _discrete(None),  # its pipeline's step arguments (previous x0, timestep_back): .loop.sample
+    "MiniMaxH3Scheduler": _flow(1.0),  # Euler on the rectified flow, data-ward velocity (recognised from its step)
+    "FlowMapEulerDiscreteScheduler": _flow(None),  # exact two-time flow map: checked for exactness at every step count
+    "DDPMWuerstchenScheduler": _continuous(1.0),  # ancestral DDPM on Wuerstchen's continuous cosine abar(t): weak order 1
+    "ScoreSdeVeScheduler": _predictor_corrector(1.0),  # Euler-Maruyama predictor on the VE reverse SDE: weak order 1
+    "IPNDMScheduler": _continuous(4.0),  # 4th-order Adams-Bashforth on eps in DDIM form, v-diffusion trig schedule
     # one-line reasons: the class has no meaning on a Gaussian field with an exact model
     "AmusedScheduler": _not_applicable("discrete-state (masked image tokens), not a Gaussian diffusion"),
     "VQDiffusionScheduler": _not_applicable("discrete-state (vector-quantised tokens)"),
@@ -184,6 +191,12 @@ DIFFUSERS: dict[str, SchedulerEntry] = {
     "DDIMInverseScheduler": _not_applicable("inversion (data -> noise): no sampling end law to compare"),
     "DPMSolverMultistepInverseScheduler": _not_applicable("inversion (data -> noise): no sampling end law to compare"),
     "RePaintScheduler": _not_applicable("inpainting: step() needs original_image and a mask"),
+    "HeliosScheduler": _not_applicable("multi-stage pyramid pipeline: set_timesteps per stage_index, the latent "
+                                       "up-sampled and re-noised between stages"),
+    "HeliosDMDScheduler": _not_applicable("distilled multi-stage pyramid pipeline: step() re-noises with the pipeline's "
+                                          "dmd_noisy_tensor / dmd_sigmas per stage"),
+    "PiflowScheduler": _not_applicable("the network outputs a distilled policy (n_grid x0 predictions rolled out per "
+                                       "step): no exact-model counterpart"),
 }
 
 
@@ -279,10 +292,14 @@ def diffusers_runner(scheduler, *, prediction_type: str | None = None, sampler_k
                                   sampler_kwargs=sampler_kwargs, name=name)
     if isinstance(scheduler, type):
         scheduler = unclamped_instance(scheduler)
-    if not (hasattr(scheduler, "set_timesteps") and hasattr(scheduler, "step") and hasattr(scheduler, "config")):
+    if not (hasattr(scheduler, "set_timesteps") and hasattr(scheduler, "config")
+            and (hasattr(scheduler, "step") or hasattr(scheduler, "step_pred"))):
         raise TypeError(f"the diffusers adapter needs a diffusers scheduler, got {type(scheduler).__name__}")
     documented = documented_order(type(scheduler).__name__) if order is None else order
-    family = flow_scheduler_runner if is_flow_scheduler(scheduler) else discrete_runner
+    registered = [DIFFUSERS[k.__name__].family for k in type(scheduler).__mro__ if k.__name__ in DIFFUSERS][:1]
+    own_loop = {"continuous": continuous_runner, "predictor_corrector": predictor_corrector_runner}
+    family = (own_loop[registered[0]] if registered and registered[0] in own_loop
+              else flow_scheduler_runner if is_flow_scheduler(scheduler) else discrete_runner)
     return family(scheduler, prediction_type=prediction_type, sampler_kwargs=sampler_kwargs, order=documented, name=name)
 
 

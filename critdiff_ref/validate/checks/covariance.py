@@ -47,12 +47,13 @@ __all__ = [
 
 # -- exact floor and metrics ---------------------------------------------------------------------
 def floor_variance(runner: Runner, f: GaussianField, steps: int) -> torch.Tensor:
-    """Per-mode end variance of the exact continuous flow the run discretises (THEORY 2, start mismatch)."""
+    """Per-mode end variance of the exact continuous flow the run discretises, from the same start law to the
+    same END level: ``out_scale^2 v_flow(t_min)`` (THEORY 2, start mismatch; :class:`~..runners.base.Schedule`)."""
     sch = runner.schedule(f, steps)
     if sch.process is None:
         return f.c0()
     limit = sde_variance_limit if sch.sde else ode_variance_limit
-    return limit(f, sch.process, sch.v_T, sch.t_min)
+    return sch.out_scale**2 * limit(f, sch.process, sch.v_T, sch.t_min)
 
 
 def endpoint_jump_error(runner: Runner, f: GaussianField, steps: int) -> float | None:
@@ -247,7 +248,8 @@ def gaussian_checks(runner: Runner, f: GaussianField, steps: tuple[int, ...], *,
                 label, "schedule_floor", m["floor_error"], 0.0, rtol,
                 "user accuracy target: the error the schedule's endpoints alone imply must fit in it",
                 m["floor_error"] <= rtol,
-                f"exact flow from N(0, v_T) at Xi(T) = {float(sch.process.Xi(sch.process.T)):.4g} to t_min = {sch.t_min:.3g}: "
+                f"exact flow from N(0, v_T) at Xi(T) = {float(sch.process.Xi(sch.process.T)):.4g} to the end level t_min = {sch.t_min:.3g}"
+                + (f" (output scale {sch.out_scale:.6g})" if sch.out_scale != 1.0 else "") + ": "
                 f"relative covariance error {m['floor_error']:.3g}, W2 {m['floor_w2'] if 'floor_w2' in m else float('nan'):.3g}",
                 steps=N, field=f))
     return results, series

@@ -7,6 +7,7 @@ shares: signature inspection, the VE-in-sigma process, noise routing, loading ``
 from __future__ import annotations
 
 import inspect
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field as dc_field
 from typing import Any, Callable
@@ -28,6 +29,9 @@ class Schedule:
 
     ``v_T`` is a float or a per-mode tensor (``(L,)*d``) in the process's own units; ``sde`` selects
     the reverse-SDE limit (start memory ``(C/C_T)^2``) instead of the PF-ODE one (``C/C_T``).
+    ``t_min`` is the END level: where the sampler's last step lands (not necessarily the data, ``t = 0``),
+    and ``out_scale`` the factor between the process's state there and the sampler's output (a VP-internal
+    scheduler returns ``sqrt(abar_end) x~``), so the exact end variance is ``out_scale^2 v_flow(t_min)``.
     ``None`` fields (generator adapter) mean "unknown": the floor is the data law itself.
     """
 
@@ -36,6 +40,15 @@ class Schedule:
     t_min: float
     sde: bool = False
     sigma_last: float | None = None  # diffusers: last noise level before the final jump to sigma = 0
+    out_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.t_min) and self.t_min >= 0.0):
+            raise ValueError(f"t_min (the end level) must be a finite number >= 0, got t_min={self.t_min!r}")
+        if self.process is not None and not self.t_min < float(self.process.T):
+            raise ValueError(f"t_min (the end level) must lie below the start T={float(self.process.T)!r}, got t_min={self.t_min!r}")
+        if not (math.isfinite(self.out_scale) and self.out_scale > 0.0):
+            raise ValueError(f"out_scale must be a finite number > 0, got out_scale={self.out_scale!r}")
 
 
 @dataclass

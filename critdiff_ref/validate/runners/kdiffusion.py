@@ -21,6 +21,7 @@ and how it is called; :func:`kdiffusion_runner` wraps one for ``validate``;
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import importlib
 import importlib.util
@@ -168,4 +169,10 @@ def kdiffusion_runner(name: str, **denoiser_kw) -> Runner:
     kw = {"order": entry.order, "name": f"k_diffusion.sample_{name}", **denoiser_kw}
     runner = denoiser_runner(_wrap(name, entry, fn), **kw)
     runner.deterministic = entry.noise == "none"
+    if entry.call != "sigmas":
+        # DPM-Solver fast / adaptive integrate from sigma_max to sigma_min (the smallest positive sigma the wrapper
+        # passes) and return x there, with no final denoise: the exact flow ends at sigma_min too
+        to_zero = runner.schedule
+        end = float(runner.info["sigma_min"]) ** 2
+        runner.schedule = lambda target, steps: dataclasses.replace(to_zero(target, steps), t_min=end)
     return runner

@@ -24,7 +24,7 @@ from ..base import Runner, Schedule, accepts, brownian_in_sigma, event_shape, ex
 from ..brownian import brownian_noise_run
 from .loop import clean_config, noise_run, plain_config, prepared, sample, scheduler_module
 
-__all__ = ["discrete_runner", "timestep_sigma"]
+__all__ = ["discrete_runner", "timestep_sigma", "end_sigma"]
 
 
 def timestep_sigma(scheduler, t, sigma_table: torch.Tensor, ratio: float, vp: bool) -> float:
@@ -53,6 +53,29 @@ def timestep_sigma(scheduler, t, sigma_table: torch.Tensor, ratio: float, vp: bo
     if cands:
         return min(cands, key=lambda c: abs(1.0 / math.sqrt(1.0 + c * c) - ratio))
     return math.sqrt(max(1.0 / (ratio * ratio) - 1.0, 0.0))
+
+
+def end_sigma(scheduler, last_timestep) -> float:
+    """The noise level ``sigma_end`` (VE units) where the loop's last step lands, read from the scheduler's state
+    after the loop: ``sigmas[-1]`` for a sigma-stepping scheduler (``final_sigmas_type="sigma_min"`` ends above
+    0); else the ``alphas_cumprod`` entry of the last step's previous timestep, or ``final_alpha_cumprod``
+    (``set_alpha_to_one=False``: ``alphas_cumprod[0]``, not the data) when that timestep is negative:
+    ``sigma_end^2 = (1 - abar_end) / abar_end``.
+    """
+    sigmas = getattr(scheduler, "sigmas", None)
+    if isinstance(sigmas, torch.Tensor) and sigmas.ndim == 1 and len(sigmas):
+        return max(float(sigmas[-1]), 0.0)
+    t = int(round(float(last_timestep.reshape(-1)[0]) if isinstance(last_timestep, torch.Tensor) else float(last_timestep)))
+    if hasattr(scheduler, "previous_timestep"):
+        prev = int(scheduler.previous_timestep(t))
+    else:
+        steps = getattr(scheduler, "num_inference_steps", None) or len(scheduler.timesteps)
+        prev = t - int(scheduler.config["num_train_timesteps"]) // int(steps)
+    if prev >= 0:
+        abar = float(scheduler.alphas_cumprod[prev])
+    else:
+        abar = float(getattr(scheduler, "final_alpha_cumprod", getattr(scheduler, "one", 1.0)))
+    return math.sqrt(max(1.0 - abar, 0.0) / abar)
 
 
 def discrete_runner(scheduler, *, prediction_type: str | None, sampler_kwargs: dict, order: float | None,
@@ -136,16 +159,20 @@ def discrete_runner(scheduler, *, prediction_type: str | None, sampler_kwargs: d
         x = sample(sched, sched.timesteps, z * float(sched.init_noise_sigma),
                    (edm_output if edm else vp_output)(D, visited), kw)
         first, last = (visited[0], visited[-1]) if visited else (None, None)
-        record[(key, steps)] = (first, float(sched.init_noise_sigma), record["vp_internal"], last)
+        end = end_sigma(sched, sched.timesteps[-1]) if len(sched.timesteps) else 0.0
+        record[(key, steps)] = (first, float(sched.init_noise_sigma), record["vp_internal"], last, end)
         return x
 
     def schedule(target, steps):
         if (id(target), steps) not in record:
             run(target, steps, torch.ones((1, *event_shape(target)), dtype=torch.float64), torch.Generator().manual_seed(0))
-        first, init, vp, last = record[(id(target), steps)]
-        # start law in x~ (VE-in-sigma) units: VP-internal x_T = sqrt(abar_T) x~, else x_T = x~
+        first, init, vp, last, end = record[(id(target), steps)]
+        # start law in x~ (VE-in-sigma) units: VP-internal x_T = sqrt(abar_T) x~, else x_T = x~; the same at
+        # the end level: a VP-internal output is sqrt(abar_end) x~ = x~ / sqrt(1 + sigma_end^2)
         v_T = init**2 * (1.0 + first * first) if vp else init**2
-        return Schedule(brownian_in_sigma(first), v_T, 0.0, sde=runner.deterministic is False, sigma_last=last)
+        out_scale = 1.0 / math.sqrt(1.0 + end * end) if vp else 1.0
+        return Schedule(brownian_in_sigma(first), v_T, end * end, sde=runner.deterministic is False,
+                        sigma_last=last if end == 0.0 else None, out_scale=out_scale)
 
     # Stochastic schedulers draw their noise with diffusers' ``randn_tensor`` imported into their module
     # (.loop.noise_run); DPMSolverSDE from a torchsde Brownian tree in sigma, probed as one exact path (..brownian)

@@ -11,6 +11,7 @@ start scale and in the timesteps it visits.
 from __future__ import annotations
 
 import copy
+import inspect
 import sys
 from types import ModuleType
 from typing import Any, Callable, Iterable
@@ -34,10 +35,24 @@ def prepared(template: Any, steps: int, **set_timesteps_kwargs: Any) -> Any:
 
 def sample(sched: Any, timesteps: Iterable, x: torch.Tensor, model_output: ModelOutput, step_kwargs: dict) -> torch.Tensor:
     """The standard loop: for each ``t``, ``x <- sched.step(model_output(sched, i, t, x), t, x, **step_kwargs).prev_sample``
-    (the model output cast to the state's dtype, as a pipeline does)."""
+    (the model output cast to the state's dtype, as a pipeline does).
+
+    The step arguments a pipeline supplies are supplied the same way: ``prev_timestep`` = the next timestep of the
+    loop (UnCLIP; None at the last step), and for a step taking ``old_pred_original_sample`` (CogVideoX's DPM
+    pipeline) the previous step's x0 prediction and ``timestep_back`` = the previous timestep.
+    """
+    timesteps = list(timesteps)
+    params = inspect.signature(sched.step).parameters
+    old_x0 = None
     for i, t in enumerate(timesteps):
-        out = model_output(sched, i, t, x)
-        x = sched.step(out.to(x.dtype), t, x, **step_kwargs).prev_sample
+        out = model_output(sched, i, t, x).to(x.dtype)
+        kw = dict(step_kwargs)
+        if "prev_timestep" in params:
+            kw.setdefault("prev_timestep", timesteps[i + 1] if i + 1 < len(timesteps) else None)
+        if "old_pred_original_sample" in params:
+            x, old_x0 = sched.step(out, old_x0, t, timesteps[i - 1] if i > 0 else None, x, **{**kw, "return_dict": False})
+        else:
+            x = sched.step(out, t, x, **kw).prev_sample
     return x
 
 
