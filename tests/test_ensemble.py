@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from critdiff_ref.phi4 import ensemble
-from critdiff_ref.phi4 import cli as phi4_cli
+from critdiff_ref.phi4.commands import phi4 as phi4_cli
 from critdiff_ref.phi4 import experiment as pe
 from critdiff_ref.observables import binder_cumulant, susceptibility
 

@@ -116,7 +116,7 @@ def test_json_output_path_is_checked_before_running(tmp_path, monkeypatch, capsy
 
 
 def test_phi4_out_path_is_checked_before_running(tmp_path, monkeypatch, capsys):
-    import critdiff_ref.phi4.cli as phi4_cli
+    import critdiff_ref.phi4.commands.phi4 as phi4_cli
 
     monkeypatch.setattr(phi4_cli, "run_experiment", lambda *a, **k: pytest.fail("ran"))
     assert main(["phi4", "--out", str(tmp_path / "missing" / "c.npz")]) == 2
@@ -139,7 +139,7 @@ def test_a_bad_device_is_a_usage_error_that_creates_nothing(tmp_path, capsys, co
 
 # -- 5. strict JSON ----------------------------------------------------------------------------------------
 def test_json_is_strict_with_nan_as_null_and_a_reason(tmp_path, monkeypatch):
-    import critdiff_ref.phi4.cli as phi4_cli
+    import critdiff_ref.phi4.commands.phi4 as phi4_cli
     import critdiff_ref.phi4.experiment as exp
 
     fake = {k: 0.5 for k in exp.JSON_KEYS} | {"binder": math.nan, "binder_err": math.inf, "n_configs": 64}
@@ -243,7 +243,7 @@ def test_only_run_says_it_is_partial_and_report_out_file_is_usage_error(tmp_path
 
 
 def test_interrupted_phi4_json_leaves_previous_outputs_intact(tmp_path, monkeypatch):
-    import critdiff_ref.phi4.cli as phi4_cli
+    import critdiff_ref.phi4.commands.phi4 as phi4_cli
     from critdiff_ref.samplers import mcmc
 
     js, npz = tmp_path / "r.json", tmp_path / "c.npz"

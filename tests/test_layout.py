@@ -114,10 +114,20 @@ VALIDATE = PACKAGE / "validate"
 VALIDATE_MODULES = {name: path for name, path in MODULES.items() if name.startswith("critdiff_ref.validate")}
 
 
-def test_validate_folders_hold_at_most_12_modules():
-    for folder in [VALIDATE, *(p.parent for p in VALIDATE.rglob("__init__.py"))]:
-        modules = [p for p in folder.glob("*.py") if p.name != "__init__.py"]
-        assert len(modules) <= 12, (folder, sorted(p.name for p in modules))
+# every folder of the package but the root (whose shared modules are ROOT_MODULES, checked above)
+FOLDERS = sorted({p.parent.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py") if p.parent != PACKAGE})
+
+
+def test_the_folder_list_covers_every_concept_package():
+    """The parametrisation below must not be empty or miss a package (a check that cannot fail is none)."""
+    assert PACKAGES <= {f.split("/")[0] for f in FOLDERS}
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_no_folder_holds_more_than_12_modules_flat(folder):
+    """CONVENTIONS "Layout": a folder that grows past ~12 modules is cut by sub-concept into a subpackage."""
+    modules = [p for p in (PACKAGE / folder).glob("*.py") if p.name != "__init__.py"]
+    assert len(modules) <= 12, (folder, sorted(p.name for p in modules))
 
 
 @pytest.mark.parametrize("name", sorted(VALIDATE_MODULES))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from critdiff_ref.objective import validate_objective
-from critdiff_ref.objective.mutants import correct_cases
+from critdiff_ref.objective.cases.mutants import correct_cases
 from critdiff_ref.targets.gaussian_field import GaussianField
 
 SEEDS = range(2000, 2020)

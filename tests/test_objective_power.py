@@ -9,7 +9,7 @@ import json
 import pytest
 
 from critdiff_ref import cli
-from critdiff_ref.objective.mutants import correct_cases, planted_bugs, power_matrix
+from critdiff_ref.objective.cases.mutants import correct_cases, planted_bugs, power_matrix
 from critdiff_ref.targets.gaussian_field import GaussianField
 from critdiff_ref.objective import validate_objective
 

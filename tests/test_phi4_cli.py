@@ -218,6 +218,6 @@ def test_help_pages_print(argv, capsys):
 
 def test_every_phi4_exact_dm_flag_has_its_own_help():
     """Each keyword of run_exact_dm reaches --help with a sentence, not its Python name."""
-    from critdiff_ref.phi4.exact_dm_cli import HELP, _parameters
+    from critdiff_ref.phi4.commands.exact_dm import HELP, _parameters
 
     assert set(HELP) == set(_parameters())

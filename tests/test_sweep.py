@@ -307,7 +307,7 @@ def test_a_ray_cluster_gives_the_serial_files_and_survives_a_killed_worker(tmp_p
 
 
 def test_ray_is_refused_clearly_when_it_is_not_installed(tmp_path, monkeypatch):
-    from critdiff_ref.sweep import engines
+    from critdiff_ref.sweep.engines import choice as engines  # where resolve_engine looks ray_available up
 
     monkeypatch.setattr(engines, "ray_available", lambda: False)
     with pytest.raises(ValueError, match=r"engine='ray' needs ray: pip install 'critdiff-ref\[distributed\]'"):

@@ -338,7 +338,7 @@ def test_an_address_where_nothing_listens_fails_fast_in_one_line_creating_nothin
 def test_ray_client_addresses_without_grpc_are_one_line(tmp_path, monkeypatch):
     import importlib.util
 
-    from critdiff_ref.sweep import ray_engine
+    from critdiff_ref.sweep.engines import ray_engine
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "grpc" else real(name, *a))
@@ -353,7 +353,7 @@ def test_ray_client_addresses_without_grpc_are_one_line(tmp_path, monkeypatch):
 def test_a_failed_ray_init_is_one_line_and_rays_own_messages_are_held_back(monkeypatch, capfd):
     """Joining a cluster that refuses us (an auth token missing, say) is one line, not Ray's 20."""
     ray = pytest.importorskip("ray")
-    from critdiff_ref.sweep import ray_engine
+    from critdiff_ref.sweep.engines import ray_engine
 
     def refusing_init(**kw):
         for i in range(20):

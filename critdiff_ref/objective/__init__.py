@@ -6,15 +6,15 @@ value represents it exactly, so a user's objective minimised over that family mu
 :func:`validate_objective` does that minimisation exactly (the objective is quadratic in the family's
 parameters), reports per noise level and per mode where the implied denoiser is off, measures the
 weighting and timestep density the objective applies, and compares them with documented ones.
-Built-in cases from diffusers' training pieces live in :mod:`.diffusers_objectives`, planted bugs in
-:mod:`.mutants`, and training speed vs L at criticality (THEORY 3) in :mod:`.slowing`.
+Built-in cases from diffusers' training pieces live in :mod:`.cases.diffusers_objectives`, planted bugs in
+:mod:`.cases.mutants`, and training speed vs L at criticality (THEORY 3) in :mod:`.slowing`.
 """
 
-from .diffusers_objectives import DIFFUSERS_CASES, Case, ddpm_case, ddpm_spec, edm_case, edm_spec, flow_match_case, flow_match_spec
-from .mutants import Mutant, correct_cases, format_power_matrix, planted_bugs, power_matrix
+from .cases import (DIFFUSERS_CASES, Case, Mutant, correct_cases, ddpm_case, ddpm_spec, edm_case, edm_spec, edm_weighting,
+                    flow_match_case, flow_match_spec, format_power_matrix, min_snr_weighting, planted_bugs, power_matrix,
+                    sd3_density, sd3_weighting, uniform_density)
 from .plot import plot_report
 from .slowing import SlowingResult, training_steps
-from .documented import edm_weighting, min_snr_weighting, sd3_density, sd3_weighting, uniform_density
 from .report import LevelRow, ModeRow, ObjectiveReport
 from .spec import CONDITIONINGS, OUTPUTS, ModelSpec, denoiser_affine
 from .validate import default_field, default_mixture, validate_objective

@@ -1,7 +1,7 @@
 """``critdiff objective``: validate training objectives against the exact optimum (THEORY 9).
 
 Default: the built-in diffusers objectives; ``--objective pkg.module:attr`` a user's (a
-:class:`~.diffusers_objectives.Case`, or a callable returning one); ``--mutants`` the power matrix.
+:class:`~.cases.diffusers_objectives.Case`, or a callable returning one); ``--mutants`` the power matrix.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ __all__ = ["add_objective_parser", "run_objective", "load_case"]
 
 
 def add_objective_parser(sub) -> argparse.ArgumentParser:
-    from .diffusers_objectives import DIFFUSERS_CASES
+    from .cases.diffusers_objectives import DIFFUSERS_CASES
 
     p = sub.add_parser("objective", help="validate training objectives (eps, v, flow matching, EDM) against the exact optimum")
     p.add_argument("--case", choices=sorted(DIFFUSERS_CASES), nargs="+", default=None,
@@ -41,7 +41,7 @@ def add_objective_parser(sub) -> argparse.ArgumentParser:
 
 def load_case(path: str):
     """``pkg.module:attr`` -> the Case it names (calling it when it is a function of no arguments)."""
-    from .diffusers_objectives import Case
+    from .cases.diffusers_objectives import Case
 
     module, sep, attr = path.partition(":")
     if not sep or not module or not attr:
@@ -56,8 +56,8 @@ def load_case(path: str):
 
 def run_objective(args: argparse.Namespace) -> int:
     from ..targets.gaussian_field import GaussianField
-    from .diffusers_objectives import DIFFUSERS_CASES
-    from .mutants import format_power_matrix, power_matrix
+    from .cases.diffusers_objectives import DIFFUSERS_CASES
+    from .cases.mutants import format_power_matrix, power_matrix
     from .report import NULL_REASONS
     from .validate import default_mixture, validate_objective
 

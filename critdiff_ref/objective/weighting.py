@@ -4,7 +4,7 @@ For a squared loss ``w(c) |out - y|^2`` and ``out = theta x_in``, the curvature 
 over modes is ``sum_i 2 w_j s_in,j^2 sum_sites x_t^2`` over the samples ``i`` at that level, so
 ``w_j`` is proportional to ``H_j / (n_j s_in,j^2 E sum x_t^2)`` (ratio estimator over independent
 batches, sandwich standard error).  The visited density is the fraction of samples per level.  Both
-are compared with documented ones when given; documented schemes are in :mod:`.documented`.
+are compared with documented ones when given; documented schemes are in :mod:`.cases.documented`.
 """
 
 from __future__ import annotations

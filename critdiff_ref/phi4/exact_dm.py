@@ -10,7 +10,7 @@ raw samples with a long, independent HMC run (Gamma-method errors over chains):
 ``z = (DM-MCMC - HMC) / sqrt(se_DM^2 + se_HMC^2)``; the check passes when ``|z| < 2`` for every
 observable, and its power against a 10 % chi_2 bias is ``P(|Z + 0.1 chi_2 / se| > 2)``, ``Z ~ N(0, 1)``
 (:func:`critdiff_ref.phi4.power.power_against_bias`). The command is ``critdiff phi4-exact-dm`` (or
-``python -m critdiff_ref.phi4.exact_dm``; :mod:`.exact_dm_cli`).
+``python -m critdiff_ref.phi4.exact_dm``; :mod:`.commands.exact_dm`).
 
 Shapes: HMC configurations ``(n_kept, n_chains, *lattice)``; the result is a JSON-able dict.
 """
@@ -202,6 +202,6 @@ def run_exact_dm(
 if __name__ == "__main__":  # python -m critdiff_ref.phi4.exact_dm: the command critdiff phi4-exact-dm
     import sys
 
-    from .exact_dm_cli import main
+    from .commands.exact_dm import main
 
     sys.exit(main())

@@ -14,7 +14,7 @@ diffusion model trained on the HMC ensemble, its PF-ODE likelihood and diffusion
 ``log q`` is by default the EXACT log-density of the discretised flow (U-Net for ``V <= 16``: Jacobian
 log-det; fourier-local: the same log-det step by step); a U-Net beyond ``V = 16`` uses Hutchinson (APPROXIMATE,
 on the residual from the Gaussian with the ensemble's ``<|phi_k|^2>``, a control variate). The command is
-:mod:`critdiff_ref.phi4.cli` (``critdiff phi4``).
+:mod:`critdiff_ref.phi4.commands.phi4` (``critdiff phi4``).
 """
 
 from __future__ import annotations

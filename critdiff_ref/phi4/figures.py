@@ -26,7 +26,7 @@ shared 2-core machine at load 4-6: acceptance 1820 s, autocorrelation 878 s, bro
 (``docs/phi4_figures``). The paper's sizes (L = 16..64) need a GPU (docs/results/phi4-figures.md).
 ``--dm-net fourier-local`` (:class:`FiguresConfig` ``net``) trains the Fourier-linear + local-CNN network
 instead, whose exact log q is computed step by step (``divergence="stepwise"``): ~0.005 s per proposal at
-L = 8 and ~0.04 s at L = 16 with 8 chains batched (``docs/phi4_figures/fourier_local``). Tables and plots: :mod:`.figures_markdown`; the command: :mod:`.figures_cli`.
+L = 8 and ~0.04 s at L = 16 with 8 chains batched (``docs/phi4_figures/fourier_local``). Tables and plots: :mod:`.figures_markdown`; the command: :mod:`.commands.figures`.
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ A spec (TOML or JSON, :mod:`.spec`) names job kinds with grids over their parame
 a pure function of its parameters and seed, stored atomically as one strict-JSON result file named by a
 hash of its parameters, the package version, its source and the user's own code (:mod:`.store`), so a rerun
 skips finished jobs and a failed job leaves its error behind while the sweep goes on.  Engines
-(:mod:`.engines`): Ray (:mod:`.ray_engine`: embedded local cluster, or ``address=`` to join one; per-job
-CPUs, GPUs), a process pool (:mod:`.pool`: one forkserver process per job) or serial, giving identical
+(:mod:`.engines`): Ray (:mod:`.engines.ray_engine`: embedded local cluster, or ``address=`` to join one; per-job
+CPUs, GPUs), a process pool (:mod:`.engines.pool`: one forkserver process per job) or serial, giving identical
 result files; per job ``max_retries`` (lost worker), ``retries`` (exception) and ``timeout``, its output in
-``logs/``; no worker outlives the driver (:mod:`.lifetime`).  At the end: the merged table (markdown, CSV,
+``logs/``; no worker outlives the driver (:mod:`.engines.lifetime`).  At the end: the merged table (markdown, CSV,
 JSON), ``index.json`` and ``critdiff sweep status`` (:mod:`.status`), plots, and the Binder-cumulant
 crossings of a finite-size-scaling sweep (:mod:`.fss`).  The user guide is ``docs/guides/sweeps.md``.
 

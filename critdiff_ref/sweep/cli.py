@@ -64,7 +64,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     from .. import _io
     from .driver import check_devices, pending_jobs, run_spec
     from .engines import resolve_engine
-    from .ray_engine import probe_address
+    from .engines.ray_engine import probe_address
     from .spec import load_spec
 
     if args.spec == "status":

@@ -152,7 +152,7 @@ def run_spec(
     todo = pending_jobs(spec, out, retry_failed=retry_failed) if os.path.isdir(out) else list(spec.jobs)
     session = None
     if engine == "ray" and todo:
-        from . import ray_engine
+        from .engines import ray_engine
 
         session = ray_engine.connect(workers, address)  # before anything is created: a bad address fails here
     try:
@@ -174,11 +174,11 @@ def run_spec(
     elif engine == "serial":
         events = engines.run_serial(todo, logs)
     elif engine == "local":
-        from .pool import run_pool
+        from .engines.pool import run_pool
 
         events = run_pool(todo, workers, logs, path)
     else:
-        from .ray_engine import run_ray
+        from .engines.ray_engine import run_ray
 
         events = run_ray(todo, session, path, lambda job, text: write_atomic(logs(job), text))
     finished = 0

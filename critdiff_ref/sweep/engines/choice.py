@@ -1,21 +1,13 @@
-"""The engines that run a sweep's jobs: ``serial`` (this process), ``local`` (a process pool, :mod:`.pool`) and
-``ray`` (:mod:`.ray_engine`).
-
-Each is a generator of ``(job, outcome, attempts)`` in completion order; ``outcome`` is what
-:func:`critdiff_ref.sweep.jobs.execute` returns (the job's own errors are already caught there, and rerun
-``resources.retries`` times), ``attempts`` counts every start of the job: a worker lost mid-job (killed,
-out of memory, node gone) is started again up to ``resources.max_retries`` times, then recorded as an
-error. A job past ``resources.timeout`` is stopped and recorded as an error. Every engine runs ``execute``
-with the job's ``num_cpus`` torch threads, so all three give the same numbers.
-"""
+"""Which engine runs a sweep (:data:`ENGINES`, :func:`resolve_engine`) and the ``serial`` one, the reference the
+process pool (:mod:`.pool`) and Ray (:mod:`.ray_engine`) must reproduce."""
 
 from __future__ import annotations
 
 import importlib.util
 from typing import Callable, Iterator
 
-from .jobs import execute
-from .spec import Job
+from ..jobs import execute
+from ..spec import Job
 
 __all__ = ["ENGINES", "ray_available", "resolve_engine", "run_serial"]
 

@@ -22,8 +22,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F_nn
 
+from ..spec import ModelSpec
 from .documented import min_snr_weighting, sd3_density, sd3_weighting, uniform_density
-from .spec import ModelSpec
 
 __all__ = ["Case", "ddpm_spec", "flow_match_spec", "edm_spec", "euler_edm_style_spec", "ddpm_case", "flow_match_case",
            "edm_case", "euler_edm_style_case", "DIFFUSERS_CASES"]

@@ -24,10 +24,10 @@ from collections import Counter, deque
 from multiprocessing.connection import wait
 from typing import Iterator
 
-from .jobs import execute
+from ..jobs import execute
+from ..spec import Job
+from ..user_code import use_import_path
 from .lifetime import die_with_parent, watch_driver
-from .spec import Job
-from .user_code import use_import_path
 
 __all__ = ["run_pool", "default_workers"]
 
@@ -98,7 +98,7 @@ class _Running:
 def run_pool(jobs: list[Job], workers: int | None = None, logs=None, path: list[str] | None = None
              ) -> Iterator[tuple[Job, dict, int]]:
     """Yield ``(job, outcome, attempts)`` as jobs finish (module docstring). ``logs(job)``: the job's log file
-    (None: no capture); ``path``: ``sys.path`` entries for the jobs (:func:`.user_code.import_path`).
+    (None: no capture); ``path``: ``sys.path`` entries for the jobs (:func:`critdiff_ref.sweep.user_code.import_path`).
 
     On ``KeyboardInterrupt`` the running jobs are killed, the outcomes that had already arrived are
     yielded, and the interrupt is raised again."""

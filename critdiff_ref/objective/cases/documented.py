@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from scipy import optimize, special, stats
 
-from .spec import ModelSpec
+from ..spec import ModelSpec
 
 __all__ = ["min_snr_weighting", "edm_weighting", "sd3_weighting", "sd3_density", "uniform_density"]
 

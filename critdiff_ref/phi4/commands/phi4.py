@@ -21,13 +21,13 @@ import math
 import os
 import sys
 
-from .. import _io
-from .._args import cli_device, cli_int, cli_positive_float, flag_errors
-from .dm import DM_NETS, EXACT_DIVERGENCE_MAX_V, DMConfig, default_dm_net
-from .ensemble import EnsembleParams
-from .experiment import format_report, run_experiment
-from .power import power_line
-from .sampling import DIVERGENCES, DMMCConfig, dm_burn_in, iterations_for
+from ... import _io
+from ..._args import cli_device, cli_int, cli_positive_float, flag_errors
+from ..dm import DM_NETS, EXACT_DIVERGENCE_MAX_V, DMConfig, default_dm_net
+from ..ensemble import EnsembleParams
+from ..experiment import format_report, run_experiment
+from ..power import power_line
+from ..sampling import DIVERGENCES, DMMCConfig, dm_burn_in, iterations_for
 
 __all__ = ["FLAGS", "add_phi4_parser", "configs_from_args", "run_phi4", "work_phi4"]
 
@@ -161,7 +161,7 @@ def run_phi4(args: argparse.Namespace) -> int:
     text = power_text(result["dm"]["power"], args) if "dm" in result else None
     print(format_report(result, power_text=text))
     if cumulants:  # magnetisation cumulants of the same run; the arrays (not JSON) are dropped after
-        from .cumulants import format_cumulants, phi4_cumulants
+        from ..cumulants import format_cumulants, phi4_cumulants
 
         result["cumulants"] = phi4_cumulants(result, hmc.target, seed=args.seed)
         del result["dm"]["arrays"]

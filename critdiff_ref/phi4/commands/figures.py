@@ -12,11 +12,11 @@ import argparse
 import os
 from dataclasses import replace
 
-from .. import _io
-from .._args import cli_device, cli_int, cli_positive_float, flag_errors
-from .dm import DM_NETS
-from .figures import PARTS, QUICK, FiguresConfig, write_figures
-from .figures_markdown import power_note
+from ... import _io
+from ..._args import cli_device, cli_int, cli_positive_float, flag_errors
+from ..dm import DM_NETS
+from ..figures import PARTS, QUICK, FiguresConfig, write_figures
+from ..figures_markdown import power_note
 
 __all__ = ["FLAGS", "add_phi4_figures_parser", "config_from_args", "run_phi4_figures", "work_phi4_figures"]
 

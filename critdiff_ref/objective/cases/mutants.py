@@ -15,8 +15,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F_nn
 
+from ..validate import validate_objective
 from .diffusers_objectives import Case, ddpm_case, ddpm_spec, edm_case, edm_spec, flow_match_case
-from .validate import validate_objective
 
 __all__ = ["Mutant", "correct_cases", "planted_bugs", "power_matrix"]
 

@@ -26,11 +26,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from .capture import captured_output
-from .jobs import execute
+from ..capture import captured_output
+from ..jobs import execute
+from ..spec import Job
+from ..user_code import use_import_path
 from .lifetime import start_reaper
-from .spec import Job
-from .user_code import use_import_path
 
 __all__ = ["PROBE_SECONDS", "parse_address", "probe_address", "connect", "RaySession", "check_fits", "run_ray"]
 

@@ -15,10 +15,10 @@ import math
 import os
 import sys
 
-from .. import _io
-from .._args import flag_errors
-from .exact_dm import run_exact_dm
-from .power import power_line, power_plan
+from ... import _io
+from ..._args import flag_errors
+from ..exact_dm import run_exact_dm
+from ..power import power_line, power_plan
 
 __all__ = ["add_phi4_exact_dm_parser", "run_phi4_exact_dm", "work_phi4_exact_dm", "main"]
 
@@ -120,7 +120,7 @@ def work_phi4_exact_dm(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m critdiff_ref.phi4.exact_dm ...``: the same as ``critdiff phi4-exact-dm ...``."""
-    from ..cli import main as critdiff
+    from ...cli import main as critdiff
 
     return critdiff(["phi4-exact-dm", *(sys.argv[1:] if argv is None else argv)])
 
