@@ -31,7 +31,7 @@ from .._progress import is_tty, progress_callback, progress_lines
 from .learned import section_learned_cumulants
 from .nongaussian import section_cumulants, section_phi4, section_symmetry
 from .._args import cli_device
-from .sections import Context, Section, _md_table, section_generation, section_local, section_training
+from .sections import Context, Section, md_table, section_generation, section_local, section_training
 
 __all__ = ["SECTIONS", "write_report", "add_report_parser", "run_report", "work_report"]
 
@@ -59,7 +59,7 @@ def _markdown(sections: list[Section], command: str, versions: dict, partial: st
         for t in s.tables:
             lines += [t, ""]
         rows = [[c.name, c.measured, c.predicted, c.tolerance, "pass" if c.passed else "FAIL", c.source] for c in s.checks]
-        lines += [_md_table(["check", "measured", "predicted", "tolerance", "result", "source"], rows), ""]
+        lines += [md_table(["check", "measured", "predicted", "tolerance", "result", "source"], rows), ""]
     return "\n".join(lines)
 
 

@@ -38,7 +38,7 @@ from ..trainers.cumulants import (
     train_model,
 )
 from ..trainers.cumulants_checkpoint import load_checkpoint, save_checkpoint, saved_config
-from .sections import Check, Context, Section, _md_table
+from .sections import Check, Context, Section, md_table
 
 __all__ = [
     "PUBLISHED",
@@ -122,8 +122,8 @@ def format_result(result: dict) -> str:
         where = f" (loaded from {tr['loaded_from']}, not retrained)" if tr.get("loaded_from") else ""
         lines.append(f"training: {int(tr['steps'])} steps in {tr['seconds']:.0f} s{where}, "
                      f"loss {tr['loss_first']:.4f} -> {tr['loss_last']:.4f}")
-    lines += ["", _md_table(TABLE_HEADER, table_rows(result)), "",
-              _md_table(DECOMPOSITION_HEADER, decomposition_rows(result)), ""]
+    lines += ["", md_table(TABLE_HEADER, table_rows(result)), "",
+              md_table(DECOMPOSITION_HEADER, decomposition_rows(result)), ""]
     for name, m, e, tol in checks(result):
         lines.append(f"{'pass' if abs(m - e) <= tol else 'FAIL'}  {name}: {m:.6g} vs {e:.6g} +- {tol:.3g}")
     return "\n".join(lines)
@@ -299,8 +299,8 @@ def section_learned_cumulants(ctx: Context) -> Section:
             f"lr {config.lr:g}, {config.n_data} data), {config.em_steps} EM steps, {config.n_gen} samples; "
             f"score error E_t Xi E|s_theta - s|^2 = {res['score_error']['weighted_l2']:.3g} "
             f"(relative {res['score_error']['relative']:.3g}).\n\n"
-            + _md_table(TABLE_HEADER, table_rows(res)) + "\n\n"
-            + _md_table(DECOMPOSITION_HEADER, decomposition_rows(res)))
+            + md_table(TABLE_HEADER, table_rows(res)) + "\n\n"
+            + md_table(DECOMPOSITION_HEADER, decomposition_rows(res)))
         for name, measured, exact, tol in checks(res):
             # 4 bootstrap SE (two-sided 6e-5 false-failure rate per check for Gaussian errors, seeds fixed)
             # plus the measured Euler-Maruyama bias |b0 + c h| of the exact-score sampler at the same settings
@@ -335,7 +335,7 @@ def add_phi4_cumulants(sec: Section, result: dict, target) -> dict:
         " (THEORY 8; g_4 = -3 V U_L at <M> = 0). Errors: bootstrap over the independent DM samples, jackknife over"
         f" independent chains (HMC, DM-MCMC; log q: {table['divergence']}). Deviations in combined SE: {devs}"
         + ("" if table["rows"]["exact"] is not None else "; no exact values at lam > 0, kappa > 0") + ".\n\n"
-        + _md_table(["sampler", "N", "errors"] + [_Q_HEADER[q] for q in QUANTITIES], rows))
+        + md_table(["sampler", "N", "errors"] + [_Q_HEADER[q] for q in QUANTITIES], rows))
     for c in table["checks"]:  # with a Hutchinson log q DM-MCMC is approximate and its checks informative only
         if c["required"]:
             # exact samplers (HMC; DM-MCMC with the exact log q) must agree: K_SIGMA = 5 combined SE, the

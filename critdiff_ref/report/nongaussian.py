@@ -10,7 +10,7 @@ import torch
 from ..thermo import condensation
 from .. import errors, observables, thermo
 from ..processes import VE, VP, Brownian, forward_sample
-from .sections import Check, Context, Section, _md_table, _slope
+from .sections import Check, Context, Section, md_table, fitted_slope
 from ..samplers import reverse_sde
 from ..scores import exact_score
 from ..targets import TwoGaussianMixture
@@ -65,7 +65,7 @@ def section_cumulants(ctx: Context) -> Section:
             rows.append([name, n, ref, float(final.value[j]), float(final.err[j])])
         curves[name] = (ts, exact, back, fwd)
     sec.numbers["final"] = rows
-    sec.tables.append(_md_table(["process", "n", "exact kappa_n(0)", "generated", "bootstrap SE"], rows))
+    sec.tables.append(md_table(["process", "n", "exact kappa_n(0)", "generated", "bootstrap SE"], rows))
     # VE conserves kappa_n (n >= 3) exactly; VP multiplies it by a^n (THEORY 6)
     ve_ts, ve_exact, _, _ = curves["VE"]
     sec.checks.append(Check("VE: max |kappa_4(t) - kappa_4(0)|", float(np.ptp(ve_exact[4])), 0.0, 1e-12,
@@ -109,9 +109,9 @@ def section_symmetry(ctx: Context) -> Section:
     # mean-field exponents on deterministic root finding: m ~ (t_c - t)^{1/2}, chi ~ |t - t_c|^{-1}
     below = (ts < t_c * 0.98) & (ts > t_c * 0.9)
     m_below = np.array([max(b) for b, keep in zip(branches, below) if keep])
-    beta_exp = _slope(np.log(t_c - ts[below]), np.log(m_below))
+    beta_exp = fitted_slope(np.log(t_c - ts[below]), np.log(m_below))
     above = (ts > t_c * 1.02) & (ts < t_c * 1.1)
-    gamma_exp = -_slope(np.log(ts[above] - t_c), np.log(np.asarray(chi)[above]))
+    gamma_exp = -fitted_slope(np.log(ts[above] - t_c), np.log(np.asarray(chi)[above]))
     sec.checks += [
         # close to t_c the corrections are O(t_c - t): 10% windows give exponents within 0.05.
         Check("exponent of m below t_c", beta_exp, 0.5, 0.05, "THEORY 7: mean-field beta = 1/2"),
@@ -208,7 +208,7 @@ def section_phi4(ctx: Context) -> Section:
                                         "THEORY 8 free limit, 4 Gamma-method errors"))
     header = ["phase", "sampler", "kappa", "lam", "M", "dM", "|M|", "d|M|", "chi2", "dchi2", "U_L", "dU_L",
               "tau_int |M|", "acceptance"]
-    sec.tables.append(_md_table(header, rows))
+    sec.tables.append(md_table(header, rows))
     sec.numbers["rows"] = [dict(zip(header, r)) for r in rows]
     sec.numbers["kappa_c_classical"] = Phi4Lattice(L, 2, 0.35, 0.022).kappa_c_classical  # "broken" runs above it
 
@@ -256,7 +256,7 @@ def _phi4_diffusion(ctx: Context, sec: Section) -> None:
              dm["dm_mcmc"]["chi2_err"], float(dm["dm_mcmc"]["tau_int_absM"]), dm["dm_mcmc"]["acceptance"]]]
     sec.tables.append(f"Diffusion model at L = {L}, kappa = 0.2, lam = 0.022 (R^2 of S_eff = -log q vs S: "
                       f"{dm['r2_action']:.3f}):\n\n"
-                      + _md_table(["sampler", "<|M|>", "err", "chi_2", "err", "tau_int |M|", "acceptance"], rows))
+                      + md_table(["sampler", "<|M|>", "err", "chi_2", "err", "tau_int |M|", "acceptance"], rows))
     exact = dm["divergence"] == "jacobian"  # exact log q (flow Jacobian log-det); else Hutchinson: approximate
     for key in ("absM", "chi2", "binder"):
         # DM-MCMC with the exact log q targets p exactly (THEORY 8): it must agree with HMC within 4 combined

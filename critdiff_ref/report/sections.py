@@ -20,7 +20,8 @@ from ..processes import OU
 from ..targets import GaussianField
 from ..trainers import scaling_table
 
-__all__ = ["Check", "Section", "Context", "section_training", "section_generation", "section_local"]
+__all__ = ["Check", "Section", "Context", "section_training", "section_generation", "section_local", "fitted_slope",
+           "md_table"]
 
 
 @dataclass(frozen=True)
@@ -74,11 +75,13 @@ class Context:
         section.figures.append(fname)
 
 
-def _slope(x, y) -> float:
+def fitted_slope(x, y) -> float:
+    """Least-squares slope of ``y`` on ``x`` (pass logarithms for an exponent)."""
     return float(np.polyfit(np.asarray(x, float), np.asarray(y, float), 1)[0])
 
 
-def _md_table(header: list[str], rows: list[list]) -> str:
+def md_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table of ``rows`` under ``header`` (numbers to 4 significant digits)."""
     def fmt(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 
@@ -120,7 +123,7 @@ def section_training(ctx: Context) -> Section:
         Check("one-layer exponent at r=0.5", table_r.exponents["one-layer"], 0.0, 0.3, "THEORY 3: bounded cond"),
     ]
     header = ["L", *[a for a in table.rows[0] if a != "L"], "one-layer r=0.5"]
-    sec.tables.append(_md_table(header, [[*row.values(), rr["one-layer"]] for row, rr in zip(table.rows, table_r.rows)]))
+    sec.tables.append(md_table(header, [[*row.values(), rr["one-layer"]] for row, rr in zip(table.rows, table_r.rows)]))
 
     def draw(plt):
         fig, ax = plt.subplots(1, 2, figsize=(10, 4))
@@ -161,7 +164,7 @@ def section_generation(ctx: Context) -> Section:
         if L >= 16:  # the collapse is a large-L statement; L = 8 is still 25% off (lattice corrections)
             collapse.append(scaled)
     sec.numbers.update(tau=tau, rows=rows)
-    sec.tables.append(_md_table(["L", f"rms std error (tau={tau:g})", "rel. Frobenius", "W2", "rms at tau=100 (L/16)^2"], rows))
+    sec.tables.append(md_table(["L", f"rms std error (tau={tau:g})", "rel. Frobenius", "W2", "rms at tau=100 (L/16)^2"], rows))
     rms = [row[1] for row in rows]
     sec.checks += [
         # at fixed tau the slow modes (timescale ~ L^2) are undertrained: the error grows with L.
@@ -205,7 +208,7 @@ def section_local(ctx: Context) -> Section:
     curves = {L: theory.local_truncation_error(GaussianField(L, 2, 0.0), process, ts, 2) for L in sizes[2]}
     sec.numbers.update(eps_max={str(d): dict(zip(map(str, sizes[d]), eps_max[d])) for d in sizes},
                        ell=ells, eps_max_d2_ell_lnL=dict(zip(map(str, sizes[2]), eps_log)))
-    slope1 = _slope(np.log(sizes[1]), np.log(eps_max[1]))
+    slope1 = fitted_slope(np.log(sizes[1]), np.log(eps_max[1]))
     sq = np.asarray(eps_max[2]) ** 2
     fit = np.polyfit(np.log(sizes[2]), sq, 1)
     resid = sq - np.polyval(fit, np.log(sizes[2]))
@@ -237,7 +240,7 @@ def section_local(ctx: Context) -> Section:
             train(net, field_, process, t, steps=net_steps, lr=0.05, optimizer="adam")
             net_err[kind].append(kernel_error(net, field_, process, t))
     sec.numbers["trained_net_kernel_error"] = {k: dict(zip(map(str, net_Ls), v)) for k, v in net_err.items()}
-    sec.tables.append(_md_table(["trained 3-layer net", *[f"L={L}" for L in net_Ls]],
+    sec.tables.append(md_table(["trained 3-layer net", *[f"L={L}" for L in net_Ls]],
                                 [[k, *v] for k, v in net_err.items()]))
     sec.checks += [
         # THEORY 5: with fixed ell the trained net's kernel error grows with L ...
@@ -247,7 +250,7 @@ def section_local(ctx: Context) -> Section:
         Check("trained net, ell ~ ln L: max error / min fixed-ell error",
               max(net_err["ell ~ ln L"]) / min(net_err["ell = 1"]), 0.0, 0.5, "THEORY 5 network version"),
     ]
-    sec.tables.append(_md_table(["d", "ell", "eps_max at L = ..."],
+    sec.tables.append(md_table(["d", "ell", "eps_max at L = ..."],
                                 [[d, ells[d], ", ".join(f"{L}: {e:.4f}" for L, e in zip(sizes[d], eps_max[d]))]
                                  for d in sizes]))
 

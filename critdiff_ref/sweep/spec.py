@@ -104,7 +104,7 @@ class Spec:
     description: str = ""
 
 
-def _version() -> str:
+def package_version() -> str:
     from .. import __version__
 
     return __version__
@@ -127,7 +127,7 @@ def job_id(kind: str, params: dict, version: str | None = None) -> str:
     """First 16 hex digits of SHA-256 over the canonical JSON of ``(kind, params, version, code)``, ``code`` being
     :func:`_source_digest` (a code change without a version bump must not reuse a stored result), plus
     ``user_code``, the digest of the file defining a ``call`` function or ``validate`` sampler outside this package."""
-    payload = {"kind": kind, "params": _jobs.jsonable(params), "version": _version() if version is None else version,
+    payload = {"kind": kind, "params": _jobs.jsonable(params), "version": package_version() if version is None else version,
                "code": _source_digest()}
     user = _jobs.code_digest(kind, params)
     if user is not None:

@@ -47,9 +47,9 @@ def log_path(out: str | os.PathLike, job: Job) -> str:
 
 def write_result(out: str | os.PathLike, job: Job, outcome: dict) -> str:
     """Store one job's outcome (from :func:`critdiff_ref.sweep.jobs.execute`); returns the result file."""
-    from .spec import _version
+    from .spec import package_version
 
-    record = {"format": FORMAT, "id": job.id, "kind": job.kind, "version": _version(), "group": job.group,
+    record = {"format": FORMAT, "id": job.id, "kind": job.kind, "version": package_version(), "group": job.group,
               "params": job.params, "status": outcome["status"]}
     if outcome["status"] == "ok":
         result = dict(outcome["result"])
