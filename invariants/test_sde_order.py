@@ -260,7 +260,10 @@ def test_replayed_path_drives_reverse_sde_like_the_reference_em(seed, steps, fac
     b = euler_maruyama(
         lambda x, t: sde_drift(process, score, x, t), lambda x, t: float(process.g(t)), x_T, fine, dW
     )
-    assert_close(a, b)  # same operations up to association order: default 64-eps tolerance
+    # same operations up to association order: a few eps of difference per step, carried by a stable (contracting
+    # or at most O(1)-growing) linear recursion, so the bound grows with the number of steps: 4 eps per step,
+    # never below the 64-eps default (the fixed 64 eps was exceeded once, 2.12e-14 vs 2.09e-14 at 44 steps)
+    assert_close(a, b, ulps=max(64, 4 * len(fine)))
     assert_close(coarsen_increments(dW, factor).sum(0), dW.sum(0))
     assert torch.equal(refine_grid(time_grid(process, steps), factor)[::factor], time_grid(process, steps))
 
