@@ -108,6 +108,14 @@ def _kdiffusion_importable() -> bool:
 
 # pages whose examples continue one another (one namespace, in order) and have their own test
 OWN_TESTS = {"guides/objective.md": "tests/test_objective_docs.py"}
+# pages about optional libraries: their examples run where the libraries are installed (pip extra "libraries")
+PAGE_NEEDS = {"guides/libraries.md": ("torchdiffeq", "torchsde", "flow_matching")}
+
+
+def _missing(modules) -> list[str]:
+    import importlib.util
+
+    return [m for m in modules if importlib.util.find_spec(m) is None]
 
 
 def _example_params():
@@ -122,6 +130,9 @@ def _example_params():
                 marks.append(pytest.mark.skip(reason="k-diffusion is not installed (optional: guides/kdiffusion)"))
             if any(s in block for s in SLOW_MARKERS):
                 marks.append(pytest.mark.slow)
+            missing = _missing(PAGE_NEEDS.get(str(page.relative_to(DOCS)), ()))
+            if missing:
+                marks.append(pytest.mark.skip(reason=f"needs {', '.join(missing)} (optional: pip extra libraries)"))
             yield pytest.param(page, block, id=f"{page.relative_to(DOCS)}#{i}", marks=marks)
 
 

@@ -97,19 +97,30 @@ def validate_objective(
 
     Parameters
     ----------
-    objective : ``objective(model, x0, generator) -> scalar loss``; ``x0`` is ``(batch, *lattice)``.
-    spec : the conditioning grid, forward process and output kind the objective claims (:class:`ModelSpec`).
-    target : data: a :class:`GaussianField` (default :func:`default_field`) or a :class:`TwoGaussianMixture`.
-    n_batches, batch_size : independent batches (>= 8) and their size; the standard errors are first order
-        in 1/samples per level, so aim for >= 250 samples per conditioning value (the default gives 262 on
-        1000 timesteps; below ~100 the chi-square tests run a few per cent hot and the false-failure rate grows).
-    alpha : false-failure rate of a correct objective (Bonferroni over the tests made).
-    documented_weighting : ``spec -> (n_levels,)`` loss weight per level in the model-output space, to compare.
-    documented_density : ``spec -> (n_levels,)`` probability of each conditioning value, to compare.
-    dtype, device : of the data, the model and the generator (float64 on CPU is the reference).
+    objective
+        ``objective(model, x0, generator) -> scalar loss``; ``x0`` is ``(batch, *lattice)``.
+    spec
+        The conditioning grid, forward process and output kind the objective claims (:class:`ModelSpec`).
+    target
+        The data: a :class:`GaussianField` (default :func:`default_field`) or a :class:`TwoGaussianMixture`.
+    n_batches, batch_size
+        Independent batches (>= 8) and their size. The standard errors are first order in 1/samples per
+        level, so aim for >= 250 samples per conditioning value (the default gives 262 on 1000 timesteps;
+        below ~100 the chi-square tests run a few per cent hot and the false-failure rate grows).
+    alpha
+        False-failure rate of a correct objective (Bonferroni over the tests made).
+    documented_weighting
+        ``spec -> (n_levels,)`` loss weight per level in the model-output space, to compare.
+    documented_density
+        ``spec -> (n_levels,)`` probability of each conditioning value, to compare.
+    dtype, device
+        Of the data, the model and the generator (float64 on CPU is the reference).
 
-    Returns an :class:`ObjectiveReport`; ``.passed`` is the verdict and failure messages name the levels
-    and modes where the implied denoiser is off.
+    Returns
+    -------
+    ObjectiveReport
+        ``.passed`` is the verdict; failure messages name the levels and modes where the implied
+        denoiser is off.
     """
     if not isinstance(spec, ModelSpec):
         raise TypeError(f"spec must be a ModelSpec, got {type(spec).__name__}")

@@ -2,7 +2,7 @@
 (:mod:`.ensemble`); the phi^4 diffusion model, one :class:`~.dm.DMConfig` with one training path and train-once
 checkpoints (:mod:`.dm`); DM-MCMC with it (:mod:`.sampling`) and the power of its comparisons (:mod:`.power`);
 the ``critdiff phi4`` experiment (:mod:`.experiment`, command :mod:`.commands.phi4`); the paper's DM-MCMC figures as
-measured tables (:mod:`.figures`: acceptance vs kappa and L, |M| autocorrelation, broken-phase histogram;
+measured tables (:mod:`.figures`: acceptance vs kappa and L, ``|M|`` autocorrelation, broken-phase histogram;
 estimators :mod:`.chain_statistics`, tables :mod:`.figures_markdown`, command :mod:`.commands.figures`); the
 magnetisation cumulants chi_2, g_4, g_6 of HMC, the DM and DM-MCMC (:mod:`.cumulants`, THEORY 6); exact
 DM-MCMC with a trained cheap-Jacobian network and the stepwise log q (:mod:`.exact_dm`, command

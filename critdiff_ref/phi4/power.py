@@ -4,7 +4,7 @@ The check: DM-MCMC's ``chi_2`` agrees with HMC's within ``Z_CHECK`` combined sta
 ``|z| < Z_CHECK`` with ``z = (chi_2^DM - chi_2^HMC) / se``, ``se = sqrt(se_DM^2 + se_HMC^2)``. A relative bias
 ``b`` of the chain shifts ``z`` by ``b chi_2 / se``, so with ``Z ~ N(0, 1)`` the check fails with probability
 
-    power(b) = P(|Z + b chi_2 / se| > Z_CHECK) = Phi(-Z_CHECK - s) + 1 - Phi(Z_CHECK - s),  s = b chi_2 / se.
+    ``power(b) = P(|Z + b chi_2 / se| > Z_CHECK) = Phi(-Z_CHECK - s) + 1 - Phi(Z_CHECK - s)``,  ``s = b chi_2 / se``.
 
 Standard errors of Markov-chain means fall as ``1 / sqrt(n)`` with the number of kept updates ``n``, so a
 run whose power is below :data:`POWER_GOAL` needs ``(se_DM / se_DM*)^2`` times its DM-MCMC proposals, with

@@ -16,7 +16,7 @@ Stable API (other modules and users build on it)::
   Phi4ZeroD, or Phi4Lattice -- the last against an HMC ensemble, or the ``reference=`` summary of
   :func:`critdiff_ref.phi4.ensemble.run_hmc_experiment`), ``"velocity"`` (``sampler(velocity, x_1, sigmas)``,
   flow matching on the rectified flow; diffusers' FlowMatch* schedulers go through ``"diffusers"``).
-  Conventions: :mod:`.runners`; adapter names and known schedulers: :mod:`.registry`.
+  Conventions: :mod:`.runners`; adapter names and known schedulers: :mod:`critdiff_ref.validate.registry`.
 - ``fields``: Gaussian fields (default: d = 1 L = 16 r = 0; d = 2 L = 8 r = 0; d = 2 L = 8 r = 0.5);
   ``steps``: increasing step counts; ``order``: the documented order (default: known for our
   references and diffusers schedulers; otherwise only convergence is required).

@@ -1,7 +1,7 @@
 """Coverage of every diffusers scheduler class and of the config variants that change the maths (THEORY 1, 2).
 
 ``critdiff coverage`` runs :func:`critdiff_ref.validate.validate` on every ``*Scheduler`` class that
-``diffusers`` exports, except the ones the registry (:mod:`.registry`) names not applicable (with the one-line reason), and
+``diffusers`` exports, except the ones the registry (:mod:`critdiff_ref.validate.registry`) names not applicable (with the one-line reason), and
 prints the coverage table (docs/results/coverage.md): per class the own error at the two step counts, the observed order
 against the documented one, the exact weak order (stochastic schedulers), the schedule floor and the
 failed checks.  A class the adapters cannot run yet is listed with the registry's known-gap reason

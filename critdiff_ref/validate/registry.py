@@ -2,7 +2,7 @@
 documented order, the configs ``critdiff validate`` runs by default, and its coverage status (covered, a
 known gap with the reason, or not applicable with the reason); per adapter name the runner it builds.
 
-Everything that lists samplers reads it: the default list of ``critdiff validate`` (:mod:`.cli`), the
+Everything that lists samplers reads it: the default list of ``critdiff validate`` (:mod:`critdiff_ref.validate.cli`), the
 coverage table (:mod:`.coverage`), the documented orders the runners carry (the order columns), the adapter
 choices of the command line, the pytest plugin and sweeps.  k-diffusion's samplers have their own table
 next to their runner (:data:`critdiff_ref.validate.runners.kdiffusion.KDIFFUSION_SAMPLERS`).

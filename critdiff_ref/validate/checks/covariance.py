@@ -11,7 +11,9 @@
   every draw, so probing both with site basis states gives the exact covariance
   (:mod:`.probes`); a residual above rounding (randomness drawn elsewhere) falls
   back to Monte Carlo per-mode variances with standard errors, as for every other stochastic sampler.
-(Convergence order: :mod:`.order`; non-Gaussian targets: :mod:`.nongaussian`.)
+
+(Convergence order: :mod:`critdiff_ref.validate.checks.order`; non-Gaussian targets:
+:mod:`critdiff_ref.validate.checks.nongaussian`.)
 
 Any exception from the sampler, or an output of the wrong shape/dtype/device or with NaN, becomes a
 failed result whose ``detail`` says what was wrong: the report never crashes (running the sampler:

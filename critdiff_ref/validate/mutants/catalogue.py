@@ -3,7 +3,7 @@
 Each mutant is a correct reference sampler below with exactly one line changed (marked ``# BUG``),
 a bug of a kind real diffusion libraries have shipped.  ``validate()`` must fail every mutant and
 pass every correct sampler; :func:`critdiff_ref.validate.mutants.power.power_matrix` runs that matrix and names
-the check that caught each mutant and by how much.  The samplers: :mod:`.samplers` and :mod:`.schedulers`.
+the check that caught each mutant and by how much.  The samplers: :mod:`critdiff_ref.validate.mutants.samplers` and :mod:`critdiff_ref.validate.mutants.schedulers`.
 
 Conventions (those of :mod:`critdiff_ref.validate.runners`):
 

@@ -3,6 +3,7 @@
 ``FlowMatchEulerDiscrete`` / ``FlowMatchHeunDiscrete`` / ``FlowMatchLCM`` (no ``alphas_cumprod``), and the
 registry's other ``"flow"`` classes: the standard loop (:mod:`.loop`: ``set_timesteps(N[, mu])``,
 ``step(out, t, x).prev_sample``, no input scaling, start ``x = z``) with the model evaluated at the scheduler's own ``sigmas[step_index]`` (float32, as it steps).
+
   ``prediction_type="velocity"`` (default; LCM: ``"consistency"``): ``out = dx/dsigma`` of the exact flow,
   i.e. ``v(x, sigma)`` (``-v(x, 1 - sigma)`` with ``invert_sigmas``, whose sigma is the data fraction).
   ``"consistency"``: ``out = (x - f(x, sigma)) / sigma`` with ``f`` the exact consistency function (the

@@ -4,7 +4,7 @@ probing through the ``randn_tensor`` each scheduler module imports.
 
 The loop is diffusers' standard one: ``set_timesteps(N)``, then per timestep ``t`` a model output and
 ``x <- step(out, t, x).prev_sample``.  A family differs only in its model output (the exact model in the
-parametrisation the scheduler expects: :mod:`.discrete`, :mod:`.flow`, :mod:`.consistency`), in the
+parametrisation the scheduler expects: :mod:`critdiff_ref.validate.runners.diffusers.discrete`, :mod:`critdiff_ref.validate.runners.diffusers.flow`, :mod:`critdiff_ref.validate.runners.diffusers.consistency`), in the
 start scale and in the timesteps it visits.
 """
 
