@@ -123,6 +123,18 @@ def flow_match_case(weighting_scheme: str = "logit_normal", *, scheduler=None) -
                 sd3_density(weighting_scheme, n))
 
 
+
+def sigma_batch(sch, n: int, x0: torch.Tensor, generator: torch.Generator):
+    """What the EDM-style branch of ``train_dreambooth_lora_sdxl.py`` draws for a batch of a sigma-table scheduler:
+    noise, a uniform timestep index in ``[0, n)``, ``add_noise`` and the matching ``sigmas`` shaped for broadcasting.
+    Returns ``(timesteps, noisy, sigmas)``."""
+    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    indices = torch.randint(0, n, (x0.shape[0],), generator=generator)
+    timesteps = sch.timesteps[indices]
+    noisy = sch.add_noise(x0, noise, timesteps)
+    return timesteps, noisy, sch.sigmas[indices].to(x0.dtype).reshape(-1, *([1] * (x0.ndim - 1)))
+
+
 def edm_case(*, scheduler=None) -> Case:
     """EDM-style objective of ``train_dreambooth_lora_sdxl.py`` with an ``EDMEulerScheduler``: plain MSE on
     the preconditioned denoiser (the script applies no weighting for EDM schedulers), documented as such."""
@@ -132,11 +144,7 @@ def edm_case(*, scheduler=None) -> Case:
     n = sch.config.num_train_timesteps
 
     def objective(model, x0, generator):
-        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
-        indices = torch.randint(0, n, (x0.shape[0],), generator=generator)
-        timesteps = sch.timesteps[indices]
-        noisy = sch.add_noise(x0, noise, timesteps)
-        sigmas = sch.sigmas[indices].to(x0.dtype).reshape(-1, *([1] * (x0.ndim - 1)))
+        timesteps, noisy, sigmas = sigma_batch(sch, n, x0, generator)
         pred = model(sch.precondition_inputs(noisy, sigmas), timesteps)
         pred = sch.precondition_outputs(noisy, pred, sigmas)
         return F_nn.mse_loss(pred.float(), x0.float(), reduction="mean")
@@ -163,11 +171,7 @@ def euler_edm_style_case(*, scheduler=None) -> Case:
     n = sch.config.num_train_timesteps
 
     def objective(model, x0, generator):
-        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
-        indices = torch.randint(0, n, (x0.shape[0],), generator=generator)
-        timesteps = sch.timesteps[indices]
-        noisy = sch.add_noise(x0, noise, timesteps)
-        sigmas = sch.sigmas[indices].to(x0.dtype).reshape(-1, *([1] * (x0.ndim - 1)))
+        timesteps, noisy, sigmas = sigma_batch(sch, n, x0, generator)
         pred = model(noisy / ((sigmas**2 + 1) ** 0.5), timesteps)
         pred = pred * (-sigmas) + noisy
         weighting = (sigmas**-2.0).float()
