@@ -99,7 +99,7 @@ def _mutate(path: tuple, value):
 
 BAD_SPECS = {  # case: (spec, the message naming the field and its allowed values)
     "unknown kind": (_mutate(("jobs", 0, "kind"), "mcmc"),
-                     r"jobs\[0\]\.kind must be one of \('phi4', 'validate', 'report', 'call'\)"),
+                     r"jobs\[0\]\.kind must be one of \('phi4', 'phi4-exact-dm', 'validate', 'report', 'call'\)"),
     "missing parameter": (_mutate(("jobs", 0, "grid", "kappa"), KeyError),
                           r"missing parameter 'kappa' \(required: L, kappa, lam\)"),
     "negative L": (_mutate(("jobs", 0, "grid", "L"), [8, -8]),

@@ -30,6 +30,7 @@ __all__ = [
     "EnsembleParams",
     "generate_ensemble",
     "summarize_chains",
+    "summarize_magnetisation",
     "save_ensemble",
     "load_ensemble",
     "run_hmc_experiment",
@@ -173,6 +174,15 @@ def summarize_chains(configs: torch.Tensor, d: int, *, S: float = 1.5) -> dict:
         raise ValueError(f"configs must have shape (N, R, *lattice) with {d} lattice axes, got {tuple(configs.shape)}")
     V = math.prod(configs.shape[2:])
     M = configs.to(torch.float64).mean(dim=tuple(range(2, configs.ndim))).cpu().numpy()  # (N, R)
+    return summarize_magnetisation(M, V, S=S)
+
+
+def summarize_magnetisation(M: np.ndarray, V: int, *, S: float = 1.5) -> dict:
+    """:func:`summarize_chains` from the magnetisation series ``M`` ``(N, R)`` (N measurements of R chains) of a
+    lattice of ``V`` sites: the same observables and Gamma-method errors over all R replicas."""
+    M = np.asarray(M, dtype=np.float64)
+    if M.ndim != 2 or M.shape[0] < 2:
+        raise ValueError(f"M must have shape (N, R) with N >= 2 measurements, got {M.shape}")
     prim = np.stack([M, M**2, M**4], axis=-1)
     g_M = gamma_method(M, S=S)
     g_abs = gamma_method(np.abs(M), S=S)

@@ -12,6 +12,10 @@ observable, and its power against a 10 % chi_2 bias is ``P(|Z + 0.1 chi_2 / se| 
 (:func:`critdiff_ref.phi4.power.power_against_bias`). The command is ``critdiff phi4-exact-dm`` (or
 ``python -m critdiff_ref.phi4.exact_dm``; :mod:`.commands.exact_dm`).
 
+Every result keeps the magnetisation series of its chains, so independent runs of one network (different
+``proposal_seed``; a ``phi4-exact-dm`` sweep runs them as jobs) pool exactly: :func:`pool_chains` runs the
+Gamma method over all their chains together, as if they were one run with more chains.
+
 Shapes: HMC configurations ``(n_kept, n_chains, *lattice)``; the result is a JSON-able dict.
 """
 
@@ -20,14 +24,15 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 import torch
 
 from ..samplers import dmmc, likelihood
 from .dm import DMConfig, trained_dm
-from .ensemble import EnsembleParams, generate_ensemble, summarize_chains
+from .ensemble import EnsembleParams, generate_ensemble, summarize_chains, summarize_magnetisation
 from .power import BIAS, Z_CHECK, power_against_bias
 
-__all__ = ["OBSERVABLES", "z_scores", "pool_runs", "run_exact_dm"]
+__all__ = ["OBSERVABLES", "z_scores", "pool_runs", "pool_chains", "run_exact_dm"]
 
 OBSERVABLES = ("M", "absM", "chi2", "binder")
 
@@ -64,6 +69,76 @@ def pool_runs(results: list[dict]) -> dict:
     return {"n_runs": len(results), "hmc": ref, "dm_mcmc": chain, "dm_raw": raw, "z_dm_mcmc": z_chain,
             "z_dm_raw": z_scores(raw, ref), "passes": all(abs(z) < Z_CHECK for z in z_chain.values()),
             "chi2_combined_se": se, "power_10pct_chi2": power_against_bias(BIAS * ref["chi2"], se)}
+
+
+# settings that may differ between runs pooled by pool_chains (each run's own chains)
+_PER_RUN = ("proposal_seed", "dm_chains")
+
+
+def _proposal_seed(result: dict) -> int:
+    s = result["settings"]
+    return s["seed"] + 4 if s["proposal_seed"] < 0 else s["proposal_seed"]
+
+
+def pool_chains(results: list[dict]) -> dict:
+    """Pool :func:`run_exact_dm` results of one network and HMC reference by their chains: the kept
+    magnetisation series of every chain of every run (``series``) go into one Gamma-method analysis
+    (:func:`~critdiff_ref.phi4.ensemble.summarize_magnetisation`), for ``dm_mcmc`` and ``dm_raw``; acceptance is
+    the mean over chains; z-scores, pass and power as in :func:`run_exact_dm`.
+
+    The runs must share every setting but ``proposal_seed`` and ``dm_chains`` (so the HMC reference and the
+    network are the same: checked on the reference's values and the final DSM loss too), keep the same number of
+    states per chain, and use different proposal seeds (the same seed would repeat the same chains)."""
+    if len(results) < 1:
+        raise ValueError("results must hold at least one run_exact_dm result")
+    missing = [i for i, r in enumerate(results) if "series" not in r]
+    if missing:
+        raise ValueError(f"results[{missing[0]}] keeps no chain series (a result from before series were kept): "
+                         f"pool such results with pool_runs")
+    first = results[0]
+    shared = {k: v for k, v in first["settings"].items() if k not in _PER_RUN}
+    seeds: dict[int, int] = {}
+    for i, r in enumerate(results):
+        diff = sorted(k for k, v in shared.items() if r["settings"].get(k) != v)
+        for k in ("L", "d", "kappa", "lam"):
+            if r[k] != first[k]:
+                diff.append(k)
+        if diff:
+            raise ValueError(f"results[{i}] differs from results[0] in {', '.join(diff)}: only runs of one network "
+                             f"and reference (different proposal_seed) pool")
+        if any(r["hmc"][k] != first["hmc"][k] for k in OBSERVABLES) or r["final_loss"] != first["final_loss"]:
+            raise ValueError(f"results[{i}] has another HMC reference or network than results[0] (same settings, "
+                             f"different numbers: another machine or torch build?)")
+        seed = _proposal_seed(r)
+        if seed in seeds:
+            raise ValueError(f"results[{seeds[seed]}] and results[{i}] share proposal seed {seed}: their chains are "
+                             f"copies; give every run its own proposal_seed")
+        seeds[seed] = i
+    V = first["L"] ** first["d"]
+
+    def pooled(key: str) -> dict:
+        series = [np.asarray(r["series"][key], dtype=np.float64) for r in results]  # each (chains, kept)
+        lengths = sorted({x.shape[1] for x in series})
+        if len(lengths) > 1:
+            raise ValueError(f"the runs keep {lengths} states per chain: pool runs with the same dm_iter and dm_burn_in")
+        return summarize_magnetisation(np.concatenate(series, axis=0).T, V)
+
+    chain, raw = pooled("dm_mcmc_M"), pooled("dm_raw_M")
+    acc = [a for r in results for a in r["series"]["acceptance"]]
+    chain["acceptance"] = float(np.mean(acc))
+    ref = first["hmc"]
+    z_chain = z_scores(chain, ref)
+    se = math.hypot(chain["chi2_err"], ref["chi2_err"])
+    return {"n_runs": len(results), "n_chains": len(acc), "proposal_seeds": sorted(seeds), "hmc": ref,
+            "final_loss": first["final_loss"], "settings": shared, "dm_mcmc": chain, "dm_raw": raw,
+            "z_dm_mcmc": z_chain, "z_dm_raw": z_scores(raw, ref),
+            "passes": all(abs(z) < Z_CHECK for z in z_chain.values()), "chi2_combined_se": se,
+            "power_10pct_chi2": power_against_bias(BIAS * ref["chi2"], se)}
+
+
+def _series(configs: torch.Tensor) -> list[list[float]]:
+    """The magnetisation of ``configs`` ``(N, R, *lattice)`` per chain: ``R`` lists of ``N`` numbers."""
+    return configs.to(torch.float64).mean(dim=tuple(range(2, configs.ndim))).T.tolist()
 
 
 def _summary(configs: torch.Tensor, d: int) -> dict:
@@ -113,7 +188,9 @@ def run_exact_dm(
     Keys: ``hmc`` and ``train_ensemble`` (summaries with ``tau_int_absM``, ``acceptance``, ``thin``,
     ``n_configs``), ``dm_raw`` (the DM's own samples), ``dm_mcmc`` (the chain, with ``acceptance``),
     ``z_dm_mcmc`` / ``z_dm_raw`` (vs HMC), ``passes`` (every ``|z| < 2``), ``chi2_combined_se``,
-    ``power_10pct_chi2``, ``final_loss``, the settings and wall times (``seconds``).  The network trains
+    ``power_10pct_chi2``, ``final_loss``, the settings, wall times (``seconds``) and ``series``: the
+    magnetisation of every kept state per chain (``dm_mcmc_M``, ``dm_raw_M``: lists of ``dm_chains`` lists) and
+    the acceptance per chain, for :func:`pool_chains`.  The network trains
     in float32 (:func:`critdiff_ref.phi4.dm.train_dm`: the mean DSM loss of the last 50 steps is ``final_loss``);
     the proposals and their log q are float64 (the same weights).  Seeds: reference HMC ``seed``, training HMC
     ``seed + 1``, network and DSM ``train_dm(seed=seed + 2)`` (one generator seeded ``seed + 3``), proposals
@@ -171,7 +248,8 @@ def run_exact_dm(
                        dtype=torch.float64, device=device)
     seconds["dm_mcmc"] = time.perf_counter() - t0
     chain = {**_summary(res.samples, d), "acceptance": float(res.acceptance.mean())}
-    raw = _summary(res.proposals[dm_burn_in:], d)
+    raw_configs = res.proposals[dm_burn_in:]
+    raw = _summary(raw_configs, d)
     z_chain, z_raw = z_scores(chain, hmc), z_scores(raw, hmc)
     se = math.hypot(chain["chi2_err"], hmc["chi2_err"])
     say(f"DM-MCMC {dm_chains} x {dm_iter} ({ode_method} {ode_steps}): acceptance {chain['acceptance']:.3f}, "
@@ -196,6 +274,8 @@ def run_exact_dm(
         "power_10pct_chi2": power_against_bias(BIAS * hmc["chi2"], se),
         "seconds_per_proposal": seconds["dm_mcmc"] / (dm_chains * dm_iter),
         "seconds": seconds,
+        "series": {"dm_mcmc_M": _series(res.samples), "dm_raw_M": _series(raw_configs),
+                   "acceptance": [float(a) for a in res.acceptance]},
     }
 
 

@@ -11,7 +11,8 @@ from .. import _args
 
 __all__ = ["add_sweep_parser", "run_sweep", "example_path"]
 
-EXAMPLES = ("fss_binder", "fss_binder_small", "validation_matrix", "validation_matrix_small")
+EXAMPLES = ("fss_binder", "fss_binder_small", "phi4_exact_dm_L32", "phi4_exact_dm_small", "validation_matrix",
+            "validation_matrix_small")
 
 
 def example_path(name: str) -> str:
@@ -96,9 +97,12 @@ def run_sweep(args: argparse.Namespace) -> int:
     for name, err in summary["failed"]:
         print(f"  FAILED {name}: {err}", file=sys.stderr)
     from .fss import format_crossings
+    from .pooled import format_pools
 
     if summary["crossings"]:
         print(format_crossings(summary["crossings"]))
+    if summary["pools"]:
+        print(format_pools(summary["pools"]))
     print(f"table: {os.path.join(summary['out'], 'table.md')}  (state of each job: critdiff sweep status "
           f"{summary['out']})")
     return 0 if not summary["failed"] else 1

@@ -19,6 +19,7 @@ import torch
 from .. import _io
 from .._progress import is_tty
 from . import engines
+from .pooled import exact_dm_pools
 from .spec import Job, Spec, load_spec
 from .status import write_index
 from .store import append_log, check_result, log_path, read_log, read_result, write_atomic, write_result
@@ -136,7 +137,7 @@ def run_spec(
     ``overrides``: ``KEY=VALUE`` items applied to the spec (:func:`critdiff_ref.sweep.spec.apply_overrides`).
 
     Returns ``{"out", "engine", "jobs", "skipped", "ran", "failed", "seconds", "rows", "crossings",
-    "plots"}``; ``failed`` lists ``(filename, error)`` of every job whose stored status is not ``ok``.
+    "pools", "plots"}`` (``pools``: the pooled ``phi4-exact-dm`` studies, :mod:`.pooled`); ``failed`` lists ``(filename, error)`` of every job whose stored status is not ``ok``.
     Raises :class:`SweepInterrupted` on Ctrl-C, after storing every finished job.
     """
     if not isinstance(spec, Spec):
@@ -202,7 +203,8 @@ def run_spec(
     records = {j.id: read_result(out, j) for j in spec.jobs}
     rows = table_rows(list(spec.jobs), records, read_log(out))
     note = f"Spec `{spec.name}`: {len(spec.jobs)} jobs. {spec.description}".strip()
-    crossings = write_tables(out, rows, title=f"critdiff sweep: {spec.name}", note=note)["crossings"]
+    pools = exact_dm_pools(list(spec.jobs), records)
+    crossings = write_tables(out, rows, title=f"critdiff sweep: {spec.name}", note=note, pools=pools)["crossings"]
     write_index(out, list(spec.jobs))
     files, plot_note = write_plots(out, rows) if plots else ([], "")
     if plot_note and progress:
@@ -210,5 +212,5 @@ def run_spec(
     failed = [(j.filename, (records[j.id] or {}).get("error", "no result")) for j in spec.jobs
               if (records[j.id] or {}).get("status") != "ok"]
     return {"out": out, "engine": engine, "jobs": len(spec.jobs), "skipped": len(spec.jobs) - len(todo),
-            "ran": len(todo), "failed": failed, "seconds": seconds, "rows": rows, "crossings": crossings,
+            "ran": len(todo), "failed": failed, "seconds": seconds, "rows": rows, "crossings": crossings, "pools": pools,
             "plots": files}

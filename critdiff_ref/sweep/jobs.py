@@ -4,6 +4,9 @@
   errors, optionally ``train_dm`` for the diffusion model and DM-MCMC);
 - ``validate`` (THEORY 2, 6, 8): :func:`critdiff_ref.validate.validate` of one sampler ``"pkg.module:attr"``
   through one adapter with one configuration (``prediction_type``, ``sampler_kwargs``, ``order``, ...);
+- ``phi4-exact-dm`` (THEORY 8, "Exactness"): :func:`critdiff_ref.phi4.exact_dm.run_exact_dm`, exact DM-MCMC
+  chains of one trained network against HMC; jobs that differ only in ``proposal_seed`` (and ``dm_chains``)
+  are independent chains of one study, pooled at the end (:mod:`.pooled`);
 - ``report`` (THEORY 3-8): one section of :func:`critdiff_ref.report.write_report`;
 - ``call``: any importable function ``function = "pkg.module:attr"`` called with the other parameters.
 
@@ -35,11 +38,12 @@ import torch
 from .. import _args
 from .capture import JobTimeout, alarm, captured_output
 from .._user_code import import_object
+from .pooled import EXACT_DM_KIND as _EXACT_DM
 from .user_code import object_digest
 
 __all__ = ["KINDS", "parameter_names", "check_params", "code_digest", "check_device", "execute", "summarize", "jsonable"]
 
-KINDS = ("phi4", "validate", "report", "call")
+KINDS = ("phi4", "phi4-exact-dm", "validate", "report", "call")
 
 _PHI4_SKIP = ("out", "progress", "keep_arrays")
 _PHI4_REQUIRED = ("L", "kappa", "lam")
@@ -58,6 +62,13 @@ def _phi4_defaults() -> dict[str, Any]:
     sig = inspect.signature(run_phi4_experiment)
     return {k: (list(p.default) if isinstance(p.default, tuple) else p.default)
             for k, p in sig.parameters.items() if k not in _PHI4_SKIP and p.default is not inspect.Parameter.empty}
+
+
+def _exact_dm_defaults() -> dict[str, Any]:
+    from ..phi4.exact_dm import run_exact_dm
+
+    sig = inspect.signature(run_exact_dm)
+    return {k: p.default for k, p in sig.parameters.items() if k != "progress" and p.default is not inspect.Parameter.empty}
 
 
 def _fail(kind: str, name: str, msg: str) -> ValueError:
@@ -125,6 +136,36 @@ def _check_phi4(p: dict) -> None:
             raise _fail("phi4", name, f"must be >= 1, got {p[name]}")
     if not p["dm_channels"] or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in p["dm_channels"]):
         raise _fail("phi4", "dm_channels", f"must be a non-empty list of ints >= 1, got {p['dm_channels']!r}")
+
+
+def _check_exact_dm(p: dict) -> None:
+    from ..phi4 import EnsembleParams
+    from ..phi4.dm import DMConfig
+
+    defaults = _exact_dm_defaults()
+    _typed_like(_EXACT_DM, "L", p["L"], 1)
+    for name, value in p.items():
+        _typed_like(_EXACT_DM, name, value, defaults.get(name))
+    check_device(_EXACT_DM, p["device"])
+    _choice(_EXACT_DM, "ode_method", p["ode_method"], ("euler", "heun", "rk4"))
+    for name, low in (("hmc_chains", 2), ("train_chains", 1), ("hmc_traj", 2), ("train_traj", 2), ("ode_steps", 1),
+                      ("dm_chains", 1), ("batch_size", 1), ("dm_burn_in", 0)):
+        if p[name] < low:
+            raise _fail(_EXACT_DM, name, f"must be >= {low}, got {p[name]}")
+    if p["dm_iter"] < p["dm_burn_in"] + 2:
+        raise _fail(_EXACT_DM, "dm_iter", f"must be >= dm_burn_in + 2 = {p['dm_burn_in'] + 2} (two kept states), "
+                                          f"got {p['dm_iter']}")
+    if p["checkpoint"] and not p["checkpoint"].endswith(".pt"):
+        raise _fail(_EXACT_DM, "checkpoint", f"must be a .pt file name or '', got {p['checkpoint']!r}")
+    try:
+        DMConfig(L=p["L"], d=p["d"], kappa=p["kappa"], lam=p["lam"], net="fourier-local", channels=(p["channels"],),
+                 radius=p["radius"], depth=p["depth"], steps=p["dm_steps"], batch=p["dm_batch"], lr=p["dm_lr"],
+                 dtype="float32")
+        for chains, traj in ((p["hmc_chains"], p["hmc_traj"]), (p["train_chains"], p["train_traj"])):
+            EnsembleParams(L=p["L"], d=p["d"], kappa=p["kappa"], lam=p["lam"], n_chains=chains, n_updates=traj,
+                           burn_in=p["burn_in"], step=p["eps"], n_steps=p["n_steps"], seed=p["seed"], device=p["device"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{_EXACT_DM} parameters: {err}") from None
 
 
 # sweep wording of validate()'s argument rules (the rules themselves: validate.check_validate_args)
@@ -207,6 +248,8 @@ def parameter_names(kind: str) -> frozenset[str] | None:
     """The parameters a job kind accepts (None for ``call``: whatever its function takes)."""
     if kind == "phi4":
         return frozenset({*_PHI4_REQUIRED, *_phi4_defaults()})
+    if kind == _EXACT_DM:
+        return frozenset({"L", *_exact_dm_defaults()})
     if kind == "validate":
         return frozenset({"sampler", *_VALIDATE_DEFAULTS})
     if kind == "report":
@@ -222,6 +265,8 @@ def check_params(kind: str, params: dict) -> dict:
         required, defaults = ("function",), {}
     elif kind == "phi4":
         required, defaults = _PHI4_REQUIRED, _phi4_defaults()
+    elif kind == _EXACT_DM:
+        required, defaults = ("L",), _exact_dm_defaults()
     elif kind == "validate":
         required, defaults = ("sampler",), _VALIDATE_DEFAULTS
     else:
@@ -235,7 +280,7 @@ def check_params(kind: str, params: dict) -> dict:
         if unknown:
             raise ValueError(f"{kind} job has unknown parameter {unknown[0]!r}; allowed: {', '.join(allowed)}")
     full = {**defaults, **params}
-    {"phi4": _check_phi4, "validate": _check_validate, "report": _check_report, "call": _check_call}[kind](full)
+    {"phi4": _check_phi4, _EXACT_DM: _check_exact_dm, "validate": _check_validate, "report": _check_report, "call": _check_call}[kind](full)
     return full
 
 
@@ -260,6 +305,12 @@ def _run_phi4(p: dict) -> dict:
     kw = dict(p)
     kw["dm_channels"] = tuple(kw["dm_channels"])
     return run_phi4_experiment(**kw)
+
+
+def _run_exact_dm(p: dict) -> dict:
+    from ..phi4.exact_dm import run_exact_dm
+
+    return run_exact_dm(**p)
 
 
 def _run_validate(p: dict) -> dict:
@@ -295,8 +346,8 @@ def _run_call(p: dict) -> dict:
     return out if isinstance(out, dict) else {"value": out}
 
 
-_RUN: dict[str, Callable[[dict], dict]] = {"phi4": _run_phi4, "validate": _run_validate, "report": _run_report,
-                                           "call": _run_call}
+_RUN: dict[str, Callable[[dict], dict]] = {"phi4": _run_phi4, _EXACT_DM: _run_exact_dm, "validate": _run_validate,
+                                           "report": _run_report, "call": _run_call}
 
 
 def execute(kind: str, params: dict, num_cpus: float = 1, *, retries: int = 0, log: str | None = None,
@@ -340,6 +391,12 @@ def summarize(kind: str, result: dict) -> dict:
             row.update(dm_binder=c.get("binder"), dm_binder_err=c.get("binder_err"),
                        dm_acceptance=c.get("acceptance"), r2_action=result["dm"].get("r2_action"))
         return row
+    if kind == _EXACT_DM:
+        c, raw, z = result["dm_mcmc"], result["dm_raw"], result["z_dm_mcmc"]
+        return {"final_loss": result["final_loss"],
+                "acceptance": c["acceptance"], "chi2": c["chi2"], "chi2_err": c["chi2_err"], "z_chi2": z["chi2"],
+                "raw_chi2": raw["chi2"], "raw_chi2_err": raw["chi2_err"], "hmc_chi2": result["hmc"]["chi2"],
+                "hmc_chi2_err": result["hmc"]["chi2_err"], "seconds_per_proposal": result["seconds_per_proposal"]}
     if kind == "validate":
         res = result.get("results", [])
         cov = [r for r in res if r.get("kind") == "covariance"]

@@ -16,13 +16,15 @@ from collections import defaultdict
 
 from .. import _io
 from .fss import binder_crossings, format_crossings
+from .pooled import EXACT_DM_KIND, format_pools
 from .jobs import summarize
 from .spec import Job
 from .store import write_atomic
 
 __all__ = ["table_rows", "write_tables", "write_plots"]
 
-_ALWAYS = {"phi4": ("L", "d", "kappa", "lam", "seed"), "validate": ("sampler", "adapter"), "report": ("section",),
+_ALWAYS = {"phi4": ("L", "d", "kappa", "lam", "seed"), EXACT_DM_KIND: ("L", "kappa", "lam", "seed", "proposal_seed"),
+           "validate": ("sampler", "adapter"), "report": ("section",),
            "call": ("function",)}
 
 
@@ -61,9 +63,11 @@ def _columns(rows: list[dict]) -> list[str]:
     return cols
 
 
-def write_tables(out: str | os.PathLike, rows: list[dict], *, title: str = "sweep", note: str = "") -> dict:
+def write_tables(out: str | os.PathLike, rows: list[dict], *, title: str = "sweep", note: str = "",
+                 pools: list[dict] | None = None) -> dict:
     """Write ``table.md``, ``table.csv``, ``table.json`` into ``out``; returns ``{"crossings": [...]}`` (phi4
-    Binder crossings, also in ``table.md`` and ``table.json``)."""
+    Binder crossings, also in ``table.md`` and ``table.json``). ``pools``: the pooled ``phi4-exact-dm``
+    studies (:func:`.pooled.exact_dm_pools`): a section of ``table.md`` and ``pooled.json``."""
     out = os.fspath(out)
     crossings = binder_crossings(rows)
     md = [f"# {title}", ""]
@@ -79,6 +83,9 @@ def write_tables(out: str | os.PathLike, rows: list[dict], *, title: str = "swee
         md.append("")
     if crossings:
         md += ["## Binder cumulant crossings (finite-size scaling)", "", format_crossings(crossings), ""]
+    if pools:
+        md += ["## Exact DM-MCMC, chains pooled over jobs", "", format_pools(pools), ""]
+        write_atomic(os.path.join(out, "pooled.json"), _io.strict_json({"pools": pools}, indent=1))
     write_atomic(os.path.join(out, "table.md"), "\n".join(md))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=_columns(rows), extrasaction="ignore")
