@@ -397,7 +397,7 @@ class DiffusionMCMCProposal:
         synchronize(self.device)
 
 
-if __name__ == "__main__":  # python -m benchmarks.bench_mcmc [dtype]: the issue-22 table
+if __name__ == "__main__":  # python -m benchmarks.bench_mcmc [dtype]: the table of docs/results/performance.md
     import sys
 
     torch.set_num_threads(1)

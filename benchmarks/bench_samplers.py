@@ -260,7 +260,7 @@ class CapturedSamplerLaunchOverhead(_CapturedRK4):
 
 
 class LocalVersusUNet:
-    """Issue-8 target: diffusion sampling with the local linear score at least 100x faster than with
+    """Performance target: diffusion sampling with the local linear score at least 100x faster than with
     the default U-Net score (``trainers.dsm.ScoreUNet`` defaults, untrained: the cost does not depend
     on the weights), side by side in one process.  PF-ODE RK4, 16 steps to ``t_min = 1e-3`` (the
     U-Net needs ``Xi(t) > 0``), d = 2, float32, batch 8, no autograd."""

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Record one asv run of the issue-8 benchmarks for the current commit into benchmarks/results/MACHINE
+# Record one asv run of the benchmarks for the current commit into benchmarks/results/MACHINE
 # and write the target table (benchmarks/results/MACHINE/summary-<commit>.md).  Usage:
 #     benchmarks/record.sh MACHINE [--targets-only]
 # MACHINE names the asv machine (e.g. h100, cpu-epyc-2core).  --targets-only runs just the
-# classes behind the issue-8 targets (a few minutes on a GPU); otherwise the whole suite runs first.
+# classes behind the performance targets (a few minutes on a GPU); otherwise the whole suite runs first.
 # Needs asv >= 0.6 in the current Python (`pip install -e ".[bench]"`); nothing is downloaded.
 set -euo pipefail
 machine=${1:?usage: benchmarks/record.sh MACHINE [--targets-only]}

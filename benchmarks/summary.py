@@ -1,4 +1,4 @@
-"""Markdown table of the issue-8 targets and tracked figures from one committed asv result file.
+"""Markdown table of the performance targets and tracked figures from one committed asv result file.
 
     python -m benchmarks.summary --machine cpu-epyc-2core            # newest result of that machine
     python -m benchmarks.summary --machine h100 --commit 1a2b3c4d     # a given commit (hash prefix)

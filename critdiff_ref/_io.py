@@ -7,9 +7,9 @@ output paths checked before a run starts.
   mode a plain ``open(path, "w")`` would give (``0o666 & ~umask``), not ``mkstemp``'s ``0o600``.
 - :func:`strict_json`: JSON with ``allow_nan=False``; a NaN or infinity becomes ``null`` and its
   JSON path is listed under a top-level ``"nulls"`` key with the reason.
-- :func:`save_weights` / :func:`load_weights`: a checkpoint (tensors and plain values only) written by
+- :func:`save_weights` / :func:`read_checkpoint`: a checkpoint (tensors and plain values only) written by
   ``torch.save`` through :func:`atomic_path` and read back with ``torch.load(weights_only=True)``
-  (no pickled code runs on load), with a ``"format"`` tag checked on load.
+  (no pickled code runs on load); its reader checks the ``"format"`` tag.
 - :func:`check_output_file` / :func:`check_output_dir`: ``ValueError`` naming the flag the user typed
   when an output cannot be written (missing folder, a folder where a file is wanted, or the reverse).
 """
@@ -24,8 +24,8 @@ import tempfile
 import threading
 from typing import Any, Iterator, Mapping
 
-__all__ = ["umask", "atomic_path", "atomic_write_text", "save_weights", "load_weights", "strict_json", "check_output_file",
-           "check_output_dir"]
+__all__ = ["umask", "atomic_path", "atomic_write_text", "save_weights", "read_checkpoint", "strict_json",
+           "check_output_file", "check_output_dir"]
 
 _UMASK_LOCK = threading.Lock()
 
@@ -73,29 +73,16 @@ def save_weights(path: str | os.PathLike, payload: Mapping[str, Any]) -> str:
     """``torch.save(payload)`` to ``path`` atomically (:func:`atomic_path`), creating its folder; returns the path.
 
     ``payload`` must hold only what ``torch.load(weights_only=True)`` accepts (tensors, dicts, lists,
-    str / int / float / bool / None) and a ``"format"`` tag that :func:`load_weights` checks."""
+    str / int / float / bool / None) and a ``"format"`` tag that its reader checks."""
     import torch
 
     if "format" not in payload:
-        raise ValueError("payload must have a 'format' key (checked by load_weights)")
+        raise ValueError("payload must have a 'format' key (checked by its reader)")
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save(dict(payload), tmp)
     return path
-
-
-def load_weights(path: str | os.PathLike, fmt: Any, *, what: str = "checkpoint") -> dict:
-    """Read a :func:`save_weights` file with ``torch.load(weights_only=True)`` onto the CPU.
-
-    ValueError naming the file when it is not a dict whose ``"format"`` equals ``fmt`` (``what`` names the
-    kind of checkpoint in the message)."""
-    import torch
-
-    payload = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != fmt:
-        raise ValueError(f"{os.fspath(path)}: not a {what} (format {fmt!r})")
-    return payload
 
 
 def _json_safe(obj: Any, where: str, nulls: dict, reasons: Mapping[str, str]) -> Any:
