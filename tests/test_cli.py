@@ -43,6 +43,13 @@ def test_console_script_entry_point():
     assert r.returncode == 0 and "moment_2" in r.stdout
 
 
+def test_python_dash_m_critdiff_ref_is_the_command_without_warnings():
+    # -W error: a module imported twice by runpy (a package's submodule run as __main__) would fail here
+    r = subprocess.run([sys.executable, "-W", "error", "-m", "critdiff_ref", "phi4-exact-dm", "--help"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "--proposal-seed" in r.stdout and r.stderr == ""
+
+
 def test_usage_errors_are_one_line_naming_the_command_and_help_is_full(capsys):
     import pytest
 

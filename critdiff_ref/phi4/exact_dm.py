@@ -10,7 +10,7 @@ raw samples with a long, independent HMC run (Gamma-method errors over chains):
 ``z = (DM-MCMC - HMC) / sqrt(se_DM^2 + se_HMC^2)``; the check passes when ``|z| < 2`` for every
 observable, and its power against a 10 % chi_2 bias is ``P(|Z + 0.1 chi_2 / se| > 2)``, ``Z ~ N(0, 1)``
 (:func:`critdiff_ref.phi4.power.power_against_bias`). The command is ``critdiff phi4-exact-dm`` (or
-``python -m critdiff_ref.phi4.exact_dm``; :mod:`.commands.exact_dm`).
+``python -m critdiff_ref phi4-exact-dm``; :mod:`.commands.exact_dm`).
 
 Every result keeps the magnetisation series of its chains, so independent runs of one network (different
 ``proposal_seed``; a ``phi4-exact-dm`` sweep runs them as jobs) pool exactly: :func:`pool_chains` runs the
@@ -278,10 +278,3 @@ def run_exact_dm(
                    "acceptance": [float(a) for a in res.acceptance]},
     }
 
-
-if __name__ == "__main__":  # python -m critdiff_ref.phi4.exact_dm: the command critdiff phi4-exact-dm
-    import sys
-
-    from .commands.exact_dm import main
-
-    sys.exit(main())

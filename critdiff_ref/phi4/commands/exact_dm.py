@@ -1,4 +1,4 @@
-"""``critdiff phi4-exact-dm`` (also ``python -m critdiff_ref.phi4.exact_dm``): one exact DM-MCMC study
+"""``critdiff phi4-exact-dm`` (also ``python -m critdiff_ref phi4-exact-dm``): one exact DM-MCMC study
 (:func:`critdiff_ref.phi4.exact_dm.run_exact_dm`) from the command line.
 
 Every keyword of :func:`~critdiff_ref.phi4.exact_dm.run_exact_dm` is a flag (``--hmc-chains 64``,
@@ -119,7 +119,7 @@ def work_phi4_exact_dm(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m critdiff_ref.phi4.exact_dm ...``: the same as ``critdiff phi4-exact-dm ...``."""
+    """``critdiff phi4-exact-dm ARGS`` called from Python (``argv``: the arguments, default ``sys.argv[1:]``)."""
     from ...cli import main as critdiff
 
     return critdiff(["phi4-exact-dm", *(sys.argv[1:] if argv is None else argv)])
