@@ -10,7 +10,7 @@ import pytest
 
 from critdiff_ref.phi4.ensemble import summarize_magnetisation
 from critdiff_ref.phi4.exact_dm import OBSERVABLES, pool_chains, pool_runs, run_exact_dm
-from critdiff_ref.sweep import check_params, example_path, load_spec, run_spec
+from critdiff_ref.sweep import check_params, example_path, format_status, load_spec, run_spec, sweep_status
 from critdiff_ref.sweep.pooled import exact_dm_pools
 
 # a tiny study: L = 4, a 50-step network, 2 chains x 10 kept states per run (seconds)
@@ -137,6 +137,9 @@ def test_a_sweep_of_chain_jobs_pools_into_one_row_and_resumes_to_the_same_number
     assert pool["dm_mcmc"]["chi2"] == pool_chains(stored)["dm_mcmc"]["chi2"]
     assert "Exact DM-MCMC, chains pooled over jobs" in (out / "table.md").read_text()
     assert json.loads((out / "pooled.json").read_text())["pools"][0]["n_chains"] == 6
+    # critdiff sweep status pools what has finished (here: everything)
+    status = sweep_status(str(out))
+    assert status["pools"][0]["dm_mcmc"] == pool["dm_mcmc"] and "chains of the finished jobs pooled" in format_status(status)
     # resume: one result lost, one job reruns, the pooled numbers are the same (each job is a pure function of
     # its parameters and seeds)
     os.remove(out / "results" / pool["jobs"][1])

@@ -3,7 +3,8 @@
 :func:`job_states` reads the result files and the timing log; :func:`write_index` keeps ``<out>/index.json``
 (one entry per job: its result and log files, group, varying parameters, state, attempts, seconds, error)
 so a result file can be found by its parameters; :func:`sweep_status` is ``critdiff sweep status OUT``,
-which needs only the folder (its ``spec.json`` lists the jobs of the last run).
+which needs only the folder (its ``spec.json`` lists the jobs of the last run); for ``phi4-exact-dm`` jobs it
+also pools the chains finished so far (:mod:`.pooled`), so a long study can be read while it runs.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import json
 import os
 
 from .. import _io
+from .pooled import exact_dm_pools, format_pools
 from .spec import Job, Resources
-from .store import check_result, log_path, read_log, write_atomic
+from .store import check_result, log_path, read_log, read_result, write_atomic
 
 __all__ = ["job_states", "write_index", "jobs_of", "sweep_status", "format_status"]
 
@@ -67,11 +69,14 @@ def jobs_of(out: str | os.PathLike) -> tuple[str, list[Job]]:
 
 
 def sweep_status(out: str | os.PathLike) -> dict:
-    """``{"name", "out", "jobs": job_states(...), "done", "failed", "pending"}`` for the folder ``out``."""
+    """``{"name", "out", "jobs": job_states(...), "done", "failed", "pending", "pools"}`` for the folder ``out``
+    (``pools``: the finished ``phi4-exact-dm`` jobs pooled by study, :func:`.pooled.exact_dm_pools`)."""
     name, jobs = jobs_of(out)
     states = job_states(out, jobs)
     counts = {k: sum(s["state"] == k for s in states) for k in ("done", "failed", "pending")}
-    return {"name": name, "out": os.fspath(out), "jobs": states, **counts}
+    exact = [j for j, s in zip(jobs, states) if j.kind == "phi4-exact-dm" and s["state"] == "done"]
+    pools = exact_dm_pools(exact, {j.id: read_result(out, j) for j in exact}) if exact else []
+    return {"name": name, "out": os.fspath(out), "jobs": states, **counts, "pools": pools}
 
 
 def format_status(status: dict) -> str:
@@ -90,4 +95,6 @@ def format_status(status: dict) -> str:
         if s.get("problem"):
             tail += f"  (result file {s['problem']})"
         lines.append(f"  {s['state']:<8} {os.path.basename(s['file'])}  {s['group']}  {varying}{tail}")
+    if status.get("pools"):
+        lines += ["", "Exact DM-MCMC, the chains of the finished jobs pooled:", format_pools(status["pools"])]
     return "\n".join(lines)
