@@ -179,10 +179,12 @@ def test_no_process_outlives_a_killed_pool_sweep(here):
             os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.parametrize("engine", ["local", pytest.param("ray", marks=pytest.mark.slow)])
-def test_ctrl_c_keeps_finished_results_and_says_how_to_resume_in_one_line(here, engine):
-    """Ctrl-C (SIGINT to the terminal's process group) during a sweep: exit 130, one line on stderr naming
-    what was kept and how to resume, no traceback, the finished jobs stored, no process left."""
+@pytest.mark.parametrize("engine,sig", [("local", "SIGINT"), ("local", "SIGTERM"),
+                                        pytest.param("ray", "SIGINT", marks=pytest.mark.slow)])
+def test_ctrl_c_keeps_finished_results_and_says_how_to_resume_in_one_line(here, engine, sig):
+    """Ctrl-C (SIGINT to the terminal's process group) or SIGTERM to the driver alone (``kill PID``, a
+    scheduler's time limit) during a sweep: exit 130, one line on stderr naming what was kept and how to
+    resume, no traceback, the finished jobs stored, no process left."""
     if engine == "ray":
         pytest.importorskip("ray")
     jobs = [_call("sleeper", here, "fast0", seconds=0), _call("sleeper", here, "fast1", seconds=0),
@@ -197,7 +199,10 @@ def test_ctrl_c_keeps_finished_results_and_says_how_to_resume_in_one_line(here, 
         ok = _wait(lambda: (here / "started-slow").exists() and out.is_dir()
                    and len([n for n in os.listdir(out / "results") if n.endswith(".json")]) == 2, 240)
         assert ok, proc.stderr.read().decode() if proc.poll() is not None else "jobs did not finish"
-        os.killpg(proc.pid, signal.SIGINT)
+        if sig == "SIGINT":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(proc.pid, signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         for pid in _tagged(tag):

@@ -4,8 +4,12 @@ a process pool; ``critdiff sweep status OUT``: the state of every job in an outp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
+from typing import Iterator
 
 from .. import _args
 
@@ -13,6 +17,24 @@ __all__ = ["add_sweep_parser", "run_sweep", "example_path"]
 
 EXAMPLES = ("fss_binder", "fss_binder_small", "phi4_exact_dm_L32", "phi4_exact_dm_small", "validation_matrix",
             "validation_matrix_small")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill PID``, a batch scheduler's time limit) stops a sweep as Ctrl-C does: finished results
+    kept, one line saying how to resume. (A sweep started in the background by a script ignores SIGINT.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("terminated")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def example_path(name: str) -> str:
@@ -90,8 +112,9 @@ def run_sweep(args: argparse.Namespace) -> int:
             print(f"  {job.filename}  {job.group}  {job.varying}  cpus={res.num_cpus} gpus={res.num_gpus}"
                   + (f" timeout={res.timeout:g}" if res.timeout is not None else ""))
         return 0
-    summary = run_spec(spec, args.out, engine=args.engine, workers=args.workers, address=args.address,
-                       retry_failed=not args.no_retry_failed, plots=not args.no_plots, progress=not args.quiet)
+    with _sigterm_as_interrupt():
+        summary = run_spec(spec, args.out, engine=args.engine, workers=args.workers, address=args.address,
+                           retry_failed=not args.no_retry_failed, plots=not args.no_plots, progress=not args.quiet)
     print(f"{summary['jobs']} jobs: {summary['skipped']} already done, {summary['ran']} ran on {summary['engine']} "
           f"in {summary['seconds']:.1f} s, {len(summary['failed'])} failed")
     for name, err in summary["failed"]:
