@@ -16,7 +16,7 @@ import critdiff_ref
 from critdiff_ref import _moved
 
 PACKAGE = Path(critdiff_ref.__file__).parent
-ROOT_MODULES = {"__init__", "_args", "_io", "_moved", "_progress", "_threads", "_user_code", "cli", "errors", "lattice", "observables", "processes", "scores",
+ROOT_MODULES = {"__init__", "__main__", "_args", "_io", "_moved", "_progress", "_threads", "_user_code", "cli", "errors", "lattice", "observables", "processes", "scores",
                 "strategies", "testing"}
 PACKAGES = {"objective", "phi4", "report", "samplers", "targets", "theory", "sweep", "thermo", "trainers", "validate"}
 
