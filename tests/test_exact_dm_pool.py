@@ -163,3 +163,31 @@ def test_jobs_of_two_studies_pool_separately_and_a_failed_job_is_left_out():
     pools = exact_dm_pools(jobs, records)
     assert sorted(len(p["jobs"]) for p in pools) == [1, 2]
     assert all("error" not in p for p in pools)
+
+
+# -- the committed L = 32 study (docs/results/phi4_exact_dm.md, "L = 32: the published Table 1 row") ---------
+STUDY = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "results", "phi4_exact_dm", "L32_sweep")
+
+
+def test_the_committed_L32_study_pools_to_the_documented_row_and_meets_the_criteria():
+    names = sorted(n for n in os.listdir(os.path.join(STUDY, "results")) if n.endswith(".json"))
+    results = []
+    for name in names:
+        with open(os.path.join(STUDY, "results", name)) as fh:
+            record = json.load(fh)
+        assert record["status"] == "ok"
+        results.append(record["result"])
+    pooled = pool_chains(results)
+    with open(os.path.join(STUDY, "pooled.json")) as fh:
+        (stored,) = json.load(fh)["pools"]
+    for key in ("dm_mcmc", "dm_raw"):  # the sweep's own pooling of the same files (JSON round trip: exact)
+        assert all(math.isclose(pooled[key][k], stored[key][k], rel_tol=1e-12) for k in OBSERVABLES)
+    c, ref = pooled["dm_mcmc"], pooled["hmc"]
+    proposals = sum(r["settings"]["dm_chains"] * r["settings"]["dm_iter"] for r in results)
+    # the study's goals: chi_2 error <= 0.10 (the published DM row's), acceptance >= 0.4 over >= 1000
+    # proposals, agreement with HMC within 2 combined SE on every observable
+    assert c["chi2_err"] <= 0.10 and c["acceptance"] >= 0.4 and proposals >= 1000 and pooled["passes"]
+    with open(os.path.join(STUDY, os.pardir, os.pardir, "phi4_exact_dm.md")) as fh:
+        page = fh.read()
+    assert f"| {c['chi2']:.3f} ± {c['chi2_err']:.3f} |" in page and f"{ref['chi2']:.3f} ± {ref['chi2_err']:.3f}" in page
+    assert f"acceptance {c['acceptance']:.3f} over {proposals} proposals" in page
