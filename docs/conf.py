@@ -41,6 +41,7 @@ exclude_patterns = [
     "_build",
     "THEORY_additions.md",          # the working notes merged into theory/
     "phi4_figures/**", "report/**", "learned_cumulants/**",  # run outputs; the results pages show them
+    "results/phi4_exact_dm/**",     # the exact DM-MCMC result files (a sweep's table.md among them)
     "coverage.md",                  # included by results/coverage.md
 ]
 
