@@ -16,7 +16,8 @@ from critdiff_ref.samplers.circulant_band import CirculantBand, band_geometry
 from critdiff_ref.samplers.grids import resolve_grid
 from critdiff_ref.samplers.reverse import METHODS
 from critdiff_ref.testing import assert_close
-from critdiff_ref.trainers.fourier_local import FourierLocalScore
+
+from fourier_local_nets import autograd_jacobian, random_net
 
 EPS64 = torch.finfo(torch.float64).eps
 T_MIN = 1e-3
@@ -82,30 +83,15 @@ def test_wrong_band_shift_in_compose_fails():
     assert float((bad - ref).abs().max()) > 1e-3
 
 
-def _net(L: int, d: int, process, radius: int, seed: int, odd: bool = True) -> FourierLocalScore:
-    net = FourierLocalScore(L, d, process, radius=radius, channels=6, embed_dim=8, kernel_hidden=8, odd=odd,
-                            generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    torch.nn.init.normal_(net.kernel_mlp[-1].weight, std=0.5, generator=torch.Generator().manual_seed(seed + 1))
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net
-
-
-def _autograd_jacobian(net, x: torch.Tensor, t: float) -> torch.Tensor:
-    n = x[0].numel()
-    return torch.stack([jacrev(lambda z: net(z.unsqueeze(0), t).reshape(-1))(x[b]).reshape(n, n)
-                        for b in range(x.shape[0])])
-
-
 @pytest.mark.parametrize("L, d, radius", [(4, 2, 1), (6, 2, 1), (4, 2, 0), (2, 2, 1), (3, 1, 1), (4, 3, 1), (4, 2, 2)])
 @pytest.mark.parametrize("odd", [True, False])
 def test_score_jacobian_operator_equals_jacrev(L, d, radius, odd):
     """The operator's dense form = reverse-mode autograd's Jacobian; its score = forward() bit for bit."""
-    net = _net(L, d, VE(), radius, seed=L + 10 * radius, odd=odd)
+    net = random_net(L, d, VE(), radius, seed=L + 10 * radius, odd=odd)
     x = torch.randn((3, *(L,) * d), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     for t in (T_MIN, 0.3, 1.0):
         s, J = net.score_jacobian_operator(x, t)
-        ref = _autograd_jacobian(net, x, t)
+        ref = autograd_jacobian(net, x, t)
         # the same derivative terms summed in another order (per-site reverse mode vs autograd, FFT vs its
         # transpose): a few eps of max |J|; 64 eps as for score_jacobian (tests/test_stepwise_log_q.py)
         assert_close(J.dense(), ref, rtol=0.0, atol=64 * EPS64 * float(ref.abs().max()))
@@ -114,9 +100,9 @@ def test_score_jacobian_operator_equals_jacrev(L, d, radius, odd):
 
 def test_mirrored_taps_fail(monkeypatch):
     """Planted bug: the per-site window derivatives stored at the mirrored offsets (J_loc transposed)."""
-    net = _net(4, 2, VE(), 1, seed=3, odd=False)
+    net = random_net(4, 2, VE(), 1, seed=3, odd=False)
     x = torch.randn((2, 4, 4), generator=torch.Generator().manual_seed(6), dtype=torch.float64)
-    ref = _autograd_jacobian(net, x, 0.3)
+    ref = autograd_jacobian(net, x, 0.3)
     slots = net._tap_slots(band_geometry(4, 2, 1))
     monkeypatch.setattr(net, "_tap_slots", lambda geometry: slots.flip(0))
     _, J = net.score_jacobian_operator(x, 0.3)
@@ -147,7 +133,7 @@ def test_structured_log_q_equals_dense_reference_and_jacrev(shape, method, proce
     """Fast path (circulant-plus-band step Jacobians) = dense reference path = slogdet of jacrev of the whole map."""
     L, d = shape
     steps = 4
-    net = _net(L, d, process, 1, seed=L + d)
+    net = random_net(L, d, process, 1, seed=L + d)
     prior = likelihood.isotropic_prior(process, L, d)
     xT = prior.sample(3, torch.Generator().manual_seed(7))
     kw = dict(steps=steps, method=method, t_min=T_MIN)
@@ -173,7 +159,7 @@ def test_structured_log_q_equals_dense_reference_and_jacrev(shape, method, proce
 
 def test_bad_jacobian_argument():
     process = VE()
-    net = _net(4, 2, process, 1, seed=0)
+    net = random_net(4, 2, process, 1, seed=0)
     prior = likelihood.isotropic_prior(process, 4, 2)
     xT = prior.sample(1, torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="jacobian"):
@@ -190,7 +176,7 @@ def test_bad_jacobian_argument():
 def test_structured_heun_without_the_product_term_fails(monkeypatch):
     """Planted bug: the structured Heun Jacobian without dt^2/2 J_f(y) J_f(x) (compose with scale 0)."""
     process = VE(sigma=25.0, T=1.0)
-    net = _net(4, 2, process, 1, seed=2)
+    net = random_net(4, 2, process, 1, seed=2)
     prior = likelihood.isotropic_prior(process, 4, 2)
     xT = prior.sample(2, torch.Generator().manual_seed(8))
     kw = dict(steps=4, method="heun", t_min=T_MIN)

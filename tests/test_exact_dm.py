@@ -53,6 +53,12 @@ def test_bad_input():
         run_exact_dm(4, ode_method="midpoint")
     with pytest.raises(ValueError, match="kappa"):
         run_exact_dm(4, kappa=-0.1)
+    # refused before any HMC run (these defaults would take minutes if the check came late)
+    for bad, name in (({"dm_iter": 3, "dm_burn_in": 2}, "dm_iter"), ({"hmc_chains": 1}, "hmc_chains"),
+                      ({"train_traj": 1}, "train_traj"), ({"checkpoint": "net.txt"}, "checkpoint"),
+                      ({"batch_size": 0}, "batch_size")):
+        with pytest.raises(ValueError, match=name):
+            run_exact_dm(16, **bad)
 
 
 # the slow test's required check: every |z| < 3 combined SE (two-sided normal tail 0.27 % per observable, ~1 %

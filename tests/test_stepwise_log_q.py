@@ -4,7 +4,6 @@ equals autograd's, and :func:`flow_jacobian.stepwise_flow_log_density` (chain ru
 
 import pytest
 import torch
-from torch.func import jacrev
 
 from critdiff_ref.processes import VE, VP
 from critdiff_ref.samplers import dmmc, flow_jacobian, likelihood
@@ -13,6 +12,8 @@ from critdiff_ref.targets import Phi4Lattice
 from critdiff_ref.testing import assert_close
 from critdiff_ref.trainers import dsm
 from critdiff_ref.trainers.fourier_local import FourierLocalScore, colouring_modulus
+
+from fourier_local_nets import autograd_jacobian, random_net
 
 EPS64 = torch.finfo(torch.float64).eps
 T_MIN = 1e-3
@@ -23,32 +24,16 @@ def _one_thread():
     torch.set_num_threads(1)
 
 
-def _net(L: int, d: int, process, radius: int, seed: int, odd: bool = True) -> FourierLocalScore:
-    net = FourierLocalScore(L, d, process, radius=radius, channels=6, embed_dim=8, kernel_hidden=8, odd=odd,
-                            generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    # random (nonzero) mode-variance MLP output layer: the kernel then depends on t and k
-    torch.nn.init.normal_(net.kernel_mlp[-1].weight, std=0.5, generator=torch.Generator().manual_seed(seed + 1))
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net
-
-
-def _autograd_jacobian(net, x: torch.Tensor, t: float) -> torch.Tensor:
-    n = x[0].numel()
-    return torch.stack([jacrev(lambda z: net(z.unsqueeze(0), t).reshape(-1))(x[b]).reshape(n, n)
-                        for b in range(x.shape[0])])
-
-
 @pytest.mark.parametrize("L, d, radius", [(4, 2, 1), (6, 2, 1), (4, 2, 0), (4, 2, 2), (8, 1, 2), (6, 1, 1), (3, 1, 1)])
 @pytest.mark.parametrize("odd", [True, False])
 def test_coloured_jacobian_equals_jacrev(L, d, radius, odd):
     """circulant + coloured-JVP Jacobian = reverse-mode autograd Jacobian, entry by entry (float64)."""
-    net = _net(L, d, VE(), radius, seed=L + 10 * radius)
+    net = random_net(L, d, VE(), radius, seed=L + 10 * radius)
     net.odd = odd
     x = torch.randn((3, *(L,) * d), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     for t in (T_MIN, 0.3, 1.0):
         s, J = net.score_jacobian(x, t)
-        ref = _autograd_jacobian(net, x, t)
+        ref = autograd_jacobian(net, x, t)
         # the same derivative terms summed in another order (FFT vs its transpose, forward vs reverse
         # mode): a few eps of max |J|; 64 eps leaves room for the V-term FFT sums
         assert_close(J, ref, rtol=0.0, atol=64 * EPS64 * float(ref.abs().max()))
@@ -57,9 +42,9 @@ def test_coloured_jacobian_equals_jacrev(L, d, radius, odd):
 
 def test_aliased_colouring_is_wrong():
     """Planted bug: colours x mod 2 with radius 1 put i - 1 and i + 1 in one colour: the Jacobian is wrong."""
-    net = _net(4, 2, VE(), 1, seed=3)
+    net = random_net(4, 2, VE(), 1, seed=3)
     x = torch.randn((2, 4, 4), generator=torch.Generator().manual_seed(6), dtype=torch.float64)
-    ref = _autograd_jacobian(net, x, 0.3)
+    ref = autograd_jacobian(net, x, 0.3)
     _, J = net.score_jacobian(x, 0.3, modulus=2)
     # the aliased entries are sums of two O(0.01..0.1) local derivatives: far above the 64-eps agreement
     assert float((J - ref).abs().max()) > 1e6 * 64 * EPS64 * float(ref.abs().max())
@@ -77,7 +62,7 @@ def test_colouring_modulus_is_the_smallest_safe_divisor(L, radius, expected):
 def test_stepwise_log_q_equals_the_full_flow_jacobian(shape, method, process):
     """Chain rule step by step = slogdet of the whole sampler's Jacobian (both exact, float64)."""
     L, d = shape
-    net = _net(L, d, process, 1, seed=L + d)
+    net = random_net(L, d, process, 1, seed=L + d)
     prior = likelihood.isotropic_prior(process, L, d)
     xT = prior.sample(3, torch.Generator().manual_seed(7))
     x0_ref, lq_ref = flow_jacobian.flow_jacobian_log_density(net, process, xT, prior, steps=4, method=method, t_min=T_MIN)
@@ -92,7 +77,7 @@ def test_stepwise_log_q_equals_the_full_flow_jacobian(shape, method, process):
 def test_missing_heun_predictor_term_fails(monkeypatch):
     """Planted bug: Heun's Jacobian without the predictor factor (A_2 = J_f(y) instead of J_f(y)(I + dt A_1))."""
     process = VE(sigma=25.0, T=1.0)
-    net = _net(4, 2, process, 1, seed=2)
+    net = random_net(4, 2, process, 1, seed=2)
     prior = likelihood.isotropic_prior(process, 4, 2)
     xT = prior.sample(2, torch.Generator().manual_seed(8))
     _, lq_ref = flow_jacobian.flow_jacobian_log_density(net, process, xT, prior, steps=4, method="heun", t_min=T_MIN)
@@ -140,7 +125,7 @@ def test_bad_input():
         flow_jacobian.stepwise_flow_log_density(plain, process, xT, prior, steps=2)
     with pytest.raises(TypeError, match="score_jacobian"):
         dmmc.dm_mcmc(Phi4Lattice(4, 2, 0.2, 0.0), plain, process, prior, n_chains=1, n_iter=2, log_q="stepwise")
-    net = _net(4, 2, process, 1, seed=0)
+    net = random_net(4, 2, process, 1, seed=0)
     with pytest.raises(ValueError, match="method"):
         flow_jacobian.stepwise_flow_log_density(net, process, xT, prior, steps=2, method="midpoint")
     with pytest.raises(ValueError, match="modulus"):

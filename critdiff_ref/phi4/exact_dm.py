@@ -21,6 +21,7 @@ Shapes: HMC configurations ``(n_kept, n_chains, *lattice)``; the result is a JSO
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 
@@ -32,7 +33,7 @@ from .dm import DMConfig, trained_dm
 from .ensemble import EnsembleParams, generate_ensemble, summarize_chains, summarize_magnetisation
 from .power import BIAS, Z_CHECK, power_against_bias
 
-__all__ = ["OBSERVABLES", "z_scores", "pool_runs", "pool_chains", "run_exact_dm"]
+__all__ = ["OBSERVABLES", "PER_RUN", "z_scores", "pool_runs", "pool_chains", "check_exact_dm", "run_exact_dm"]
 
 OBSERVABLES = ("M", "absM", "chi2", "binder")
 
@@ -72,7 +73,7 @@ def pool_runs(results: list[dict]) -> dict:
 
 
 # settings that may differ between runs pooled by pool_chains (each run's own chains)
-_PER_RUN = ("proposal_seed", "dm_chains")
+PER_RUN = ("proposal_seed", "dm_chains")
 
 
 def _proposal_seed(result: dict) -> int:
@@ -96,7 +97,7 @@ def pool_chains(results: list[dict]) -> dict:
         raise ValueError(f"results[{missing[0]}] keeps no chain series (a result from before series were kept): "
                          f"pool such results with pool_runs")
     first = results[0]
-    shared = {k: v for k, v in first["settings"].items() if k not in _PER_RUN}
+    shared = {k: v for k, v in first["settings"].items() if k not in PER_RUN}
     seeds: dict[int, int] = {}
     for i, r in enumerate(results):
         diff = sorted(k for k, v in shared.items() if r["settings"].get(k) != v)
@@ -152,6 +153,35 @@ def _thinned_training_set(configs: torch.Tensor, tau_int: float) -> tuple[torch.
     return configs[thin - 1::thin].reshape(-1, *configs.shape[2:]), thin
 
 
+# lower bounds of the counts (the rest is checked by DMConfig and EnsembleParams)
+_LOWER = {"hmc_chains": 2, "train_chains": 1, "hmc_traj": 2, "train_traj": 2, "ode_steps": 1, "dm_chains": 1,
+          "batch_size": 1, "dm_burn_in": 0}
+
+
+def check_exact_dm(L: int, **settings) -> DMConfig:
+    """Every argument of :func:`run_exact_dm` (``settings``: its keywords, defaults filled in) checked before any
+    HMC or training: ValueError naming the parameter and its allowed range. Returns the run's :class:`DMConfig`."""
+    p = {**{k: v.default for k, v in inspect.signature(run_exact_dm).parameters.items()
+            if v.default is not inspect.Parameter.empty}, **settings}
+    if p["ode_method"] not in ("euler", "heun", "rk4"):
+        raise ValueError(f"ode_method must be 'euler', 'heun' or 'rk4', got ode_method={p['ode_method']!r}")
+    for name, low in _LOWER.items():
+        if p[name] < low:
+            raise ValueError(f"{name} must be >= {low}, got {name}={p[name]}")
+    if p["dm_iter"] < p["dm_burn_in"] + 2:
+        raise ValueError(f"dm_iter must be >= dm_burn_in + 2 = {p['dm_burn_in'] + 2} (two kept states per chain), "
+                         f"got dm_iter={p['dm_iter']}")
+    if p["checkpoint"] and not str(p["checkpoint"]).endswith(".pt"):
+        raise ValueError(f"checkpoint must be a .pt file name, got checkpoint={p['checkpoint']!r}")
+    dm = DMConfig(L=L, d=p["d"], kappa=p["kappa"], lam=p["lam"], net="fourier-local", channels=(p["channels"],),
+                  radius=p["radius"], depth=p["depth"], steps=p["dm_steps"], batch=p["dm_batch"], lr=p["dm_lr"],
+                  dtype="float32")
+    for chains, traj in ((p["hmc_chains"], p["hmc_traj"]), (p["train_chains"], p["train_traj"])):
+        EnsembleParams(L=L, d=p["d"], kappa=p["kappa"], lam=p["lam"], n_chains=chains, n_updates=traj,
+                       burn_in=p["burn_in"], step=p["eps"], n_steps=p["n_steps"], seed=p["seed"], device=p["device"])
+    return dm
+
+
 def run_exact_dm(
     L: int,
     kappa: float = 0.21,
@@ -198,13 +228,9 @@ def run_exact_dm(
     ``checkpoint``: a ``.pt`` path: the network is loaded from it when it exists (checked against the
     :class:`DMConfig`), else trained and saved there (weights only, atomically); ``""``: train, save nothing.
     """
-    dm = DMConfig(L=L, d=d, kappa=kappa, lam=lam, net="fourier-local", channels=(channels,), radius=radius,
-                  depth=depth, steps=dm_steps, batch=dm_batch, lr=dm_lr, dtype="float32")
+    settings = {k: v for k, v in locals().items() if k not in ("L", "progress")}
+    dm = check_exact_dm(L, **settings)
     target = dm.target
-    if ode_method not in ("euler", "heun", "rk4"):
-        raise ValueError(f"ode_method must be 'euler', 'heun' or 'rk4', got ode_method={ode_method!r}")
-    if checkpoint and not str(checkpoint).endswith(".pt"):
-        raise ValueError(f"checkpoint must be a .pt file name, got checkpoint={checkpoint!r}")
     seconds = {}
     say = (lambda msg: print(f"[exact_dm L={L}] {msg}", flush=True)) if progress else (lambda msg: None)
 

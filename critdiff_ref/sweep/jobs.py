@@ -139,31 +139,15 @@ def _check_phi4(p: dict) -> None:
 
 
 def _check_exact_dm(p: dict) -> None:
-    from ..phi4 import EnsembleParams
-    from ..phi4.dm import DMConfig
+    from ..phi4.exact_dm import check_exact_dm
 
     defaults = _exact_dm_defaults()
     _typed_like(_EXACT_DM, "L", p["L"], 1)
     for name, value in p.items():
         _typed_like(_EXACT_DM, name, value, defaults.get(name))
     check_device(_EXACT_DM, p["device"])
-    _choice(_EXACT_DM, "ode_method", p["ode_method"], ("euler", "heun", "rk4"))
-    for name, low in (("hmc_chains", 2), ("train_chains", 1), ("hmc_traj", 2), ("train_traj", 2), ("ode_steps", 1),
-                      ("dm_chains", 1), ("batch_size", 1), ("dm_burn_in", 0)):
-        if p[name] < low:
-            raise _fail(_EXACT_DM, name, f"must be >= {low}, got {p[name]}")
-    if p["dm_iter"] < p["dm_burn_in"] + 2:
-        raise _fail(_EXACT_DM, "dm_iter", f"must be >= dm_burn_in + 2 = {p['dm_burn_in'] + 2} (two kept states), "
-                                          f"got {p['dm_iter']}")
-    if p["checkpoint"] and not p["checkpoint"].endswith(".pt"):
-        raise _fail(_EXACT_DM, "checkpoint", f"must be a .pt file name or '', got {p['checkpoint']!r}")
     try:
-        DMConfig(L=p["L"], d=p["d"], kappa=p["kappa"], lam=p["lam"], net="fourier-local", channels=(p["channels"],),
-                 radius=p["radius"], depth=p["depth"], steps=p["dm_steps"], batch=p["dm_batch"], lr=p["dm_lr"],
-                 dtype="float32")
-        for chains, traj in ((p["hmc_chains"], p["hmc_traj"]), (p["train_chains"], p["train_traj"])):
-            EnsembleParams(L=p["L"], d=p["d"], kappa=p["kappa"], lam=p["lam"], n_chains=chains, n_updates=traj,
-                           burn_in=p["burn_in"], step=p["eps"], n_steps=p["n_steps"], seed=p["seed"], device=p["device"])
+        check_exact_dm(**p)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{_EXACT_DM} parameters: {err}") from None
 

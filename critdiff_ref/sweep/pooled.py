@@ -19,21 +19,20 @@ if TYPE_CHECKING:  # the spec module imports the job kinds, which name this modu
 __all__ = ["EXACT_DM_KIND", "exact_dm_pools", "format_pools"]
 
 EXACT_DM_KIND = "phi4-exact-dm"
-_PER_RUN = ("proposal_seed", "dm_chains")
 
 
 def exact_dm_pools(jobs: list[Job], records: dict[str, dict | None]) -> list[dict]:
     """One pooled dict per group of finished ``phi4-exact-dm`` jobs of one study (same settings but
     ``proposal_seed`` / ``dm_chains``): :func:`~critdiff_ref.phi4.exact_dm.pool_chains`'s result plus ``L``,
     ``kappa``, ``lam``, ``d`` and ``jobs`` (their result file names), or ``error`` when they do not pool."""
-    from ..phi4.exact_dm import pool_chains
+    from ..phi4.exact_dm import PER_RUN, pool_chains
 
     groups: dict[str, list[tuple[Job, dict]]] = defaultdict(list)
     for job in jobs:
         rec = records.get(job.id)
         if job.kind != EXACT_DM_KIND or not rec or rec.get("status") != "ok":
             continue
-        study = {k: v for k, v in job.params.items() if k not in _PER_RUN}
+        study = {k: v for k, v in job.params.items() if k not in PER_RUN}
         groups[json.dumps(study, sort_keys=True)].append((job, rec["result"]))
     pools = []
     for members in groups.values():
